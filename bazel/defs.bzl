@@ -1,0 +1,14 @@
+"""Project macros."""
+
+def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
+    """A py_test that runs its test files under pytest."""
+    native.py_test(
+        name = name,
+        srcs = srcs + ["//bazel:pytest_main.py"],
+        main = "//bazel:pytest_main.py",
+        args = ["$(location %s)" % src for src in srcs] + args,
+        deps = deps,
+        data = data,
+        python_version = "PY3",
+        **kwargs
+    )

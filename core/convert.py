@@ -1,0 +1,172 @@
+"""The conversion pipeline: build -> load weights -> export -> quantize -> write, with a manifest.
+
+Memory-frugal by design: the float export runs with litert-torch's lightweight conversion and
+writes a temp file; the PyTorch model is freed before ai-edge-quantizer quantizes that file.
+"""
+
+import dataclasses
+import gc
+import importlib.metadata
+import os
+import pathlib
+import platform
+import resource
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from litezoo.core import artifacts, loader
+from litezoo.core.checkpoint import open_checkpoint
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import ModelSpec, Signatures
+from litezoo.quant import recipes
+
+PACKAGES = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter", "torch",
+            "transformers", "tensorflow-cpu")
+
+
+class ConvertError(ZooError, ValueError):
+  pass
+
+
+@dataclasses.dataclass
+class ConvertResult:
+  path: pathlib.Path
+  manifest: dict
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def versions() -> dict[str, str]:
+  found = {}
+  for name in PACKAGES:
+    try:
+      found[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  found["python"] = platform.python_version()
+  return found
+
+
+def signature_details(path: str | os.PathLike) -> dict:
+  """Each signature's input and output names, dtypes and shapes, read back from the file."""
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  # No XNNPACK: reading the signatures must not pack (and so copy) every weight.
+  interp = litert.Interpreter(
+      model_path=str(path),
+      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  details = {}
+  for name in interp.get_signature_list():
+    runner = interp.get_signature_runner(name)
+
+    def describe(tensors):
+      return {n: {"dtype": np.dtype(t["dtype"]).name, "shape": [int(d) for d in t["shape"]]}
+              for n, t in sorted(tensors.items())}
+
+    details[name] = {"inputs": describe(runner.get_input_details()),
+                     "outputs": describe(runner.get_output_details())}
+  return details
+
+
+class _Stages:
+  """Prints each stage as it starts and ends, with its time."""
+
+  def __init__(self, log: Callable[[str], None], total: int):
+    self.log, self.total, self.index, self.seconds = log, total, 0, {}
+
+  def run(self, name: str, fn: Callable, *args, **kwargs):
+    self.index += 1
+    self.log(f"[{self.index}/{self.total}] {name} ...")
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    self.seconds[name] = round(time.monotonic() - start, 2)
+    self.log(f"[{self.index}/{self.total}] {name} done in {self.seconds[name]:.1f} s "
+             f"(peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
+    return result
+
+
+def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os.PathLike,
+            checkpoint: str | os.PathLike | None = None, random_weights: bool = False,
+            recipe: str | None = None, signatures: Signatures | None = None, seed: int = 0,
+            log: Callable[[str], None] = print) -> ConvertResult:
+  """Converts one model variant to `<model>-<variant>_<recipe>_ekv<N>.tflite` plus manifest."""
+  variant = variant or spec.default_variant
+  hf_config = spec.variant(variant).config
+  recipe = recipes.check(recipe or spec.default_recipe)
+  signatures = signatures or spec.signatures
+  signatures.validate()
+  context = hf_config.get("max_position_embeddings")
+  if context and signatures.kv_cache_max_len > context:
+    raise ConvertError(f"kv cache length {signatures.kv_cache_max_len} exceeds the "
+                       f"{context}-token context of {spec.name}-{variant}; pass "
+                       f"--kv_cache_max_len={context} or less")
+  if checkpoint is None and not (random_weights or spec.variant(variant).synthetic):
+    raise ConvertError(
+        f"{spec.name}-{variant} needs a checkpoint: pass --checkpoint=DIR (safetensors), or "
+        "--random_weights to convert random weights of the real size (for speed and memory "
+        "measurements only)")
+  source = open_checkpoint(checkpoint) if checkpoint is not None else None
+  output_dir = artifacts.ensure_writable_dir(output_dir)
+  # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
+  from litezoo.core import export  # pylint: disable=g-import-not-at-top
+  final = output_dir / artifacts.artifact_name(spec.name, variant, recipe,
+                                               signatures.kv_cache_max_len)
+  start = time.monotonic()
+  stages = _Stages(log, total=5)
+
+  def build():
+    torch.manual_seed(seed)  # random weights are reproducible
+    return spec.build(hf_config, signatures.kv_cache_max_len)
+
+  model = stages.run("build model", build)
+  if source is not None:
+    stages.run("load weights", loader.load, model, spec.tensor_names, source, log)
+    checkpoint_identity = source.identity()
+  else:
+    stages.run("load weights (random, seed %d)" % seed, lambda: None)
+    checkpoint_identity = {"kind": "random", "seed": seed}
+  model_config = model.config
+  with artifacts.atomic_path(final) as tmp:
+    with artifacts.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
+      stages.run("export float", export.export_float, model, signatures, str(float_file))
+      del model
+      gc.collect()
+      quant_recipe = recipes.resolve(recipe, model_config)
+      if quant_recipe is None:
+        stages.run("quantize (none)", os.replace, float_file, tmp)
+      else:
+        data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),
+                          quant_recipe)
+        stages.run("write", tmp.write_bytes, data)
+        del data
+    manifest = {
+        "format": 1,
+        "model": spec.name,
+        "variant": variant,
+        "plugin_version": spec.version,
+        "file": final.name,
+        "sha256": artifacts.sha256_file(tmp),
+        "size_bytes": tmp.stat().st_size,
+        "recipe": recipes.describe(recipe),
+        "prefill_seq_lens": sorted(signatures.prefill_seq_lens),
+        "kv_cache_max_len": signatures.kv_cache_max_len,
+        "signatures": signature_details(tmp),
+        "config": dict(hf_config),
+        "checkpoint": checkpoint_identity,
+        "versions": versions(),
+        "conversion": {
+            "seconds": round(time.monotonic() - start, 2),
+            "stage_seconds": stages.seconds,
+            "peak_rss_bytes": peak_rss_bytes(),
+        },
+    }
+    # The manifest lands first: an artifact is never visible without one.
+    artifacts.write_json(artifacts.manifest_path(final), manifest)
+  log(f"wrote {final} ({manifest['size_bytes'] / 2**20:.1f} MiB) and its manifest in "
+      f"{manifest['conversion']['seconds']:.1f} s, peak RSS "
+      f"{manifest['conversion']['peak_rss_bytes'] / 2**30:.2f} GiB")
+  return ConvertResult(final, manifest)

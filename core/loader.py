@@ -1,0 +1,138 @@
+"""Loads checkpoint tensors into a re-authored model through the plugin's tensor-name map.
+
+Driven by the model's own parameters: each one is mapped to the checkpoint tensor(s) it comes from,
+so a parameter the map cannot fill, a tensor the checkpoint lacks and a shape that does not fit are
+all reported by name before anything is copied.
+"""
+
+import dataclasses
+import re
+from typing import Callable
+
+import torch
+from torch import nn
+
+from litezoo.core.checkpoint import Source
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import TensorNames
+
+
+class LoadError(ZooError, ValueError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mapped:
+  sources: tuple[str, ...]
+  combine: Callable[..., torch.Tensor] = lambda t: t
+
+
+# Model parameter (module path under a block, or at the top) -> TensorNames field.
+_SIMPLE = {
+    "tok_embedding": "embedding",
+    "lm_head": "lm_head",
+    "final_norm": "final_norm",
+    "pre_atten_norm": "pre_attn_norm",
+    "post_atten_norm": "post_attn_norm",
+    "atten_func.output_projection": "attn_output_proj",
+    "atten_func.query_norm": "attn_query_norm",
+    "atten_func.key_norm": "attn_key_norm",
+    "ff.w2": "ff_down_proj",
+    "ff.w3": "ff_up_proj",
+    "ff.pre_ff_norm": "pre_ff_norm",
+    "ff.post_ff_norm": "post_ff_norm",
+}
+_BLOCK = re.compile(r"transformer_blocks\.(\d+)\.(.+)\.(weight|bias)$")
+_TOP = re.compile(r"([a-z_]+)\.(weight|bias)$")
+
+
+def _fuse_qkv(attn_config, interleaved: bool):
+  """q, k, v projections -> the building blocks' one qkv projection (grouped per KV head)."""
+
+  def fuse(q, k, v):
+    if not interleaved:
+      return torch.cat([q, k, v], dim=0)
+    q_per_kv = attn_config.num_heads // attn_config.num_query_groups
+    qs = torch.split(q, attn_config.head_dim * q_per_kv)
+    ks = torch.split(k, attn_config.head_dim)
+    vs = torch.split(v, attn_config.head_dim)
+    return torch.cat([t for group in zip(qs, ks, vs) for t in group])
+
+  return fuse
+
+
+def _field(names: TensorNames, field: str, param: str) -> str:
+  value = getattr(names, field)
+  if value is None:
+    raise LoadError(f"the tensor-name map has no {field!r}, needed for model parameter {param!r}")
+  return value
+
+
+def plan(model: nn.Module, names: TensorNames) -> dict[str, _Mapped]:
+  """Model parameter name -> the checkpoint tensors it is made from."""
+  result = {}
+  params = dict(model.named_parameters())  # tied weights appear once
+  for param in params:
+    if m := _BLOCK.match(param):
+      layer, part, kind = int(m.group(1)), m.group(2), m.group(3)
+      block = model.transformer_blocks[layer]
+      if part == "atten_func.qkv_projection":
+        if names.attn_fused_qkv_proj:
+          result[param] = _Mapped((f"{names.attn_fused_qkv_proj.format(layer)}.{kind}",))
+        else:
+          attn_config = block.config.attn_config
+          srcs = tuple(f"{_field(names, f, param).format(layer)}.{kind}"
+                       for f in ("attn_query_proj", "attn_key_proj", "attn_value_proj"))
+          result[param] = _Mapped(srcs, _fuse_qkv(attn_config, attn_config.qkv_fused_interleaved))
+        continue
+      if part == "ff.w1":  # gated: w1 is the gate and w3 the up projection; plain: w1 is up
+        field = "ff_gate_proj" if hasattr(block.ff, "w3") else "ff_up_proj"
+      elif part in _SIMPLE:
+        field = _SIMPLE[part]
+      else:
+        raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+      result[param] = _Mapped((f"{_field(names, field, param).format(layer)}.{kind}",))
+    elif m := _TOP.match(param):
+      part, kind = m.group(1), m.group(2)
+      if part not in _SIMPLE:
+        raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+      result[param] = _Mapped((f"{_field(names, _SIMPLE[part], param)}.{kind}",))
+    else:
+      raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+  return result
+
+
+@dataclasses.dataclass
+class LoadReport:
+  loaded: int
+  unused: list[str]
+
+
+def _list(names: list[str], limit: int = 5) -> str:
+  shown = ", ".join(names[:limit])
+  return shown + (f", ... ({len(names)} in all)" if len(names) > limit else f" ({len(names)})")
+
+
+def load(model: nn.Module, names: TensorNames, source: Source,
+         log: Callable[[str], None] = print) -> LoadReport:
+  """Copies every model parameter from `source`; raises LoadError naming what does not fit."""
+  mapping = plan(model, names)
+  available = set(source.names())
+  missing = sorted({s for m in mapping.values() for s in m.sources if s not in available})
+  if missing:
+    raise LoadError(f"checkpoint lacks {len(missing)} tensors the model needs: {_list(missing)}")
+  params = dict(model.named_parameters())
+  with torch.no_grad():
+    for param, mapped in mapping.items():
+      target = params[param]
+      tensor = mapped.combine(*(source.load(s) for s in mapped.sources))
+      if tuple(tensor.shape) != tuple(target.shape):
+        shapes = ", ".join(f"{s} {list(source.shape(s))}" for s in mapped.sources)
+        raise LoadError(f"shape mismatch for {' + '.join(mapped.sources)}: the model expects "
+                        f"{list(target.shape)}, the checkpoint has {shapes}")
+      target.copy_(tensor.to(target.dtype))
+  used = {s for m in mapping.values() for s in m.sources}
+  unused = sorted(available - used)
+  if unused:
+    log(f"warning: {len(unused)} checkpoint tensors unused: {_list(unused)}")
+  return LoadReport(loaded=len(mapping), unused=unused)

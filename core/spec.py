@@ -1,0 +1,110 @@
+"""What a plugin tells the zoo about one model: variants, tensor names, build, signatures, recipe.
+
+A variant's config is the model's Hugging Face `config.json` as a dict (the real sizes link to the
+published file); the `tiny` variant is the same dict shrunk, for tests. One dict serves both sides of
+verification: the family builder turns it into the re-authored model, transformers into the original.
+"""
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from litezoo.core.errors import ZooError
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorNames:
+  """Checkpoint tensor names (without `.weight`/`.bias`), `{}` standing for the layer index.
+
+  The fields are the building blocks' parts; a field left None is a part the model does not have.
+  """
+
+  embedding: str
+  final_norm: str
+  attn_output_proj: str
+  ff_up_proj: str
+  ff_down_proj: str
+  attn_query_proj: str | None = None
+  attn_key_proj: str | None = None
+  attn_value_proj: str | None = None
+  attn_fused_qkv_proj: str | None = None
+  attn_query_norm: str | None = None
+  attn_key_norm: str | None = None
+  ff_gate_proj: str | None = None
+  pre_attn_norm: str | None = None
+  post_attn_norm: str | None = None
+  pre_ff_norm: str | None = None
+  post_ff_norm: str | None = None
+  lm_head: str | None = None  # None: the LM head shares the embedding's weight
+
+
+class SignatureError(ZooError, ValueError):
+  pass
+
+
+class UnknownVariantError(ZooError, KeyError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One size of a model: its HF config, and whether random weights are fine by default."""
+
+  config: Mapping[str, Any]
+  # True for test-sized variants: converting without a checkpoint then uses seeded random weights.
+  # Real sizes need a checkpoint, or random weights asked for explicitly.
+  synthetic: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Signatures:
+  """Export signatures: prefill at each length plus decode, sharing one set of weights."""
+
+  prefill_seq_lens: tuple[int, ...]
+  kv_cache_max_len: int
+
+  def validate(self) -> None:
+    if not self.prefill_seq_lens:
+      raise SignatureError("at least one prefill length is needed")
+    if self.kv_cache_max_len <= 0:
+      raise SignatureError(f"kv cache length must be positive, got {self.kv_cache_max_len}")
+    for length in self.prefill_seq_lens:
+      if length <= 0 or length > self.kv_cache_max_len:
+        raise SignatureError(
+            f"prefill length {length} must be between 1 and the kv cache length "
+            f"{self.kv_cache_max_len}")
+    if len(set(self.prefill_seq_lens)) != len(self.prefill_seq_lens):
+      raise SignatureError(f"duplicate prefill lengths in {list(self.prefill_seq_lens)}")
+
+  @property
+  def names(self) -> list[str]:
+    return [f"prefill_{n}" for n in sorted(self.prefill_seq_lens)] + ["decode"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Everything the tools need to know about one model, and nothing about files or flags."""
+
+  name: str
+  version: str  # semantic version of the plugin's model definition
+  variants: Mapping[str, Variant]
+  default_variant: str
+  # (HF config dict, kv cache length) -> re-authored nn.Module, usually one family-builder call.
+  build: Callable[[Mapping[str, Any], int], nn.Module]
+  tensor_names: TensorNames
+  signatures: Signatures
+  default_recipe: str = "dynamic_int8"
+  description: str = ""
+
+  def __post_init__(self):
+    if self.default_variant not in self.variants:
+      raise ValueError(f"{self.name}: default variant {self.default_variant!r} is not one of "
+                       f"{sorted(self.variants)}")
+
+  def variant(self, name: str | None) -> Variant:
+    name = name or self.default_variant
+    if name not in self.variants:
+      raise UnknownVariantError(f"unknown variant {name!r} of model {self.name!r}; "
+                     f"variants: {', '.join(sorted(self.variants))}")
+    return self.variants[name]

@@ -1,0 +1,108 @@
+"""Conformance: every registered plugin's tiny variant, end to end, against its references.
+
+For each model: the re-authored PyTorch model matches transformers on a checkpoint written by
+transformers (architecture + tensor names); the float .tflite matches PyTorch through every prefill
+signature and decode steps (conversion); the int8 .tflite keeps the greedy tokens. A new plugin gets
+all of it for free. LITEZOO_CONFORMANCE_MODELS=a,b limits the run to some models.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from litezoo.core import checkpoint, convert, loader, registry, runner
+from litezoo.core.spec import Signatures
+from litezoo.tests import testing
+
+REGISTRY = registry.Registry()
+MODELS = [m for m in REGISTRY.names()
+          if not os.environ.get("LITEZOO_CONFORMANCE_MODELS")
+          or m in os.environ["LITEZOO_CONFORMANCE_MODELS"].split(",")]
+SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=48)
+FLOAT_ATOL = 1e-4  # float32 .tflite vs PyTorch, on logits of magnitude ~1
+INT8_ATOL = 0.25   # dynamic_int8 vs float, measured ~0.02-0.05 on these tiny models
+DECODE_STEPS = 6
+
+
+class Case:
+  """One model's tiny variant: checkpoint, re-authored model, converted files."""
+
+  def __init__(self, name, directory):
+    self.spec = REGISTRY.get(name)
+    self.variant = next(v for v, var in self.spec.variants.items() if var.synthetic)
+    self.config = self.spec.variant(self.variant).config
+    self.reference = testing.write_checkpoint(self.config, directory / "ckpt")
+    self.model = self.spec.build(self.config, SIGNATURES.kv_cache_max_len)
+    loader.load(self.model, self.spec.tensor_names,
+                checkpoint.open_checkpoint(directory / "ckpt"), log=lambda _: None)
+    self.files = {
+        recipe: convert.convert(self.spec, self.variant, checkpoint=directory / "ckpt",
+                                recipe=recipe, signatures=SIGNATURES, output_dir=directory,
+                                log=lambda _: None).path
+        for recipe in ("none", "dynamic_int8")
+    }
+    vocab = self.config["vocab_size"]
+    self.prompt = [int(t) for t in np.random.default_rng(0).integers(3, vocab, 16)]
+
+  def torch_logits(self, tokens):
+    return testing.zoo_logits(self.model, tokens, SIGNATURES.kv_cache_max_len)
+
+  def torch_greedy(self, prompt, steps):
+    tokens = list(prompt)
+    for _ in range(steps):
+      tokens.append(int(self.torch_logits(tokens)[-1].argmax()))
+    return tokens[len(prompt):]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def case(request, tmp_path_factory):
+  return Case(request.param, tmp_path_factory.mktemp(request.param))
+
+
+def test_pytorch_matches_transformers(case):
+  np.testing.assert_allclose(case.torch_logits(case.prompt),
+                             testing.hf_logits(case.reference, case.prompt), atol=FLOAT_ATOL,
+                             rtol=0)
+
+
+@pytest.mark.parametrize("prompt_len", [5, 8, 16, 23])  # padded, exact, larger, chunked (16 + 7)
+def test_float_tflite_matches_pytorch_through_prefill_and_decode(case, prompt_len):
+  rng = np.random.default_rng(prompt_len)
+  prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
+  run = runner.Runner(case.files["none"])
+  np.testing.assert_allclose(run.prefill(prompt), case.torch_logits(prompt), atol=FLOAT_ATOL,
+                             rtol=0)
+  tokens = list(prompt)
+  for _ in range(DECODE_STEPS):
+    tokens.append(int(rng.integers(3, case.config["vocab_size"])))
+    np.testing.assert_allclose(run.decode(tokens[-1]), case.torch_logits(tokens)[-1],
+                               atol=FLOAT_ATOL, rtol=0)
+
+
+def test_every_signature_is_exercised(case):
+  run = runner.Runner(case.files["none"])
+  assert run.prefill_lengths == sorted(SIGNATURES.prefill_seq_lens)
+  assert run.kv_cache_max_len == SIGNATURES.kv_cache_max_len
+
+
+def test_int8_keeps_greedy_tokens_and_logits_within_tolerance(case):
+  run = runner.Runner(case.files["dynamic_int8"])
+  logits = run.prefill(case.prompt)
+  np.testing.assert_allclose(logits, case.torch_logits(case.prompt), atol=INT8_ATOL, rtol=0)
+  tokens = [int(logits[-1].argmax())]
+  for _ in range(DECODE_STEPS - 1):
+    tokens.append(int(run.decode(tokens[-1]).argmax()))
+  assert tokens == case.torch_greedy(case.prompt, DECODE_STEPS)
+
+
+def test_int8_file_really_holds_int8_weights(case):
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  weights = {}
+  for recipe, path in case.files.items():
+    details = litert.Interpreter(model_path=str(path)).get_tensor_details()
+    # The weight matrices: every 2-D tensor of at least 64x64 (activations here are 3-D or smaller).
+    weights[recipe] = sorted(np.dtype(t["dtype"]).name for t in details
+                             if len(t["shape"]) == 2 and t["shape"][0] * t["shape"][1] >= 4096)
+  assert set(weights["none"]) == {"float32"}
+  assert weights["dynamic_int8"] == ["int8"] * len(weights["none"])

@@ -1,0 +1,41 @@
+"""What every zoo command line shares: user paths, the registry, one-line errors."""
+
+import os
+import pathlib
+import sys
+from typing import Callable
+
+from absl import app
+
+from litezoo.core.errors import ZooError
+
+
+def user_path(path: str) -> pathlib.Path:
+  """Resolves a path the user typed against the directory they ran `bazel run` from."""
+  base = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
+  return pathlib.Path(base, os.path.expanduser(path))
+
+
+def run(main: Callable[[list[str]], int | None]) -> None:
+  """absl's app.run, with input errors printed as one line (exit 2) and Ctrl-C as exit 130."""
+  tool = pathlib.Path(sys.argv[0]).stem
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except ZooError as e:
+      print(f"{tool}: error: {e}", file=sys.stderr)
+      return 2
+    except KeyboardInterrupt:
+      print(f"{tool}: interrupted; nothing partial was left behind", file=sys.stderr)
+      return 130
+
+  app.run(guarded)
+
+
+def int_list(values: list[str], flag: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError as e:
+    raise ZooError(f"--{flag} must be a comma-separated list of integers, got "
+                   f"{','.join(values)!r}") from e

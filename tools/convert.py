@@ -1,0 +1,45 @@
+"""Converts any registered model to a LiteRT .tflite with a JSON manifest.
+
+  bazel run //tools:convert -- --model=tinyllama --variant=tiny --output_dir=out
+"""
+
+from absl import flags
+
+from litezoo.core import convert as convert_lib
+from litezoo.core.registry import default_registry
+from litezoo.core.spec import Signatures
+from litezoo.tools import common
+
+_MODEL = flags.DEFINE_string("model", None, "Registered model name, e.g. tinyllama.", required=True)
+_VARIANT = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "Safetensors checkpoint: a file or a directory (sharded ok).")
+_RANDOM = flags.DEFINE_bool("random_weights", False,
+                            "Convert a real-size variant with random weights (speed/memory runs).")
+_QUANTIZE = flags.DEFINE_string("quantize", None, "Quantization recipe (default: the plugin's).")
+_PREFILL = flags.DEFINE_list("prefill_seq_lens", None, "Prefill lengths, e.g. 32,128.")
+_KV = flags.DEFINE_integer("kv_cache_max_len", None, "KV cache length (default: the plugin's).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", ".", "Where to write the .tflite and manifest.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for random weights.")
+
+
+def main(argv):
+  del argv
+  spec = default_registry().get(_MODEL.value)
+  signatures = Signatures(
+      prefill_seq_lens=(common.int_list(_PREFILL.value, "prefill_seq_lens") if _PREFILL.value
+                        else spec.signatures.prefill_seq_lens),
+      kv_cache_max_len=_KV.value if _KV.value is not None else spec.signatures.kv_cache_max_len)
+  convert_lib.convert(
+      spec, _VARIANT.value,
+      output_dir=common.user_path(_OUTPUT_DIR.value),
+      checkpoint=common.user_path(_CHECKPOINT.value) if _CHECKPOINT.value else None,
+      random_weights=_RANDOM.value,
+      recipe=_QUANTIZE.value,
+      signatures=signatures,
+      seed=_SEED.value)
+  return 0
+
+
+if __name__ == "__main__":
+  common.run(main)
