@@ -4,11 +4,12 @@ A source lists tensor names with shapes and loads one tensor at a time, so a mul
 is never held twice in memory.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 import pathlib
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import torch
 from safetensors import safe_open
@@ -88,9 +89,7 @@ class SafetensorsSource:
       return files
     files = sorted(path.glob("*.safetensors"))
     if not files:
-      pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
-      hint = (f" (found pickled {', '.join(pickles)}: convert it to safetensors)" if pickles else "")
-      raise CheckpointError(f"no .safetensors files in {path}{hint}")
+      raise CheckpointError(f"no .safetensors files in {path}")
     return files
 
   def names(self) -> list[str]:
@@ -110,5 +109,108 @@ class SafetensorsSource:
     }
 
 
-def open_checkpoint(path: str | os.PathLike) -> Source:
-  return SafetensorsSource(path)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def _refuse_pickle(files: list[pathlib.Path]) -> CheckpointError:
+  return CheckpointError(
+      f"refusing to unpickle {', '.join(str(f) for f in files)}: loading a pickle can run "
+      "arbitrary code. Convert it to safetensors, or pass --allow_pickle to load it with "
+      "torch.load(weights_only=True), which only rebuilds tensors")
+
+
+class PickleSource:
+  """`.bin`/`.pt` checkpoints, only when asked for, and only through weights_only unpickling."""
+
+  def __init__(self, files: list[pathlib.Path]):
+    self._files = files
+    self._tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+      try:
+        # weights_only: the restricted unpickler that rebuilds tensors and refuses any other
+        # global; mmap: tensors stay on disk until copied into the model.
+        state = torch.load(file, weights_only=True, mmap=True, map_location="cpu")
+      except Exception as e:  # pickle errors come in many types; none may fall back to unsafe
+        raise CheckpointError(f"{file}: refused by torch.load(weights_only=True) ({e}); this "
+                              "file holds more than tensors, convert it to safetensors on a "
+                              "machine you trust") from e
+      state = state.get("model_state_dict", state) if isinstance(state, dict) else state
+      if not isinstance(state, dict):
+        raise CheckpointError(f"{file}: holds a {type(state).__name__}, not a dict of tensors")
+      self._tensors.update({k: v for k, v in state.items() if isinstance(v, torch.Tensor)})
+
+  def names(self) -> list[str]:
+    return list(self._tensors)
+
+  def shape(self, name: str) -> tuple[int, ...]:
+    return tuple(self._tensors[name].shape)
+
+  def load(self, name: str) -> torch.Tensor:
+    return self._tensors[name]
+
+  def identity(self) -> dict:
+    return {"kind": "pickle (weights_only)",
+            "files": {f.name: sha256_file(f) for f in self._files}}
+
+
+def open_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Source:
+  """A safetensors file or directory; pickles only with `allow_pickle`."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise CheckpointError(f"checkpoint {path} does not exist")
+  if path.is_dir() and not any(path.glob("*.safetensors")):
+    pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+  elif path.is_file() and path.suffix in PICKLE_SUFFIXES:
+    pickles = [path]
+  else:
+    return SafetensorsSource(path)
+  if not pickles:
+    raise CheckpointError(f"no .safetensors files in {path}")
+  if not allow_pickle:
+    raise _refuse_pickle(pickles)
+  return PickleSource(pickles)
+
+
+@dataclasses.dataclass(frozen=True)
+class HubPin:
+  """A checkpoint on the Hugging Face Hub, pinned: an exact commit and every file's sha256."""
+
+  repo_id: str
+  revision: str  # a full commit sha, never a branch name
+  sha256: Mapping[str, str]  # file name -> sha256 of its bytes
+
+  def __post_init__(self):
+    if len(self.revision) != 40 or any(c not in "0123456789abcdef" for c in self.revision):
+      raise ValueError(f"{self.repo_id}: pin a full commit sha, not {self.revision!r}")
+
+
+class PinError(CheckpointError):
+  pass
+
+
+def fetch_pinned(pin: HubPin, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+  """The snapshot directory of `pin` in the Hugging Face cache, every file checked by sha256.
+
+  Files already in the cache are used without touching the network (a commit-sha revision never
+  needs resolving), and with HF_HUB_OFFLINE=1 nothing ever does; missing files are downloaded.
+  """
+  import huggingface_hub  # pylint: disable=g-import-not-at-top
+  from huggingface_hub import errors as hub_errors  # pylint: disable=g-import-not-at-top
+  snapshot = None
+  for name, expected in sorted(pin.sha256.items()):
+    try:
+      path = pathlib.Path(huggingface_hub.hf_hub_download(
+          pin.repo_id, name, revision=pin.revision, cache_dir=cache_dir))
+    except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, OSError) as e:
+      raise PinError(
+          f"{pin.repo_id}@{pin.revision[:12]} file {name} is not in the Hugging Face cache and "
+          f"the hub cannot be reached ({type(e).__name__}); fetch it on a connected machine with "
+          f"`hf download {pin.repo_id} {name} --revision {pin.revision}` and copy the cache, or "
+          "pass --checkpoint=DIR") from e
+    actual = sha256_file(path)
+    if actual != expected:
+      raise PinError(f"{pin.repo_id}@{pin.revision[:12]} file {name}: sha256 {actual} does not "
+                     f"match the pinned {expected}; the cached file is corrupt or was swapped, "
+                     f"delete {path} and fetch it again")
+    snapshot = path.parent
+  return snapshot

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from litezoo.core import artifacts, loader
-from litezoo.core.checkpoint import open_checkpoint
+from litezoo.core import checkpoint as checkpoint_lib
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec, Signatures
 from litezoo.quant import recipes
@@ -89,10 +89,26 @@ class _Stages:
     return result
 
 
+def checkpoint_path(spec: ModelSpec, variant: str, path: str | os.PathLike | None,
+                    random_weights: bool = False) -> pathlib.Path | None:
+  """Where a variant's weights are: the path given, else its pinned hub snapshot (fetched or
+  cached), else None for random weights, which real sizes get only when asked for."""
+  if path is not None:
+    return pathlib.Path(path)
+  if random_weights or spec.variant(variant).synthetic:
+    return None
+  if spec.variant(variant).source is not None:
+    return checkpoint_lib.fetch_pinned(spec.variant(variant).source)
+  raise ConvertError(
+      f"{spec.name}-{variant} needs a checkpoint: pass --checkpoint=DIR (safetensors), or "
+      "--random_weights to convert random weights of the real size (for speed and memory "
+      "measurements only)")
+
+
 def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os.PathLike,
             checkpoint: str | os.PathLike | None = None, random_weights: bool = False,
             recipe: str | None = None, signatures: Signatures | None = None, seed: int = 0,
-            log: Callable[[str], None] = print) -> ConvertResult:
+            allow_pickle: bool = False, log: Callable[[str], None] = print) -> ConvertResult:
   """Converts one model variant to `<model>-<variant>_<recipe>_ekv<N>.tflite` plus manifest."""
   variant = variant or spec.default_variant
   hf_config = spec.variant(variant).config
@@ -104,12 +120,9 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
     raise ConvertError(f"kv cache length {signatures.kv_cache_max_len} exceeds the "
                        f"{context}-token context of {spec.name}-{variant}; pass "
                        f"--kv_cache_max_len={context} or less")
-  if checkpoint is None and not (random_weights or spec.variant(variant).synthetic):
-    raise ConvertError(
-        f"{spec.name}-{variant} needs a checkpoint: pass --checkpoint=DIR (safetensors), or "
-        "--random_weights to convert random weights of the real size (for speed and memory "
-        "measurements only)")
-  source = open_checkpoint(checkpoint) if checkpoint is not None else None
+  checkpoint = checkpoint_path(spec, variant, checkpoint, random_weights)
+  source = (checkpoint_lib.open_checkpoint(checkpoint, allow_pickle)
+            if checkpoint is not None else None)
   output_dir = artifacts.ensure_writable_dir(output_dir)
   # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
   from litezoo.core import export  # pylint: disable=g-import-not-at-top

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from litezoo.core.checkpoint import HubPin
 from litezoo.core.errors import ZooError
 
 
@@ -49,9 +50,11 @@ class UnknownVariantError(ZooError, KeyError):
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-  """One size of a model: its HF config, and whether random weights are fine by default."""
+  """One size of a model: its HF config, where its weights come from, and whether random weights
+  are fine by default."""
 
   config: Mapping[str, Any]
+  source: HubPin | None = None
   # True for test-sized variants: converting without a checkpoint then uses seeded random weights.
   # Real sizes need a checkpoint, or random weights asked for explicitly.
   synthetic: bool = False

@@ -64,13 +64,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     (dict(recipe="int3"), recipes.UnknownRecipeError,
      "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
      "weight_only_int8, dynamic_int4_block32, dynamic_int4_block128"),
-    (dict(variant="1.1b"), convert.ConvertError,
-     "tinyllama-1.1b needs a checkpoint: pass --checkpoint=DIR (safetensors), or --random_weights"),
+    (dict(model="phi2", variant="2.7b"), convert.ConvertError,
+     "phi2-2.7b needs a checkpoint: pass --checkpoint=DIR (safetensors), or --random_weights"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, error, message):
+  spec = registry.Registry().get(kwargs.pop("model", "tinyllama"))
   kwargs = {"variant": "tiny", "signatures": SMALL, **kwargs}
   with pytest.raises(error) as e:
-    convert.convert(SPEC, output_dir=tmp_path, **kwargs)
+    convert.convert(spec, output_dir=tmp_path, **kwargs)
   assert str(e.value).startswith(message)
   assert not list(tmp_path.iterdir())
 

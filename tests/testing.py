@@ -10,28 +10,15 @@ import numpy as np
 import torch
 import transformers
 
+from litezoo.core import reference
+
 # The directory holding the `litezoo` package: the Bazel runfiles root, or the checkout's parent.
 RUNFILES_ROOT = pathlib.Path(__file__).absolute().parents[2]  # not resolve(): runfiles are symlinks
 
 
-def hf_model(config: Mapping[str, Any], seed: int = 0) -> transformers.PreTrainedModel:
-  """The original architecture, from the plugin's own config dict, with seeded random weights."""
-  torch.manual_seed(seed)
-  hf_config = transformers.AutoConfig.for_model(**config)
-  model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
-  with torch.no_grad():  # RMSNorm weights start at exactly 1; perturb them so the map is tested
-    for name, param in model.named_parameters():
-      if "norm" in name:
-        param.add_(torch.randn_like(param) * 0.1)
-  return model.eval()
-
-
-def write_checkpoint(config: Mapping[str, Any], directory: os.PathLike, seed: int = 0,
-                     **save_kwargs) -> transformers.PreTrainedModel:
-  """Writes a random checkpoint with transformers' own save_pretrained (safetensors)."""
-  model = hf_model(config, seed)
-  model.save_pretrained(directory, safe_serialization=True, **save_kwargs)
-  return model
+# The original model and tiny checkpoints come from core, which verify uses too.
+hf_model = reference.random_model  # noqa
+write_checkpoint = reference.write_random_checkpoint
 
 
 def hf_logits(model, tokens: list[int]) -> np.ndarray:
@@ -45,6 +32,31 @@ def zoo_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
   out = model(torch.tensor([tokens], dtype=torch.int32),
               torch.arange(len(tokens), dtype=torch.int32), cache)
   return out["logits"][0].numpy()
+
+
+def check_matches_transformers(spec, tmp_path, variant: str = "tiny") -> None:
+  """The re-authored model, loaded through the plugin's tensor names from a checkpoint written by
+  transformers, gives transformers' logits: architecture and names checked at once."""
+  from litezoo.core import checkpoint, loader  # pylint: disable=g-import-not-at-top
+  config = spec.variant(variant).config
+  reference = write_checkpoint(config, tmp_path)
+  model = spec.build(config, 64)
+  loader.load(model, spec.tensor_names, checkpoint.open_checkpoint(tmp_path), log=lambda _: None)
+  tokens = [1, 15, 200, 7, 42, 99, 3, 128, 5, 77]
+  np.testing.assert_allclose(zoo_logits(model, tokens, 64), hf_logits(reference, tokens),
+                             atol=1e-4, rtol=0)
+
+
+def parameter_counts(spec, variant: str) -> tuple[int, int]:
+  """(re-authored, transformers) parameter counts of a real-size variant, built on the meta
+  device so nothing is allocated."""
+  config = spec.variant(variant).config
+  with torch.device("meta"):
+    reference = transformers.AutoModelForCausalLM.from_config(
+        transformers.AutoConfig.for_model(**config))
+    model = spec.build(config, 16)
+  return (sum(p.numel() for p in model.parameters()),
+          sum(p.numel() for p in reference.parameters()))
 
 
 def run_tool(tool: str, *args: str, cwd: os.PathLike | None = None) -> subprocess.CompletedProcess:

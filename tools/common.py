@@ -7,7 +7,7 @@ from typing import Callable
 
 from absl import app
 
-from litezoo.core.errors import ZooError
+from litezoo.core.errors import ZooError  # re-exported for tools
 
 
 def user_path(path: str) -> pathlib.Path:

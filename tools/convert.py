@@ -14,6 +14,8 @@ _MODEL = flags.DEFINE_string("model", None, "Registered model name, e.g. tinylla
 _VARIANT = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "Safetensors checkpoint: a file or a directory (sharded ok).")
+_ALLOW_PICKLE = flags.DEFINE_bool(
+    "allow_pickle", False, "Load a pickled .bin/.pt checkpoint with torch.load(weights_only=True).")
 _RANDOM = flags.DEFINE_bool("random_weights", False,
                             "Convert a real-size variant with random weights (speed/memory runs).")
 _QUANTIZE = flags.DEFINE_string("quantize", None, "Quantization recipe (default: the plugin's).")
@@ -35,6 +37,7 @@ def main(argv):
       output_dir=common.user_path(_OUTPUT_DIR.value),
       checkpoint=common.user_path(_CHECKPOINT.value) if _CHECKPOINT.value else None,
       random_weights=_RANDOM.value,
+      allow_pickle=_ALLOW_PICKLE.value,
       recipe=_QUANTIZE.value,
       signatures=signatures,
       seed=_SEED.value)

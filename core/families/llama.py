@@ -1,12 +1,14 @@
-"""The Llama family (TinyLlama, SmolLM2, ...): RMSNorm, RoPE, grouped-query attention, SwiGLU.
+"""The Llama-like family (TinyLlama, SmolLM2, Gemma): RMSNorm before attention and MLP, RoPE,
+grouped-query attention, gated MLP. Quirks of members are explicit arguments, never name checks.
 
-Turns a Hugging Face Llama `config.json` dict into litert-torch building blocks.
+Turns a Hugging Face `config.json` dict into litert-torch building blocks.
 """
 
 from typing import Any, Mapping
 
 from torch import nn
 
+from litezoo.core.families import hf as hf_config
 from litezoo.core.spec import TensorNames
 
 TENSOR_NAMES = TensorNames(
@@ -23,36 +25,37 @@ TENSOR_NAMES = TensorNames(
     ff_up_proj="model.layers.{}.mlp.up_proj",
     ff_down_proj="model.layers.{}.mlp.down_proj",
 )
+# For checkpoints whose LM head is the embedding (tie_word_embeddings).
 TIED_TENSOR_NAMES = TensorNames(**{**TENSOR_NAMES.__dict__, "lm_head": None})
 
 
-def rope_theta(hf: Mapping[str, Any]) -> float:
-  """RoPE base, from `rope_theta` or transformers 5's `rope_parameters`."""
-  return float(hf.get("rope_theta") or (hf.get("rope_parameters") or {}).get("rope_theta", 10000.0))
+def model_config(hf: Mapping[str, Any], *, activation: str | None = None,
+                 zero_centered_norm: bool = False, embedding_scale: float | None = None):
+  """The litert-torch ModelConfig of a Llama-like `config.json`.
 
-
-def model_config(hf: Mapping[str, Any]):
-  """The litert-torch ModelConfig of a Llama `config.json`."""
+  activation: overrides `hidden_act` (Gemma names its MLP activation `hidden_activation`).
+  zero_centered_norm: RMSNorm scales by (1 + weight), as Gemma stores it.
+  embedding_scale: multiplies token embeddings (Gemma: sqrt(hidden_size)).
+  """
   # Imported here, not at the top: the Generative API takes seconds to import, and listing the
   # registry's models should not pay for it.
   from litezoo.core.litert_api import cfg  # pylint: disable=g-import-not-at-top
-  activations = {"silu": cfg.ActivationType.SILU, "gelu": cfg.ActivationType.GELU}
+  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=hf["rms_norm_eps"],
+                                 zero_centered=zero_centered_norm)
   heads = hf["num_attention_heads"]
-  head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
-  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=hf["rms_norm_eps"])
   block = cfg.TransformerBlockConfig(
       attn_config=cfg.AttentionConfig(
           num_heads=heads,
-          head_dim=head_dim,
+          head_dim=hf_config.head_dim(hf),
           num_query_groups=hf.get("num_key_value_heads") or heads,
-          rotary_base=rope_theta(hf),
+          rotary_base=hf_config.rope_theta(hf),
           rotary_percentage=1.0,
           qkv_use_bias=hf.get("attention_bias", False),
           output_proj_use_bias=hf.get("attention_bias", False),
       ),
       ff_config=cfg.FeedForwardConfig(
           type=cfg.FeedForwardType.GATED,
-          activation=cfg.ActivationConfig(activations[hf.get("hidden_act", "silu")]),
+          activation=hf_config.activation(activation or hf.get("hidden_act", "silu")),
           intermediate_size=hf["intermediate_size"],
           use_bias=hf.get("mlp_bias", False),
       ),
@@ -64,12 +67,22 @@ def model_config(hf: Mapping[str, Any]):
       num_layers=hf["num_hidden_layers"],
       max_seq_len=hf["max_position_embeddings"],
       embedding_dim=hf["hidden_size"],
+      embedding_scale=embedding_scale,
       block_configs=block,
       final_norm_config=norm,
       lm_head_share_weight_with_embedding=hf.get("tie_word_embeddings", False),
   )
 
 
-def build(hf: Mapping[str, Any], kv_cache_max_len: int) -> nn.Module:
+def decoder(config, kv_cache_max_len: int) -> nn.Module:
+  """The re-authored module for a ModelConfig, with its causal-mask cache sized to the KV cache."""
   from litezoo.core.litert_api import model_builder  # pylint: disable=g-import-not-at-top
-  return model_builder.DecoderOnlyModel(model_config(hf), mask_cache_size=kv_cache_max_len).eval()
+  model = model_builder.DecoderOnlyModel(config, mask_cache_size=kv_cache_max_len).eval()
+  if config.lm_head_share_weight_with_embedding:
+    # One Parameter, not two sharing storage: counted, loaded and exported once.
+    model.lm_head.weight = model.tok_embedding.weight
+  return model
+
+
+def build(hf: Mapping[str, Any], kv_cache_max_len: int) -> nn.Module:
+  return decoder(model_config(hf), kv_cache_max_len)

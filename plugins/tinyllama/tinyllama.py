@@ -1,7 +1,23 @@
 """TinyLlama 1.1B (https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0), a Llama-family model."""
 
-from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
+from litezoo.core import HubPin, ModelSpec, Signatures, Variant, hookimpl
 from litezoo.core.families import llama
+
+SOURCE = HubPin(
+    repo_id="TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    revision="fe8a4ea1ffedaf415f4da2f062534de366a451e6",
+    sha256={
+        "config.json": "486bedda3a6988332e60d9638a09ca4b260d34ebcf1b19e22cf3b140b63d8fe9",
+        "generation_config.json":
+            "18046d04f5bd8b4998095ecabdd17a1bf0053d9acdccead4a05be4a3575f3c5c",
+        "model.safetensors": "6e6001da2106d4757498752a021df6c2bdc332c650aae4bae6b0c004dcf14933",
+        "special_tokens_map.json":
+            "82d96d7a9e6ced037f12394b7ea6a5b02e6ca87e0d11edaa8d60d9be857ce7db",
+        "tokenizer.json": "bcd04f0eadf90287bd26e1a183ac487d8a141b09b06aecb7725bbdd343640f2e",
+        "tokenizer.model": "9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347",
+        "tokenizer_config.json": "7b41ba7d0eb91e77914ca3dafde559ea3e19878769b7e68409e89bed5222e77a",
+    },
+)
 
 # https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/blob/main/config.json
 CONFIG_1_1B = dict(
@@ -29,7 +45,7 @@ SPEC = ModelSpec(
     name="tinyllama",
     version="0.1.0",
     description="TinyLlama 1.1B chat",
-    variants={"1.1b": Variant(CONFIG_1_1B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"1.1b": Variant(CONFIG_1_1B, source=SOURCE), "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="1.1b",
     build=llama.build,
     tensor_names=llama.TENSOR_NAMES,

@@ -1,0 +1,45 @@
+"""Phi-2 2.7B (https://huggingface.co/microsoft/phi-2)."""
+
+from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
+from litezoo.core.families import phi
+
+# https://huggingface.co/microsoft/phi-2/blob/main/config.json
+CONFIG_2_7B = dict(
+    model_type="phi",
+    vocab_size=51200,
+    hidden_size=2560,
+    intermediate_size=10240,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    hidden_act="gelu_new",
+    max_position_embeddings=2048,
+    layer_norm_eps=1e-5,
+    partial_rotary_factor=0.4,
+    rope_theta=10000.0,
+    qk_layernorm=False,
+    tie_word_embeddings=False,
+    bos_token_id=50256,
+    eos_token_id=50256,
+)
+# Shrunk for tests; head_dim 16 keeps the partial rotary slice (0.4 -> 6 dims) non-trivial.
+CONFIG_TINY = {**CONFIG_2_7B, **dict(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                     num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=4)}
+
+SPEC = ModelSpec(
+    name="phi2",
+    version="0.1.0",
+    description="Phi-2 2.7B base",
+    variants={"2.7b": Variant(CONFIG_2_7B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    default_variant="2.7b",
+    build=phi.build,
+    tensor_names=phi.TENSOR_NAMES,
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    default_recipe="dynamic_int8",
+)
+
+
+@hookimpl
+def litezoo_register_models(register):
+  register(SPEC)

@@ -1,0 +1,66 @@
+"""tools/verify on every seed plugin's tiny variant, and a wrong tensor map caught with its layer."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import safetensors.torch
+
+from litezoo.core import checkpoint, loader, reference, registry, verify
+from litezoo.tests import testing
+
+
+@pytest.mark.parametrize("model", ["tinyllama", "phi2", "gemma"])
+def test_verify_passes_for_the_seed_plugins(model):
+  result = testing.run_tool("verify", f"--model={model}", "--variant=tiny", "--prompts=2",
+                            "--decode_steps=4", "--per_layer")
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  lines = result.stdout.splitlines()
+  assert lines[-1] == "PASS"
+  rows = [l for l in lines if l.startswith("| pytorch |") or l.startswith("| tflite (none) |")]
+  assert len(rows) == 4 and all(r.endswith("| 5/5 | yes |") for r in rows)
+  assert sum(l.startswith("| 0 |") or l.startswith("| 1 |") for l in lines) == 2  # 2 layers
+
+
+def _case(tmp_path, names_change=None):
+  spec = registry.Registry().get("tinyllama")
+  config = spec.variant("tiny").config
+  original = reference.write_random_checkpoint(config, tmp_path)
+  names = spec.tensor_names
+  if names_change:
+    names = dataclasses.replace(names, **names_change)
+  model = spec.build(config, 64)
+  loader.load(model, names, checkpoint.open_checkpoint(tmp_path), log=lambda _: None)
+  prompts = [list(np.random.default_rng(0).integers(3, 256, 10))]
+  return verify.verify(model, original, prompts, 3, 64, layers=True, log=lambda _: None)
+
+
+def test_a_wrong_tensor_map_fails_at_the_first_layer(tmp_path):
+  spec = registry.Registry().get("tinyllama")
+  report = _case(tmp_path, {"ff_gate_proj": spec.tensor_names.ff_up_proj,
+                            "ff_up_proj": spec.tensor_names.ff_gate_proj})
+  assert not report.ok
+  assert report.first_bad_layer == 0
+  assert "first layer past tolerance: layer 0" in report.table()
+
+
+def test_verify_names_the_layer_whose_weights_are_wrong(tmp_path):
+  """Layer 1's gate and up projections swapped in the checkpoint the zoo reads (what a map that is
+  wrong for one layer does): verification fails and points at layer 1, not 0."""
+  spec = registry.Registry().get("tinyllama")
+  reference.write_random_checkpoint(spec.variant("tiny").config, tmp_path / "ckpt")
+  file = tmp_path / "ckpt" / "model.safetensors"
+  state = safetensors.torch.load_file(file)
+  gate, up = "model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight"
+  state[gate], state[up] = state[up], state[gate]
+  safetensors.torch.save_file(state, tmp_path / "swapped.safetensors")
+  # transformers reads the right weights from ckpt/, the zoo reads the swapped file.
+  original = reference.load(tmp_path / "ckpt", spec.variant("tiny").config)
+  model = spec.build(spec.variant("tiny").config, 64)
+  loader.load(model, spec.tensor_names,
+              checkpoint.open_checkpoint(tmp_path / "swapped.safetensors"), log=lambda _: None)
+  report = verify.verify(model, original, [[5, 9, 200, 31, 7]], 2, 64, layers=True,
+                         log=lambda _: None)
+  assert [l.ok for l in report.layers] == [True, False]
+  assert report.first_bad_layer == 1
+  assert not report.ok
