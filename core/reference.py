@@ -3,6 +3,7 @@ verified against. Also writes the tiny random checkpoints that tests and `verify
 """
 
 import os
+import pathlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -32,9 +33,14 @@ def write_random_checkpoint(config: Mapping[str, Any], directory: str | os.PathL
 
 
 def load(directory: str | os.PathLike, config: Mapping[str, Any]) -> nn.Module:
-  """The original model from a checkpoint directory, with the directory's own config.json when it
-  has one (so a wrong plugin config shows up as a difference), else the plugin's."""
+  """The original model from a checkpoint: a directory, with its own config.json when it has one
+  (so a wrong plugin config shows up as a difference) else the plugin's; or a GGUF file, which
+  transformers reads and dequantizes with its own code (independent of core/gguf.py)."""
   import transformers  # pylint: disable=g-import-not-at-top
+  if str(directory).endswith(".gguf"):
+    path = pathlib.Path(directory)
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=torch.float32).eval()
   hf_config = (None if os.path.exists(os.path.join(directory, "config.json"))
                else transformers.AutoConfig.for_model(**config))
   return transformers.AutoModelForCausalLM.from_pretrained(

