@@ -12,3 +12,18 @@ def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
         python_version = "PY3",
         **kwargs
     )
+
+def zoo_plugin(name, deps = []):
+    """A model plugin: `plugins/<name>/<name>.py` as its own library, and its own test."""
+    native.py_library(
+        name = name,
+        srcs = ["__init__.py", name + ".py"],
+        deps = ["//core"] + deps,
+        visibility = ["//visibility:public"],
+    )
+    zoo_py_test(
+        name = name + "_test",
+        size = "medium",
+        srcs = [name + "_test.py"],
+        deps = [":" + name, "//tests:testing"],
+    )

@@ -59,16 +59,22 @@ def artifact(spec: ModelSpec, variant: str | None = None, *, recipe: str | None 
   recipe = recipes.check(recipe or spec.default_recipe)
   signatures = signatures or spec.signatures
   path = convert_lib.checkpoint_path(spec, variant, checkpoint)
+  tag = recipes.parse(recipe).file_tag
   directory = checkpoint_lib.cache_dir() / "artifacts" / (
-      f"{spec.name}-{variant}_{recipe}-" + key(spec, variant, recipe, signatures, path))
-  final = directory / artifacts.artifact_name(spec.name, variant, recipe,
-                                              signatures.kv_cache_max_len)
+      f"{spec.name}-{variant}_{tag}-" + key(spec, variant, recipe, signatures, path))
+  final = directory / artifacts.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
   with _locked(directory.with_suffix(".lock")):
     if artifacts.verify(final):
       return final
     if final.exists():
       log(f"cached {final.name} does not match its manifest's sha256: converting again")
-    log(f"converting {spec.name}-{variant} ({recipe}) on first use into {directory}")
-    convert_lib.convert(spec, variant, output_dir=directory, checkpoint=path, recipe=recipe,
-                        signatures=signatures, allow_pickle=allow_pickle, log=log)
+    if recipe == "none":
+      log(f"converting {spec.name}-{variant} ({recipe}) on first use into {directory}")
+      convert_lib.convert(spec, variant, output_dir=directory, checkpoint=path, recipe=recipe,
+                          signatures=signatures, allow_pickle=allow_pickle, log=log)
+    else:  # every recipe quantizes the one cached float conversion
+      float_artifact = artifact(spec, variant, recipe="none", signatures=signatures,
+                                checkpoint=checkpoint, allow_pickle=allow_pickle, log=log)
+      log(f"converting {spec.name}-{variant} ({recipe}) on first use into {directory}")
+      convert_lib.quantize_artifact(spec, float_artifact, recipe, output_dir=directory, log=log)
   return final

@@ -22,6 +22,7 @@ from litezoo.core import checkpoint as checkpoint_lib
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec, Signatures
 from litezoo.quant import recipes
+from litezoo.quant import weights as weights_lib
 
 PACKAGES = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter", "torch",
             "transformers", "tensorflow-cpu")
@@ -70,6 +71,16 @@ def signature_details(path: str | os.PathLike) -> dict:
     details[name] = {"inputs": describe(runner.get_input_details()),
                      "outputs": describe(runner.get_output_details())}
   return details
+
+
+def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) -> dict:
+  """The storage types of the weight matrices in `path`; says so when a recipe left some float."""
+  found = weights_lib.weights(path)
+  if recipes.parse(recipe).default != "none" and found.float32_matrices:
+    names = found.float32_matrices
+    log(f"warning: {recipe} left {len(names)} weight matrices in float32 (the quantizer does not "
+        f"apply it to their ops): {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+  return {"params_by_type": found.params_by_type, "float32_matrices": found.float32_matrices}
 
 
 class _Stages:
@@ -129,8 +140,8 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
   output_dir = artifacts.ensure_writable_dir(output_dir)
   # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
   from litezoo.core import export  # pylint: disable=g-import-not-at-top
-  final = output_dir / artifacts.artifact_name(spec.name, variant, recipe,
-                                               signatures.kv_cache_max_len)
+  tag = recipes.parse(recipe).file_tag
+  final = output_dir / artifacts.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
   start = time.monotonic()
   stages = _Stages(log, total=5)
 
@@ -171,6 +182,7 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
         "prefill_seq_lens": sorted(signatures.prefill_seq_lens),
         "kv_cache_max_len": signatures.kv_cache_max_len,
         "signatures": signature_details(tmp),
+        "weights": weights_report(tmp, recipe, log),
         "config": dict(hf_config),
         "checkpoint": checkpoint_identity,
         "versions": versions(),
@@ -185,4 +197,52 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
   log(f"wrote {final} ({manifest['size_bytes'] / 2**20:.1f} MiB) and its manifest in "
       f"{manifest['conversion']['seconds']:.1f} s, peak RSS "
       f"{manifest['conversion']['peak_rss_bytes'] / 2**30:.2f} GiB")
+  return ConvertResult(final, manifest)
+
+
+def quantize_artifact(spec: ModelSpec, float_artifact: str | os.PathLike, recipe: str, *,
+                      output_dir: str | os.PathLike,
+                      log: Callable[[str], None] = print) -> ConvertResult:
+  """Quantizes an already converted float32 artifact: a recipe costs seconds, not a conversion.
+
+  The quantizer's output is the same whether its input was just exported or came from disk.
+  """
+  from litezoo.core import export  # pylint: disable=g-import-not-at-top
+  float_artifact = pathlib.Path(float_artifact)
+  source = artifacts.read_manifest(float_artifact)
+  if source["recipe"]["name"] != "none" or not artifacts.verify(float_artifact):
+    raise ConvertError(f"{float_artifact} is not an intact float32 artifact")
+  recipe = recipes.check(recipe)
+  variant = source["variant"]
+  with torch.device("meta"):  # only the config object is needed: allocate nothing
+    model_config = spec.build(spec.variant(variant).config, source["kv_cache_max_len"]).config
+  output_dir = artifacts.ensure_writable_dir(output_dir)
+  final = output_dir / artifacts.artifact_name(spec.name, variant, recipes.parse(recipe).file_tag,
+                                               source["kv_cache_max_len"])
+  start = time.monotonic()
+  stages = _Stages(log, total=2)
+  with artifacts.atomic_path(final) as tmp:
+    data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_artifact),
+                      recipes.resolve(recipe, model_config))
+    stages.run("write", tmp.write_bytes, data)
+    del data
+    manifest = {
+        **source,
+        "file": final.name,
+        "sha256": artifacts.sha256_file(tmp),
+        "size_bytes": tmp.stat().st_size,
+        "recipe": recipes.describe(recipe),
+        "signatures": signature_details(tmp),
+        "weights": weights_report(tmp, recipe, log),
+        "versions": versions(),
+        "conversion": {
+            "seconds": round(time.monotonic() - start, 2),
+            "stage_seconds": stages.seconds,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "quantized_from": {"file": source["file"], "sha256": source["sha256"],
+                               "conversion": source["conversion"]},
+        },
+    }
+    artifacts.write_json(artifacts.manifest_path(final), manifest)
+  log(f"wrote {final} ({manifest['size_bytes'] / 2**20:.1f} MiB) from {float_artifact.name}")
   return ConvertResult(final, manifest)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from litezoo.core.litert_api import converter, export_config, kv_cache, translate_recipe
+from litezoo.core.errors import ZooError
 from litezoo.core.spec import Signatures
 
 
@@ -73,5 +74,12 @@ def quantize_file(src: str, recipe) -> bytes:
   """Quantizes the float .tflite at `src` with a litert-torch GenerativeQuantRecipe."""
   from ai_edge_quantizer import quantizer  # pylint: disable=g-import-not-at-top
   ai_edge_recipe = translate_recipe.translate_to_ai_edge_recipe(recipe)
-  result = quantizer.Quantizer(src, ai_edge_recipe).quantize()
+  try:
+    result = quantizer.Quantizer(src, ai_edge_recipe).quantize()
+  except ValueError as e:  # e.g. a weight dimension the block size does not divide
+    raise QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
   return bytes(result.quantized_model)
+
+
+class QuantizeError(ZooError, ValueError):
+  pass

@@ -106,3 +106,33 @@ def test_int8_file_really_holds_int8_weights(case):
                              if len(t["shape"]) == 2 and t["shape"][0] * t["shape"][1] >= 4096)
   assert set(weights["none"]) == {"float32"}
   assert weights["dynamic_int8"] == ["int8"] * len(weights["none"])
+
+
+# Storage type of the weight matrices each named recipe must produce.
+RECIPE_TYPES = {
+    "none": {"FLOAT32"},
+    "fp16": {"FLOAT16"},
+    "dynamic_int8": {"INT8"},
+    "weight_only_int8": {"INT8"},
+    "dynamic_int4_block32": {"INT4"},
+    "dynamic_int4_block128": {"INT4"},
+    "dynamic_int4_block32,embedding=int8": {"INT4", "INT8"},
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_TYPES))
+def test_every_recipe_quantizes_every_weight_matrix(case, recipe, tmp_path):
+  from litezoo.quant import weights  # pylint: disable=g-import-not-at-top
+  from litezoo.core import export  # pylint: disable=g-import-not-at-top
+  block = 128 if "block128" in recipe else 32 if "block32" in recipe else 1
+  dims = (case.config["hidden_size"], case.config["intermediate_size"])
+  if any(d % block for d in dims):  # the quantizer needs whole blocks: a clear error, no file
+    with pytest.raises(export.QuantizeError, match=f"not divisible by block size {block}"):
+      convert.quantize_artifact(case.spec, case.files["none"], recipe, output_dir=tmp_path,
+                                log=lambda _: None)
+    assert not list(tmp_path.glob("*.tflite"))
+    return
+  path = (case.files["none"] if recipe == "none" else convert.quantize_artifact(
+      case.spec, case.files["none"], recipe, output_dir=tmp_path, log=lambda _: None).path)
+  found = weights.weights(path)
+  assert set(found.params_by_type) == RECIPE_TYPES[recipe]  # nothing left float by accident

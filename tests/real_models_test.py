@@ -5,7 +5,7 @@
 - SmolLM2 135M and Gemma 3 270M, from the GGUF files their PyPI packages carry, verified against
   transformers loading the same GGUF: 32 decode steps on several prompts, PyTorch and the float
   .tflite, greedy tokens identical;
-- SmolLM2 answers a real question through tools/generate;
+- SmolLM2 answers a real question through tools/generate, and keeps a two-turn chat;
 - conversion memory of the real-size seed models (random weights of the real size).
 """
 
@@ -34,6 +34,22 @@ def test_smollm2_answers_a_real_question():
   print(result.stdout, result.stderr[-500:])
   assert result.returncode == 0, result.stderr[-4000:]
   assert "Paris" in result.stdout
+
+
+def test_smollm2_chat_keeps_the_conversation():
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}
+  result = subprocess.run(
+      [sys.executable, "-m", "litezoo.tools.generate", "--model=smollm2", "--chat",
+       "--max_new_tokens=48"],
+      input="What is the capital of France?\nAnd what is the capital of Italy?\n\n",
+      env=env, capture_output=True, text=True, timeout=1800, check=False)
+  print(result.stdout, result.stderr[-800:])
+  assert result.returncode == 0, result.stderr[-4000:]
+  assert "Paris" in result.stdout and "Rome" in result.stdout
+  # The second turn prefilled only its new tokens: the first turn stayed in the KV cache.
+  prefills = [int(l.split()[1]) for l in result.stderr.splitlines() if l.startswith("[prefill ")]
+  assert len(prefills) == 2 and prefills[1] < 40
 
 
 # Peak RSS bound per model for a dynamic_int8 conversion on this 24 GiB machine.

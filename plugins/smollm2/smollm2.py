@@ -27,8 +27,8 @@ CONFIG_135M = dict(
     bos_token_id=1,
     eos_token_id=2,
 )
-CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=48, intermediate_size=96,
-                                     num_hidden_layers=2, num_attention_heads=3,
+CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                     num_hidden_layers=2, num_attention_heads=4,
                                      num_key_value_heads=1)}
 
 SPEC = ModelSpec(

@@ -1,0 +1,84 @@
+"""Quality of converted models: perplexity through the .tflite and its KV cache, and agreement with
+the float PyTorch model (top-1 and KL divergence of next-token distributions).
+
+The text is cut into consecutive windows of the same length for every recipe; each window starts
+from an empty cache and is fed through the runner's prefill signatures, so every token after the
+first of a window is scored with the same context in every model.
+"""
+
+import dataclasses
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+from litezoo.core import runner as runner_lib
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits.astype(np.float64)
+  z -= z.max(axis=-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+@dataclasses.dataclass
+class Score:
+  """Running sums over scored tokens; the figures are their means."""
+
+  tokens: int = 0
+  nll: float = 0.0
+  top1: int = 0
+  kl: float = 0.0
+
+  def add(self, logp: np.ndarray, targets: np.ndarray, reference: np.ndarray | None) -> None:
+    self.tokens += len(targets)
+    self.nll -= float(logp[np.arange(len(targets)), targets].sum())
+    if reference is not None:
+      self.top1 += int((logp.argmax(-1) == reference.argmax(-1)).sum())
+      self.kl += float((np.exp(reference) * (reference - logp)).sum())
+
+  @property
+  def perplexity(self) -> float:
+    return math.exp(self.nll / self.tokens)
+
+  @property
+  def top1_agreement(self) -> float:
+    return self.top1 / self.tokens
+
+  @property
+  def mean_kl(self) -> float:
+    return self.kl / self.tokens
+
+
+def windows(tokens: list[int], length: int) -> list[list[int]]:
+  """Consecutive windows of `length` tokens (a shorter last one is dropped: same text for all)."""
+  return [tokens[i:i + length] for i in range(0, len(tokens) - length + 1, length)]
+
+
+def torch_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
+  from litezoo.core.litert_api import kv_cache  # pylint: disable=g-import-not-at-top
+  cache = kv_cache.KVCache.from_model_config(kv_cache_max_len, model.config)
+  with torch.no_grad():
+    out = model(torch.tensor([tokens], dtype=torch.int32),
+                torch.arange(len(tokens), dtype=torch.int32), cache)
+  return out["logits"][0].numpy()
+
+
+def evaluate(model, runners: dict[str, runner_lib.Runner], tokens: list[int], window: int,
+             progress: Callable[[str], None] = print) -> tuple[Score, dict[str, Score]]:
+  """Scores the float PyTorch `model` (the baseline) and every runner on the same windows."""
+  chunks = windows(tokens, window)
+  if not chunks:
+    raise ValueError(f"the text has {len(tokens)} tokens, fewer than one window of {window}")
+  baseline, scores = Score(), {name: Score() for name in runners}
+  for index, chunk in enumerate(chunks):
+    targets = np.array(chunk[1:])
+    reference = log_softmax(torch_logits(model, chunk, window))[:-1]
+    baseline.add(reference, targets, None)
+    for name, run in runners.items():
+      run.reset()
+      scores[name].add(log_softmax(run.prefill(chunk))[:-1], targets, reference)
+    progress(f"window {index + 1}/{len(chunks)}: perplexity float {baseline.perplexity:.3f}, " +
+             ", ".join(f"{n} {s.perplexity:.3f}" for n, s in scores.items()))
+  return baseline, scores

@@ -1,0 +1,56 @@
+"""What a .tflite really holds: the storage type of every weight matrix, read from the flatbuffer.
+
+The interpreter reports int4 tensors as int8, so this reads the model's own schema instead. It is
+how the zoo proves a recipe took effect, and how it notices weights a recipe left in float32.
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+
+_MIN_ELEMENTS = 4096  # a weight matrix, not a bias, norm, scale table or small constant
+
+
+@dataclasses.dataclass
+class Weights:
+  params_by_type: dict[str, int]  # weight-matrix elements by storage type (INT4, INT8, ...)
+  float32_matrices: list[str]  # names of weight matrices left in float32
+
+  def share(self, kind: str) -> float:
+    total = sum(self.params_by_type.values())
+    return self.params_by_type.get(kind, 0) / total if total else 0.0
+
+
+def weights(path: str | os.PathLike) -> Weights:
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  with open(path, "rb") as f:
+    model = schema.Model.GetRootAs(f.read(), 0)
+  type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+  by_type = collections.Counter()
+  left_float = []
+  seen = set()  # signatures share weights: count each buffer once
+  for g in range(model.SubgraphsLength()):
+    subgraph = model.Subgraphs(g)
+    for i in range(subgraph.TensorsLength()):
+      tensor = subgraph.Tensors(i)
+      buffer = tensor.Buffer()
+      if buffer in seen or tensor.ShapeLength() < 2:
+        continue
+      data = model.Buffers(buffer)
+      if not (data.DataLength() or data.Size()):
+        continue  # not a constant: an activation
+      elements = 1
+      for d in tensor.ShapeAsNumpy():
+        elements *= int(d)
+      if elements < _MIN_ELEMENTS:
+        continue
+      seen.add(buffer)
+      kind = type_names.get(tensor.Type(), str(tensor.Type()))
+      if kind == "FLOAT32" and (data.DataAsNumpy().view(np.float32) < -1e30).any():
+        continue  # masked (-inf or float-min) entries: the causal-mask cache, not a weight
+      by_type[kind] += elements
+      if kind == "FLOAT32":
+        left_float.append(tensor.Name().decode())
+  return Weights(dict(by_type), left_float)

@@ -1,0 +1,95 @@
+"""Quantization recipes and tools/evaluate: recipe strings, the perplexity code checked against
+transformers' own loss, and the tool's JSON, table and plot."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from litezoo.core import checkpoint, convert, evaluate, loader, registry, runner
+from litezoo.core.spec import Signatures
+from litezoo.quant import recipes
+from litezoo.tests import testing
+
+SPEC = registry.Registry().get("tinyllama")
+CONFIG = SPEC.variant("tiny").config
+
+
+@pytest.mark.parametrize("text, name", [
+    ("dynamic_int8", "dynamic_int8"),
+    ("dynamic_int4_block32,embedding=int8", "dynamic_int4_block32,embedding=dynamic_int8"),
+    ("dynamic_int4_block128, feedforward=int4 ,attention=dynamic_int8",
+     "dynamic_int4_block128,attention=dynamic_int8,feedforward=dynamic_int4_block32"),
+    ("none,feedforward=fp16", "none,feedforward=fp16"),
+])
+def test_recipe_strings_have_one_canonical_name(text, name):
+  assert recipes.check(text) == name
+  described = recipes.describe(text)
+  assert described["name"] == name
+  assert set(described["components"]) == set(recipes.COMPONENTS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("int3", "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
+     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block128"),
+    ("dynamic_int8,lm_tail=int8", "bad override 'lm_tail=int8' in 'dynamic_int8,lm_tail=int8': "
+     "write component=recipe with a component among embedding, attention, feedforward"),
+    ("dynamic_int8,embedding=int5", "unknown quantization recipe 'int5' for embedding"),
+    ("dynamic_int8,embedding=int8,embedding=int4", "embedding is overridden twice"),
+    ("dynamic_int8,attention=none", "attention=none: keeping one component float"),
+])
+def test_bad_recipe_strings_say_what_is_valid(text, message):
+  with pytest.raises(recipes.UnknownRecipeError) as e:
+    recipes.parse(text)
+  assert message in str(e.value)
+
+
+def test_perplexity_matches_transformers_loss(tmp_path):
+  """The same text scored three ways: transformers' cross-entropy loss (the reference, computed
+  by someone else), the zoo's PyTorch model, and the float .tflite through its KV cache."""
+  original = testing.write_checkpoint(CONFIG, tmp_path / "ckpt")
+  model = SPEC.build(CONFIG, 64)
+  loader.load(model, SPEC.tensor_names, checkpoint.open_checkpoint(tmp_path / "ckpt"),
+              log=lambda _: None)
+  path = convert.convert(SPEC, "tiny", checkpoint=tmp_path / "ckpt", recipe="none",
+                         signatures=Signatures((8, 16), 64), output_dir=tmp_path,
+                         log=lambda _: None).path
+  tokens = [int(t) for t in np.random.default_rng(0).integers(0, 256, 100)]
+  window = 32  # 3 windows, the last 4 tokens dropped
+  losses = []
+  with torch.no_grad():
+    for chunk in evaluate.windows(tokens, window):
+      ids = torch.tensor([chunk])
+      losses.append(float(original(ids, labels=ids).loss))  # mean over the window's 31 targets
+  expected = float(np.exp(np.mean(losses)))
+  baseline, scores = evaluate.evaluate(model, {"none": runner.Runner(path)}, tokens, window,
+                                       progress=lambda _: None)
+  assert baseline.tokens == scores["none"].tokens == 3 * 31
+  assert baseline.perplexity == pytest.approx(expected, rel=1e-5)
+  assert scores["none"].perplexity == pytest.approx(expected, rel=1e-5)
+  assert scores["none"].top1_agreement == 1.0 and scores["none"].mean_kl < 1e-8
+
+
+def test_cli_writes_json_table_and_plot(tmp_path, monkeypatch):
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  result = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--quantize=none",
+                            "--quantize=dynamic_int4_block32,embedding=int8", "--window=64",
+                            "--max_tokens=256", "--output_dir=out", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "window 4/4: perplexity float" in result.stderr
+  out = tmp_path / "out"
+  report = json.loads((out / "tinyllama-tiny.json").read_text())
+  assert report["tokens_scored"] == 4 * 63
+  rows = {r["recipe"]: r for r in report["recipes"]}
+  assert set(rows) == {"none", "dynamic_int4_block32,embedding=dynamic_int8"}
+  float_row, mix = rows["none"], rows["dynamic_int4_block32,embedding=dynamic_int8"]
+  assert float_row["perplexity"] == pytest.approx(report["float_perplexity"], rel=1e-4)
+  assert float_row["top1_agreement"] == 1.0
+  assert mix["size_bytes"] < float_row["size_bytes"]
+  assert set(mix["weight_types"]) == {"INT4", "INT8"}  # the override really applied
+  assert float_row["bits_per_weight"] > 32  # the file also holds the mask cache and metadata
+  table = (out / "tinyllama-tiny.md").read_text()
+  assert table.splitlines()[0].startswith("| tinyllama-tiny recipe | size (MiB) |")
+  assert len(table.splitlines()) >= 4
+  assert (out / "tinyllama-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
