@@ -23,10 +23,18 @@ class Weights:
     return self.params_by_type.get(kind, 0) / total if total else 0.0
 
 
+def _values(raw: bytes, buffer) -> np.ndarray:
+  """A float32 buffer's values: inside the flatbuffer, or (large models) at an offset after it."""
+  if buffer.DataLength():
+    return buffer.DataAsNumpy().view(np.float32)
+  return np.frombuffer(raw, np.float32, count=buffer.Size() // 4, offset=buffer.Offset())
+
+
 def weights(path: str | os.PathLike) -> Weights:
   from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
   with open(path, "rb") as f:
-    model = schema.Model.GetRootAs(f.read(), 0)
+    raw = f.read()
+  model = schema.Model.GetRootAs(raw, 0)
   type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
   by_type = collections.Counter()
   left_float = []
@@ -48,7 +56,7 @@ def weights(path: str | os.PathLike) -> Weights:
         continue
       seen.add(buffer)
       kind = type_names.get(tensor.Type(), str(tensor.Type()))
-      if kind == "FLOAT32" and (data.DataAsNumpy().view(np.float32) < -1e30).any():
+      if kind == "FLOAT32" and (_values(raw, data) < -1e30).any():
         continue  # masked (-inf or float-min) entries: the causal-mask cache, not a weight
       by_type[kind] += elements
       if kind == "FLOAT32":
