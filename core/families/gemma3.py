@@ -118,10 +118,7 @@ def model_config(hf: Mapping[str, Any]):
 
   blocks = [block(kind) for kind in layer_types(hf)]
   return cfg.ModelConfig(
-      vocab_size=hf["vocab_size"],
-      num_layers=hf["num_hidden_layers"],
-      max_seq_len=hf["max_position_embeddings"],
-      embedding_dim=hf["hidden_size"],
+      **hf_config.sizes(hf),
       embedding_scale=hf["hidden_size"]**0.5,
       block_configs=blocks,
       final_norm_config=norm,

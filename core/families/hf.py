@@ -25,3 +25,9 @@ def rope_theta(hf: Mapping[str, Any]) -> float:
 
 def head_dim(hf: Mapping[str, Any]) -> int:
   return hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+
+
+def sizes(hf: Mapping[str, Any]) -> dict[str, int]:
+  """The ModelConfig fields every family reads the same way from a `config.json`."""
+  return dict(vocab_size=hf["vocab_size"], num_layers=hf["num_hidden_layers"],
+              max_seq_len=hf["max_position_embeddings"], embedding_dim=hf["hidden_size"])

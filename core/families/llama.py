@@ -63,10 +63,7 @@ def model_config(hf: Mapping[str, Any], *, activation: str | None = None,
       post_attention_norm_config=norm,
   )
   return cfg.ModelConfig(
-      vocab_size=hf["vocab_size"],
-      num_layers=hf["num_hidden_layers"],
-      max_seq_len=hf["max_position_embeddings"],
-      embedding_dim=hf["hidden_size"],
+      **hf_config.sizes(hf),
       embedding_scale=embedding_scale,
       block_configs=block,
       final_norm_config=norm,

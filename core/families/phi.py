@@ -48,10 +48,7 @@ def model_config(hf: Mapping[str, Any]):
       parallel_residual=True,
   )
   return cfg.ModelConfig(
-      vocab_size=hf["vocab_size"],
-      num_layers=hf["num_hidden_layers"],
-      max_seq_len=hf["max_position_embeddings"],
-      embedding_dim=hf["hidden_size"],
+      **hf_config.sizes(hf),
       block_configs=block,
       final_norm_config=norm,
       lm_head_use_bias=True,
