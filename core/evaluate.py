@@ -2,8 +2,9 @@
 the float PyTorch model (top-1 and KL divergence of next-token distributions).
 
 The text is cut into consecutive windows of the same length for every recipe; each window starts
-from an empty cache and is fed through the runner's prefill signatures, so every token after the
-first of a window is scored with the same context in every model.
+from an empty cache (after the model's BOS token, if it uses one: Gemma degrades badly without
+it) and is fed through the runner's prefill signatures, so every scored token has the same context
+in every model.
 """
 
 import dataclasses
@@ -51,9 +52,11 @@ class Score:
     return self.kl / self.tokens
 
 
-def windows(tokens: list[int], length: int) -> list[list[int]]:
-  """Consecutive windows of `length` tokens (a shorter last one is dropped: same text for all)."""
-  return [tokens[i:i + length] for i in range(0, len(tokens) - length + 1, length)]
+def windows(tokens: list[int], length: int, prefix: list[int] = ()) -> list[list[int]]:
+  """Consecutive windows of `length` tokens, each `prefix` + text (a shorter last one is dropped:
+  the same text for every model)."""
+  step = length - len(prefix)
+  return [list(prefix) + tokens[i:i + step] for i in range(0, len(tokens) - step + 1, step)]
 
 
 def torch_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
@@ -66,9 +69,10 @@ def torch_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
 
 
 def evaluate(model, runners: dict[str, runner_lib.Runner], tokens: list[int], window: int,
-             progress: Callable[[str], None] = print) -> tuple[Score, dict[str, Score]]:
+             progress: Callable[[str], None] = print,
+             prefix: list[int] = ()) -> tuple[Score, dict[str, Score]]:
   """Scores the float PyTorch `model` (the baseline) and every runner on the same windows."""
-  chunks = windows(tokens, window)
+  chunks = windows(tokens, window, prefix)
   if not chunks:
     raise ValueError(f"the text has {len(tokens)} tokens, fewer than one window of {window}")
   baseline, scores = Score(), {name: Score() for name in runners}

@@ -71,6 +71,13 @@ def test_perplexity_matches_transformers_loss(tmp_path):
   assert scores["none"].top1_agreement == 1.0 and scores["none"].mean_kl < 1e-8
 
 
+def test_windows_start_with_the_prefix_and_cover_the_text_once():
+  text = list(range(10, 30))
+  assert evaluate.windows(text, 6, prefix=[1]) == [[1, 10, 11, 12, 13, 14], [1, 15, 16, 17, 18, 19],
+                                                   [1, 20, 21, 22, 23, 24], [1, 25, 26, 27, 28, 29]]
+  assert evaluate.windows(text, 8) == [text[0:8], text[8:16]]
+
+
 def test_cli_writes_json_table_and_plot(tmp_path, monkeypatch):
   monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
   result = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--quantize=none",

@@ -84,6 +84,9 @@ def main(argv):
   weights = convert_lib.checkpoint_path(spec, variant, checkpoint)
   tok = tokenizer.ByteTokenizer() if weights is None else tokenizer.load(weights)
   tokens = tok.encode(TEXT.read_text())
+  prefix = []
+  if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:
+    prefix, tokens = tokens[:1], tokens[1:]  # BOS starts every window, not just the first
   if _MAX_TOKENS.value:
     tokens = tokens[:_MAX_TOKENS.value]
   config = spec.variant(variant).config
@@ -105,7 +108,8 @@ def main(argv):
       continue
     runners[recipe] = runner.Runner(paths[recipe], num_threads=_THREADS.value)
   _log(f"scoring {len(tokens)} tokens of {TEXT.name} in windows of {_WINDOW.value}")
-  baseline, scores = evaluate.evaluate(model, runners, tokens, _WINDOW.value, progress=_log)
+  baseline, scores = evaluate.evaluate(model, runners, tokens, _WINDOW.value, progress=_log,
+                                       prefix=prefix)
   params = sum(p.numel() for p in model.parameters())
   rows = []
   for recipe, score in scores.items():
