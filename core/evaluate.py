@@ -12,9 +12,9 @@ import math
 from typing import Callable
 
 import numpy as np
-import torch
 
 from litezoo.core import runner as runner_lib
+from litezoo.core import verify
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -59,15 +59,6 @@ def windows(tokens: list[int], length: int, prefix: list[int] = ()) -> list[list
   return [list(prefix) + tokens[i:i + step] for i in range(0, len(tokens) - step + 1, step)]
 
 
-def torch_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
-  from litezoo.core.litert_api import kv_cache  # pylint: disable=g-import-not-at-top
-  cache = kv_cache.KVCache.from_model_config(kv_cache_max_len, model.config)
-  with torch.no_grad():
-    out = model(torch.tensor([tokens], dtype=torch.int32),
-                torch.arange(len(tokens), dtype=torch.int32), cache)
-  return out["logits"][0].numpy()
-
-
 def evaluate(model, runners: dict[str, runner_lib.Runner], tokens: list[int], window: int,
              progress: Callable[[str], None] = print,
              prefix: list[int] = ()) -> tuple[Score, dict[str, Score]]:
@@ -78,7 +69,7 @@ def evaluate(model, runners: dict[str, runner_lib.Runner], tokens: list[int], wi
   baseline, scores = Score(), {name: Score() for name in runners}
   for index, chunk in enumerate(chunks):
     targets = np.array(chunk[1:])
-    reference = log_softmax(torch_logits(model, chunk, window))[:-1]
+    reference = log_softmax(verify.TorchSession(model, window).feed(chunk))[:-1]
     baseline.add(reference, targets, None)
     for name, run in runners.items():
       run.reset()

@@ -44,15 +44,14 @@ class HFTokenizer:
     self.chat_template = getattr(tokenizer, "chat_template", None)
     self.stop_ids = {i for i in eos_ids if i is not None}
     self.bos_id = tokenizer.bos_token_id
+    # Llama/Gemma checkpoints prepend BOS to plain text; GPT-2-style BPE models (SmolLM2) do not.
+    with_special = tokenizer("a")["input_ids"]
+    self._adds_bos = (self.bos_id is not None and bool(with_special)
+                      and with_special[0] == self.bos_id)
 
   def encode(self, text: str) -> list[int]:
     ids = self._tok(text, add_special_tokens=False)["input_ids"]
-    return ([self.bos_id] + ids) if self.bos_id is not None and self._adds_bos() else ids
-
-  def _adds_bos(self) -> bool:
-    # Llama/Gemma checkpoints prepend BOS to plain text; GPT-2-style BPE models (SmolLM2) do not.
-    with_special = self._tok("a")["input_ids"]
-    return bool(with_special) and with_special[0] == self.bos_id
+    return [self.bos_id] + ids if self._adds_bos else ids
 
   def decode(self, ids: list[int]) -> str:
     return self._tok.decode(ids, skip_special_tokens=True)

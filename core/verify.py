@@ -77,7 +77,7 @@ class Report:
     return "\n".join(lines)
 
 
-class _TorchSession:
+class TorchSession:
   """The re-authored PyTorch model, driven like the LiteRT runner: prefill, then decode."""
 
   def __init__(self, model: nn.Module, kv_cache_max_len: int):
@@ -86,7 +86,9 @@ class _TorchSession:
     self.cache = kv_cache.KVCache.from_model_config(kv_cache_max_len, model.config)
     self.position = 0
 
+  @torch.no_grad()
   def feed(self, tokens: list[int]) -> np.ndarray:
+    """Logits [len(tokens), vocab] of `tokens`, fed after what the cache holds."""
     positions = torch.arange(self.position, self.position + len(tokens), dtype=torch.int32)
     out = self.model(torch.tensor([tokens], dtype=torch.int32), positions, self.cache)
     self.cache = out["kv_cache"]
@@ -138,7 +140,7 @@ def per_layer(model: nn.Module, original: nn.Module, prompt: list[int], kv_cache
   handles += [l.register_forward_hook(keep(theirs, i))
               for i, l in enumerate(reference.decoder_layers(original))]
   try:
-    _TorchSession(model, kv_cache_max_len).feed(prompt)
+    TorchSession(model, kv_cache_max_len).feed(prompt)
     reference.Session(original).feed(prompt)
   finally:
     for h in handles:
@@ -167,7 +169,7 @@ def verify(model: nn.Module, original: nn.Module, prompts: list[list[int]], deco
     for _ in range(decode_steps):
       expected_steps.append(session.feed([tokens[-1]])[-1])
       tokens.append(int(expected_steps[-1].argmax()))
-    rows.append(_compare("pytorch", index, lambda: _TorchSession(model, kv_cache_max_len),
+    rows.append(_compare("pytorch", index, lambda: TorchSession(model, kv_cache_max_len),
                          expected_prefill, expected_steps, tokens, prompt, float_tol,
                          float_greedy))
     if tflite_path is not None:

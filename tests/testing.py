@@ -27,11 +27,9 @@ def hf_logits(model, tokens: list[int]) -> np.ndarray:
 
 
 def zoo_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
-  from litezoo.core.litert_api import kv_cache  # pylint: disable=g-import-not-at-top
-  cache = kv_cache.KVCache.from_model_config(kv_cache_max_len, model.config)
-  out = model(torch.tensor([tokens], dtype=torch.int32),
-              torch.arange(len(tokens), dtype=torch.int32), cache)
-  return out["logits"][0].numpy()
+  """The re-authored model's logits on `tokens`, from an empty KV cache."""
+  from litezoo.core import verify  # pylint: disable=g-import-not-at-top
+  return verify.TorchSession(model, kv_cache_max_len).feed(tokens)
 
 
 def check_matches_transformers(spec, tmp_path, variant: str = "tiny") -> None:

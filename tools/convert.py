@@ -7,7 +7,6 @@ from absl import flags
 
 from litezoo.core import convert as convert_lib
 from litezoo.core.registry import default_registry
-from litezoo.core.spec import Signatures
 from litezoo.tools import common
 
 _MODEL = flags.DEFINE_string("model", None, "Registered model name, e.g. tinyllama.", required=True)
@@ -28,10 +27,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for random weights.")
 def main(argv):
   del argv
   spec = default_registry().get(_MODEL.value)
-  signatures = Signatures(
-      prefill_seq_lens=(common.int_list(_PREFILL.value, "prefill_seq_lens") if _PREFILL.value
-                        else spec.signatures.prefill_seq_lens),
-      kv_cache_max_len=_KV.value if _KV.value is not None else spec.signatures.kv_cache_max_len)
+  signatures = common.signatures(spec, _PREFILL.value, _KV.value)
   convert_lib.convert(
       spec, _VARIANT.value,
       output_dir=common.user_path(_OUTPUT_DIR.value),

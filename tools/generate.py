@@ -12,7 +12,6 @@ from absl import flags
 from litezoo.core import cache, convert as convert_lib, generate, runner, tokenizer
 from litezoo.core.checkpoint import cache_dir
 from litezoo.core.registry import default_registry
-from litezoo.core.spec import Signatures
 from litezoo.tools import common
 
 _MODEL = flags.DEFINE_string("model", None, "Registered model name.", required=True)
@@ -48,15 +47,13 @@ def main(argv):
   sampling.validate()
   if _MAX_NEW.value <= 0:
     raise common.ZooError(f"--max_new_tokens must be positive, got {_MAX_NEW.value}")
-  signatures = Signatures(
-      common.int_list(_PREFILL.value, "prefill_seq_lens") if _PREFILL.value
-      else spec.signatures.prefill_seq_lens,
-      _KV.value or spec.signatures.kv_cache_max_len)
-  checkpoint = common.user_path(_CHECKPOINT.value) if _CHECKPOINT.value else None
+  signatures = common.signatures(spec, _PREFILL.value, _KV.value)
+  # Resolved once: a pinned source is fetched and its sha256 checked here, not again below.
+  weights = convert_lib.checkpoint_path(
+      spec, variant, common.user_path(_CHECKPOINT.value) if _CHECKPOINT.value else None)
   with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the generated text
     path = cache.artifact(spec, variant, recipe=_QUANTIZE.value, signatures=signatures,
-                          checkpoint=checkpoint, log=lambda m: print(m, file=sys.stderr))
-  weights = convert_lib.checkpoint_path(spec, variant, checkpoint)
+                          checkpoint=weights, log=lambda m: print(m, file=sys.stderr))
   tok = (tokenizer.ByteTokenizer() if weights is None else
          tokenizer.load(weights, cache=cache_dir() / "tokenizers" / path.parent.name))
   session = generate.Session(runner.Runner(path, num_threads=_THREADS.value), tok.stop_ids)
