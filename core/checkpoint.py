@@ -247,16 +247,30 @@ def _site_path(relative: str) -> pathlib.Path:
   return pathlib.Path(list(spec.submodule_search_locations)[0], rest)
 
 
-def fetch_packaged(source: PackagedFile) -> pathlib.Path:
-  """The checkpoint file, checked against its sha256; split files are joined once and cached."""
-  parts = [_site_path(p) for p in source.parts]
+def _declared_part(part: str, files: list[pathlib.Path]) -> pathlib.Path:
+  found = [f for f in files if str(f).endswith(part)]
+  if len(found) != 1:
+    raise CheckpointError(f"expected one file ending in {part} among the declared inputs, found "
+                          f"{len(found)}: {', '.join(str(f) for f in found) or 'none'}")
+  return found[0]
+
+
+def fetch_packaged(source: PackagedFile, files: list[pathlib.Path] | None = None,
+                   join_dir: pathlib.Path | None = None) -> pathlib.Path:
+  """The checkpoint file, checked against its sha256; split files are joined once and cached.
+
+  `files` gives the parts' paths instead of finding them in site-packages (a Bazel action sees only
+  its declared inputs), and `join_dir` where to join them instead of the cache.
+  """
+  parts = [_site_path(p) for p in source.parts] if files is None else [
+      _declared_part(part, files) for part in source.parts]
   missing = [str(p) for p in parts if not p.exists()]
   if missing:
     raise CheckpointError(f"{source.name}: missing {', '.join(missing)}; run ./setup.sh")
   if len(parts) == 1:
     path = parts[0]
   else:
-    path = cache_dir() / "files" / source.sha256[:16] / source.name
+    path = (join_dir or cache_dir() / "files" / source.sha256[:16]) / source.name
     if not path.exists():
       from litezoo.core import artifacts  # pylint: disable=g-import-not-at-top
       path.parent.mkdir(parents=True, exist_ok=True)

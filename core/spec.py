@@ -99,6 +99,8 @@ class ModelSpec:
   signatures: Signatures
   default_recipe: str = "dynamic_int8"
   description: str = ""
+  url: str = ""      # the original model's page, for model cards
+  license: str = ""  # the original weights' license, for model cards
 
   def __post_init__(self):
     if self.default_variant not in self.variants:

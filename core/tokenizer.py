@@ -67,6 +67,31 @@ class HFTokenizer:
   def save(self, directory: os.PathLike) -> None:
     self._tok.save_pretrained(directory)
 
+  # What bundles for Google's runtimes need (core/bundle.py).
+  @property
+  def backend(self):
+    """The underlying transformers tokenizer."""
+    return self._tok
+
+  @property
+  def adds_bos(self) -> bool:
+    """Whether encode() puts BOS in front of plain text."""
+    return self._adds_bos
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self._tok)
+
+  def token_text(self, token_id: int) -> str:
+    return self._tok.convert_ids_to_tokens(token_id)
+
+  def chat_text(self, messages: list[dict]) -> str:
+    """The chat template rendered as text, ending with the assistant's generation prompt."""
+    check_messages(messages)
+    if not self.chat_template:
+      raise TokenizerError("this model has no chat template (it is a base model)")
+    return self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
 
 class ByteTokenizer:
   """UTF-8 bytes as token ids: lets test-sized models with random weights and a 256-token
@@ -83,9 +108,18 @@ class ByteTokenizer:
     return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
   def chat(self, messages: list[dict]) -> list[int]:
+    return self.encode(self.chat_text(messages))
+
+  # What bundles for Google's runtimes need (core/bundle.py).
+  adds_bos = False
+  vocab_size = 256
+
+  def token_text(self, token_id: int) -> str:
+    return self.decode([token_id])
+
+  def chat_text(self, messages: list[dict]) -> str:
     check_messages(messages)
-    text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
-    return self.encode(text)
+    return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
 
 
 def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokenizer:

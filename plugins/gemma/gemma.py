@@ -31,6 +31,8 @@ SPEC = ModelSpec(
     name="gemma",
     version="0.1.0",
     description="Gemma 2B base",
+    url="https://huggingface.co/google/gemma-2b",
+    license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     variants={"2b": Variant(CONFIG_2B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="2b",
     build=gemma.build,

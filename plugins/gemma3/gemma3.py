@@ -53,6 +53,8 @@ SPEC = ModelSpec(
     name="gemma3",
     version="0.1.0",
     description="Gemma 3 270M base (completion, no chat template)",
+    url="https://huggingface.co/google/gemma-3-270m",
+    license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     variants={"270m": Variant(CONFIG_270M, source=SOURCE), "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="270m",
     build=gemma3.build,

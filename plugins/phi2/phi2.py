@@ -31,6 +31,8 @@ SPEC = ModelSpec(
     name="phi2",
     version="0.1.0",
     description="Phi-2 2.7B base",
+    url="https://huggingface.co/microsoft/phi-2",
+    license="MIT",
     variants={"2.7b": Variant(CONFIG_2_7B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="2.7b",
     build=phi.build,

@@ -35,6 +35,8 @@ SPEC = ModelSpec(
     name="smollm2",
     version="0.1.0",
     description="SmolLM2 135M Instruct (chat)",
+    url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+    license="Apache-2.0",
     variants={"135m": Variant(CONFIG_135M, source=SOURCE),
               "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="135m",

@@ -45,6 +45,8 @@ SPEC = ModelSpec(
     name="tinyllama",
     version="0.1.0",
     description="TinyLlama 1.1B chat",
+    url="https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    license="Apache-2.0",
     variants={"1.1b": Variant(CONFIG_1_1B, source=SOURCE), "tiny": Variant(CONFIG_TINY, synthetic=True)},
     default_variant="1.1b",
     build=llama.build,

@@ -1,0 +1,88 @@
+"""A model's pinned release as Bazel actions with declared inputs (see core/release.py).
+
+Three actions, so each is cached (locally or in a shared remote cache) on its own inputs:
+ZooConvert (weights -> .tflite), ZooBundle (.tflite + tokenizer -> .task, .litertlm) and
+ZooDescribe (files + lock + figures -> manifest.json, MODEL_CARD.md).
+"""
+
+# Fixed, so the actions' keys do not depend on the machine; Python finds the venv itself.
+_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONHASHSEED": "0",
+}
+
+def _zoo_release_impl(ctx):
+    model, variant = ctx.attr.model, ctx.attr.variant
+    out = ctx.label.name + "/"
+    tflite = ctx.actions.declare_file(out + model + ".tflite")
+    task = ctx.actions.declare_file(out + model + ".task")
+    litertlm = ctx.actions.declare_file(out + model + ".litertlm")
+    manifest = ctx.actions.declare_file(out + "manifest.json")
+    card = ctx.actions.declare_file(out + "MODEL_CARD.md")
+    tool = ctx.executable.tool
+    common = ["--model=" + model] + (["--variant=" + variant] if variant else [])
+    weights = ctx.files.weights
+    weight_args = ["--weights=" + f.path for f in weights]
+    requirements = {"no-sandbox": "1"} if ctx.attr.hub_cache else {}
+
+    ctx.actions.run(
+        executable = tool,
+        arguments = common + weight_args + ["--step=convert", "--tflite=" + tflite.path],
+        inputs = weights,
+        outputs = [tflite],
+        env = _ENV,
+        mnemonic = "ZooConvert",
+        progress_message = "Converting %s for its release" % model,
+        execution_requirements = requirements,
+    )
+    ctx.actions.run(
+        executable = tool,
+        arguments = common + weight_args + [
+            "--step=bundle",
+            "--tflite=" + tflite.path,
+            "--task=" + task.path,
+            "--litertlm=" + litertlm.path,
+        ],
+        inputs = weights + [tflite],
+        outputs = [task, litertlm],
+        env = _ENV,
+        mnemonic = "ZooBundle",
+        progress_message = "Bundling %s (.task, .litertlm)" % model,
+        execution_requirements = requirements,
+    )
+    ctx.actions.run(
+        executable = tool,
+        arguments = common + [
+            "--step=describe",
+            "--lock=" + ctx.file.lock.path,
+            "--tflite=" + tflite.path,
+            "--task=" + task.path,
+            "--litertlm=" + litertlm.path,
+            "--manifest=" + manifest.path,
+            "--card=" + card.path,
+        ] + ["--figures=" + f.path for f in ctx.files.figures],
+        inputs = [tflite, task, litertlm, ctx.file.lock] + ctx.files.figures,
+        outputs = [manifest, card],
+        env = _ENV,
+        mnemonic = "ZooDescribe",
+        progress_message = "Writing the manifest and model card of %s" % model,
+    )
+    files = [tflite, task, litertlm, manifest, card]
+    return [DefaultInfo(files = depset(files))]
+
+zoo_release = rule(
+    implementation = _zoo_release_impl,
+    doc = "A model's release: .tflite (default recipe), bundles, manifest.json, MODEL_CARD.md.",
+    attrs = {
+        "model": attr.string(mandatory = True),
+        "variant": attr.string(doc = "Default: the plugin's default variant."),
+        "tool": attr.label(mandatory = True, executable = True, cfg = "exec"),
+        "weights": attr.label_list(allow_files = True, doc = "The variant's pinned weight files."),
+        "hub_cache": attr.bool(doc = "Weights come from the Hugging Face cache (pinned by " +
+                                     "revision and sha256), outside Bazel's sandbox."),
+        "lock": attr.label(default = "//:requirements.lock", allow_single_file = True),
+        "figures": attr.label(default = "//docs:figures", allow_files = True),
+    },
+)

