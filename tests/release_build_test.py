@@ -95,16 +95,18 @@ class Bazel:
   def build(self, *flags: str) -> dict[str, str]:
     """Builds the release; returns {file name: sha256} of its files."""
     log = self.root / "exec.json"
-    self("build", f"--execution_log_json_file={log}", *flags, TARGET)
+    # No convenience symlinks: they would repoint the checkout's bazel-* links at this server.
+    self("build", "--symlink_prefix=/", f"--execution_log_json_file={log}", *flags, TARGET)
     self.spawns = _spawns(log)
     out = pathlib.Path(self("info", "bazel-bin").stdout.strip())
     directory = out / TARGET.lstrip("/").replace(":", "/")
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.iterdir()) if p.is_file()}
 
-  def shutdown(self):
+  def expunge(self):
+    """Deletes this server's output root (GBs of converted files) and stops the server."""
     subprocess.run(["bazel", f"--output_user_root={self.root}", f"--output_base={self.root}/base",
-                    "shutdown"], cwd=WORKSPACE, capture_output=True)
+                    "clean", "--expunge"], cwd=WORKSPACE, capture_output=True)
 
 
 def _spawns(log: pathlib.Path) -> list[dict]:
@@ -133,7 +135,7 @@ def servers(tmp_path):
 
   yield start
   for bazel in started:
-    bazel.shutdown()
+    bazel.expunge()
 
 
 def test_release_is_reproducible_and_served_by_a_shared_cache(tmp_path, servers):

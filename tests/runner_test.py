@@ -1,0 +1,189 @@
+"""The CompiledModel runner against the LiteRT Interpreter reference on tiny converted models: the
+same logits through chunked prefill, decode, rewind and reset; the XNNPACK weight cache is written
+once, published atomically, reused by a second start, and never handed to XNNPACK half-written."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from litezoo.core import artifacts, convert, registry, runner
+from litezoo.core.spec import Signatures
+from litezoo.tests import testing
+
+SPEC = registry.Registry().get("tinyllama")
+SIGNATURES = Signatures((8, 16), 64)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  """Converted tiny models, float and dynamic int8 (same seeded random weights)."""
+  directory = tmp_path_factory.mktemp("tiny")
+  return {recipe: convert.convert(SPEC, "tiny", recipe=recipe, signatures=SIGNATURES,
+                                  output_dir=directory / recipe, log=lambda _: None).path
+          for recipe in ("none", "dynamic_int8")}
+
+
+@pytest.fixture(autouse=True)
+def cache_root(tmp_path, monkeypatch):
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  return tmp_path / "cache"
+
+
+def _drive(run: runner.Runner, tokens: list[int]) -> tuple[list[np.ndarray], list[int]]:
+  """A session touching every path: chunked prefill (16+16+5), greedy decode, a rewind, a
+  padded prefill after it, a reset, and prefill up to the cache end (the tail fed through decode).
+  Returns every logits array and the greedy tokens."""
+  logits, greedy = [run.prefill(tokens)], []
+  for _ in range(12):
+    greedy.append(int(logits[-1].reshape(-1, logits[-1].shape[-1])[-1].argmax()))
+    logits.append(run.decode(greedy[-1]))
+  run.position = 20
+  logits.append(run.prefill(tokens[:3]))
+  logits.append(run.decode(greedy[0]))
+  run.reset()
+  logits.append(run.prefill(tokens[:5]))
+  logits.append(run.prefill(list(range(1, 60))))  # fills 5..63: chunks 16,16,16, then 8 + decode
+  assert run.position == run.kv_cache_max_len
+  return logits, greedy
+
+
+@pytest.mark.parametrize("recipe, atol", [("none", 1e-5), ("dynamic_int8", None)])
+def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
+  tokens = [int(t) for t in np.random.default_rng(1).integers(0, 256, 37)]
+  fast = runner.Runner(models[recipe])
+  reference = runner.Runner(models[recipe], backend="interpreter")
+  assert fast.backend == "compiled" and reference.backend == "interpreter"
+  assert fast.prefill_lengths == reference.prefill_lengths == [8, 16]
+  assert fast.kv_cache_max_len == reference.kv_cache_max_len == 64
+  got, got_greedy = _drive(fast, tokens)
+  want, want_greedy = _drive(reference, tokens)
+  assert got_greedy == want_greedy
+  assert [g.shape for g in got] == [w.shape for w in want]
+  if atol is not None:
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, atol=atol, rtol=0)
+  else:  # int8: the same greedy tokens at every step
+    assert [g.reshape(-1, g.shape[-1]).argmax(-1).tolist() for g in got] == \
+        [w.reshape(-1, w.shape[-1]).argmax(-1).tolist() for w in want]
+
+
+def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
+  torch.manual_seed(0)  # the converter's random weights
+  model = SPEC.build(SPEC.variant("tiny").config, SIGNATURES.kv_cache_max_len)
+  run = runner.Runner(models["none"])
+  run.prefill([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12])
+  run.position = 4  # keep 9 8 7 6, forget the rest
+  tail = run.prefill([40, 41, 42])
+  np.testing.assert_allclose(
+      tail, testing.zoo_logits(model, [9, 8, 7, 6, 40, 41, 42], 64)[4:], atol=1e-4, rtol=0)
+
+
+def test_model_bytes_run_too_and_share_the_file_cache(models, cache_root):
+  path = models["none"]
+  from_file = runner.Runner(path)
+  from_bytes = runner.Runner(path.read_bytes())
+  reference = runner.Runner(path.read_bytes(), backend="interpreter")
+  assert from_bytes.weight_cache_path == from_file.weight_cache_path
+  tokens = [3, 1, 4, 1, 5, 9, 2, 6, 5]
+  np.testing.assert_allclose(from_bytes.prefill(tokens), reference.prefill(tokens), atol=1e-5,
+                             rtol=0)
+
+
+def _cache_files(cache_root: pathlib.Path) -> list[pathlib.Path]:
+  directory = cache_root / "xnnpack"
+  return sorted(directory.iterdir()) if directory.exists() else []
+
+
+def test_the_weight_cache_is_written_once_and_reused(models, cache_root):
+  path = models["dynamic_int8"]
+  assert _cache_files(cache_root) == []
+  first = runner.Runner(path)
+  sha256 = artifacts.read_manifest(path)["sha256"]
+  assert _cache_files(cache_root) == [first.weight_cache_path]  # no temp file left behind
+  assert first.weight_cache_path.name.startswith(sha256 + ".litert-")
+  assert runner.is_complete_weight_cache(first.weight_cache_path)
+  before = first.weight_cache_path.stat()
+
+  second = runner.Runner(path)
+  assert second.weight_cache_path == first.weight_cache_path
+  assert _cache_files(cache_root) == [first.weight_cache_path]
+  after = first.weight_cache_path.stat()
+  assert (after.st_ino, after.st_mtime_ns, after.st_size) == \
+      (before.st_ino, before.st_mtime_ns, before.st_size)
+  np.testing.assert_array_equal(second.prefill([1, 2, 3]), first.prefill([1, 2, 3]))
+
+
+def test_a_half_written_cache_file_is_rebuilt_beside_it_not_in_place(models, cache_root):
+  path = models["none"]
+  final = runner.weight_cache_file(artifacts.read_manifest(path)["sha256"])
+  final.parent.mkdir(parents=True)
+  final.write_bytes(bytes(4096))  # what a crash mid-build leaves: a zero (invalid) header
+  inode = final.stat().st_ino
+  run = runner.Runner(path)
+  assert run.weight_cache_path == final and runner.is_complete_weight_cache(final)
+  assert final.stat().st_ino != inode  # replaced by rename: a process mapping the old one is safe
+  np.testing.assert_allclose(run.prefill([7, 7, 7]),
+                             runner.Runner(path, backend="interpreter").prefill([7, 7, 7]),
+                             atol=1e-5, rtol=0)
+
+
+def test_stale_temp_files_of_killed_builds_are_removed(models, cache_root):
+  path = models["none"]
+  final = runner.weight_cache_file(artifacts.read_manifest(path)["sha256"])
+  final.parent.mkdir(parents=True)
+  stale, fresh = (final.parent / f".{final.name}.{n}.partial" for n in ("old", "new"))
+  for f in (stale, fresh):
+    f.write_bytes(b"x")
+  two_hours_ago = time.time() - 7200
+  os.utime(stale, (two_hours_ago, two_hours_ago))
+  runner.Runner(path)
+  assert not stale.exists() and fresh.exists()  # a build still running elsewhere keeps its file
+
+
+def test_concurrent_first_starts_both_work_and_publish_one_file(models, cache_root):
+  script = ("import sys; from litezoo.core import runner; "
+            "print(runner.Runner(sys.argv[1]).prefill([5, 6, 7])[-1].argmax())")
+  env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}
+  procs = [subprocess.Popen([sys.executable, "-c", script, str(models["dynamic_int8"])], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+  want = runner.Runner(models["dynamic_int8"], backend="interpreter").prefill([5, 6, 7])[-1]
+  assert [out.strip() for out, _ in outs] == [str(want.argmax())] * 2
+  files = _cache_files(cache_root)
+  assert len(files) == 1 and runner.is_complete_weight_cache(files[0])
+
+
+def test_an_unusable_cache_directory_falls_back_to_memory(models, cache_root, monkeypatch):
+  blocker = cache_root.parent / "a_file"
+  blocker.write_text("not a directory")
+  monkeypatch.setenv("LITEZOO_CACHE", str(blocker / "cache"))
+  run = runner.Runner(models["none"])
+  assert run.weight_cache_path is None
+  np.testing.assert_allclose(run.prefill([1, 2]),
+                             runner.Runner(models["none"], backend="interpreter").prefill([1, 2]),
+                             atol=1e-5, rtol=0)
+
+
+def test_weight_cache_off_writes_nothing(models, cache_root):
+  assert runner.Runner(models["none"], weight_cache=False).weight_cache_path is None
+  assert _cache_files(cache_root) == []
+
+
+def test_errors_name_the_problem(models):
+  with pytest.raises(ValueError, match="unknown runner backend 'gpu'; choose one of compiled, "
+                                       "interpreter"):
+    runner.Runner(models["none"], backend="gpu")
+  run = runner.Runner(models["none"])
+  with pytest.raises(ValueError, match="65 tokens do not fit the KV cache of 64"):
+    run.prefill(list(range(65)))
+  run.prefill(list(range(64)))
+  with pytest.raises(ValueError, match="the KV cache of 64 tokens is full"):
+    run.decode(1)
