@@ -6,7 +6,6 @@ is never held twice in memory.
 
 import dataclasses
 import hashlib
-import json
 import os
 import pathlib
 from typing import Mapping, Protocol
@@ -14,6 +13,7 @@ from typing import Mapping, Protocol
 import torch
 from safetensors import safe_open
 
+from litezoo.core import validate
 from litezoo.core.errors import ZooError
 
 
@@ -58,7 +58,10 @@ class SafetensorsSource:
     self._handles = {}
     for file in self._files:
       try:
+        validate.check_safetensors(file)  # bounds first, in words that name the problem
         handle = safe_open(str(file), framework="pt")
+      except validate.FileCheckError as e:
+        raise CheckpointError(f"{file}: not a readable safetensors file: {e.detail}") from e
       except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from e
       self._handles[file] = handle
@@ -67,6 +70,12 @@ class SafetensorsSource:
           raise CheckpointError(f"tensor {name!r} appears in both {self._where[name]} and {file}")
         self._where[name] = file
         self._shapes[name] = tuple(handle.get_slice(name).get_shape())
+    index = self.path / self.INDEX if self.path.is_dir() else None
+    if index is not None and index.exists():
+      for name, shard in validate.check_safetensors_index(index).items():
+        if name not in self._where or self._where[name].name != shard:
+          found = f"it is in {self._where[name].name}" if name in self._where else "it is not there"
+          raise CheckpointError(f"{index} puts {name!r} in {shard}, but {found}")
 
   @classmethod
   def _find_files(cls, path: pathlib.Path) -> list[pathlib.Path]:
@@ -79,9 +88,9 @@ class SafetensorsSource:
     index = path / cls.INDEX
     if index.exists():
       try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-      except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{index}: not a valid safetensors index ({e})") from e
+        weight_map = validate.check_safetensors_index(index)
+      except validate.FileCheckError as e:
+        raise CheckpointError(str(e)) from e
       files = sorted({path / f for f in weight_map.values()})
       missing = [str(f) for f in files if not f.exists()]
       if missing:

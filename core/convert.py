@@ -157,15 +157,18 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
     stages.run("load weights (random, seed %d)" % seed, lambda: None)
     checkpoint_identity = {"kind": "random", "seed": seed}
   model_config = model.config
+  quant_recipe = recipes.resolve(recipe, model_config)
   with artifacts.atomic_path(final) as tmp:
-    with artifacts.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
-      stages.run("export float", export.export_float, model, signatures, str(float_file))
+    if quant_recipe is None:  # the float export is the artifact: written in place, never moved
+      stages.run("export float", export.export_float, model, signatures, str(tmp))
       del model
       gc.collect()
-      quant_recipe = recipes.resolve(recipe, model_config)
-      if quant_recipe is None:
-        stages.run("quantize (none)", os.replace, float_file, tmp)
-      else:
+      stages.run("quantize (none)", lambda: None)
+    else:
+      with artifacts.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
+        stages.run("export float", export.export_float, model, signatures, str(float_file))
+        del model
+        gc.collect()
         data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),
                           quant_recipe)
         stages.run("write", tmp.write_bytes, data)

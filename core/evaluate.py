@@ -15,6 +15,11 @@ import numpy as np
 
 from litezoo.core import runner as runner_lib
 from litezoo.core import verify
+from litezoo.core.errors import ZooError
+
+
+class EvaluateError(ZooError, ValueError):
+  pass
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -63,9 +68,17 @@ def evaluate(model, runners: dict[str, runner_lib.Runner], tokens: list[int], wi
              progress: Callable[[str], None] = print,
              prefix: list[int] = ()) -> tuple[Score, dict[str, Score]]:
   """Scores the float PyTorch `model` (the baseline) and every runner on the same windows."""
+  if window < 2 or window <= len(prefix):
+    raise EvaluateError(f"a window of {window} tokens scores nothing: it needs at least "
+                        f"{max(2, len(prefix) + 1)}")
+  for name, run in runners.items():
+    if window > run.kv_cache_max_len:
+      raise EvaluateError(f"a window of {window} tokens does not fit the {run.kv_cache_max_len}"
+                          f"-token KV cache of {name}: use --window={run.kv_cache_max_len} or "
+                          "less, or convert with a larger --kv_cache_max_len")
   chunks = windows(tokens, window, prefix)
   if not chunks:
-    raise ValueError(f"the text has {len(tokens)} tokens, fewer than one window of {window}")
+    raise EvaluateError(f"the text has {len(tokens)} tokens, fewer than one window of {window}")
   baseline, scores = Score(), {name: Score() for name in runners}
   for index, chunk in enumerate(chunks):
     targets = np.array(chunk[1:])

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from litezoo.core import validate
 from litezoo.core.checkpoint import CheckpointError, sha256_file
 
 # GGUF name (without .weight/.bias) -> HF name, `{}` standing for the layer index.
@@ -72,11 +73,15 @@ class GGUFSource:
     self.path = pathlib.Path(path)
     self._sha256 = sha256
     try:
+      # The reader trusts every count and length in the file: bounds are checked first.
+      validate.check_gguf(self.path)
       self.reader = gguf.GGUFReader(self.path)
+    except validate.FileCheckError as e:
+      raise GGUFError(f"{self.path}: not a readable GGUF file: {e.detail}") from e
     except Exception as e:  # the reader raises ValueError, struct errors, IndexError...
       raise GGUFError(f"{self.path}: not a readable GGUF file ({type(e).__name__}: {e})") from e
     self.architecture = self.metadata("general.architecture")
-    if self.architecture not in NAMES:
+    if not isinstance(self.architecture, str) or self.architecture not in NAMES:
       raise GGUFError(f"{self.path}: GGUF architecture {self.architecture!r} is not supported; "
                       f"supported: {', '.join(NAMES)}")
     self._tensors = {}
@@ -103,7 +108,19 @@ class GGUFSource:
     field = self.reader.fields.get(key)
     if field is None:
       return default
-    return field.contents()
+    try:
+      return field.contents()
+    except (UnicodeDecodeError, ValueError, IndexError) as e:
+      raise GGUFError(f"{self.path}: metadata {key!r} is unreadable ({e})") from e
+
+  def int_metadata(self, key: str) -> int | None:
+    """An integer architecture field, or None if absent; anything else is refused."""
+    value = self.arch_metadata(key)
+    if value is None:
+      return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise GGUFError(f"{self.path}: {self.architecture}.{key} is {value!r}, not an integer")
+    return int(value)
 
   def arch_metadata(self, key: str, default: Any = None) -> Any:
     return self.metadata(f"{self.architecture}.{key}", default)
@@ -111,8 +128,8 @@ class GGUFSource:
   def check_config(self, config: Mapping[str, Any], what: str) -> None:
     """Refuses a file whose shape metadata disagrees with the plugin's config."""
     for field, key in CONFIG_KEYS.items():
-      found = self.arch_metadata(key)
-      if found is not None and field in config and int(found) != int(config[field]):
+      found = self.int_metadata(key)
+      if found is not None and field in config and found != int(config[field]):
         raise GGUFError(f"{self.path}: {self.architecture}.{key} is {found}, but {what} has "
                         f"{field}={config[field]}; this file holds a different model")
 
@@ -125,7 +142,11 @@ class GGUFSource:
   def load(self, name: str) -> torch.Tensor:
     import gguf  # pylint: disable=g-import-not-at-top
     tensor = self._tensors[name]
-    array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    try:
+      array = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    except NotImplementedError as e:
+      raise GGUFError(f"{self.path}: tensor {tensor.name!r} has type {tensor.tensor_type.name}, "
+                      f"which the gguf package cannot dequantize ({e})") from e
     # np.array copies: the file is mapped read-only and torch wants writable memory.
     weight = torch.from_numpy(np.array(array, dtype=np.float32)).reshape(self.shape(name))
     return self._transform(name)(weight)
@@ -133,7 +154,10 @@ class GGUFSource:
   def _transform(self, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     if self.architecture == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
       key = "attention.head_count" if "q_proj" in name else "attention.head_count_kv"
-      heads = int(self.arch_metadata(key))
+      heads, rows = self.int_metadata(key), self.shape(name)[0]
+      if not heads or heads < 0 or rows % (2 * heads):
+        raise GGUFError(f"{self.path}: {self.architecture}.{key} is {heads}, which does not "
+                        f"split the {rows} rows of {name} into heads of pairs")
       return lambda w: _unpermute(w, heads)
     if self.architecture == "gemma3" and "norm" in name:
       return lambda w: w - 1.0  # llama.cpp stores Gemma's (1 + weight) as one number

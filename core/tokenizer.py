@@ -32,8 +32,13 @@ ROLES = ("system", "user", "assistant")
 
 def check_messages(messages: list[dict]) -> None:
   for m in messages:
+    if not isinstance(m, dict):
+      raise TokenizerError(f"a chat message is a {{'role': ..., 'content': ...}} dict, not {m!r}")
     if m.get("role") not in ROLES:
       raise TokenizerError(f"unknown chat role {m.get('role')!r}; roles: {', '.join(ROLES)}")
+    if not isinstance(m.get("content"), str):
+      raise TokenizerError(f"the {m['role']} message's content must be text, got "
+                           f"{type(m.get('content')).__name__}")
 
 
 class HFTokenizer:
