@@ -313,7 +313,9 @@ def _litertlm(spec: ModelSpec, variant: str, model: _Model, tflite: pathlib.Path
   if tok.chat_template:
     llm.jinja_prompt_template = ENGINE_CONTENT_AS_TEXT + tok.chat_template
   llm.max_num_tokens = model.kv_cache_max_len
-  llm.sampler_params.type = sampler_params_pb2.SamplerParameters.GREEDY  # as tools/generate
+  # Greedy, as tools/generate; spelled top-k 1 since the CPU engine does not implement GREEDY.
+  llm.sampler_params.type = sampler_params_pb2.SamplerParameters.TOP_K
+  llm.sampler_params.k = 1
   model_type = _LITERTLM_MODEL_TYPES.get(spec.variant(variant).config.get("model_type"))
   getattr(llm.llm_model_type, model_type or "generic_model").SetInParent()
   llm.supports_thinking = False

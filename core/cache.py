@@ -63,7 +63,9 @@ def artifact(spec: ModelSpec, variant: str | None = None, *, recipe: str | None 
   directory = checkpoint_lib.cache_dir() / "artifacts" / (
       f"{spec.name}-{variant}_{tag}-" + key(spec, variant, recipe, signatures, path))
   final = directory / artifacts.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
-  with _locked(directory.with_suffix(".lock")):
+  # Not with_suffix: a name like tinyllama-1.1b_... would lose ".1b_..." and collide with the
+  # float artifact's lock, which a quantized conversion takes while holding its own.
+  with _locked(directory.parent / (directory.name + ".lock")):
     if artifacts.verify(final):
       return final
     if final.exists():

@@ -1,0 +1,144 @@
+"""tools/benchmark on the tiny TinyLlama: the results' schema, the markdown regenerated from the
+JSON, the PNG, skipped peers with their reason, and the helpers the figures rest on, each checked
+against an independent reference (transformers, SentencePiece, the kernel's rusage, the files).
+Speeds are not asserted: the real-size figures come from running the benchmark."""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from litezoo.tests import testing
+from litezoo.tools.bench import measure, report, weights
+from litezoo.tools.bench.target import Target
+
+TINY = ["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,32", "--kv_cache_max_len=64",
+        "--depths=4,16", "--decode_tokens=3", "--repeats=2", "--ttft_prompt=8",
+        "--bandwidth_mib=16"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+  out = tmp_path_factory.mktemp("bench")
+  run = testing.run_tool("benchmark", *TINY, "--peers=zoo,torch,llamacpp",
+                         f"--llamacpp_dir={out / 'no-llama.cpp'}", f"--output_dir={out}",
+                         f"--work_dir={out / 'work'}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  return out, json.loads((out / "tinyllama-tiny.json").read_text()), run
+
+
+def test_results_hold_every_figure_for_each_peer_that_ran(results):
+  _, r, _ = results
+  assert r["schema"] == report.SCHEMA
+  assert (r["model"], r["variant"], r["recipe"]) == ("tinyllama", "tiny", "dynamic_int8")
+  assert r["plan"]["threads"] == 2 and r["plan"]["prefill_lengths"] == [8, 32]
+  assert r["bandwidth"]["bytes_per_s"] > 0 and len(r["machine"]["load_average_start"]) == 3
+  assert {"torch", "ai-edge-litert", "litert-torch", "python"} <= set(r["versions"])
+  for name in ("zoo", "torch"):
+    peer = r["peers"][name]
+    assert peer["status"] == "ok", peer
+    assert set(report.PEER_KEYS) <= set(peer)
+    assert sorted(peer["prefill_tps"]) == ["32", "8"]
+    assert sorted(peer["decode_tps"]) == ["16", "4"]
+    assert all(v > 0 for v in [*peer["prefill_tps"].values(), *peer["decode_tps"].values()])
+    # The recorded file size is the file's.
+    size = peer["artifact"]["size_bytes"]
+    if name == "zoo":
+      assert size == pathlib.Path(peer["artifact"]["path"]).stat().st_size
+    assert peer["decode_read_bytes"] == int(size * r["decode_read_fraction"])
+    assert peer["rss_over_file"] == pytest.approx(peer["runtime_peak_rss_bytes"] / size)
+  zoo = r["peers"]["zoo"]
+  assert zoo["conversion"]["seconds"] > 0 and zoo["conversion"]["peak_rss_bytes"] > 0
+  assert zoo["second_start"]["weight_cache_bytes"] > 0  # the first start wrote packed weights
+
+
+def test_unavailable_peer_is_recorded_with_its_reason(results):
+  _, r, _ = results
+  llama = r["peers"]["llamacpp"]
+  assert llama["status"] == "skipped"
+  assert "setup_llamacpp.sh" in llama["reason"]
+  target = {t["key"]: t for t in r["targets"]}
+  assert set(target) == {key for key, _ in report.TARGETS}
+  assert target["decode_vs_llamacpp"]["met"] is None
+  assert target["rss_vs_file"]["measured"] == pytest.approx(r["peers"]["zoo"]["rss_over_file"])
+
+
+def test_summary_is_flat_and_names_headline_figures(results):
+  _, r, _ = results
+  assert all(isinstance(v, (int, float, str)) for v in r["summary"].values())
+  assert r["summary"]["zoo decode tok/s"] == round(report.headline_decode(r["peers"]["zoo"]), 2)
+  assert "target rss_vs_file" in r["summary"]
+
+
+def test_markdown_is_regenerated_from_the_json(results):
+  out, r, _ = results
+  table = (out / "tinyllama-tiny.md").read_text()
+  assert table == report.markdown(r)
+  run = testing.run_tool("benchmark", f"--markdown_from={out / 'tinyllama-tiny.json'}")
+  assert run.returncode == 0, run.stderr
+  assert run.stdout == table
+  rows = [line for line in table.splitlines() if line.startswith("| zoo |") or
+          line.startswith("| torch |")]
+  assert len(rows) == 2 and "llamacpp: skipped" in table
+
+
+def test_plot_is_a_png_with_three_panels(results):
+  out, _, _ = results
+  from matplotlib import image  # pylint: disable=g-import-not-at-top
+  pixels = image.imread(out / "tinyllama-tiny.png", format="png")
+  assert pixels.shape[0] > 200 and pixels.shape[1] > 600
+
+
+def test_progress_is_printed_while_it_runs(results):
+  _, _, run = results
+  assert "[1/3] zoo" in run.stderr and "decode at depth 16" in run.stderr
+
+
+def test_unknown_peer_is_an_error():
+  run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", "--peers=zoo,vllm")
+  assert run.returncode == 2
+  assert "unknown --peers vllm; peers: zoo" in run.stderr
+
+
+def test_random_checkpoint_tokenizer_matches_sentencepiece(tmp_path):
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  weights.write_tokenizer(tmp_path, 300)
+  sp = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
+  hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+  text = "the quick brown fox, 42 times!"
+  assert sp.get_piece_size() == 300 and len(hf) == 300
+  assert hf(text, add_special_tokens=False).input_ids == sp.encode(text)
+
+
+def test_decode_read_fraction_matches_transformers_parameter_counts():
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  spec = default_registry().get("tinyllama")
+  config = dict(spec.variant("1.1b").config)
+  with torch.device("meta"):
+    model = transformers.AutoModelForCausalLM.from_config(
+        transformers.AutoConfig.for_model(**config))
+  matrices = {n: p.numel() for n, p in model.named_parameters() if p.dim() == 2}
+  embedding = model.get_input_embeddings().weight.numel()
+  expected = (sum(matrices.values()) - embedding) / sum(matrices.values())
+  target = Target(spec=spec, variant="1.1b", recipe="dynamic_int8", config=config,
+                  checkpoint=pathlib.Path("."), prefill_lengths=(128,), kv_cache_max_len=1024,
+                  work=pathlib.Path("."), plan=None)
+  assert target.decode_read_fraction() == pytest.approx(expected, rel=1e-9)
+
+
+def test_run_measured_reports_the_child_peak_rss():
+  code = "import numpy as np; a = np.ones(300 * 2**20 // 8); print(a.sum())"
+  done = measure.run_measured([sys.executable, "-c", code])
+  assert done.returncode == 0 and float(done.stdout) == 300 * 2**20 // 8
+  assert done.peak_rss_bytes > 300 * 2**20
+
+
+def test_bandwidth_reads_the_whole_array():
+  found = measure.memory_bandwidth(threads=2, mib=8, repeats=2)
+  assert found["bytes_per_s"] > 0 and found["array_mib"] == 8
+  assert np.isfinite(found["bytes_per_s"])

@@ -1,0 +1,1 @@
+"""tools/benchmark's parts: one module per peer plus the shared measurement helpers."""

@@ -1,0 +1,226 @@
+"""Shared measurement helpers: timing protocol, peak RSS, memory bandwidth, machine facts.
+
+Every peer runs in its own fresh subprocess (`run_child`), so its peak RSS, load time and first
+call are its own; the subprocess prints one `BENCH_RESULT {json}` line that the parent parses.
+"""
+
+import concurrent.futures
+import dataclasses
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import typing
+from typing import Callable
+
+import numpy as np
+
+RESULT_MARK = "BENCH_RESULT "
+# The directory holding the `litezoo` package (the runfiles root under Bazel).
+PACKAGE_ROOT = pathlib.Path(__file__).absolute().parents[3]
+VERSION_PACKAGES = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter",
+                    "litert-lm-api", "litert-lm-builder", "torch", "transformers", "numpy",
+                    "gguf", "sentencepiece", "tensorflow-cpu", "matplotlib")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What to measure: the same for every peer."""
+
+  threads: int
+  prefill_lengths: tuple[int, ...]  # prefill tok/s at each
+  depths: tuple[int, ...]  # decode tok/s with this many tokens already in the cache
+  decode_tokens: int  # timed decode steps per depth and repeat
+  repeats: int  # medians are taken over this many repeats
+  ttft_prompt: int  # prompt length for time to first token
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, d: dict) -> "Plan":
+    return cls(**{**d, "prefill_lengths": tuple(d["prefill_lengths"]),
+                  "depths": tuple(d["depths"])})
+
+
+class Session(typing.Protocol):
+  """A model running one sequence: the shape every Python-driven peer is adapted to."""
+
+  kv_cache_max_len: int
+
+  def reset(self) -> None: ...
+  def prefill(self, tokens: list[int]) -> np.ndarray: ...  # logits of the last token [vocab]
+  def decode(self, token: int) -> np.ndarray: ...  # logits [vocab]
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def log(message: str) -> None:
+  """Progress goes to stderr: stdout carries the result line."""
+  print(message, file=sys.stderr, flush=True)
+
+
+def _tokens(rng: np.random.Generator, n: int, vocab: int) -> list[int]:
+  return [int(t) for t in rng.integers(3, max(4, min(vocab, 1000)), n)]
+
+
+def measure_session(make: Callable[[], Session], protocol: Plan, vocab: int,
+                    name: str) -> dict:
+  """The common protocol: load, first call, prefill at each length, time to first token, decode at
+  each depth (median step time of each repeat, median over repeats), peak RSS."""
+  rng = np.random.default_rng(0)
+  start = time.perf_counter()
+  session = make()
+  load_s = time.perf_counter() - start
+  t0 = time.perf_counter()
+  session.decode(1)  # the first call: kernels initialise, weights may be packed
+  first_call_s = time.perf_counter() - t0
+  log(f"  {name}: loaded in {load_s:.2f} s, first call {first_call_s:.2f} s")
+  result = {"load_s": load_s, "first_call_s": first_call_s, "prefill_tps": {}, "decode_tps": {},
+            "decode_step_s": {}}
+  for length in protocol.prefill_lengths:
+    if length > session.kv_cache_max_len:
+      continue
+    speeds = []
+    for _ in range(protocol.repeats):
+      session.reset()
+      tokens = _tokens(rng, length, vocab)
+      t0 = time.perf_counter()
+      session.prefill(tokens)
+      speeds.append(length / (time.perf_counter() - t0))
+    result["prefill_tps"][str(length)] = statistics.median(speeds)
+    log(f"  {name}: prefill {length}: {result['prefill_tps'][str(length)]:.1f} tok/s")
+  ttfts = []
+  for _ in range(protocol.repeats):
+    session.reset()
+    tokens = _tokens(rng, protocol.ttft_prompt, vocab)
+    t0 = time.perf_counter()
+    int(np.argmax(session.prefill(tokens)))
+    ttfts.append(time.perf_counter() - t0)
+  result["ttft_s"] = statistics.median(ttfts)
+  for depth in protocol.depths:
+    if depth + protocol.decode_tokens + 2 > session.kv_cache_max_len:
+      continue
+    medians = []
+    for _ in range(protocol.repeats):
+      session.reset()
+      token = int(np.argmax(session.prefill(_tokens(rng, depth, vocab))))
+      token = int(np.argmax(session.decode(token)))  # untimed: leaves the prefill path
+      steps = []
+      for _ in range(protocol.decode_tokens):
+        t0 = time.perf_counter()
+        token = int(np.argmax(session.decode(token)))
+        steps.append(time.perf_counter() - t0)
+      medians.append(statistics.median(steps))
+    step = statistics.median(medians)
+    result["decode_step_s"][str(depth)] = step
+    result["decode_tps"][str(depth)] = 1 / step
+    log(f"  {name}: decode at depth {depth}: {1 / step:.2f} tok/s")
+  result["runtime_peak_rss_bytes"] = peak_rss_bytes()
+  return result
+
+
+def memory_bandwidth(threads: int, mib: int = 1024, repeats: int = 5) -> dict:
+  """Read bandwidth: `threads` threads each summing their share of a `mib` MiB array (numpy
+  releases the GIL in the reduction), after one warm-up pass. The best of the repeats is the
+  machine's figure (as STREAM reports): other work on the machine only lowers it."""
+  data = np.ones(mib * 2**20 // 8, dtype=np.float64)
+  parts = np.array_split(data, threads)
+  speeds = []
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    for i in range(repeats + 1):
+      t0 = time.perf_counter()
+      list(pool.map(np.sum, parts))
+      seconds = time.perf_counter() - t0
+      if i:
+        speeds.append(data.nbytes / seconds)
+  return {"bytes_per_s": max(speeds), "median_bytes_per_s": statistics.median(speeds),
+          "array_mib": mib, "threads": threads, "repeats": repeats,
+          "method": "numpy sum over a float64 array, one slice per thread; best of repeats"}
+
+
+def machine() -> dict:
+  cpu = ""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  mem = 0
+  try:
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+      if line.startswith("MemTotal:"):
+        mem = int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return {"cpu": cpu or platform.processor(), "cpus": os.cpu_count(), "memory_bytes": mem,
+          "platform": platform.platform(), "python": platform.python_version()}
+
+
+def load_average() -> list[float]:
+  """The 1, 5 and 15 minute load averages: other work on the machine skews timings."""
+  return [round(x, 2) for x in os.getloadavg()]
+
+
+def versions() -> dict[str, str]:
+  found = {}
+  for name in VERSION_PACKAGES:
+    try:
+      found[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return found
+
+
+@dataclasses.dataclass
+class Finished:
+  returncode: int
+  seconds: float
+  peak_rss_bytes: int  # the child's and its waited-for descendants'
+  stdout: str
+
+
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> Finished:
+  """Runs `cmd` with stderr passed through (progress); returns its wall time and its own peak RSS."""
+  with tempfile.TemporaryFile("w+") as out:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, env=env, cwd=cwd)
+    # wait4 gives this child's own rusage: the max RSS of it and of the processes it waited for.
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    return Finished(proc.returncode, seconds, usage.ru_maxrss * 1024, out.read())
+
+
+def child_env(extra: dict | None = None) -> dict:
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+      [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+  env.update(extra or {})
+  return env
+
+
+def run_child(peer: str, args: dict, env: dict | None = None) -> tuple[dict | None, str]:
+  """Runs `peer`'s measurement in a fresh Python process; (result, error text)."""
+  cmd = [sys.executable, "-m", "litezoo.tools.bench.child", peer, json.dumps(args)]
+  done = run_measured(cmd, env=child_env(env))
+  for line in reversed(done.stdout.splitlines()):
+    if line.startswith(RESULT_MARK):
+      result = json.loads(line[len(RESULT_MARK):])
+      if "error" in result:
+        return None, result["error"]
+      result.setdefault("process_peak_rss_bytes", done.peak_rss_bytes)
+      return result, ""
+  tail = done.stdout.strip().splitlines()[-3:]
+  return None, f"the measuring process exited with {done.returncode}: {' | '.join(tail)}"

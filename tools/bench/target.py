@@ -1,0 +1,80 @@
+"""What one benchmark run measures (model, weights, signatures, protocol), and how a peer's
+conversion is timed, recorded and reused."""
+
+import dataclasses
+import json
+import pathlib
+from typing import Callable
+
+from litezoo.core.spec import ModelSpec
+from litezoo.tools.bench import measure
+
+
+class Skipped(Exception):
+  """A peer that cannot run here; the message is the reason recorded in the results."""
+
+
+@dataclasses.dataclass
+class Target:
+  spec: ModelSpec
+  variant: str
+  recipe: str
+  config: dict  # the Hugging Face config.json of the variant
+  checkpoint: pathlib.Path  # the random safetensors checkpoint every peer reads
+  prefill_lengths: tuple[int, ...]
+  kv_cache_max_len: int
+  work: pathlib.Path  # converted files of this run, reused by the next one
+  plan: measure.Plan
+  reconvert: bool = False
+  llamacpp_dir: pathlib.Path | None = None
+  log: Callable[[str], None] = measure.log
+
+  @property
+  def name(self) -> str:
+    return f"{self.spec.name}-{self.variant}"
+
+  def vocab(self) -> int:
+    return int(self.config["vocab_size"])
+
+  def decode_read_fraction(self) -> float:
+    """The share of a model file that decode reads per token: every weight matrix but the
+    embedding table, of which one row is read (unless the LM head shares it)."""
+    c = self.config
+    hidden, vocab = c["hidden_size"], c["vocab_size"]
+    heads, kv_heads = c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"]
+    head_dim = c.get("head_dim") or hidden // heads
+    attn = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    mlp = 3 * hidden * c["intermediate_size"]
+    layers = c["num_hidden_layers"] * (attn + mlp)
+    embedding = hidden * vocab
+    tied = c.get("tie_word_embeddings", False)
+    total = layers + embedding + (0 if tied else embedding)
+    return (total - (0 if tied else embedding)) / total
+
+
+def _record_path(artifact: pathlib.Path) -> pathlib.Path:
+  return artifact.with_name(artifact.name + ".conversion.json")
+
+
+def converted(target: Target, artifact: pathlib.Path,
+              convert: Callable[[], measure.Finished], what: str) -> dict:
+  """Runs `convert` (a measured subprocess that writes `artifact`) unless an earlier run left the
+  artifact and its record; returns the conversion record (seconds, peak RSS, reused)."""
+  record_path = _record_path(artifact)
+  if artifact.exists() and record_path.exists() and not target.reconvert:
+    target.log(f"reusing {artifact} ({what}, converted by an earlier run)")
+    return {**json.loads(record_path.read_text()), "reused": True}
+  target.log(f"converting: {what} -> {artifact}")
+  done = convert()
+  if done.returncode != 0 or not artifact.exists():
+    tail = " | ".join(done.stdout.strip().splitlines()[-3:])
+    raise RuntimeError(f"{what} failed (exit {done.returncode}){': ' + tail if tail else ''}")
+  record = {"seconds": round(done.seconds, 2), "peak_rss_bytes": done.peak_rss_bytes}
+  record_path.write_text(json.dumps(record))
+  target.log(f"converted {what} in {done.seconds:.1f} s, peak RSS "
+             f"{done.peak_rss_bytes / 2**30:.2f} GiB")
+  return {**record, "reused": False}
+
+
+def artifact_info(path: pathlib.Path, kind: str) -> dict:
+  return {"path": str(path), "format": kind, "size_bytes": path.stat().st_size}

@@ -1,0 +1,118 @@
+"""The zoo's own path: tools/convert on the shared checkpoint, run by core/runner.py.
+
+Peers: `zoo` (the default CompiledModel backend; its second start must map the packed weights the
+first one wrote) and `zoo-interpreter` (the Interpreter backend, the same file)."""
+
+import pathlib
+import shutil
+import time
+
+from litezoo.core import artifacts
+from litezoo.tools.bench import measure
+from litezoo.tools.bench.target import Target, artifact_info
+
+
+def convert(target: Target) -> tuple[pathlib.Path, dict]:
+  """tools/convert's pipeline on the shared checkpoint, in its own process. The output directory
+  is named by core/cache.py's key (plugin version, config, recipe, signatures, checkpoint sha256,
+  converter versions), so a later run reuses it only while nothing that shapes the file changed."""
+  args = {"model": target.spec.name, "variant": target.variant, "recipe": target.recipe,
+          "checkpoint": str(target.checkpoint), "prefill_lengths": list(target.prefill_lengths),
+          "kv_cache_max_len": target.kv_cache_max_len, "work": str(target.work / "zoo"),
+          "reconvert": target.reconvert}
+  target.log("zoo conversion")
+  done, error = measure.run_child("zoo-convert", args)
+  if done is None:
+    raise RuntimeError(f"zoo conversion failed: {error}")
+  return pathlib.Path(done["path"]), done["conversion"]
+
+
+def convert_child(args: dict) -> dict:
+  """Converts unless an earlier run did; the time and peak RSS come from the manifest."""
+  from litezoo.core import cache, convert as convert_lib  # pylint: disable=g-import-not-at-top
+  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  from litezoo.core.spec import Signatures  # pylint: disable=g-import-not-at-top
+  spec = default_registry().get(args["model"])
+  signatures = Signatures(tuple(args["prefill_lengths"]), args["kv_cache_max_len"])
+  checkpoint = pathlib.Path(args["checkpoint"])
+  out = pathlib.Path(args["work"]) / cache.key(spec, args["variant"], args["recipe"], signatures,
+                                               checkpoint)
+  found = sorted(out.glob("*.tflite"))
+  reused = bool(found) and artifacts.verify(found[0]) and not args["reconvert"]
+  if reused:
+    path = found[0]
+    measure.log(f"reusing {path} (converted by an earlier run)")
+  else:
+    path = convert_lib.convert(spec, args["variant"], output_dir=out, checkpoint=checkpoint,
+                               recipe=args["recipe"], signatures=signatures, log=measure.log).path
+  conversion = artifacts.read_manifest(path)["conversion"]
+  return {"path": str(path), "conversion": {
+      "seconds": conversion["seconds"], "peak_rss_bytes": conversion["peak_rss_bytes"],
+      "stage_seconds": conversion["stage_seconds"], "reused": reused}}
+
+
+def run(target: Target, backend: str) -> dict:
+  path, record = convert(target)
+  args = {"model": str(path), "backend": backend, "plan": target.plan.to_json(),
+          "vocab": target.vocab()}
+  result = {"engine": f"litezoo core/runner.py ({backend})", "artifact": artifact_info(path, "tflite"),
+            "conversion": record}
+  if backend != "compiled":
+    measured, error = measure.run_child("zoo", args)
+    if measured is None:
+      raise RuntimeError(error)
+    return {**result, **measured}
+  # A fresh weight-cache directory: the first start packs and writes it, the second maps it.
+  cache_root = target.work / "zoo-weight-cache"
+  shutil.rmtree(cache_root, ignore_errors=True)
+  env = {"LITEZOO_CACHE": str(cache_root)}
+  measured, error = measure.run_child("zoo", args, env)
+  if measured is None:
+    raise RuntimeError(error)
+  second, error = measure.run_child("zoo", {**args, "start_only": True}, env)
+  if second is None:
+    raise RuntimeError(f"second start: {error}")
+  cache_files = list((cache_root / "xnnpack").glob("*.xnnpack"))
+  second["weight_cache_bytes"] = sum(f.stat().st_size for f in cache_files)
+  return {**result, **measured, "second_start": second}
+
+
+def measure_child(args: dict) -> dict:
+  from litezoo.core import runner  # pylint: disable=g-import-not-at-top
+  plan = measure.Plan.from_json(args["plan"])
+
+  class Session:
+    def __init__(self):
+      self.runner = runner.Runner(args["model"], num_threads=plan.threads,
+                                  backend=args["backend"])
+      self.kv_cache_max_len = self.runner.kv_cache_max_len
+
+    def reset(self):
+      self.runner.reset()
+
+    def prefill(self, tokens):
+      return self.runner.prefill(tokens)[-1]
+
+    def decode(self, token):
+      return self.runner.decode(token)
+
+  if args.get("start_only"):
+    return start_only(Session, plan, args["vocab"])
+  return measure.measure_session(Session, plan, args["vocab"], f"zoo-{args['backend']}")
+
+
+def start_only(make, plan: measure.Plan, vocab: int) -> dict:
+  """A second start: load, first call and one prompt, and the peak RSS they take."""
+  start = time.perf_counter()
+  session = make()
+  load_s = time.perf_counter() - start
+  t0 = time.perf_counter()
+  session.decode(1)
+  first_call_s = time.perf_counter() - t0
+  session.reset()
+  t0 = time.perf_counter()
+  session.prefill([5] * min(plan.ttft_prompt, session.kv_cache_max_len))
+  ttft = time.perf_counter() - t0
+  measure.log(f"  second start: load {load_s:.2f} s, first call {first_call_s:.2f} s")
+  return {"load_s": load_s, "first_call_s": first_call_s, "ttft_s": ttft,
+          "runtime_peak_rss_bytes": measure.peak_rss_bytes()}

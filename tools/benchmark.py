@@ -1,0 +1,206 @@
+"""Benchmarks a zoo model against its peers on this machine, in one run, same threads.
+
+  bazel run //tools:benchmark -- --model=tinyllama --variant=1.1b --quantize=dynamic_int8
+  bazel run //tools:benchmark -- --markdown_from=docs/bench/tinyllama-1.1b.json   # README table
+
+Every peer reads the same seeded random weights of the real size (speed does not depend on
+values), converted by its own tool, and is measured in a fresh process: conversion time and peak
+RSS, file size, load time, first call, prefill tok/s per length, decode tok/s per context depth,
+time to first token, runtime peak RSS; plus the machine's read bandwidth and the decode bound it
+implies. A peer that cannot run is recorded as skipped, with the reason. Writes
+docs/bench/<model>-<variant>.{json,md,png}. llama.cpp needs tools/setup_llamacpp.sh first.
+"""
+
+import datetime
+import json
+import pathlib
+import sys
+import time
+
+from absl import flags
+
+from litezoo.core import artifacts
+from litezoo.core.errors import ZooError
+from litezoo.tools import common
+
+_MODEL = flags.DEFINE_string("model", None, "Registered model name, e.g. tinyllama.")
+_VARIANT = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
+_QUANTIZE = flags.DEFINE_string("quantize", None, "Quantization recipe (default: the plugin's).")
+_THREADS = flags.DEFINE_integer("threads", 2, "CPU threads, the same for every peer.")
+_PEERS = flags.DEFINE_list("peers", None, "Peers to run (default: all). See PEERS.")
+_PREFILL = flags.DEFINE_list("prefill_seq_lens", None, "Prefill lengths (default: the plugin's).")
+_KV = flags.DEFINE_integer("kv_cache_max_len", None, "KV cache length (default: the plugin's).")
+_DEPTHS = flags.DEFINE_list("depths", ["16", "256", "512"], "Context depths to decode at.")
+_DECODE_TOKENS = flags.DEFINE_integer("decode_tokens", 32, "Timed decode steps per depth.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
+_TTFT = flags.DEFINE_integer("ttft_prompt", 128, "Prompt length for time to first token.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights.")
+_BANDWIDTH_MIB = flags.DEFINE_integer("bandwidth_mib", 1024, "Array size of the bandwidth test.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs/bench", "Where the results go.")
+_WORK_DIR = flags.DEFINE_string("work_dir", None,
+                                "Converted files, reused by later runs (default: the cache).")
+_RECONVERT = flags.DEFINE_bool("reconvert", False, "Convert again even if an earlier run did.")
+_LLAMACPP_DIR = flags.DEFINE_string("llamacpp_dir", None,
+                                    "llama.cpp build (default: where setup_llamacpp.sh puts it).")
+_MARKDOWN_FROM = flags.DEFINE_string("markdown_from", None,
+                                     "Print the markdown table of a results JSON and exit.")
+
+PEERS = ("zoo", "zoo-interpreter", "reference", "llamacpp", "litertlm", "export_hf", "torch",
+         "llamacpp-gguf")
+
+
+def _peer_runner(name: str):
+  from litezoo.tools.bench import litertlm, llamacpp, reference, torch_eager, zoo  # pylint: disable=g-import-not-at-top
+  return {
+      "zoo": lambda t: zoo.run(t, "compiled"),
+      "zoo-interpreter": lambda t: zoo.run(t, "interpreter"),
+      "reference": reference.run,
+      "llamacpp": llamacpp.run_export,
+      "litertlm": litertlm.run_zoo_bundle,
+      "export_hf": litertlm.run_export_hf,
+      "torch": torch_eager.run,
+      "llamacpp-gguf": llamacpp.run_source_gguf,
+  }[name]
+
+
+def _int_list(values, flag):
+  return tuple(int(v) for v in common.int_list(values, flag))
+
+
+def main(argv):
+  del argv
+  from litezoo.tools.bench import report  # pylint: disable=g-import-not-at-top
+  if _MARKDOWN_FROM.value:
+    results = json.loads(common.user_path(_MARKDOWN_FROM.value).read_text())
+    if results.get("schema") != report.SCHEMA:
+      raise ZooError(f"{_MARKDOWN_FROM.value} is not a benchmark result ({report.SCHEMA})")
+    print(report.markdown(results), end="")
+    return 0
+  if not _MODEL.value:
+    raise ZooError("--model is required (or --markdown_from=RESULTS.json)")
+  peers = _PEERS.value or list(PEERS)
+  unknown = [p for p in peers if p not in PEERS]
+  if unknown:
+    raise ZooError(f"unknown --peers {', '.join(unknown)}; peers: {', '.join(PEERS)}")
+  if _THREADS.value < 1 or _REPEATS.value < 1 or _DECODE_TOKENS.value < 1:
+    raise ZooError("--threads, --repeats and --decode_tokens must be at least 1")
+  results = run(peers)
+  out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  stem = results["model"] + "-" + results["variant"]
+  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  if results["recipe"] != default_registry().get(results["model"]).default_recipe:
+    stem += "_" + results["recipe"]
+  artifacts.write_json(out / f"{stem}.json", results)
+  with artifacts.atomic_path(out / f"{stem}.md") as tmp:
+    tmp.write_text(report.markdown(results))
+  with artifacts.atomic_path(out / f"{stem}.png") as tmp:
+    report.plot(results, tmp)
+  print(report.markdown(results))
+  print(f"wrote {out / stem}.json, .md and .png")
+  return 0
+
+
+def run(peers: list[str]) -> dict:
+  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench import measure, report, weights  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench.target import Skipped, Target  # pylint: disable=g-import-not-at-top
+  spec = default_registry().get(_MODEL.value)
+  variant = _VARIANT.value or spec.default_variant
+  config = dict(spec.variant(variant).config)
+  recipe = recipes.check(_QUANTIZE.value or spec.default_recipe)
+  signatures = common.signatures(spec, _PREFILL.value, _KV.value)
+  signatures.validate()
+  kv = signatures.kv_cache_max_len
+  plan = measure.Plan(
+      threads=_THREADS.value, prefill_lengths=tuple(sorted(signatures.prefill_seq_lens)),
+      depths=tuple(d for d in _int_list(_DEPTHS.value, "depths")
+                   if d + _DECODE_TOKENS.value + 2 <= kv),
+      decode_tokens=_DECODE_TOKENS.value, repeats=_REPEATS.value,
+      ttft_prompt=min(_TTFT.value, kv // 2))
+  if not plan.depths:
+    raise ZooError(f"no --depths fit a KV cache of {kv} with {plan.decode_tokens} decode tokens")
+  log = measure.log
+  started = time.time()
+  load_start = measure.load_average()
+  log(f"benchmark {spec.name}-{variant} {recipe}, {plan.threads} threads, peers: "
+      f"{', '.join(peers)}; load average {load_start}")
+  log("measuring memory read bandwidth")
+  bandwidth_start = _bandwidth(plan.threads)
+  log(f"read bandwidth {bandwidth_start['bytes_per_s'] / 1e9:.1f} GB/s")
+  checkpoint = _checkpoint(spec.name + "-" + variant, config)
+  work = (common.user_path(_WORK_DIR.value) if _WORK_DIR.value else
+          weights.bench_dir() / "runs" / f"{checkpoint.name}-{recipes.parse(recipe).file_tag}-"
+          f"p{'_'.join(map(str, plan.prefill_lengths))}-kv{kv}")
+  work.mkdir(parents=True, exist_ok=True)
+  target = Target(spec=spec, variant=variant, recipe=recipe, config=config, checkpoint=checkpoint,
+                  prefill_lengths=plan.prefill_lengths, kv_cache_max_len=kv, work=work, plan=plan,
+                  reconvert=_RECONVERT.value,
+                  llamacpp_dir=common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None)
+  results_peers = {}
+  read_fraction = target.decode_read_fraction()
+  for i, name in enumerate(peers, 1):
+    log(f"[{i}/{len(peers)}] {name} (load average {measure.load_average()})")
+    t0 = time.monotonic()
+    try:
+      peer = {"status": "ok", **_peer_runner(name)(target)}
+    except Skipped as e:
+      peer = {"status": "skipped", "reason": str(e)}
+    except Exception as e:  # pylint: disable=broad-except
+      peer = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+    peer["seconds"] = round(time.monotonic() - t0, 1)
+    log(f"[{i}/{len(peers)}] {name}: {peer['status']}"
+        f"{': ' + peer['reason'] if 'reason' in peer else ''} ({peer['seconds']:.0f} s)")
+    results_peers[name] = peer
+  # Measured again at the end; the higher figure is the machine's (load only lowers it).
+  bandwidth_end = _bandwidth(plan.threads)
+  bandwidth = {**max(bandwidth_start, bandwidth_end, key=lambda b: b["bytes_per_s"]),
+               "start_bytes_per_s": bandwidth_start["bytes_per_s"],
+               "end_bytes_per_s": bandwidth_end["bytes_per_s"]}
+  for peer in results_peers.values():
+    report.derive(peer, read_fraction, bandwidth["bytes_per_s"])
+  prefill_key = "128" if 128 in plan.prefill_lengths else str(plan.prefill_lengths[-1])
+  results = {
+      "schema": report.SCHEMA,
+      "model": spec.name, "variant": variant, "recipe": recipe,
+      "weights": {"kind": "random", "seed": _SEED.value, "checkpoint": str(checkpoint)},
+      "signatures": {"prefill_lengths": list(plan.prefill_lengths), "kv_cache_max_len": kv},
+      "plan": plan.to_json(),
+      "machine": {**measure.machine(), "load_average_start": load_start,
+                  "load_average_end": measure.load_average()},
+      "versions": {**measure.versions(), "python": sys.version.split()[0]},
+      "bandwidth": bandwidth,
+      "decode_read_fraction": read_fraction,
+      "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
+      "seconds": round(time.time() - started, 1),
+      "prefill_key": prefill_key,
+      "peers": results_peers,
+      "peer_order": list(results_peers),
+  }
+  results["targets"] = report.targets(results_peers, prefill_key)
+  results["summary"] = report.summary(results)
+  return results
+
+
+def _bandwidth(threads: int) -> dict:
+  """In its own process: a child's peak RSS counts its parent's at the fork, so this process
+  (which forks every peer) must never hold the test's array."""
+  from litezoo.tools.bench import measure  # pylint: disable=g-import-not-at-top
+  result, error = measure.run_child("bandwidth", {"threads": threads, "mib": _BANDWIDTH_MIB.value})
+  if result is None:
+    raise ZooError(f"the bandwidth test failed: {error}")
+  return result
+
+
+def _checkpoint(name: str, config: dict) -> pathlib.Path:
+  """The shared random checkpoint, written once in its own process (4.4 GB for 1.1B)."""
+  from litezoo.tools.bench import measure, weights  # pylint: disable=g-import-not-at-top
+  result, error = measure.run_child("checkpoint", {"name": name, "config": config,
+                                                   "seed": _SEED.value})
+  if result is None:
+    raise ZooError(f"could not write the random checkpoint: {error}")
+  return pathlib.Path(result["checkpoint"])
+
+
+if __name__ == "__main__":
+  common.run(main)
