@@ -142,3 +142,16 @@ def test_bandwidth_reads_the_whole_array():
   found = measure.memory_bandwidth(threads=2, mib=8, repeats=2)
   assert found["bytes_per_s"] > 0 and found["array_mib"] == 8
   assert np.isfinite(found["bytes_per_s"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--threads=0"], "--threads, --repeats and --decode_tokens must be at least 1"),
+    (["--decode_tokens=-3"], "--threads, --repeats and --decode_tokens must be at least 1"),
+    (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--depths=100"],
+     "no --depths fit a KV cache of 64 with 32 decode tokens"),
+    (["--prefill_seq_lens=8", "--kv_cache_max_len=4"], "must be between 1 and the kv cache"),
+])
+def test_options_past_the_model_limits_are_clear_errors(flags, message):
+  run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", "--peers=zoo", *flags)
+  assert run.returncode == 2, run.stderr[-2000:]
+  assert message in run.stderr
