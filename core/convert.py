@@ -42,9 +42,10 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def versions() -> dict[str, str]:
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+  """Installed versions of `packages` (those not installed are left out) and Python's."""
   found = {}
-  for name in PACKAGES:
+  for name in packages:
     try:
       found[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -14,7 +14,6 @@ docs/bench/<model>-<variant>.{json,md,png}. llama.cpp needs tools/setup_llamacpp
 import datetime
 import json
 import pathlib
-import sys
 import time
 
 from absl import flags
@@ -168,7 +167,7 @@ def run(peers: list[str]) -> dict:
       "plan": plan.to_json(),
       "machine": {**measure.machine(), "load_average_start": load_start,
                   "load_average_end": measure.load_average()},
-      "versions": {**measure.versions(), "python": sys.version.split()[0]},
+      "versions": measure.versions(),
       "bandwidth": bandwidth,
       "decode_read_fraction": read_fraction,
       "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),

@@ -6,7 +6,6 @@ call are its own; the subprocess prints one `BENCH_RESULT {json}` line that the 
 
 import concurrent.futures
 import dataclasses
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -174,13 +173,8 @@ def load_average() -> list[float]:
 
 
 def versions() -> dict[str, str]:
-  found = {}
-  for name in VERSION_PACKAGES:
-    try:
-      found[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pass
-  return found
+  from litezoo.core import convert  # pylint: disable=g-import-not-at-top
+  return convert.versions(VERSION_PACKAGES)
 
 
 @dataclasses.dataclass
