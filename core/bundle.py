@@ -3,9 +3,9 @@
 stop tokens, chat template or prompt affixes).
 
 Bundles are byte-for-byte deterministic (fixed zip entry times, no uuid or creation time from the
-clock) and written atomically. The LiteRT-LM engine reads the zoo's KV cache layout
-([batch, seq, kv_heads, head_dim]) from the executor metadata written here: without it the engine
-guesses the cache length from the wrong axis.
+clock) and written atomically. The LiteRT-LM engine reads where each KV cache holds the sequence
+(the zoo's transposed layout: axis 2 of K, axis 3 of V) from the executor metadata written here:
+without it the engine guesses the cache length from the wrong axis.
 """
 
 import contextlib
@@ -217,6 +217,7 @@ class _Model:
   vocab_size: int
   kv_cache_max_len: int
   cache_names: tuple[str, ...]  # kv_cache_k_<i> / kv_cache_v_<i>, as the signatures name them
+  sequence_axes: dict[str, int]  # where each cache holds its positions
 
 
 def _inspect(spec: ModelSpec, variant: str, tflite: pathlib.Path) -> _Model:
@@ -239,8 +240,15 @@ def _inspect(spec: ModelSpec, variant: str, tflite: pathlib.Path) -> _Model:
   caches = tuple(sorted(n for n in decode["inputs"] if n.startswith("kv_cache_")))
   if not caches:
     raise BundleError(f"{tflite} has no kv_cache_* inputs: not a zoo LLM")
+  from litezoo.core.runner import kv_sequence_axes  # pylint: disable=g-import-not-at-top
+  shape = lambda name: decode["inputs"][name]["shape"]
+  axes = {}
+  for k_name in (n for n in caches if n.startswith("kv_cache_k_")):
+    v_name = k_name.replace("_k_", "_v_")
+    axes[k_name], axes[v_name] = kv_sequence_axes(shape(k_name), shape(v_name))
   return _Model(stem=stem, vocab_size=decode["outputs"]["logits"]["shape"][-1],
-                kv_cache_max_len=decode["inputs"][caches[0]]["shape"][1], cache_names=caches)
+                kv_cache_max_len=shape(caches[0])[axes[caches[0]]], cache_names=caches,
+                sequence_axes=axes)
 
 
 def _task(model: _Model, tflite: pathlib.Path, tok: BundleTokenizer, final: pathlib.Path,
@@ -320,14 +328,14 @@ def _litertlm(spec: ModelSpec, variant: str, model: _Model, tflite: pathlib.Path
   getattr(llm.llm_model_type, model_type or "generic_model").SetInParent()
   llm.supports_thinking = False
   llm.supports_function_calling = False
-  # Every cache holds the whole sequence on axis 1; the engine reads this instead of guessing.
+  # The engine reads where each cache holds the sequence from here instead of guessing.
   executor = executor_metadata_pb2.ExecutorMetadata()
   for name in model.cache_names:
     kind = (executor_metadata_pb2.StateBuffer.TYPE_GLOBAL_KEY_CACHE if "_k_" in name else
             executor_metadata_pb2.StateBuffer.TYPE_GLOBAL_VALUE_CACHE)
     executor.llm_executor_metadata.state_buffers.add(
         prefill_input_name=name, prefill_output_name=name, decode_input_name=name,
-        decode_output_name=name, type=kind, sequence_axis=1)
+        decode_output_name=name, type=kind, sequence_axis=model.sequence_axes[name])
   paths = {"llm": scratch / "llm_metadata.pb", "executor": scratch / "executor_metadata.pb",
            "tokenizer": scratch / "tokenizer.json"}
   paths["llm"].write_bytes(llm.SerializeToString())

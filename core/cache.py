@@ -33,7 +33,7 @@ def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
       "model": spec.name, "plugin_version": spec.version, "variant": variant,
       "config": dict(spec.variant(variant).config), "recipe": recipe,
       "prefill_seq_lens": sorted(signatures.prefill_seq_lens),
-      "kv_cache_max_len": signatures.kv_cache_max_len,
+      "kv_cache_max_len": signatures.kv_cache_max_len, "kv_layout": signatures.kv_layout,
       "checkpoint": _files_identity(checkpoint),
       "versions": convert_lib.versions(),
   }

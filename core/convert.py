@@ -20,6 +20,7 @@ import torch
 from litezoo.core import artifacts, loader
 from litezoo.core import checkpoint as checkpoint_lib
 from litezoo.core.errors import ZooError
+from litezoo.core.families import hf as hf_lib
 from litezoo.core.spec import ModelSpec, Signatures
 from litezoo.quant import recipes
 from litezoo.quant import weights as weights_lib
@@ -130,6 +131,7 @@ def convert(spec: ModelSpec, variant: str | None = None, *, output_dir: str | os
   recipe = recipes.check(recipe or spec.default_recipe)
   signatures = signatures or spec.signatures
   signatures.validate()
+  signatures.check_layout(hf_lib.head_dim(hf_config))
   context = hf_config.get("max_position_embeddings")
   if context and signatures.kv_cache_max_len > context:
     raise ConvertError(f"kv cache length {signatures.kv_cache_max_len} exceeds the "

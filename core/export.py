@@ -16,15 +16,18 @@ from litezoo.core.spec import Signatures
 def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   """Writes `model` as float32 .tflite with prefill_<n> signatures and a decode signature.
 
-  Inputs: tokens [1, n] int32, input_pos [n] int32, kv_cache_{k,v}_<layer>; outputs: logits
-  [1, n, vocab] and the updated cache. The mask comes from the model's own mask cache.
+  Inputs: tokens [1, n] int32, input_pos [n] int32, kv_cache_{k,v}_<layer> in the signatures'
+  layout; outputs: logits [1, n, vocab] and the updated cache. The mask comes from the model's own
+  mask cache.
   """
   signatures.validate()
   config = model.config
+  layout = kv_layout(signatures, config)
   # Prefill returns logits too: the runner needs the next token after a prompt.
-  module = converter_module(model, export_config.ExportConfig(output_logits_on_prefill=True))
+  module = converter_module(model, export_config.ExportConfig(output_logits_on_prefill=True,
+                                                              kvcache_layout=layout))
   conv = converter.Converter()
-  cache = kv_cache.KVCache.from_model_config(signatures.kv_cache_max_len, config)
+  cache = kv_cache.KVCache.from_model_config(signatures.kv_cache_max_len, config, kv_layout=layout)
   for length in sorted(signatures.prefill_seq_lens):
     conv.add_signature(f"prefill_{length}", module, sample_kwargs={
         "tokens": torch.zeros((1, length), dtype=torch.int32),
@@ -41,6 +44,14 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
     edge_model.export(path)
   finally:
     _release_export_graph()
+
+
+def kv_layout(signatures: Signatures, config):
+  """litert-torch's layout constant for `signatures.kv_layout`."""
+  if signatures.kv_layout == "default":
+    return kv_cache.KV_LAYOUT_DEFAULT
+  signatures.check_layout(config.block_config(0).attn_config.head_dim)
+  return kv_cache.KV_LAYOUT_TRANSPOSED
 
 
 def _release_export_graph() -> None:

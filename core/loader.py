@@ -21,10 +21,14 @@ class LoadError(ZooError, ValueError):
   pass
 
 
+def _as_is(tensor: torch.Tensor) -> torch.Tensor:
+  return tensor
+
+
 @dataclasses.dataclass(frozen=True)
 class _Mapped:
   sources: tuple[str, ...]
-  combine: Callable[..., torch.Tensor] = lambda t: t
+  combine: Callable[..., torch.Tensor] = _as_is
 
 
 # Model parameter (module path under a block, or at the top) -> TensorNames field.
@@ -125,6 +129,9 @@ def load(model: nn.Module, names: TensorNames, source: Source,
   with torch.no_grad():
     for param, mapped in mapping.items():
       target = params[param]
+      read_into = getattr(source, "read_into", None)
+      if mapped.combine is _as_is and read_into is not None and read_into(mapped.sources[0], target):
+        continue  # read in place: the model's memory is the only copy
       tensor = mapped.combine(*(source.load(s) for s in mapped.sources))
       if tuple(tensor.shape) != tuple(target.shape):
         shapes = ", ".join(f"{s} {list(source.shape(s))}" for s in mapped.sources)

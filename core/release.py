@@ -68,7 +68,8 @@ def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
       "tokenizer": "from the pinned source",
       "config": dict(variant.config),
       "signatures": {"prefill_seq_lens": sorted(spec.signatures.prefill_seq_lens),
-                     "kv_cache_max_len": spec.signatures.kv_cache_max_len},
+                     "kv_cache_max_len": spec.signatures.kv_cache_max_len,
+                     "kv_layout": spec.signatures.kv_layout},
       "recipe": recipes.check(spec.default_recipe),
       "build_packages": lock_versions(lock),
   }

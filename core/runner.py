@@ -28,6 +28,13 @@ import numpy as np
 BACKENDS = ("compiled", "interpreter")
 
 
+def kv_sequence_axes(k_shape, v_shape) -> tuple[int, int]:
+  """The sequence axis of one layer's K and V cache in a converted model, read from their shapes:
+  the default layout gives K and V one shape, the transposed one does not (export refuses the
+  single case where it would: a cache as long as a head is wide)."""
+  return (1, 1) if list(k_shape) == list(v_shape) else (2, 3)
+
+
 class Runner:
   """One sequence at a time; the KV cache lives here between calls.
 
@@ -50,8 +57,9 @@ class Runner:
     if not self.prefill_lengths or "decode" not in signatures:
       raise ValueError(f"not a zoo LLM: signatures are {sorted(signatures)}, expected "
                        "prefill_<n> and decode")
-    k0 = next(iter(self._backend.cache_spec.values()))[0]
-    self.kv_cache_max_len = int(k0[1])  # [batch, seq, kv_heads, head_dim]
+    cache = self._backend.cache_spec
+    k_axis, _ = kv_sequence_axes(cache["kv_cache_k_0"][0], cache["kv_cache_v_0"][0])
+    self.kv_cache_max_len = int(cache["kv_cache_k_0"][0][k_axis])
     self.reset()
 
   @property

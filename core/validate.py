@@ -7,6 +7,7 @@ is refused with an error naming the problem before memory is allocated for anyth
 Memory used is bounded by the header bytes actually present in the file (and the caps below).
 """
 
+import dataclasses
 import json
 import mmap
 import os
@@ -206,10 +207,18 @@ SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "
                       "F64": 8}
 
 
-def check_safetensors(path: str | os.PathLike) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class SafetensorsEntry:
+  dtype: str
+  shape: tuple[int, ...]
+  begin: int  # byte offsets in the file
+  end: int
+
+
+def check_safetensors(path: str | os.PathLike) -> dict[str, SafetensorsEntry]:
   """Refuses a .safetensors file whose header does not describe exactly the bytes that follow.
 
-  Returns the tensor names in the header."""
+  Returns the header's tensors, in file order."""
   path = pathlib.Path(path)
 
   def fail(message: str) -> FileCheckError:
@@ -265,7 +274,9 @@ def check_safetensors(path: str | os.PathLike) -> list[str]:
   end = max((r[1] for r in ranges), default=0)
   if end != data_size:  # the library refuses trailing bytes too: say so in our words
     raise fail(f"the tensors end at data byte {end}, but the file has {data_size} data bytes")
-  return list(header)
+  start = 8 + length
+  return {name: SafetensorsEntry(e["dtype"], tuple(e["shape"]), start + e["data_offsets"][0],
+                                 start + e["data_offsets"][1]) for name, e in header.items()}
 
 
 def _is_int(value) -> bool:

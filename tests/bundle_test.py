@@ -131,7 +131,10 @@ def test_litertlm_parses_back(tiny, tmp_path):
                                executor_metadata_pb2.ExecutorMetadata())
   buffers = executor.llm_executor_metadata.state_buffers
   layers = SPEC.variant("tiny").config["num_hidden_layers"]
-  assert len(buffers) == 2 * layers and {b.sequence_axis for b in buffers} == {1}
+  assert len(buffers) == 2 * layers
+  # The transposed layout: K [1, heads, seq, dim], V [1, heads, dim, seq]
+  assert {(b.decode_input_name[:10], b.sequence_axis) for b in buffers} == {
+      ("kv_cache_k", 2), ("kv_cache_v", 3)}
 
 
 def test_bundles_are_deterministic(tiny, tmp_path):

@@ -37,8 +37,9 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
   assert sorted(sigs) == ["decode", "prefill_16", "prefill_8"]
   assert sigs["prefill_8"]["inputs"]["tokens"] == {"dtype": "int32", "shape": [1, 8]}
   assert sigs["decode"]["inputs"]["input_pos"] == {"dtype": "int32", "shape": [1]}
-  # [batch, kv length, kv heads, head dim] for each of the 2 layers, K and V
-  assert sigs["decode"]["inputs"]["kv_cache_k_1"]["shape"] == [1, 32, 2, 16]
+  # The transposed layout: K [batch, kv heads, kv length, head dim], V [.., head dim, kv length]
+  assert sigs["decode"]["inputs"]["kv_cache_k_1"]["shape"] == [1, 2, 32, 16]
+  assert sigs["decode"]["inputs"]["kv_cache_v_1"]["shape"] == [1, 2, 16, 32]
   assert sigs["prefill_16"]["outputs"]["logits"]["shape"] == [1, 16, 256]
 
 
@@ -58,6 +59,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
      "prefill length 0 must be between 1 and the kv cache length 32"),
     (dict(signatures=Signatures((8, 64), 32)), SignatureError,
      "prefill length 64 must be between 1 and the kv cache length 32"),
+    (dict(signatures=Signatures((8,), 32, "bsnd")), SignatureError,
+     "unknown kv cache layout 'bsnd'; choose one of transposed, default"),
+    (dict(signatures=Signatures((8,), 16)), SignatureError,
+     "a transposed kv cache cannot be exactly as long as a head is wide (16): choose another"),
     (dict(signatures=Signatures((8,), 4096)), convert.ConvertError,
      "kv cache length 4096 exceeds the 2048-token context of tinyllama-tiny; pass "
      "--kv_cache_max_len=2048 or less"),

@@ -1,5 +1,9 @@
 """Checkpoint sources and the name-mapping loader: sharded safetensors, and errors by name."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import safetensors.torch
 import torch
@@ -82,3 +86,68 @@ def test_corrupt_safetensors_is_refused_with_the_file_named(tmp_path):
   (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
   with pytest.raises(checkpoint.CheckpointError, match="model.safetensors: not a readable"):
     checkpoint.open_checkpoint(tmp_path)
+
+
+def test_every_safetensors_dtype_reads_back_as_the_library_wrote_it(tmp_path):
+  tensors = {"f32": torch.randn(3, 4), "bf16": torch.randn(5).bfloat16(),
+             "f16": torch.randn(2, 2).half(), "i64": torch.arange(7), "scalar": torch.tensor(2.5),
+             "empty": torch.zeros(0, 3), "f8": torch.randn(4).to(torch.float8_e4m3fn),
+             "u16": torch.tensor([1, 2, 65535], dtype=torch.int32).to(torch.uint16),
+             "bool": torch.tensor([True, False])}
+  safetensors.torch.save_file(tensors, tmp_path / "m.safetensors")
+  want = safetensors.torch.load_file(tmp_path / "m.safetensors")
+  source = checkpoint.open_checkpoint(tmp_path)
+  assert sorted(source.names()) == sorted(tensors)
+  for name, expected in want.items():
+    got = source.load(name)
+    assert (got.dtype, got.shape) == (expected.dtype, expected.shape), name
+    assert torch.equal(got.reshape(-1).view(torch.uint8), expected.reshape(-1).view(torch.uint8))
+
+
+_RSS_CHILD = """
+import resource, sys
+from litezoo.core import checkpoint
+source = checkpoint.open_checkpoint(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for name in source.names():
+  source.load(name)  # dropped at once, as the loader copies each into the model
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_reading_a_checkpoint_does_not_keep_it_resident(tmp_path):
+  """Tensors are read, not memory-mapped: a mapped file's pages would stay in the resident set
+  until it is closed, adding the whole checkpoint to conversion's peak (9.5 GiB for 1.1B)."""
+  tensors = {f"t{i}": torch.randn(1024, 1024) for i in range(64)}  # 256 MiB, 4 MiB each
+  safetensors.torch.save_file(tensors, tmp_path / "m.safetensors")
+  grown = int(subprocess.run([sys.executable, "-c", _RSS_CHILD, str(tmp_path)], check=True,
+                             capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}
+                             ).stdout.split()[-1])
+  assert grown < 64 * 2**20, f"reading 256 MiB of tensors grew the peak RSS by {grown / 2**20:.0f} MiB"
+
+
+def test_tensors_the_model_takes_as_they_are_are_read_in_place(tmp_path, monkeypatch):
+  """Only the q/k/v projections, fused into one parameter, go through a temporary tensor; the
+  rest are read straight into the model's parameters."""
+  testing.write_checkpoint(CONFIG, tmp_path)
+  source = checkpoint.open_checkpoint(tmp_path)
+  loaded = []
+  original = source.load
+  monkeypatch.setattr(source, "load", lambda name: loaded.append(name) or original(name))
+  model = SPEC.build(CONFIG, 16)
+  loader.load(model, SPEC.tensor_names, source)
+  layers = CONFIG["num_hidden_layers"]
+  assert sorted(loaded) == sorted(f"model.layers.{i}.self_attn.{p}_proj.weight"
+                                  for i in range(layers) for p in "qkv")
+  reference = SPEC.build(CONFIG, 16)
+  loader.load(reference, SPEC.tensor_names, _Copying(source))
+  for (name, x), (_, y) in zip(model.named_parameters(), reference.named_parameters()):
+    assert torch.equal(x, y), name
+
+
+class _Copying:
+  """The same checkpoint without read_into: every tensor through a temporary."""
+
+  def __init__(self, source):
+    self.names, self.shape, self.load = source.names, source.shape, source.load

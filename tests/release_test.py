@@ -67,19 +67,19 @@ def test_signature_change_needs_a_bump_and_the_bump_must_be_recorded(recorded):
   changed = dataclasses.replace(spec, signatures=Signatures((64,), 1024))
   with pytest.raises(release.ReleaseError, match="without a version bump"):
     release.check_pins(changed, plugin_dir, LOCK)
-  bumped = dataclasses.replace(changed, version="0.2.0")
-  with pytest.raises(release.ReleaseError, match=r"0\.2\.0 is not recorded .* --update_pins"):
+  bumped = dataclasses.replace(changed, version="9.0.0")
+  with pytest.raises(release.ReleaseError, match=r"9\.0\.0 is not recorded .* --update_pins"):
     release.check_pins(bumped, plugin_dir, LOCK)
   release.update_pins(bumped, plugin_dir, LOCK)
   release.check_pins(bumped, plugin_dir, LOCK)
-  assert json.loads((plugin_dir / release.PINS_FILE).read_text())["version"] == "0.2.0"
+  assert json.loads((plugin_dir / release.PINS_FILE).read_text())["version"] == "9.0.0"
 
 
 def test_versions_must_be_semantic_and_never_go_back(recorded):
   spec, plugin_dir = recorded
   with pytest.raises(release.ReleaseError, match="not MAJOR.MINOR.PATCH"):
     release.check_pins(dataclasses.replace(spec, version="1.0"), plugin_dir, LOCK)
-  with pytest.raises(release.ReleaseError, match="lower than the released 0.1.0"):
+  with pytest.raises(release.ReleaseError, match=f"lower than the released {spec.version}"):
     release.check_pins(dataclasses.replace(spec, version="0.0.9"), plugin_dir, LOCK)
 
 
@@ -101,7 +101,7 @@ def test_model_card_names_source_license_files_and_quality():
                         "smollm2-135m.json").read_text())
   files = {"smollm2.tflite": {"sha256": "ab" * 32, "size_bytes": 145568448}}
   card = release.model_card(spec, "135m", LOCK, files, {"name": "dynamic_int8"}, quality, None)
-  assert "`smollm2-v0.1.0`" in card
+  assert f"`smollm2-v{spec.version}`" in card
   assert spec.url in card and "Apache-2.0" in card
   assert spec.variant("135m").source.sha256 in card
   assert f"| `smollm2.tflite` | 138.8 MiB | `{'ab' * 32}` |" in card

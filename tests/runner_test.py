@@ -2,6 +2,7 @@
 same logits through chunked prefill, decode, rewind and reset; the XNNPACK weight cache is written
 once, published atomically, reused by a second start, and never handed to XNNPACK half-written."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -22,11 +23,16 @@ SIGNATURES = Signatures((8, 16), 64)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-  """Converted tiny models, float and dynamic int8 (same seeded random weights)."""
+  """Converted tiny models, float and dynamic int8 (same seeded random weights), and the float
+  one again with litert-torch's default KV cache layout."""
   directory = tmp_path_factory.mktemp("tiny")
-  return {recipe: convert.convert(SPEC, "tiny", recipe=recipe, signatures=SIGNATURES,
-                                  output_dir=directory / recipe, log=lambda _: None).path
-          for recipe in ("none", "dynamic_int8")}
+  found = {recipe: convert.convert(SPEC, "tiny", recipe=recipe, signatures=SIGNATURES,
+                                   output_dir=directory / recipe, log=lambda _: None).path
+           for recipe in ("none", "dynamic_int8")}
+  found["none-default-layout"] = convert.convert(
+      SPEC, "tiny", recipe="none", signatures=dataclasses.replace(SIGNATURES, kv_layout="default"),
+      output_dir=directory / "default", log=lambda _: None).path
+  return found
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +77,21 @@ def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
   else:  # int8: the same greedy tokens at every step
     assert [g.reshape(-1, g.shape[-1]).argmax(-1).tolist() for g in got] == \
         [w.reshape(-1, w.shape[-1]).argmax(-1).tolist() for w in want]
+
+
+def test_both_kv_cache_layouts_give_the_same_logits(models):
+  """The zoo exports the transposed layout; litert-torch's default must read back just as well."""
+  tokens = [int(t) for t in np.random.default_rng(2).integers(0, 256, 37)]
+  transposed = runner.Runner(models["none"])
+  default = runner.Runner(models["none-default-layout"])
+  assert transposed.kv_cache_max_len == default.kv_cache_max_len == 64
+  shapes = {name: list(spec[0]) for name, spec in transposed._backend.cache_spec.items()}  # pylint: disable=protected-access
+  assert shapes["kv_cache_k_0"] == [1, 2, 64, 16] and shapes["kv_cache_v_0"] == [1, 2, 16, 64]
+  got, got_greedy = _drive(transposed, tokens)
+  want, want_greedy = _drive(default, tokens)
+  assert got_greedy == want_greedy
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
 
 
 def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
@@ -187,3 +208,10 @@ def test_errors_name_the_problem(models):
   run.prefill(list(range(64)))
   with pytest.raises(ValueError, match="the KV cache of 64 tokens is full"):
     run.decode(1)
+
+
+def test_running_a_model_does_not_import_torch():
+  """torch costs ~180 MiB of resident memory and a second to import: the runtime path (the runner,
+  generation, the bundles) must not pull it in."""
+  assert testing.torch_modules_imported_by(
+      "litezoo.core.runner", "litezoo.core.generate", "litezoo.core.bundle") == []

@@ -1,5 +1,6 @@
 """Helpers the suites share: tiny checkpoints written by transformers, reference logits."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -64,3 +65,13 @@ def run_tool(tool: str, *args: str, cwd: os.PathLike | None = None) -> subproces
     env["BUILD_WORKING_DIRECTORY"] = str(cwd)
   return subprocess.run([sys.executable, "-m", f"litezoo.tools.{tool}", *args], env=env,
                         capture_output=True, text=True, timeout=900, check=False)
+
+
+def torch_modules_imported_by(*modules: str) -> list[str]:
+  """The torch modules a fresh interpreter has loaded after importing `modules`."""
+  code = (f"import json, sys; import {', '.join(modules)}; "
+          "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(RUNFILES_ROOT)}, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])

@@ -39,7 +39,8 @@ def signatures(spec, prefill_seq_lens: list[str] | None, kv_cache_max_len: int |
   return Signatures(
       int_list(prefill_seq_lens, "prefill_seq_lens") if prefill_seq_lens
       else spec.signatures.prefill_seq_lens,
-      kv_cache_max_len if kv_cache_max_len is not None else spec.signatures.kv_cache_max_len)
+      kv_cache_max_len if kv_cache_max_len is not None else spec.signatures.kv_cache_max_len,
+      spec.signatures.kv_layout)
 
 
 def int_list(values: list[str], flag: str) -> tuple[int, ...]:

@@ -2,30 +2,43 @@
 
 Progress goes to stderr; the result is the last stdout line, `BENCH_RESULT {json}`."""
 
+import importlib
 import json
 import sys
 
-from litezoo.tools.bench import litertlm, llamacpp, measure, reference, torch_eager, weights, zoo
+from litezoo.tools.bench import measure
 
+# Job -> (module in litezoo.tools.bench, function). Only the job's own module is imported: the zoo's
+# measuring process must not pay for torch (180 MiB of RSS) because the torch peer needs it.
 JOBS = {
-    "zoo": zoo.measure_child,
-    "zoo-convert": zoo.convert_child,
-    "torch": torch_eager.measure_child,
-    "reference": reference.measure_child,
-    "convert-reference": reference.convert_child,
-    "litertlm-engine": litertlm.engine_child,
-    "bundle-zoo": litertlm.bundle_child,
-    "llamacpp": llamacpp.measure_child,
-    "bandwidth": lambda a: measure.memory_bandwidth(a["threads"], a["mib"]),
-    "checkpoint": lambda a: {"checkpoint": str(weights.random_checkpoint(
-        a["name"], a["config"], a["seed"], log=measure.log))},
+    "zoo": ("zoo", "measure_child"),
+    "zoo-convert": ("zoo", "convert_child"),
+    "torch": ("torch_eager", "measure_child"),
+    "reference": ("reference", "measure_child"),
+    "convert-reference": ("reference", "convert_child"),
+    "litertlm-engine": ("litertlm", "engine_child"),
+    "bundle-zoo": ("litertlm", "bundle_child"),
+    "llamacpp": ("llamacpp", "measure_child"),
+    "bandwidth": ("child", "bandwidth_child"),
+    "checkpoint": ("child", "checkpoint_child"),
 }
+
+
+def bandwidth_child(args: dict) -> dict:
+  return measure.memory_bandwidth(args["threads"], args["mib"])
+
+
+def checkpoint_child(args: dict) -> dict:
+  from litezoo.tools.bench import weights  # pylint: disable=g-import-not-at-top
+  return {"checkpoint": str(weights.random_checkpoint(args["name"], args["config"], args["seed"],
+                                                       log=measure.log))}
 
 
 def main(argv: list[str]) -> int:
   job, args = argv[1], json.loads(argv[2])
   try:
-    result = JOBS[job](args)
+    module, function = JOBS[job]
+    result = getattr(importlib.import_module(f"litezoo.tools.bench.{module}"), function)(args)
   except Exception as e:  # pylint: disable=broad-except
     # The parent records the peer as failed with this reason (the traceback is on stderr).
     import traceback  # pylint: disable=g-import-not-at-top

@@ -208,6 +208,7 @@ def child_env(extra: dict | None = None) -> dict:
 def run_child(peer: str, args: dict, env: dict | None = None) -> tuple[dict | None, str]:
   """Runs `peer`'s measurement in a fresh Python process; (result, error text)."""
   cmd = [sys.executable, "-m", "litezoo.tools.bench.child", peer, json.dumps(args)]
+  os.sync()  # files an earlier step wrote are flushed now, not while this one is timed
   done = run_measured(cmd, env=child_env(env))
   for line in reversed(done.stdout.splitlines()):
     if line.startswith(RESULT_MARK):
