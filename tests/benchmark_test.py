@@ -165,3 +165,12 @@ def test_the_zoo_is_measured_without_torch_loaded():
   runtime RSS though the zoo does not use it."""
   assert testing.torch_modules_imported_by("litezoo.tools.bench.child",
                                            "litezoo.tools.bench.zoo") == []
+
+
+def test_the_readme_table_is_the_one_generated_from_the_committed_json():
+  """The README's figures are regenerated from docs/bench/*.json, never typed by hand."""
+  root = testing.RUNFILES_ROOT / "litezoo"
+  readme = (root / "README.md").read_text()
+  results = json.loads((root / "docs" / "bench" / "tinyllama-1.1b.json").read_text())
+  assert results["schema"] == report.SCHEMA
+  assert report.markdown(results).strip() in readme
