@@ -34,6 +34,7 @@ def test_results_hold_every_figure_for_each_peer_that_ran(results):
   assert r["schema"] == report.SCHEMA
   assert (r["model"], r["variant"], r["recipe"]) == ("tinyllama", "tiny", "dynamic_int8")
   assert r["plan"]["threads"] == 2 and r["plan"]["prefill_lengths"] == [8, 32]
+  assert r["signatures"]["kv_layout"] == "transposed"  # the plugin's
   assert r["bandwidth"]["bytes_per_s"] > 0 and len(r["machine"]["load_average_start"]) == 3
   assert {"torch", "ai-edge-litert", "litert-torch", "python"} <= set(r["versions"])
   for name in ("zoo", "torch"):
@@ -130,7 +131,7 @@ def test_decode_read_fraction_matches_transformers_parameter_counts():
   expected = (sum(matrices.values()) - embedding) / sum(matrices.values())
   target = Target(spec=spec, variant="1.1b", recipe="dynamic_int8", config=config,
                   checkpoint=pathlib.Path("."), prefill_lengths=(128,), kv_cache_max_len=1024,
-                  work=pathlib.Path("."), plan=None)
+                  kv_layout="transposed", work=pathlib.Path("."), plan=None)
   assert target.decode_read_fraction() == pytest.approx(expected, rel=1e-9)
 
 

@@ -43,6 +43,21 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
   assert sigs["prefill_16"]["outputs"]["logits"]["shape"] == [1, 16, 256]
 
 
+def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
+  result = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--quantize=none",
+                            "--prefill_seq_lens=8", "--kv_cache_max_len=32", "--kv_layout=default",
+                            "--output_dir=out", cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  manifest = json.loads((tmp_path / "out" / "tinyllama-tiny_none_ekv32.manifest.json").read_text())
+  inputs = manifest["signatures"]["decode"]["inputs"]
+  assert inputs["kv_cache_k_0"]["shape"] == inputs["kv_cache_v_0"]["shape"] == [1, 32, 2, 16]
+  bad = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--kv_layout=bshd",
+                         cwd=tmp_path)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1] == (
+      "convert: error: unknown kv cache layout 'bshd'; choose one of transposed, default")
+
+
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
   result = testing.run_tool("convert", "--model=gpt-17", cwd=tmp_path)
   assert result.returncode == 2

@@ -29,6 +29,8 @@ _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads, the same for every p
 _PEERS = flags.DEFINE_list("peers", None, "Peers to run (default: all). See PEERS.")
 _PREFILL = flags.DEFINE_list("prefill_seq_lens", None, "Prefill lengths (default: the plugin's).")
 _KV = flags.DEFINE_integer("kv_cache_max_len", None, "KV cache length (default: the plugin's).")
+_KV_LAYOUT = flags.DEFINE_string("kv_layout", None, "KV cache layout, transposed or default "
+                                 "(litert-torch's [1, seq, heads, dim]); default: the plugin's.")
 _DEPTHS = flags.DEFINE_list("depths", ["16", "256", "512"], "Context depths to decode at.")
 _DECODE_TOKENS = flags.DEFINE_integer("decode_tokens", 32, "Timed decode steps per depth.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
@@ -108,7 +110,7 @@ def run(peers: list[str]) -> dict:
   variant = _VARIANT.value or spec.default_variant
   config = dict(spec.variant(variant).config)
   recipe = recipes.check(_QUANTIZE.value or spec.default_recipe)
-  signatures = common.signatures(spec, _PREFILL.value, _KV.value)
+  signatures = common.signatures(spec, _PREFILL.value, _KV.value, _KV_LAYOUT.value)
   signatures.validate()
   kv = signatures.kv_cache_max_len
   plan = measure.Plan(
@@ -133,7 +135,8 @@ def run(peers: list[str]) -> dict:
           f"p{'_'.join(map(str, plan.prefill_lengths))}-kv{kv}")
   work.mkdir(parents=True, exist_ok=True)
   target = Target(spec=spec, variant=variant, recipe=recipe, config=config, checkpoint=checkpoint,
-                  prefill_lengths=plan.prefill_lengths, kv_cache_max_len=kv, work=work, plan=plan,
+                  prefill_lengths=plan.prefill_lengths, kv_cache_max_len=kv,
+                  kv_layout=signatures.kv_layout, work=work, plan=plan,
                   reconvert=_RECONVERT.value,
                   llamacpp_dir=common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None)
   results_peers = {}
@@ -163,7 +166,8 @@ def run(peers: list[str]) -> dict:
       "schema": report.SCHEMA,
       "model": spec.name, "variant": variant, "recipe": recipe,
       "weights": {"kind": "random", "seed": _SEED.value, "checkpoint": str(checkpoint)},
-      "signatures": {"prefill_lengths": list(plan.prefill_lengths), "kv_cache_max_len": kv},
+      "signatures": {"prefill_lengths": list(plan.prefill_lengths), "kv_cache_max_len": kv,
+                     "kv_layout": signatures.kv_layout},
       "plan": plan.to_json(),
       "machine": {**measure.machine(), "load_average_start": load_start,
                   "load_average_end": measure.load_average()},

@@ -33,14 +33,16 @@ def run(main: Callable[[list[str]], int | None]) -> None:
   app.run(guarded)
 
 
-def signatures(spec, prefill_seq_lens: list[str] | None, kv_cache_max_len: int | None):
-  """The plugin's export signatures with --prefill_seq_lens / --kv_cache_max_len applied."""
+def signatures(spec, prefill_seq_lens: list[str] | None, kv_cache_max_len: int | None,
+               kv_layout: str | None = None):
+  """The plugin's export signatures with --prefill_seq_lens / --kv_cache_max_len / --kv_layout
+  applied."""
   from litezoo.core.spec import Signatures  # pylint: disable=g-import-not-at-top
   return Signatures(
       int_list(prefill_seq_lens, "prefill_seq_lens") if prefill_seq_lens
       else spec.signatures.prefill_seq_lens,
       kv_cache_max_len if kv_cache_max_len is not None else spec.signatures.kv_cache_max_len,
-      spec.signatures.kv_layout)
+      kv_layout or spec.signatures.kv_layout)
 
 
 def int_list(values: list[str], flag: str) -> tuple[int, ...]:

@@ -20,6 +20,8 @@ _RANDOM = flags.DEFINE_bool("random_weights", False,
 _QUANTIZE = flags.DEFINE_string("quantize", None, "Quantization recipe (default: the plugin's).")
 _PREFILL = flags.DEFINE_list("prefill_seq_lens", None, "Prefill lengths, e.g. 32,128.")
 _KV = flags.DEFINE_integer("kv_cache_max_len", None, "KV cache length (default: the plugin's).")
+_KV_LAYOUT = flags.DEFINE_string("kv_layout", None, "KV cache layout, transposed or default "
+                                 "(litert-torch's [1, seq, heads, dim]); default: the plugin's.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", ".", "Where to write the .tflite and manifest.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for random weights.")
 
@@ -27,7 +29,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for random weights.")
 def main(argv):
   del argv
   spec = default_registry().get(_MODEL.value)
-  signatures = common.signatures(spec, _PREFILL.value, _KV.value)
+  signatures = common.signatures(spec, _PREFILL.value, _KV.value, _KV_LAYOUT.value)
   convert_lib.convert(
       spec, _VARIANT.value,
       output_dir=common.user_path(_OUTPUT_DIR.value),

@@ -23,6 +23,7 @@ class Target:
   checkpoint: pathlib.Path  # the random safetensors checkpoint every peer reads
   prefill_lengths: tuple[int, ...]
   kv_cache_max_len: int
+  kv_layout: str  # of the zoo's conversion; the other peers have their own
   work: pathlib.Path  # converted files of this run, reused by the next one
   plan: measure.Plan
   reconvert: bool = False

@@ -19,7 +19,8 @@ def convert(target: Target) -> tuple[pathlib.Path, dict]:
   converter versions), so a later run reuses it only while nothing that shapes the file changed."""
   args = {"model": target.spec.name, "variant": target.variant, "recipe": target.recipe,
           "checkpoint": str(target.checkpoint), "prefill_lengths": list(target.prefill_lengths),
-          "kv_cache_max_len": target.kv_cache_max_len, "work": str(target.work / "zoo"),
+          "kv_cache_max_len": target.kv_cache_max_len, "kv_layout": target.kv_layout,
+          "work": str(target.work / "zoo"),
           "reconvert": target.reconvert}
   target.log("zoo conversion")
   done, error = measure.run_child("zoo-convert", args)
@@ -35,7 +36,7 @@ def convert_child(args: dict) -> dict:
   from litezoo.core.spec import Signatures  # pylint: disable=g-import-not-at-top
   spec = default_registry().get(args["model"])
   signatures = Signatures(tuple(args["prefill_lengths"]), args["kv_cache_max_len"],
-                          spec.signatures.kv_layout)
+                          args["kv_layout"])
   checkpoint = pathlib.Path(args["checkpoint"])
   out = pathlib.Path(args["work"]) / cache.key(spec, args["variant"], args["recipe"], signatures,
                                                checkpoint)
