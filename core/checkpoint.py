@@ -119,9 +119,9 @@ class SafetensorsSource:
   def load(self, name: str) -> torch.Tensor:
     import torch  # pylint: disable=g-import-not-at-top
     entry = self._entries[name]
-    data = torch.empty(entry.end - entry.begin, dtype=torch.uint8)
-    self._read(name, data)
-    return data.view(getattr(torch, TORCH_DTYPES[entry.dtype])).reshape(entry.shape)
+    tensor = torch.empty(entry.shape, dtype=getattr(torch, TORCH_DTYPES[entry.dtype]))
+    self.read_into(name, tensor)
+    return tensor
 
   def read_into(self, name: str, target: torch.Tensor) -> bool:
     """Reads `name` straight into `target` if it has the tensor's dtype and shape, saving the
@@ -131,16 +131,12 @@ class SafetensorsSource:
     if (target.dtype != getattr(torch, TORCH_DTYPES[entry.dtype])
         or tuple(target.shape) != entry.shape or not target.is_contiguous()):
       return False
-    self._read(name, target.detach().view(-1).view(torch.uint8))
-    return True
-
-  def _read(self, name: str, into: torch.Tensor) -> None:
-    entry = self._entries[name]
     with open(self._where[name], "rb") as f:
       f.seek(entry.begin)
-      if f.readinto(into.numpy()) != entry.end - entry.begin:  # shrank since it was checked
+      if f.readinto(target.detach().view(-1).view(torch.uint8).numpy()) != entry.end - entry.begin:
         raise CheckpointError(f"{self._where[name]}: tensor {name!r} is cut short; the file "
                               "changed while it was read")
+    return True
 
   def identity(self) -> dict:
     return {

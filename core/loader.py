@@ -126,10 +126,10 @@ def load(model: nn.Module, names: TensorNames, source: Source,
   if missing:
     raise LoadError(f"checkpoint lacks {len(missing)} tensors the model needs: {_list(missing)}")
   params = dict(model.named_parameters())
+  read_into = getattr(source, "read_into", None)  # safetensors: straight into the parameter
   with torch.no_grad():
     for param, mapped in mapping.items():
       target = params[param]
-      read_into = getattr(source, "read_into", None)
       if mapped.combine is _as_is and read_into is not None and read_into(mapped.sources[0], target):
         continue  # read in place: the model's memory is the only copy
       tensor = mapped.combine(*(source.load(s) for s in mapped.sources))

@@ -67,8 +67,8 @@ def run(target: Target, backend: str) -> dict:
     return {**result, **measured}
   # A fresh weight-cache directory: a cold start packs the weights and writes it (its load, first
   # call, prompt and peak RSS are recorded), then the measured session starts the way every later
-  # run does, mapping the packed weights. Speed is measured warm: the cold process also has the
-  # freshly written 1 GB cache to flush, which slows it by up to 20%.
+  # run does, mapping the packed weights. Speed is measured warm, so flushing the freshly written
+  # 1 GB cache does not overlap the timed steps.
   cache_root = target.work / "zoo-weight-cache"
   shutil.rmtree(cache_root, ignore_errors=True)
   env = {"LITEZOO_CACHE": str(cache_root)}
