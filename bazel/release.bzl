@@ -1,4 +1,4 @@
-"""A model's pinned release as Bazel actions with declared inputs (see core/release.py).
+"""A model's pinned release as Bazel actions with declared inputs (see tools/release/pins.py).
 
 Three actions, so each is cached (locally or in a shared remote cache) on its own inputs:
 ZooConvert (weights -> .tflite), ZooBundle (.tflite + tokenizer -> .task, .litertlm) and
@@ -17,8 +17,8 @@ def _zoo_release_impl(ctx):
     model, variant = ctx.attr.model, ctx.attr.variant
     out = ctx.label.name + "/"
     tflite = ctx.actions.declare_file(out + model + ".tflite")
-    task = ctx.actions.declare_file(out + model + ".task")
-    litertlm = ctx.actions.declare_file(out + model + ".litertlm")
+    tflite_manifest = ctx.actions.declare_file(out + model + ".manifest.json")
+    bundles = {fmt: ctx.actions.declare_file(out + model + "." + fmt) for fmt in ctx.attr.formats}
     manifest = ctx.actions.declare_file(out + "manifest.json")
     card = ctx.actions.declare_file(out + "MODEL_CARD.md")
     tool = ctx.executable.tool
@@ -31,7 +31,7 @@ def _zoo_release_impl(ctx):
         executable = tool,
         arguments = common + weight_args + ["--step=convert", "--tflite=" + tflite.path],
         inputs = weights,
-        outputs = [tflite],
+        outputs = [tflite, tflite_manifest],
         env = _ENV,
         mnemonic = "ZooConvert",
         progress_message = "Converting %s for its release" % model,
@@ -42,14 +42,12 @@ def _zoo_release_impl(ctx):
         arguments = common + weight_args + [
             "--step=bundle",
             "--tflite=" + tflite.path,
-            "--task=" + task.path,
-            "--litertlm=" + litertlm.path,
-        ],
-        inputs = weights + [tflite],
-        outputs = [task, litertlm],
+        ] + ["--%s=%s" % (fmt, f.path) for fmt, f in bundles.items()],
+        inputs = weights + [tflite, tflite_manifest],
+        outputs = bundles.values(),
         env = _ENV,
         mnemonic = "ZooBundle",
-        progress_message = "Bundling %s (.task, .litertlm)" % model,
+        progress_message = "Bundling %s (%s)" % (model, ", ".join(["." + f for f in bundles])),
         execution_requirements = requirements,
     )
     ctx.actions.run(
@@ -58,18 +56,17 @@ def _zoo_release_impl(ctx):
             "--step=describe",
             "--lock=" + ctx.file.lock.path,
             "--tflite=" + tflite.path,
-            "--task=" + task.path,
-            "--litertlm=" + litertlm.path,
+        ] + ["--%s=%s" % (fmt, f.path) for fmt, f in bundles.items()] + [
             "--manifest=" + manifest.path,
             "--card=" + card.path,
         ] + ["--figures=" + f.path for f in ctx.files.figures],
-        inputs = [tflite, task, litertlm, ctx.file.lock] + ctx.files.figures,
+        inputs = [tflite, tflite_manifest, ctx.file.lock] + bundles.values() + ctx.files.figures,
         outputs = [manifest, card],
         env = _ENV,
         mnemonic = "ZooDescribe",
         progress_message = "Writing the manifest and model card of %s" % model,
     )
-    files = [tflite, task, litertlm, manifest, card]
+    files = [tflite, tflite_manifest] + bundles.values() + [manifest, card]
     return [DefaultInfo(files = depset(files))]
 
 zoo_release = rule(
@@ -82,6 +79,7 @@ zoo_release = rule(
         "weights": attr.label_list(allow_files = True, doc = "The variant's pinned weight files."),
         "hub_cache": attr.bool(doc = "Weights come from the Hugging Face cache (pinned by " +
                                      "revision and sha256), outside Bazel's sandbox."),
+        "formats": attr.string_list(default = ["task", "litertlm"], doc = "Bundles to ship."),
         "lock": attr.label(default = "//:requirements.lock", allow_single_file = True),
         "figures": attr.label(default = "//docs:figures", allow_files = True),
     },

@@ -1,7 +1,12 @@
-"""The zoo's core: the plugin interface (hookimpl, ModelSpec) and the pipeline plugins feed."""
+"""The zoo's plugin interface: what a plugin imports (besides its family) and nothing more.
 
-from litezoo.core.checkpoint import HubPin, PackagedFile
+Importing it costs neither torch nor LiteRT nor transformers (tests/core_test.py checks).
+"""
+
+from litezoo.core.errors import ZooError
 from litezoo.core.hookspecs import hookimpl
-from litezoo.core.spec import ModelSpec, Signatures, TensorNames, Variant
+from litezoo.core.spec import (Family, HubPin, ModelSpec, PackagedFile, Signatures, TensorNames,
+                               UnsupportedConfigError, Variant)
 
-__all__ = ["HubPin", "ModelSpec", "PackagedFile", "Signatures", "TensorNames", "Variant", "hookimpl"]
+__all__ = ["Family", "HubPin", "ModelSpec", "PackagedFile", "Signatures", "TensorNames",
+           "UnsupportedConfigError", "Variant", "ZooError", "hookimpl"]

@@ -108,8 +108,10 @@ class Registry:
           allow = [n.strip() for n in os.environ[ALLOW_LIST_ENV].split(",") if n.strip()]
         self._pm = plugin_manager(allow, self.errors)
       models: dict[str, ModelSpec] = {}
-      for impl in self._pm.hook.litezoo_register_models.get_hookimpls():
-        plugin = impl.plugin_name
+      for plugin, _ in self._pm.list_name_plugin():
+        others = [p for name, p in self._pm.list_name_plugin() if name != plugin]
+        # Called plugin by plugin, so each spec is attributed to the plugin that registered it.
+        hook = self._pm.subset_hook_caller("litezoo_register_models", remove_plugins=others)
 
         def register(spec: ModelSpec, plugin=plugin) -> None:
           if not isinstance(spec, ModelSpec):
@@ -122,7 +124,7 @@ class Registry:
           self._owner[spec.name] = plugin
 
         try:
-          impl.function(register=register)
+          hook(register=register)
         except DuplicateModelError:
           raise
         except Exception as e:  # pylint: disable=broad-except

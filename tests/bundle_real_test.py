@@ -8,7 +8,10 @@ side is `tools/generate`, greedy on both sides. Prints load time and speeds of b
 
 import time
 
-from litezoo.core import bundle, cache, convert, registry, tokenizer
+from litezoo.artifacts import bundle, cache
+from litezoo.conversion import convert
+from litezoo.core import registry
+from litezoo.runtime import tokenizer
 from litezoo.tests import testing
 
 QUESTION = "What is the capital of France?"

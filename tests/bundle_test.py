@@ -14,7 +14,10 @@ import zlib
 
 import pytest
 
-from litezoo.core import bundle, convert, generate, registry, runner, tokenizer
+from litezoo.artifacts import bundle
+from litezoo.conversion import convert
+from litezoo.runtime import generate, runner, tokenizer
+from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.tests import testing
 

@@ -11,8 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from litezoo.core import checkpoint, convert, loader, registry, runner
+from litezoo import pipeline
+from litezoo.conversion import convert
+from litezoo.core import registry
 from litezoo.core.spec import Signatures
+from litezoo.runtime import runner
 from litezoo.tests import testing
 
 REGISTRY = registry.Registry()
@@ -33,20 +36,21 @@ DECODE_STEPS = 6
 class Case:
   """One model's tiny variant: checkpoint, re-authored model, converted files."""
 
-  def __init__(self, name, directory):
+  def __init__(self, name):
     self.spec = REGISTRY.get(name)
-    self.variant = next(v for v, var in self.spec.variants.items() if var.synthetic)
+    self.variant = next(v for v, var in self.spec.variants.items() if var.random_weights)
     self.config = self.spec.variant(self.variant).config
-    self.reference = testing.write_checkpoint(self.config, directory / "ckpt")
-    self.model = self.spec.build(self.config, SIGNATURES.kv_cache_max_len)
-    loader.load(self.model, self.spec.tensor_names,
-                checkpoint.open_checkpoint(directory / "ckpt"), log=lambda _: None)
-    self.files = {
-        recipe: convert.convert(self.spec, self.variant, checkpoint=directory / "ckpt",
-                                recipe=recipe, signatures=SIGNATURES, output_dir=directory,
-                                log=lambda _: None).path
+    # The one pipeline every tool takes: transformers writes the random checkpoint, both models
+    # load it, the artifact cache converts it.
+    weights = pipeline.weights(self.spec, self.variant, log=lambda _: None)
+    self.reference, self.model = pipeline.original_and_ours(
+        self.spec, self.variant, weights, SIGNATURES.kv_cache_max_len, log=lambda _: None)
+    self.artifacts = {
+        recipe: pipeline.artifact(self.spec, self.variant, weights, recipe=recipe,
+                                  signatures=SIGNATURES, log=lambda _: None)
         for recipe in ("none", "dynamic_int8")
     }
+    self.files = {recipe: a.path for recipe, a in self.artifacts.items()}
     vocab = self.config["vocab_size"]
     self.prompt = [int(t) for t in np.random.default_rng(0).integers(3, vocab, 16)]
 
@@ -61,8 +65,8 @@ class Case:
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def case(request, tmp_path_factory):
-  return Case(request.param, tmp_path_factory.mktemp(request.param))
+def case(request):
+  return Case(request.param)
 
 
 def test_pytorch_matches_transformers(case):
@@ -127,17 +131,17 @@ RECIPE_TYPES = {
 
 @pytest.mark.parametrize("recipe", sorted(RECIPE_TYPES))
 def test_every_recipe_quantizes_every_weight_matrix(case, recipe, tmp_path):
-  from litezoo.quant import weights  # pylint: disable=g-import-not-at-top
-  from litezoo.core import export  # pylint: disable=g-import-not-at-top
+  from litezoo.artifacts import flatbuffer as weights  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   block = 128 if "block128" in recipe else 32 if "block32" in recipe else 1
   dims = (case.config["hidden_size"], case.config["intermediate_size"])
   if any(d % block for d in dims):  # the quantizer needs whole blocks: a clear error, no file
     with pytest.raises(export.QuantizeError, match=f"not divisible by block size {block}"):
-      convert.quantize_artifact(case.spec, case.files["none"], recipe, output_dir=tmp_path,
-                                log=lambda _: None)
+      convert.quantize(case.spec, case.artifacts["none"], recipe, output_dir=tmp_path,
+                       log=lambda _: None)
     assert not list(tmp_path.glob("*.tflite"))
     return
-  path = (case.files["none"] if recipe == "none" else convert.quantize_artifact(
-      case.spec, case.files["none"], recipe, output_dir=tmp_path, log=lambda _: None).path)
+  path = (case.files["none"] if recipe == "none" else convert.quantize(
+      case.spec, case.artifacts["none"], recipe, output_dir=tmp_path, log=lambda _: None).path)
   found = weights.weights(path)
   assert set(found.params_by_type) == RECIPE_TYPES[recipe]  # nothing left float by accident

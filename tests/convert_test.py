@@ -2,11 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 
-from litezoo.core import artifacts, checkpoint, convert, registry
+from litezoo import pipeline, sources
+from litezoo.artifacts import files, manifest as manifest_lib
+from litezoo.conversion import convert
+from litezoo.core import registry
 from litezoo.core.spec import Signatures, SignatureError, UnknownVariantError
 from litezoo.quant import recipes
+from litezoo.runtime import runner
+from litezoo.sources import weights as weights_lib
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
@@ -18,22 +24,29 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
                             "--prefill_seq_lens=16,8", "--kv_cache_max_len=32",
                             "--output_dir=out", cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
-  for stage in ("[1/5] build model", "[3/5] export float", "[4/5] quantize (none)"):
-    assert f"{stage} done in" in result.stdout
+  for stage in ("[1/4] build and load weights", "[2/4] export float", "[3/4] quantize (none)"):
+    assert f"{stage} done in" in result.stderr
+  # Quiet: the converter's and LiteRT's own output (lowering logs, accelerator probes) is kept
+  # aside; stderr holds the tool's own lines only.
+  assert all(line.startswith(("[", "wrote ", "writing random weights")) for line in
+             result.stderr.strip().splitlines()), result.stderr
   out = tmp_path / "out"  # relative to the directory `bazel run` was started from
   tflite = out / "tinyllama-tiny_none_ekv32.tflite"
   assert sorted(p.name for p in out.iterdir()) == [
       "tinyllama-tiny_none_ekv32.manifest.json", tflite.name]
-  manifest = json.loads(artifacts.manifest_path(tflite).read_text())
-  assert manifest["sha256"] == checkpoint.sha256_file(tflite)
+  manifest = json.loads(manifest_lib.manifest_path(tflite).read_text())
+  assert manifest["format"] == manifest_lib.FORMAT
+  assert manifest["sha256"] == files.sha256_file(tflite)
   assert manifest["size_bytes"] == tflite.stat().st_size
   assert (manifest["model"], manifest["variant"]) == ("tinyllama", "tiny")
   assert manifest["plugin_version"] == SPEC.version
   assert manifest["recipe"]["name"] == "none"
-  assert manifest["checkpoint"] == {"kind": "random", "seed": 0}
+  assert (manifest["checkpoint"]["kind"], manifest["checkpoint"]["seed"]) == ("random", 0)
+  assert manifest["signatures"] == {"prefill_seq_lens": [8, 16], "kv_cache_max_len": 32,
+                                    "kv_layout": "transposed"}
   assert manifest["versions"]["litert-torch"] == "0.10.0"
   assert manifest["conversion"]["peak_rss_bytes"] > 0
-  sigs = manifest["signatures"]
+  sigs = manifest["signature_details"]
   assert sorted(sigs) == ["decode", "prefill_16", "prefill_8"]
   assert sigs["prefill_8"]["inputs"]["tokens"] == {"dtype": "int32", "shape": [1, 8]}
   assert sigs["decode"]["inputs"]["input_pos"] == {"dtype": "int32", "shape": [1]}
@@ -49,22 +62,32 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
                             "--output_dir=out", cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   manifest = json.loads((tmp_path / "out" / "tinyllama-tiny_none_ekv32.manifest.json").read_text())
-  inputs = manifest["signatures"]["decode"]["inputs"]
+  inputs = manifest["signature_details"]["decode"]["inputs"]
   assert inputs["kv_cache_k_0"]["shape"] == inputs["kv_cache_v_0"]["shape"] == [1, 32, 2, 16]
   bad = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--kv_layout=bshd",
                          cwd=tmp_path)
-  assert bad.returncode == 2
-  assert bad.stderr.strip().splitlines()[-1] == (
+  assert testing.one_line_error(bad, "convert") == (
       "convert: error: unknown kv cache layout 'bshd'; choose one of transposed, default")
 
 
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
-  result = testing.run_tool("convert", "--model=gpt-17", cwd=tmp_path)
-  assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1] == (
-      "convert: error: unknown model 'gpt-17'; registered models: "
-      + ", ".join(registry.Registry().names()))
-  assert "Traceback" not in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--model=gpt-17"], "unknown model 'gpt-17'; registered models: "
+     + ", ".join(registry.Registry().names())),
+    (["--model=tinyllama", "--variant=tiny", "--random_weights", "--checkpoint=."],
+     "--random_weights and --checkpoint exclude each other"),
+    (["--model=tinyllama", "--variant=tiny", "--weights_seed=3", "--checkpoint=."],
+     "--weights_seed and --checkpoint exclude each other"),
+    (["--model=tinyllama", "--variant=tiny", "--allow_pickle"],
+     "--allow_pickle applies only to a --checkpoint"),
+    (["--model=smollm2", "--weights_seed=3"], "--weights_seed applies only to random weights"),
+    (["--model=phi2"], "phi2-2.7b has no pinned source here: pass --checkpoint=DIR"),
+    (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,x"],
+     "--prefill_seq_lens must be a comma-separated list of integers, got '8,x'"),
+])
+def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp_path, args,
+                                                                              message):
+  result = testing.run_tool("convert", *args, cwd=tmp_path)
+  assert testing.one_line_error(result, "convert").startswith(f"convert: error: {message}")
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
@@ -76,37 +99,51 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
      "prefill length 64 must be between 1 and the kv cache length 32"),
     (dict(signatures=Signatures((8,), 32, "bsnd")), SignatureError,
      "unknown kv cache layout 'bsnd'; choose one of transposed, default"),
-    (dict(signatures=Signatures((8,), 16)), SignatureError,
-     "a transposed kv cache cannot be exactly as long as a head is wide (16): choose another"),
     (dict(signatures=Signatures((8,), 4096)), convert.ConvertError,
      "kv cache length 4096 exceeds the 2048-token context of tinyllama-tiny; pass "
      "--kv_cache_max_len=2048 or less"),
     (dict(recipe="int3"), recipes.UnknownRecipeError,
      "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
      "weight_only_int8, dynamic_int4_block32, dynamic_int4_block128"),
-    (dict(model="phi2", variant="2.7b"), convert.ConvertError,
-     "phi2-2.7b needs a checkpoint: pass --checkpoint=DIR (safetensors), or --random_weights"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, error, message):
   spec = registry.Registry().get(kwargs.pop("model", "tinyllama"))
-  kwargs = {"variant": "tiny", "signatures": SMALL, **kwargs}
+  variant = kwargs.pop("variant", "tiny")
+  kwargs = {"signatures": SMALL, **kwargs}
   with pytest.raises(error) as e:
-    convert.convert(spec, output_dir=tmp_path, **kwargs)
+    convert.convert(spec, variant, _tiny_weights(spec), output_dir=tmp_path, **kwargs)
   assert str(e.value).startswith(message)
   assert not list(tmp_path.iterdir())
 
 
+def _tiny_weights(spec):
+  return pipeline.weights(spec, "tiny", log=lambda _: None)
+
+
+def test_a_transposed_cache_as_long_as_a_head_is_wide_runs(tmp_path):
+  """K [1, heads, 16, 16] and V [1, heads, 16, 16] have one shape: the runner reads the layout
+  from the manifest, not from the shapes."""
+  artifact = convert.convert(SPEC, "tiny", _tiny_weights(SPEC), output_dir=tmp_path,
+                             recipe="none", signatures=Signatures((8,), 16), log=lambda _: None)
+  run = runner.Runner(artifact.path)
+  assert (run.kv_layout, run.kv_cache_max_len) == ("transposed", 16)
+  model = testing.load(SPEC, SPEC.variant("tiny").config, _tiny_weights(SPEC).path, 16)
+  np.testing.assert_allclose(run.prefill(testing.PROMPT),
+                             testing.zoo_logits(model, testing.PROMPT, 16), atol=1e-4, rtol=0)
+
+
 def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
-  with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint .*/nope does not exist"):
-    convert.convert(SPEC, "tiny", checkpoint=tmp_path / "nope", output_dir=tmp_path)
+  with pytest.raises(sources.CheckpointError, match=r"checkpoint .*/nope does not exist"):
+    weights_lib.resolve(SPEC, "tiny", tmp_path / "nope")
   (tmp_path / "a_file").write_text("")
-  with pytest.raises(artifacts.OutputError,
+  with pytest.raises(files.OutputError,
                      match=r"output directory .*a_file/out is not writable .*--output_dir"):
-    convert.convert(SPEC, "tiny", signatures=SMALL, output_dir=tmp_path / "a_file" / "out")
+    convert.convert(SPEC, "tiny", _tiny_weights(SPEC), signatures=SMALL,
+                    output_dir=tmp_path / "a_file" / "out")
 
 
 def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
-  from litezoo.core import export  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   old = tmp_path / "tinyllama-tiny_dynamic_int8_ekv32.tflite"
   old.write_bytes(b"the previous artifact")
 
@@ -114,7 +151,9 @@ def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
     raise KeyboardInterrupt  # as if Ctrl-C arrived while quantizing
 
   monkeypatch.setattr(export, "quantize_file", interrupted)
+  weights = _tiny_weights(SPEC)
   with pytest.raises(KeyboardInterrupt):
-    convert.convert(SPEC, "tiny", signatures=SMALL, output_dir=tmp_path, log=lambda _: None)
+    convert.convert(SPEC, "tiny", weights, signatures=SMALL, output_dir=tmp_path,
+                    log=lambda _: None)
   assert [p.name for p in tmp_path.iterdir()] == [old.name]
   assert old.read_bytes() == b"the previous artifact"

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from litezoo.core import checkpoint, convert, evaluate, loader, registry, runner
+from litezoo.sources import checkpoint
+from litezoo.conversion import convert, loader
+from litezoo.tools.evaluate.__main__ import perplexity as evaluate
+from litezoo.core import registry
+from litezoo.runtime import runner
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
 from litezoo.tests import testing

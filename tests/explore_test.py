@@ -23,8 +23,12 @@ import pytest
 import requests
 import torch
 
-from litezoo.core import checkpoint, explore, export, loader, reference, registry, verify
-from litezoo.core.litert_api import export_config
+from litezoo.sources import checkpoint
+from litezoo.tools.explore.__main__ import overlays as explore
+from litezoo.conversion import export, loader
+from litezoo.reference import hf as reference, compare as verify
+from litezoo.core import registry
+from litezoo.conversion.litert import export_config
 from litezoo.tests import testing
 
 CORRUPT = 1  # of 2 layers: layer 0 must stay clean, layer 1 must be the first bad one
@@ -44,7 +48,7 @@ def served(tmp_path_factory):
   env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT), "PYTHONUNBUFFERED": "1",
          "LITEZOO_CACHE": str(work / "cache")}
   proc = subprocess.Popen(
-      [sys.executable, "-m", "litezoo.tools.explore", "--model=tinyllama", "--variant=tiny",
+      [sys.executable, "-m", "litezoo.tools.explore.__main__", "--model=tinyllama", "--variant=tiny",
        "--quantize=dynamic_int8", f"--corrupt_layer={CORRUPT}", "--no_browser",
        f"--port={_free_port()}", f"--node_data_dir={work / 'node_data'}"],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

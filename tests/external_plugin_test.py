@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from litezoo.core import artifacts, registry, runner
+from litezoo.artifacts import files as artifacts
+from litezoo.core import registry
+from litezoo.runtime import runner
 from litezoo.tests import testing
 
 EXAMPLE = testing.RUNFILES_ROOT / "litezoo" / "examples" / "litezoo-plugin-example"

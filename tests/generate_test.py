@@ -1,27 +1,52 @@
 """Generation on tiny variants: the LiteRT path gives PyTorch's greedy tokens through padded,
-exact and chunked prefill; chat turns reuse the KV cache; sampling is seeded; limits are errors."""
+exact and chunked prefill; chat turns reuse the KV cache, and a refused turn leaves the
+conversation as it was; sampling is seeded; limits and options that cannot apply are errors."""
+
+import json
 
 import numpy as np
 import pytest
-import torch
 
-from litezoo.core import cache, convert, generate, registry, runner, tokenizer
+from litezoo import pipeline
+from litezoo.core import registry
 from litezoo.core.spec import Signatures
+from litezoo.runtime import generate, runner
+from litezoo.sources import random_weights
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
 SIGNATURES = Signatures((8, 16), 64)
+CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64")
+# A chat template in plain text: the tiny tokenizer has no special tokens.
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+NO_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
+             "supported') }}{% endif %}" + CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-  """A converted tiny model (float) and its PyTorch twin (same seeded random weights)."""
-  directory = tmp_path_factory.mktemp("tiny")
-  path = convert.convert(SPEC, "tiny", recipe="none", signatures=SIGNATURES,
-                         output_dir=directory, log=lambda _: None).path
-  torch.manual_seed(0)
-  model = SPEC.build(SPEC.variant("tiny").config, SIGNATURES.kv_cache_max_len)
-  return path, model
+def tiny():
+  """A converted tiny model (float) and its PyTorch twin (the same random weights)."""
+  weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
+  artifact = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
+                               log=lambda _: None)
+  _, model = pipeline.original_and_ours(SPEC, "tiny", weights, SIGNATURES.kv_cache_max_len,
+                                        log=lambda _: None)
+  return artifact.path, model
+
+
+@pytest.fixture(scope="module")
+def chat_checkpoint(tmp_path_factory):
+  """A local checkpoint of a tiny chat model: random weights written by transformers, a tokenizer
+  with a chat template (what a user's fine-tuned checkpoint directory holds)."""
+  directory = tmp_path_factory.mktemp("chat")
+  config = registry.Registry().get("smollm2").variant("tiny").config
+  testing.write_checkpoint(config, directory)
+  random_weights.write_tokenizer(directory, config["vocab_size"])
+  settings = json.loads((directory / "tokenizer_config.json").read_text())
+  (directory / "tokenizer_config.json").write_text(json.dumps({**settings,
+                                                               "chat_template": CHAT_TEMPLATE}))
+  return directory
 
 
 def _torch_greedy(model, context, steps):
@@ -116,36 +141,85 @@ def test_generation_stops_when_the_cache_is_full(tiny):
 
 
 def test_text_stream_never_splits_a_character():
-  tok = tokenizer.ByteTokenizer()
+  def decode(ids):  # a byte-level tokenizer: ids are UTF-8 bytes
+    return bytes(ids).decode("utf-8", errors="replace")
+
   written = []
-  stream = generate.TextStream(tok.decode, written.append)
-  for token in tok.encode("né ✓"):
+  stream = generate.TextStream(decode, written.append)
+  for token in "né ✓".encode():
     stream(token)
   assert "".join(written) == "né ✓" and all("\ufffd" not in w for w in written)
 
 
 def test_cli_converts_once_then_reuses_the_cached_artifact(tmp_path, monkeypatch):
   monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
-  args = ("--model=tinyllama", "--variant=tiny", "--prompt=hello", "--max_new_tokens=5",
-          "--kv_cache_max_len=64", "--prefill_seq_lens=8,16")
+  args = ("--model=tinyllama", "--variant=tiny", "--prompt=hello", "--max_new_tokens=5", *CLI)
   first = testing.run_tool("generate", *args)
   assert first.returncode == 0, first.stderr[-3000:]
-  assert "converting tinyllama-tiny (dynamic_int8) on first use" in first.stderr
+  assert "quantizing tinyllama-tiny (dynamic_int8) on first use" in first.stderr
   assert "decode 5 tokens at" in first.stderr
+  # Quiet by default: no LiteRT start-up lines (accelerator probes, INFO) on stderr.
+  assert "INFO" not in first.stderr and "accelerator" not in first.stderr.lower()
   second = testing.run_tool("generate", *args)
   assert second.returncode == 0 and "converting" not in second.stderr
   assert second.stdout == first.stdout  # greedy: the same text
-  artifact = cache.artifact(SPEC, "tiny", signatures=Signatures((8, 16), 64),
-                            log=lambda m: pytest.fail(m))  # cached: no conversion, no message
-  assert artifact.exists()
+  weights = pipeline.weights(SPEC, "tiny", log=lambda m: pytest.fail(m))
+  artifact = pipeline.artifact(SPEC, "tiny", weights, signatures=SIGNATURES,
+                               log=lambda m: pytest.fail(m))  # cached: no conversion, no message
+  assert artifact.path.exists()
+  verbose = testing.run_tool("generate", *args, "--verbose")
+  assert verbose.returncode == 0 and "INFO" in verbose.stderr  # --verbose shows them
 
 
 @pytest.mark.parametrize("args, message", [
     (("--temperature=-1", "--prompt=x"), "temperature must be >= 0, got -1.0"),
     (("--max_new_tokens=0", "--prompt=x"), "--max_new_tokens must be positive, got 0"),
     ((), "give --prompt=TEXT, or --chat for a conversation"),
+    (("--prompt=x", "--top_k=5"), "--top_k applies only when sampling: set --temperature above 0"),
+    (("--prompt=x", "--sampling_seed=3"), "--sampling_seed applies only when sampling"),
+    (("--prompt=x", "--system=Be brief."),
+     "tinyllama-tiny has no chat template (a base model): --system cannot apply"),
+    (("--chat",), "tinyllama-tiny has no chat template (a base model): --chat cannot apply"),
+    (("--prompt=x", "--raw", "--system=Answer in French."),
+     "--system needs the chat template, which --raw turns off"),
+    (("--chat", "--raw"), "--chat talks through the chat template and --raw turns it off"),
+    (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
 ])
-def test_cli_bad_options_are_one_line(args, message):
-  result = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", *args)
-  assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1] == f"generate: error: {message}"
+def test_cli_bad_options_and_options_that_cannot_apply_are_one_line(args, message):
+  result = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", *CLI, *args)
+  assert testing.one_line_error(result, "generate").startswith(f"generate: error: {message}")
+
+
+def _chat(checkpoint, stdin, *args):
+  return testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
+                          f"--checkpoint={checkpoint}", "--chat", "--max_new_tokens=4", *CLI,
+                          *args, stdin=stdin)
+
+
+def test_a_refused_chat_turn_leaves_the_conversation_as_it_was(chat_checkpoint):
+  """hi, then a message longer than the KV cache (refused), then a short question: the third
+  turn is answered exactly as if the refused one had never been typed."""
+  refused_then_asked = _chat(chat_checkpoint, "hi\n" + "x" * 200 + "\nWhat is it?\n\n")
+  assert refused_then_asked.returncode == 0, refused_then_asked.stderr[-3000:]
+  errors = [l for l in refused_then_asked.stderr.splitlines() if "generate: " in l]
+  assert len(errors) == 1 and "but the KV cache holds 64" in errors[0]
+  asked = _chat(chat_checkpoint, "hi\nWhat is it?\n\n")
+  assert asked.returncode == 0, asked.stderr[-3000:]
+  assert refused_then_asked.stdout == asked.stdout
+  assert refused_then_asked.stderr.count("[prefill") == asked.stderr.count("[prefill") == 2
+
+
+def test_a_chat_template_that_refuses_a_role_is_one_line(chat_checkpoint, tmp_path):
+  no_system = tmp_path / "no_system"
+  no_system.mkdir()
+  for f in chat_checkpoint.iterdir():
+    (no_system / f.name).write_bytes(f.read_bytes())
+  settings = json.loads((no_system / "tokenizer_config.json").read_text())
+  (no_system / "tokenizer_config.json").write_text(json.dumps({**settings,
+                                                               "chat_template": NO_SYSTEM}))
+  run = testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
+                         f"--checkpoint={no_system}", "--prompt=hi", "--system=Be brief.", *CLI)
+  assert testing.one_line_error(run, "generate") == (
+      "generate: error: the model's chat template refuses this conversation (roles: system, "
+      "user): System role not supported; drop what it objects to (e.g. --system, which some "
+      "templates do not take)")

@@ -19,8 +19,12 @@ import time
 import numpy as np
 import pytest
 
-from litezoo.core import artifacts, cache, convert as convert_lib, evaluate, generate, registry
-from litezoo.core import runner, tokenizer
+from litezoo.artifacts import files as artifacts, cache
+from litezoo.conversion import convert as convert_lib
+from litezoo.tools.evaluate.__main__ import perplexity as evaluate
+from litezoo.runtime import generate
+from litezoo.core import registry
+from litezoo.runtime import runner, tokenizer
 from litezoo.core.spec import Signatures
 from litezoo.tests import testing
 
@@ -168,7 +172,7 @@ def _mutants(data: bytes, rng: np.random.Generator, count: int):
 # native code shows as a missing line.
 CHECKER = """
 import sys
-from litezoo.core import artifacts
+from litezoo.artifacts import files as artifacts
 for line in sys.stdin:
   path = line.strip()
   try:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from litezoo.core import checkpoint, gguf as zoo_gguf, validate
+from litezoo.sources import checkpoint, gguf as zoo_gguf, validate
 
 PEAK_BOUND = 1 << 20  # bytes a refusal may allocate, whatever the file claims
 TIME_BOUND = 0.1  # seconds per refusal (typically under 1 ms; slack for a loaded machine)

@@ -30,7 +30,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_uses_tensorflow_when_installed():
-  from litezoo.core import litert_api  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import litert as litert_api  # pylint: disable=g-import-not-at-top
   import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   assert litert_api.USING_TENSORFLOW
 
@@ -46,7 +46,7 @@ def test_without_tensorflow_litert_torch_alone_fails():
 
 def test_without_tensorflow_the_stand_in_makes_the_api_work():
   result = _python("""
-      from litezoo.core import litert_api
+      from litezoo.conversion import litert as litert_api
       from litert_torch.generative.layers import lora
       import ai_edge_litert.schema_py_generated as schema
       assert not litert_api.USING_TENSORFLOW

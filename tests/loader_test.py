@@ -8,12 +8,19 @@ import pytest
 import safetensors.torch
 import torch
 
-from litezoo.core import checkpoint, loader
+from litezoo import sources
+from litezoo.conversion import loader
 from litezoo.plugins.tinyllama import tinyllama
+from litezoo.sources import safetensors as safetensors_source
 from litezoo.tests import testing
 
 SPEC = tinyllama.SPEC
 CONFIG = SPEC.variant("tiny").config
+NAMES = testing.names(SPEC, CONFIG)
+
+
+def _model():
+  return testing.build(SPEC, CONFIG, 16)
 
 
 def _state(tmp_path):
@@ -25,11 +32,11 @@ def test_sharded_checkpoint_loads_like_a_single_file(tmp_path):
   single, sharded = tmp_path / "single", tmp_path / "sharded"
   testing.write_checkpoint(CONFIG, single)
   testing.write_checkpoint(CONFIG, sharded, max_shard_size="20KB")
-  assert (sharded / checkpoint.SafetensorsSource.INDEX).exists()
+  assert (sharded / safetensors_source.SafetensorsSource.INDEX).exists()
   assert len(list(sharded.glob("*.safetensors"))) > 1
-  a, b = SPEC.build(CONFIG, 16), SPEC.build(CONFIG, 16)
-  loader.load(a, SPEC.tensor_names, checkpoint.open_checkpoint(single))
-  loader.load(b, SPEC.tensor_names, checkpoint.open_checkpoint(sharded))
+  a, b = _model(), _model()
+  loader.load(a, NAMES, sources.open_checkpoint(single))
+  loader.load(b, NAMES, sources.open_checkpoint(sharded))
   for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
     assert torch.equal(x, y), name
 
@@ -40,16 +47,29 @@ def test_missing_tensors_are_listed_with_a_count(tmp_path):
     del state[name]
   safetensors.torch.save_file(state, tmp_path / "model.safetensors")
   with pytest.raises(loader.LoadError) as e:
-    loader.load(SPEC.build(CONFIG, 16), SPEC.tensor_names, checkpoint.open_checkpoint(tmp_path))
-  assert str(e.value) == ("checkpoint lacks 3 tensors the model needs: "
-                          "model.layers.0.mlp.up_proj.weight, model.layers.1.mlp.up_proj.weight, "
-                          "model.norm.weight (3)")
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
+  assert str(e.value) == ("the checkpoint lacks 3 tensors the model needs: "
+                          "model.layers.0.mlp.up_proj.weight; model.layers.1.mlp.up_proj.weight; "
+                          "model.norm.weight; check the family's tensor names against the "
+                          "checkpoint's")
+
+
+def test_a_misspelled_tensor_name_is_listed_with_the_checkpoints_closest_names(tmp_path):
+  state = _state(tmp_path)
+  for layer in (0, 1):
+    state[f"model.layers.{layer}.self_attn.key_proj.weight"] = state.pop(
+        f"model.layers.{layer}.self_attn.k_proj.weight")
+  safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+  with pytest.raises(loader.LoadError) as e:
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
+  assert ("model.layers.0.self_attn.k_proj.weight (closest in the checkpoint: "
+          "model.layers.0.self_attn.key_proj.weight") in str(e.value)
 
 
 def test_many_missing_tensors_show_the_first_few_and_the_count(tmp_path):
   safetensors.torch.save_file({"unrelated": torch.zeros(1)}, tmp_path / "model.safetensors")
-  with pytest.raises(loader.LoadError, match=r"lacks 21 tensors .*, \.\.\. \(21 in all\)$"):
-    loader.load(SPEC.build(CONFIG, 16), SPEC.tensor_names, checkpoint.open_checkpoint(tmp_path))
+  with pytest.raises(loader.LoadError, match=r"lacks 21 tensors .* \.\.\.; check the family"):
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
 
 
 def test_shape_mismatch_names_the_tensor_and_both_shapes(tmp_path):
@@ -57,35 +77,44 @@ def test_shape_mismatch_names_the_tensor_and_both_shapes(tmp_path):
   state["model.layers.1.mlp.down_proj.weight"] = torch.zeros(64, 100)
   safetensors.torch.save_file(state, tmp_path / "model.safetensors")
   with pytest.raises(loader.LoadError) as e:
-    loader.load(SPEC.build(CONFIG, 16), SPEC.tensor_names, checkpoint.open_checkpoint(tmp_path))
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
   assert str(e.value) == ("shape mismatch for model.layers.1.mlp.down_proj.weight: the model "
                           "expects [64, 128], the checkpoint has "
-                          "model.layers.1.mlp.down_proj.weight [64, 100]")
+                          "model.layers.1.mlp.down_proj.weight [64, 100]; the checkpoint's "
+                          "config and the model's differ")
 
 
-def test_unused_tensors_are_a_warning(tmp_path):
+def test_a_tensor_the_model_would_not_use_is_refused(tmp_path):
   state = _state(tmp_path)
-  state["model.rotary_emb.inv_freq"] = torch.zeros(8)
+  state["lm_head.bias"] = torch.zeros(256)
   safetensors.torch.save_file(state, tmp_path / "model.safetensors")
-  messages = []
-  report = loader.load(SPEC.build(CONFIG, 16), SPEC.tensor_names,
-                       checkpoint.open_checkpoint(tmp_path), log=messages.append)
-  assert report.unused == ["model.rotary_emb.inv_freq"]
-  assert messages == ["warning: 1 checkpoint tensors unused: model.rotary_emb.inv_freq (1)"]
+  with pytest.raises(loader.LoadError) as e:
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
+  assert str(e.value).startswith("the checkpoint holds 1 tensors the model would not use: "
+                                 "lm_head.bias (1); converting without them")
+
+
+def test_saved_rope_buffers_are_not_weights(tmp_path):
+  state = _state(tmp_path)
+  state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.zeros(8)
+  safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+  report = loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path),
+                       SPEC.family.is_weight)
+  assert report.ignored == ["model.layers.0.self_attn.rotary_emb.inv_freq"]
 
 
 def test_missing_or_empty_checkpoint_gets_a_clear_error(tmp_path):
-  with pytest.raises(checkpoint.CheckpointError, match=r"checkpoint .*/nope does not exist"):
-    checkpoint.open_checkpoint(tmp_path / "nope")
+  with pytest.raises(sources.CheckpointError, match=r"checkpoint .*/nope does not exist"):
+    sources.open_checkpoint(tmp_path / "nope")
   (tmp_path / "README.md").write_text("weights elsewhere")
-  with pytest.raises(checkpoint.CheckpointError, match=r"^no \.safetensors files in "):
-    checkpoint.open_checkpoint(tmp_path)
+  with pytest.raises(sources.CheckpointError, match=r"^no \.safetensors, \.gguf or \(with --allow_pickle\) \.bin files in "):
+    sources.open_checkpoint(tmp_path)
 
 
 def test_corrupt_safetensors_is_refused_with_the_file_named(tmp_path):
   (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
-  with pytest.raises(checkpoint.CheckpointError, match="model.safetensors: not a readable"):
-    checkpoint.open_checkpoint(tmp_path)
+  with pytest.raises(sources.CheckpointError, match="model.safetensors: not a readable"):
+    sources.open_checkpoint(tmp_path)
 
 
 def test_every_safetensors_dtype_reads_back_as_the_library_wrote_it(tmp_path):
@@ -96,7 +125,7 @@ def test_every_safetensors_dtype_reads_back_as_the_library_wrote_it(tmp_path):
              "bool": torch.tensor([True, False])}
   safetensors.torch.save_file(tensors, tmp_path / "m.safetensors")
   want = safetensors.torch.load_file(tmp_path / "m.safetensors")
-  source = checkpoint.open_checkpoint(tmp_path)
+  source = sources.open_checkpoint(tmp_path)
   assert sorted(source.names()) == sorted(tensors)
   for name, expected in want.items():
     got = source.load(name)
@@ -106,8 +135,8 @@ def test_every_safetensors_dtype_reads_back_as_the_library_wrote_it(tmp_path):
 
 _RSS_CHILD = """
 import resource, sys
-from litezoo.core import checkpoint
-source = checkpoint.open_checkpoint(sys.argv[1])
+from litezoo import sources
+source = sources.open_checkpoint(sys.argv[1])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for name in source.names():
   source.load(name)  # dropped at once, as the loader copies each into the model
@@ -131,17 +160,17 @@ def test_tensors_the_model_takes_as_they_are_are_read_in_place(tmp_path, monkeyp
   """Only the q/k/v projections, fused into one parameter, go through a temporary tensor; the
   rest are read straight into the model's parameters."""
   testing.write_checkpoint(CONFIG, tmp_path)
-  source = checkpoint.open_checkpoint(tmp_path)
+  source = sources.open_checkpoint(tmp_path)
   loaded = []
   original = source.load
   monkeypatch.setattr(source, "load", lambda name: loaded.append(name) or original(name))
-  model = SPEC.build(CONFIG, 16)
-  loader.load(model, SPEC.tensor_names, source)
+  model = _model()
+  loader.load(model, NAMES, source)
   layers = CONFIG["num_hidden_layers"]
   assert sorted(loaded) == sorted(f"model.layers.{i}.self_attn.{p}_proj.weight"
                                   for i in range(layers) for p in "qkv")
-  reference = SPEC.build(CONFIG, 16)
-  loader.load(reference, SPEC.tensor_names, _Copying(source))
+  reference = _model()
+  loader.load(reference, NAMES, _Copying(source))
   for (name, x), (_, y) in zip(model.named_parameters(), reference.named_parameters()):
     assert torch.equal(x, y), name
 

@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from litezoo.core import registry
-from litezoo.core import families as families_package
+from litezoo. import families as families_package
 from litezoo.core.spec import TensorNames
 from litezoo.tests import testing
 from litezoo.tools import new_plugin
@@ -100,7 +100,7 @@ def test_llama_scaffold_passes_its_test_and_the_conformance_suite(checkout):
 
 
 def test_scaffold_records_release_pins_that_check_clean(checkout):
-  release = pytest.importorskip("litezoo.core.release")
+  release = pytest.importorskip("litezoo.tools.release.pins")
   plugin = checkout / "plugins" / "pinned"
   new_plugin.scaffold("pinned", "llama", checkout / "plugins", {}, log=lambda _: None)
   [spec] = new_plugin.load_specs(plugin / "pinned.py")
@@ -113,7 +113,7 @@ def test_scaffold_records_release_pins_that_check_clean(checkout):
 def test_scaffold_of_every_family_imports_with_the_family_tensor_names(family, tmp_path):
   plugin = new_plugin.scaffold(f"my_{family}", family, tmp_path, {}, log=lambda _: None)
   [spec] = new_plugin.load_specs(plugin / f"my_{family}.py")
-  module = importlib.import_module(f"litezoo.core.families.{family}")
+  module = importlib.import_module(f"litezoo.families.{family}")
   assert spec.tensor_names == module.TENSOR_NAMES
   assert spec.build is module.build and spec.version == "0.1.0"
   assert spec.variants["tiny"].synthetic

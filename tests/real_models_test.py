@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from litezoo.core import artifacts
+from litezoo.artifacts import files as artifacts
 from litezoo.tests import testing
 
 

@@ -7,17 +7,17 @@ import textwrap
 import pytest
 
 from litezoo.core import hookspecs, registry
+from litezoo.tests import testing
 
 FAKE_PLUGIN = textwrap.dedent("""
     from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
-    from litezoo.core.families import llama
+    from litezoo.families import llama
 
     @hookimpl
     def litezoo_register_models(register):
       register(ModelSpec(
-          name={name!r}, version="1.0.0", variants={{"tiny": Variant({{}}, synthetic=True)}},
-          default_variant="tiny", build=llama.build, tensor_names=llama.TENSOR_NAMES,
-          signatures=Signatures((8,), 16)))
+          name={name!r}, version="1.0.0", variants={{"tiny": Variant({{}}, random_weights=True)}},
+          default_variant="tiny", family=llama.FAMILY, signatures=Signatures((8,), 16)))
 """)
 
 
@@ -116,3 +116,11 @@ def test_plugins_load_lazily_and_once(site):
   assert "extra" in reg.names()
   first = reg.get("extra")
   assert reg.get("extra") is first
+
+
+def test_core_and_every_plugin_import_without_torch_litert_or_transformers():
+  """The plugin interface is plain data: listing the models costs none of the heavy stacks."""
+  modules = ("litezoo.core", "litezoo.core.registry", "litezoo.families",
+             "litezoo.plugins.tinyllama.tinyllama", "litezoo.plugins.gemma3.gemma3")
+  for package in ("torch", "ai_edge_litert", "litert_torch", "transformers", "tensorflow"):
+    assert testing.modules_imported_by(package, *modules) == [], package

@@ -7,7 +7,9 @@ import pathlib
 
 import pytest
 
-from litezoo.core import checkpoint, registry, release
+from litezoo.sources import checkpoint
+from litezoo.core import registry
+from litezoo.tools.release.__main__ import pins as release
 from litezoo.core.spec import Signatures
 from litezoo.tests import testing
 

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from litezoo.core import artifacts, convert, registry, runner
+from litezoo.artifacts import files as artifacts
+from litezoo.conversion import convert
+from litezoo.core import registry
+from litezoo.runtime import runner
 from litezoo.core.spec import Signatures
 from litezoo.tests import testing
 
@@ -214,4 +217,4 @@ def test_running_a_model_does_not_import_torch():
   """torch costs ~180 MiB of resident memory and a second to import: the runtime path (the runner,
   generation, the bundles) must not pull it in."""
   assert testing.torch_modules_imported_by(
-      "litezoo.core.runner", "litezoo.core.generate", "litezoo.core.bundle") == []
+      "litezoo.runtime.runner", "litezoo.runtime.generate", "litezoo.artifacts.bundle") == []

@@ -10,8 +10,11 @@ import pytest
 import torch
 from huggingface_hub import constants as hub_constants
 
-from litezoo.core import checkpoint, convert, loader, registry
-from litezoo.core.spec import Variant
+from litezoo import sources
+from litezoo.conversion import loader
+from litezoo.core import registry
+from litezoo.core.spec import HubPin, Variant
+from litezoo.sources import pins, weights
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
@@ -42,7 +45,7 @@ def hub_cache(tmp_path):
     (repo / "blobs" / digest).write_bytes(file.read_bytes())
     os.symlink(f"../../blobs/{digest}", repo / "snapshots" / COMMIT / file.name)
     pins[file.name] = digest
-  return cache, checkpoint.HubPin(REPO, COMMIT, pins)
+  return cache, HubPin(REPO, COMMIT, pins)
 
 
 @pytest.fixture
@@ -64,11 +67,10 @@ def test_cached_pinned_snapshot_loads_with_zero_network_calls(hub_cache, no_netw
                                                               offline):
   cache, pin = hub_cache
   monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", offline)
-  snapshot = checkpoint.fetch_pinned(pin, cache_dir=cache)
+  snapshot = pins.fetch_pinned(pin, cache_dir=cache)
   assert snapshot == cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT
-  model = SPEC.build(CONFIG, 16)
-  loader.load(model, SPEC.tensor_names, checkpoint.open_checkpoint(snapshot))
-  assert no_network == []
+  model = testing.load(SPEC, CONFIG, snapshot)
+  assert model is not None and no_network == []
 
 
 def test_a_variant_with_a_pin_converts_from_the_hub_cache(hub_cache, no_network, monkeypatch,
@@ -78,15 +80,18 @@ def test_a_variant_with_a_pin_converts_from_the_hub_cache(hub_cache, no_network,
   monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
   spec = SPEC.__class__(**{**SPEC.__dict__, "variants": {"pinned": Variant(CONFIG, source=pin)},
                            "default_variant": "pinned"})
-  assert convert.checkpoint_path(spec, "pinned", None) == checkpoint.fetch_pinned(pin, cache)
+  found = weights.resolve(spec, "pinned")
+  assert found.path == pins.fetch_pinned(pin, cache)
+  assert found.identity == {"kind": "pinned", "repo": REPO, "revision": COMMIT,
+                            "files": dict(pin.sha256)}
   assert no_network == []
 
 
 def test_wrong_sha256_is_refused_naming_file_and_both_hashes(hub_cache):
   cache, pin = hub_cache
-  wrong = checkpoint.HubPin(REPO, COMMIT, {**pin.sha256, "config.json": "0" * 64})
-  with pytest.raises(checkpoint.PinError) as e:
-    checkpoint.fetch_pinned(wrong, cache_dir=cache)
+  wrong = HubPin(REPO, COMMIT, {**pin.sha256, "config.json": "0" * 64})
+  with pytest.raises(pins.PinError) as e:
+    pins.fetch_pinned(wrong, cache_dir=cache)
   actual = pin.sha256["config.json"]
   assert (f"{REPO}@{COMMIT[:12]} file config.json: sha256 {actual} does not match the pinned "
           f"{'0' * 64}") in str(e.value)
@@ -98,26 +103,30 @@ def test_a_file_changed_after_pinning_is_refused(hub_cache, damage):
   blob = cache / f"models--{REPO.replace('/', '--')}" / "blobs" / pin.sha256["model.safetensors"]
   data = blob.read_bytes()
   blob.write_bytes(data[:-100] if damage == "truncate" else data[:-1] + bytes([data[-1] ^ 1]))
-  with pytest.raises(checkpoint.PinError, match=r"file model\.safetensors: sha256 [0-9a-f]{64} "
+  with pytest.raises(pins.PinError, match=r"file model\.safetensors: sha256 [0-9a-f]{64} "
                      r"does not match the pinned"):
-    checkpoint.fetch_pinned(pin, cache_dir=cache)
+    pins.fetch_pinned(pin, cache_dir=cache)
 
 
 def test_missing_from_cache_while_offline_says_how_to_get_it(tmp_path, monkeypatch, no_network):
   monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
   pin = SPEC.variant("1.1b").source
-  with pytest.raises(checkpoint.PinError) as e:
-    checkpoint.fetch_pinned(pin, cache_dir=tmp_path)
+  with pytest.raises(pins.PinError) as e:
+    pins.fetch_pinned(pin, cache_dir=tmp_path)
+  snapshot = (tmp_path / "models--TinyLlama--TinyLlama-1.1B-Chat-v1.0" / "snapshots" /
+              "fe8a4ea1ffedaf415f4da2f062534de366a451e6")
   assert str(e.value).startswith(
-      "TinyLlama/TinyLlama-1.1B-Chat-v1.0@fe8a4ea1ffed file config.json is not in the Hugging "
-      "Face cache and the hub cannot be reached")
-  assert "--revision fe8a4ea1ffedaf415f4da2f062534de366a451e6" in str(e.value)
+      f"TinyLlama/TinyLlama-1.1B-Chat-v1.0@fe8a4ea1ffed: 7 of 7 pinned files are not in the "
+      f"Hugging Face cache at {snapshot} and the hub cannot be reached")
+  assert "config.json, generation_config.json, model.safetensors" in str(e.value)
+  assert ("`hf download TinyLlama/TinyLlama-1.1B-Chat-v1.0 --revision "
+          "fe8a4ea1ffedaf415f4da2f062534de366a451e6`") in str(e.value)
   assert no_network == []
 
 
 def test_pins_name_a_commit_not_a_branch():
   with pytest.raises(ValueError, match="pin a full commit sha, not 'main'"):
-    checkpoint.HubPin(REPO, "main", {})
+    HubPin(REPO, "main", {})
   assert huggingface_hub  # the hub client is the one installed from the lock file
 
 
@@ -135,8 +144,8 @@ def test_pickle_is_refused_by_default_and_nothing_runs(tmp_path):
   sentinel = tmp_path / "pwned"
   torch.save({"model.embed_tokens.weight": torch.zeros(2), "x": _Sentinel(sentinel)},
              tmp_path / "pytorch_model.bin")
-  with pytest.raises(checkpoint.CheckpointError) as e:
-    checkpoint.open_checkpoint(tmp_path)
+  with pytest.raises(sources.CheckpointError) as e:
+    sources.open_checkpoint(tmp_path)
   assert str(e.value).startswith(f"refusing to unpickle {tmp_path / 'pytorch_model.bin'}: "
                                  "loading a pickle can run arbitrary code")
   assert "--allow_pickle" in str(e.value)
@@ -146,16 +155,16 @@ def test_pickle_is_refused_by_default_and_nothing_runs(tmp_path):
 def test_allow_pickle_uses_weights_only_and_never_falls_back(tmp_path):
   sentinel = tmp_path / "pwned"
   torch.save({"x": _Sentinel(sentinel)}, tmp_path / "evil.pt")
-  with pytest.raises(checkpoint.CheckpointError, match=r"evil\.pt: refused by "
+  with pytest.raises(sources.CheckpointError, match=r"evil\.pt: refused by "
                      r"torch\.load\(weights_only=True\)"):
-    checkpoint.open_checkpoint(tmp_path / "evil.pt", allow_pickle=True)
+    sources.open_checkpoint(tmp_path / "evil.pt", allow_pickle=True)
   assert not sentinel.exists()
 
 
 def test_allow_pickle_loads_a_plain_state_dict(tmp_path):
-  reference = testing.hf_model(CONFIG)
+  reference = testing.random_model(CONFIG)
   torch.save(reference.state_dict(), tmp_path / "pytorch_model.bin")
-  model = SPEC.build(CONFIG, 16)
-  loader.load(model, SPEC.tensor_names,
-              checkpoint.open_checkpoint(tmp_path, allow_pickle=True), log=lambda _: None)
+  model = testing.build(SPEC, CONFIG, 16)
+  loader.load(model, testing.names(SPEC, CONFIG),
+              sources.open_checkpoint(tmp_path, allow_pickle=True))
   assert torch.equal(model.final_norm.weight, reference.model.norm.weight)

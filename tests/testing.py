@@ -1,4 +1,5 @@
-"""Helpers the suites share: tiny checkpoints written by transformers, reference logits."""
+"""Helpers the suites share: tiny checkpoints written by transformers, the re-authored model
+built and loaded through the real pipeline, reference logits, tools run as users run them."""
 
 import json
 import os
@@ -11,15 +12,45 @@ import numpy as np
 import torch
 import transformers
 
-from litezoo.core import reference
+from litezoo import pipeline
+from litezoo.conversion import loader
+from litezoo.reference.reauthored import TorchDecoder
+from litezoo.sources import open_checkpoint
+from litezoo.sources.random_weights import random_model
 
 # The directory holding the `litezoo` package: the Bazel runfiles root, or the checkout's parent.
 RUNFILES_ROOT = pathlib.Path(__file__).absolute().parents[2]  # not resolve(): runfiles are symlinks
+# Tokens every suite can feed a tiny (256-token vocabulary) model.
+PROMPT = [1, 15, 200, 7, 42, 99, 3, 128, 5, 77]
 
 
-# The original model and tiny checkpoints come from core, which verify uses too.
-hf_model = reference.random_model  # noqa
-write_checkpoint = reference.write_random_checkpoint
+def write_checkpoint(config: Mapping[str, Any], directory, seed: int = 0, **save_kwargs):
+  """A random checkpoint written by transformers' own save_pretrained (safetensors); returns the
+  transformers model it holds."""
+  model = random_model(config, seed)
+  model.save_pretrained(directory, safe_serialization=True, **save_kwargs)
+  return model
+
+
+def family_config(spec, config: Mapping[str, Any]):
+  return spec.family.config(config)
+
+
+def build(spec, config: Mapping[str, Any], kv_cache_max_len: int):
+  """The re-authored model of `config` (random weights)."""
+  return spec.family.build(spec.family.config(config), kv_cache_max_len)
+
+
+def names(spec, config: Mapping[str, Any]):
+  return spec.family.tensor_names(spec.family.config(config))
+
+
+def load(spec, config: Mapping[str, Any], checkpoint, kv_cache_max_len: int = 64):
+  """The re-authored model with `checkpoint`'s weights, through the family's tensor names."""
+  model = build(spec, config, kv_cache_max_len)
+  loader.load(model, names(spec, config), open_checkpoint(checkpoint, gguf=spec.family.gguf),
+              getattr(spec.family, "is_weight", lambda _: True))
+  return model
 
 
 def hf_logits(model, tokens: list[int]) -> np.ndarray:
@@ -29,20 +60,16 @@ def hf_logits(model, tokens: list[int]) -> np.ndarray:
 
 def zoo_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
   """The re-authored model's logits on `tokens`, from an empty KV cache."""
-  from litezoo.core import verify  # pylint: disable=g-import-not-at-top
-  return verify.TorchSession(model, kv_cache_max_len).feed(tokens)
+  return TorchDecoder(model, kv_cache_max_len).prefill(tokens)
 
 
-def check_matches_transformers(spec, tmp_path, variant: str = "tiny") -> None:
-  """The re-authored model, loaded through the plugin's tensor names from a checkpoint written by
-  transformers, gives transformers' logits: architecture and names checked at once."""
-  from litezoo.core import checkpoint, loader  # pylint: disable=g-import-not-at-top
-  config = spec.variant(variant).config
-  reference = write_checkpoint(config, tmp_path)
-  model = spec.build(config, 64)
-  loader.load(model, spec.tensor_names, checkpoint.open_checkpoint(tmp_path), log=lambda _: None)
-  tokens = [1, 15, 200, 7, 42, 99, 3, 128, 5, 77]
-  np.testing.assert_allclose(zoo_logits(model, tokens, 64), hf_logits(reference, tokens),
+def check_matches_transformers(spec, variant: str = "tiny") -> None:
+  """The re-authored model, loaded through the family's tensor names from the variant's random
+  checkpoint (written by transformers), gives transformers' logits on the same files:
+  architecture and names checked at once."""
+  weights = pipeline.weights(spec, variant, random=True, log=lambda _: None)
+  original, ours = pipeline.original_and_ours(spec, variant, weights, 64, log=lambda _: None)
+  np.testing.assert_allclose(zoo_logits(ours, PROMPT, 64), hf_logits(original, PROMPT),
                              atol=1e-4, rtol=0)
 
 
@@ -53,24 +80,56 @@ def parameter_counts(spec, variant: str) -> tuple[int, int]:
   with torch.device("meta"):
     reference = transformers.AutoModelForCausalLM.from_config(
         transformers.AutoConfig.for_model(**config))
-    model = spec.build(config, 16)
+    model = build(spec, config, 16)
   return (sum(p.numel() for p in model.parameters()),
           sum(p.numel() for p in reference.parameters()))
 
 
-def run_tool(tool: str, *args: str, cwd: os.PathLike | None = None) -> subprocess.CompletedProcess:
+def check_parameter_count(spec, variant: str) -> None:
+  """The variant's re-authored model has transformers' parameter count, and that is the
+  published one (`Variant.params`, within 1% for rounding): a wrong size in the config (heads,
+  layers) fails here even though both sides are built from it."""
+  published = spec.variant(variant).params
+  assert published, (f"{spec.name}-{variant}: fill in the published parameter count "
+                     "(Variant(params=...)) from the model card")
+  ours, theirs = parameter_counts(spec, variant)
+  assert ours == theirs, f"re-authored {ours:,} parameters, transformers {theirs:,}"
+  assert abs(ours - published) <= 0.01 * published, (
+      f"{spec.name}-{variant} has {ours:,} parameters, but the model card says {published:,}: "
+      "a size in the config is wrong")
+
+
+def run_tool(tool: str, *args: str, cwd: os.PathLike | None = None,
+             stdin: str | None = None, env: Mapping[str, str] | None = None,
+             timeout: int = 900) -> subprocess.CompletedProcess:
   """Runs `python -m litezoo.tools.<tool>` the way `bazel run` would, capturing its output."""
-  env = {**os.environ, "PYTHONPATH": str(RUNFILES_ROOT)}
+  full_env = {**os.environ, "PYTHONPATH": str(RUNFILES_ROOT), **(env or {})}
   if cwd is not None:
-    env["BUILD_WORKING_DIRECTORY"] = str(cwd)
-  return subprocess.run([sys.executable, "-m", f"litezoo.tools.{tool}", *args], env=env,
-                        capture_output=True, text=True, timeout=900, check=False)
+    full_env["BUILD_WORKING_DIRECTORY"] = str(cwd)
+  return subprocess.run([sys.executable, "-m", f"litezoo.tools.{tool}", *args], env=full_env,
+                        capture_output=True, text=True, timeout=timeout, check=False,
+                        input=stdin)
+
+
+def one_line_error(run: subprocess.CompletedProcess, tool: str) -> str:
+  """The tool's error line, asserting it failed as bad input does: exit 2, one line on stderr,
+  no traceback, nothing on stdout."""
+  assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), run.stderr[-2000:]
+  assert "Traceback" not in run.stderr
+  return lines[0]
 
 
 def torch_modules_imported_by(*modules: str) -> list[str]:
   """The torch modules a fresh interpreter has loaded after importing `modules`."""
+  return modules_imported_by("torch", *modules)
+
+
+def modules_imported_by(package: str, *modules: str) -> list[str]:
+  """The modules of `package` a fresh interpreter has loaded after importing `modules`."""
   code = (f"import json, sys; import {', '.join(modules)}; "
-          "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))")
+          f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == {package!r})))")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(RUNFILES_ROOT)}, check=False)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -6,39 +6,45 @@ import numpy as np
 import pytest
 import safetensors.torch
 
-from litezoo.core import checkpoint, loader, reference, registry, verify
+from litezoo import sources
+from litezoo.conversion import loader
+from litezoo.core import registry
+from litezoo.reference import compare as verify
+from litezoo.reference import hf as reference
 from litezoo.tests import testing
 
 
 @pytest.mark.parametrize("model", ["tinyllama", "phi2", "gemma"])
 def test_verify_passes_for_the_seed_plugins(model):
   result = testing.run_tool("verify", f"--model={model}", "--variant=tiny", "--prompts=2",
-                            "--decode_steps=4", "--per_layer")
+                            "--decode_steps=4", "--per_layer", "--prefill_seq_lens=8,16",
+                            "--kv_cache_max_len=64")
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   lines = result.stdout.splitlines()
   assert lines[-1] == "PASS"
   rows = [l for l in lines if l.startswith("| pytorch |") or l.startswith("| tflite (none) |")]
   assert len(rows) == 4 and all(r.endswith("| 5/5 | yes |") for r in rows)
+  assert "Traceback" not in result.stderr
   assert sum(l.startswith("| 0 |") or l.startswith("| 1 |") for l in lines) == 2  # 2 layers
 
 
 def _case(tmp_path, names_change=None):
   spec = registry.Registry().get("tinyllama")
   config = spec.variant("tiny").config
-  original = reference.write_random_checkpoint(config, tmp_path)
-  names = spec.tensor_names
+  original = testing.write_checkpoint(config, tmp_path)
+  names = testing.names(spec, config)
   if names_change:
     names = dataclasses.replace(names, **names_change)
-  model = spec.build(config, 64)
-  loader.load(model, names, checkpoint.open_checkpoint(tmp_path), log=lambda _: None)
+  model = testing.build(spec, config, 64)
+  loader.load(model, names, sources.open_checkpoint(tmp_path))
   prompts = [list(np.random.default_rng(0).integers(3, 256, 10))]
   return verify.verify(model, original, prompts, 3, 64, layers=True, log=lambda _: None)
 
 
 def test_a_wrong_tensor_map_fails_at_the_first_layer(tmp_path):
   spec = registry.Registry().get("tinyllama")
-  report = _case(tmp_path, {"ff_gate_proj": spec.tensor_names.ff_up_proj,
-                            "ff_up_proj": spec.tensor_names.ff_gate_proj})
+  names = testing.names(spec, spec.variant("tiny").config)
+  report = _case(tmp_path, {"ff_gate_proj": names.ff_up_proj, "ff_up_proj": names.ff_gate_proj})
   assert not report.ok
   assert report.first_bad_layer == 0
   assert "first layer past tolerance: layer 0" in report.table()
@@ -48,7 +54,7 @@ def test_verify_names_the_layer_whose_weights_are_wrong(tmp_path):
   """Layer 1's gate and up projections swapped in the checkpoint the zoo reads (what a map that is
   wrong for one layer does): verification fails and points at layer 1, not 0."""
   spec = registry.Registry().get("tinyllama")
-  reference.write_random_checkpoint(spec.variant("tiny").config, tmp_path / "ckpt")
+  testing.write_checkpoint(spec.variant("tiny").config, tmp_path / "ckpt")
   file = tmp_path / "ckpt" / "model.safetensors"
   state = safetensors.torch.load_file(file)
   gate, up = "model.layers.1.mlp.gate_proj.weight", "model.layers.1.mlp.up_proj.weight"
@@ -56,11 +62,17 @@ def test_verify_names_the_layer_whose_weights_are_wrong(tmp_path):
   safetensors.torch.save_file(state, tmp_path / "swapped.safetensors")
   # transformers reads the right weights from ckpt/, the zoo reads the swapped file.
   original = reference.load(tmp_path / "ckpt", spec.variant("tiny").config)
-  model = spec.build(spec.variant("tiny").config, 64)
-  loader.load(model, spec.tensor_names,
-              checkpoint.open_checkpoint(tmp_path / "swapped.safetensors"), log=lambda _: None)
+  model = testing.load(spec, spec.variant("tiny").config, tmp_path / "swapped.safetensors")
   report = verify.verify(model, original, [[5, 9, 200, 31, 7]], 2, 64, layers=True,
                          log=lambda _: None)
   assert [l.ok for l in report.layers] == [True, False]
   assert report.first_bad_layer == 1
   assert not report.ok
+
+
+def test_verify_refuses_options_that_cannot_apply():
+  run = testing.run_tool("verify", "--model=tinyllama", "--variant=tiny", "--no_tflite",
+                         "--quantize=dynamic_int8")
+  assert testing.one_line_error(run, "verify") == (
+      "verify: error: --quantize picks the .tflite to check, and --no_tflite checks none: drop "
+      "one of them")

@@ -18,24 +18,19 @@ import time
 
 from absl import flags
 
-from litezoo.core import artifacts
+from litezoo.artifacts import files as artifacts
 from litezoo.core.errors import ZooError
-from litezoo.tools import common
+from litezoo.tools import common, console
+from litezoo.tools import flags as zoo_flags
 
-_MODEL = flags.DEFINE_string("model", None, "Registered model name, e.g. tinyllama.")
-_VARIANT = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
-_QUANTIZE = flags.DEFINE_string("quantize", None, "Quantization recipe (default: the plugin's).")
+_SELECT = zoo_flags.define(weights=False)
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads, the same for every peer.")
 _PEERS = flags.DEFINE_list("peers", None, "Peers to run (default: all). See PEERS.")
-_PREFILL = flags.DEFINE_list("prefill_seq_lens", None, "Prefill lengths (default: the plugin's).")
-_KV = flags.DEFINE_integer("kv_cache_max_len", None, "KV cache length (default: the plugin's).")
-_KV_LAYOUT = flags.DEFINE_string("kv_layout", None, "KV cache layout, transposed or default "
-                                 "(litert-torch's [1, seq, heads, dim]); default: the plugin's.")
 _DEPTHS = flags.DEFINE_list("depths", ["16", "256", "512"], "Context depths to decode at.")
 _DECODE_TOKENS = flags.DEFINE_integer("decode_tokens", 32, "Timed decode steps per depth.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Repeats; medians are reported.")
 _TTFT = flags.DEFINE_integer("ttft_prompt", 128, "Prompt length for time to first token.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights.")
+_SEED = flags.DEFINE_integer("weights_seed", 0, "Seed of the random weights.")
 _BANDWIDTH_MIB = flags.DEFINE_integer("bandwidth_mib", 1024, "Array size of the bandwidth test.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs/bench", "Where the results go.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None,
@@ -65,7 +60,7 @@ def _peer_runner(name: str):
 
 
 def _int_list(values, flag):
-  return tuple(int(v) for v in common.int_list(values, flag))
+  return zoo_flags.int_list(values, flag)
 
 
 def main(argv):
@@ -75,10 +70,8 @@ def main(argv):
     results = json.loads(common.user_path(_MARKDOWN_FROM.value).read_text())
     if results.get("schema") != report.SCHEMA:
       raise ZooError(f"{_MARKDOWN_FROM.value} is not a benchmark result ({report.SCHEMA})")
-    print(report.markdown(results), end="")
+    console.out(report.markdown(results), end="")
     return 0
-  if not _MODEL.value:
-    raise ZooError("--model is required (or --markdown_from=RESULTS.json)")
   peers = _PEERS.value or list(PEERS)
   unknown = [p for p in peers if p not in PEERS]
   if unknown:
@@ -96,8 +89,8 @@ def main(argv):
     tmp.write_text(report.markdown(results))
   with artifacts.atomic_path(out / f"{stem}.png") as tmp:
     report.plot(results, tmp)
-  print(report.markdown(results))
-  print(f"wrote {out / stem}.json, .md and .png")
+  console.out(report.markdown(results))
+  console.out(f"wrote {out / stem}.json, .md and .png")
   return 0
 
 
@@ -106,12 +99,10 @@ def run(peers: list[str]) -> dict:
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench import measure, report, weights  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench.target import Skipped, Target  # pylint: disable=g-import-not-at-top
-  spec = default_registry().get(_MODEL.value)
-  variant = _VARIANT.value or spec.default_variant
+  selection = _SELECT.selection()
+  spec, variant, recipe, signatures = (selection.spec, selection.variant, selection.recipe,
+                                       selection.signatures)
   config = dict(spec.variant(variant).config)
-  recipe = recipes.check(_QUANTIZE.value or spec.default_recipe)
-  signatures = common.signatures(spec, _PREFILL.value, _KV.value, _KV_LAYOUT.value)
-  signatures.validate()
   kv = signatures.kv_cache_max_len
   plan = measure.Plan(
       threads=_THREADS.value, prefill_lengths=tuple(sorted(signatures.prefill_seq_lens)),
@@ -129,7 +120,7 @@ def run(peers: list[str]) -> dict:
   log("measuring memory read bandwidth")
   bandwidth_start = _bandwidth(plan.threads)
   log(f"read bandwidth {bandwidth_start['bytes_per_s'] / 1e9:.1f} GB/s")
-  checkpoint = _checkpoint(spec.name + "-" + variant, config)
+  checkpoint, read_fraction = _checkpoint(spec.name, variant)
   work = (common.user_path(_WORK_DIR.value) if _WORK_DIR.value else
           weights.bench_dir() / "runs" / f"{checkpoint.name}-{recipes.parse(recipe).file_tag}-"
           f"p{'_'.join(map(str, plan.prefill_lengths))}-kv{kv}")
@@ -137,10 +128,10 @@ def run(peers: list[str]) -> dict:
   target = Target(spec=spec, variant=variant, recipe=recipe, config=config, checkpoint=checkpoint,
                   prefill_lengths=plan.prefill_lengths, kv_cache_max_len=kv,
                   kv_layout=signatures.kv_layout, work=work, plan=plan,
+                  seed=_SEED.value, decode_read_fraction=read_fraction,
                   reconvert=_RECONVERT.value,
                   llamacpp_dir=common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None)
   results_peers = {}
-  read_fraction = target.decode_read_fraction()
   for i, name in enumerate(peers, 1):
     log(f"[{i}/{len(peers)}] {name} (load average {measure.load_average()})")
     t0 = time.monotonic()
@@ -195,14 +186,15 @@ def _bandwidth(threads: int) -> dict:
   return result
 
 
-def _checkpoint(name: str, config: dict) -> pathlib.Path:
-  """The shared random checkpoint, written once in its own process (4.4 GB for 1.1B)."""
-  from litezoo.tools.bench import measure, weights  # pylint: disable=g-import-not-at-top
-  result, error = measure.run_child("checkpoint", {"name": name, "config": config,
+def _checkpoint(model: str, variant: str) -> tuple[pathlib.Path, float]:
+  """The shared random checkpoint, written once in its own process (4.4 GB for 1.1B), and the
+  share of the weights a decode step reads."""
+  from litezoo.tools.bench import measure  # pylint: disable=g-import-not-at-top
+  result, error = measure.run_child("checkpoint", {"model": model, "variant": variant,
                                                    "seed": _SEED.value})
   if result is None:
     raise ZooError(f"could not write the random checkpoint: {error}")
-  return pathlib.Path(result["checkpoint"])
+  return pathlib.Path(result["checkpoint"]), result["decode_read_fraction"]
 
 
 if __name__ == "__main__":

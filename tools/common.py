@@ -1,13 +1,22 @@
-"""What every zoo command line shares: user paths, the registry, one-line errors."""
+"""What every zoo command line shares: user paths, quiet output, one-line errors."""
+
+from __future__ import annotations
 
 import os
 import pathlib
 import sys
+import time
+import traceback
 from typing import Callable
 
-from absl import app
+from absl import app, flags
 
-from litezoo.core.errors import ZooError  # re-exported for tools
+from litezoo.core.errors import ZooError  # noqa: F401  (re-exported for tools)
+from litezoo.tools import console
+
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Also show what the converter, LiteRT and the libraries print (accelerator "
+    "probes, lowering logs, progress bars); without it they go to a log kept aside.")
 
 
 def user_path(path: str) -> pathlib.Path:
@@ -17,37 +26,30 @@ def user_path(path: str) -> pathlib.Path:
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
-  """absl's app.run, with input errors printed as one line (exit 2) and Ctrl-C as exit 130."""
+  """absl's app.run, quiet unless --verbose, with input errors printed as one line (exit 2), a
+  bug's traceback and saved log (exit 1), and Ctrl-C as exit 130."""
   tool = pathlib.Path(sys.argv[0]).stem
+  if tool == "__main__":
+    tool = pathlib.Path(sys.argv[0]).parent.name
 
   def guarded(argv):
+    if not _VERBOSE.value:
+      console.capture()
     try:
       return main(argv)
     except ZooError as e:
-      print(f"{tool}: error: {e}", file=sys.stderr)
+      console.log(f"{tool}: error: {e}")
       return 2
     except KeyboardInterrupt:
-      print(f"{tool}: interrupted; nothing partial was left behind", file=sys.stderr)
+      console.log(f"{tool}: interrupted; nothing partial was left behind")
       return 130
+    except Exception:  # pylint: disable=broad-except
+      console.log(traceback.format_exc().rstrip())
+      from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+      saved = files.cache_root() / "logs" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+      saved.parent.mkdir(parents=True, exist_ok=True)
+      if console.save_log(saved):
+        console.log(f"{tool}: this is a bug; the libraries' output is in {saved}")
+      return 1
 
   app.run(guarded)
-
-
-def signatures(spec, prefill_seq_lens: list[str] | None, kv_cache_max_len: int | None,
-               kv_layout: str | None = None):
-  """The plugin's export signatures with --prefill_seq_lens / --kv_cache_max_len / --kv_layout
-  applied."""
-  from litezoo.core.spec import Signatures  # pylint: disable=g-import-not-at-top
-  return Signatures(
-      int_list(prefill_seq_lens, "prefill_seq_lens") if prefill_seq_lens
-      else spec.signatures.prefill_seq_lens,
-      kv_cache_max_len if kv_cache_max_len is not None else spec.signatures.kv_cache_max_len,
-      kv_layout or spec.signatures.kv_layout)
-
-
-def int_list(values: list[str], flag: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(v) for v in values)
-  except ValueError as e:
-    raise ZooError(f"--{flag} must be a comma-separated list of integers, got "
-                   f"{','.join(values)!r}") from e

@@ -1,43 +1,51 @@
-"""Scaffolds an in-tree model plugin from a family: module, test, BUILD, and its place in
-plugins/BUILD's `all` list. The scaffold passes the plugin tests and the conformance suite as is.
+"""Scaffolds an in-tree model plugin: module, test, BUILD, and its place in plugins/plugins.bzl.
 
   bazel run //tools:new_plugin -- --name=mymodel --family=llama
+  bazel run //tools:new_plugin -- --name=mymodel --from_checkpoint=/path/to/hf/dir
+
+From a family, the config is that of the family's registered plugin (its real size and its tiny
+variant), for the contributor to replace; from a checkpoint, it is the checkpoint's config.json,
+checked by its family. The scaffold passes the conformance suite as is; its size test fails until
+the published parameter count is filled in.
 """
 
-import importlib
+from __future__ import annotations
+
 import importlib.util
+import json
 import keyword
 import os
 import pathlib
+import pprint
 import re
 import shutil
 import string
 import sys
 import tempfile
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from absl import flags
 
-from litezoo.core import artifacts
+from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec
-from litezoo.tools import common
+from litezoo.tools import common, console
 
 TEMPLATES = pathlib.Path(__file__).absolute().parent / "templates"
+# Keys the scaffold leaves out of a config: bookkeeping, not architecture.
+_NOT_CONFIG = ("architectures", "torch_dtype", "dtype", "transformers_version", "_name_or_path",
+               "use_cache", "initializer_range")
 
 
-class ScaffoldError(common.ZooError, ValueError):
+class ScaffoldError(ZooError, ValueError):
   pass
 
 
-def families() -> list[str]:
-  """The families a plugin can be scaffolded from: one config skeleton each."""
-  return sorted(p.name.removesuffix(".py.tmpl") for p in (TEMPLATES / "families").glob("*.py.tmpl"))
-
-
-_NAME = flags.DEFINE_string("name", None, "Model and plugin name: a lowercase Python identifier.",
-                            required=True)
-_FAMILY = flags.DEFINE_string("family", None, "Family the model belongs to (core/families/): "
-                              f"{', '.join(families())}.", required=True)
+_NAME = flags.DEFINE_string("name", None, "Model and plugin name: a lowercase Python identifier.")
+_FAMILY = flags.DEFINE_string("family", None, "Family the model belongs to (families/).")
+_FROM_CHECKPOINT = flags.DEFINE_string(
+    "from_checkpoint", None, "A Hugging Face checkpoint directory whose config.json the plugin "
+    "takes (its family comes from model_type).")
 _PLUGINS_DIR = flags.DEFINE_string("plugins_dir", None, "Where to create the plugin "
                                    "(default: the repository's plugins/).")
 
@@ -48,8 +56,8 @@ def repo_root() -> pathlib.Path:
   return pathlib.Path(workspace) if workspace else pathlib.Path(__file__).absolute().parents[1]
 
 
-def check_name(name: str, plugins_dir: pathlib.Path, registered: dict[str, str]) -> None:
-  if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
+def check_name(name: str, plugins_dir: pathlib.Path, registered: Mapping[str, str]) -> None:
+  if not re.fullmatch(r"[a-z][a-z0-9_]*", name or "") or keyword.iskeyword(name):
     raise ScaffoldError(f"--name={name!r} is not a lowercase Python identifier (letters, digits "
                         "and underscores, starting with a letter), e.g. --name=mymodel")
   if name in registered:
@@ -59,36 +67,58 @@ def check_name(name: str, plugins_dir: pathlib.Path, registered: dict[str, str])
     raise ScaffoldError(f"{plugins_dir / name} already exists; choose another --name or remove it")
 
 
-def check_family(family: str) -> None:
-  if family not in families():
-    raise ScaffoldError(f"unknown family {family!r}; choose one of: {', '.join(families())}")
+def representatives(specs: list[ModelSpec]) -> dict[str, ModelSpec]:
+  """Family name -> the first registered plugin of that family (by name)."""
+  found = {}
+  for spec in sorted(specs, key=lambda s: s.name):
+    found.setdefault(spec.family.name, spec)
+  return found
 
 
-# TensorNames fields in the order a block reads them, for the scaffold's table.
-READING_ORDER = ("embedding", "pre_attn_norm", "attn_query_proj", "attn_key_proj",
-                 "attn_value_proj", "attn_fused_qkv_proj", "attn_query_norm", "attn_key_norm",
-                 "attn_output_proj", "post_attn_norm", "pre_ff_norm", "ff_gate_proj", "ff_up_proj",
-                 "ff_down_proj", "post_ff_norm", "final_norm", "lm_head")
+def _source(value: Mapping[str, Any]) -> str:
+  return "dict(\n" + "".join(f"    {k}={pprint.pformat(v, width=90)},\n"
+                              for k, v in value.items()) + ")"
 
 
-def tensor_names_source(family: str) -> str:
-  """The family's tensor names as `field="name",` lines, for the contributor to edit."""
-  names = vars(importlib.import_module(f"litezoo.core.families.{family}").TENSOR_NAMES)
-  lines = []
-  for field in READING_ORDER:
-    value = f'"{names[field]}"' if names[field] is not None else "None"
-    if field == "lm_head":
-      lines.append(f"    lm_head={value},  # None when it is the embedding (tie_word_embeddings)")
-    elif names[field] is not None:
-      lines.append(f"    {field}={value},")
-  return "\n".join(lines)
+def from_family(family: str, specs: list[ModelSpec]) -> tuple[str, dict, dict, str]:
+  """(family, config, tiny overrides, note) from the family's registered plugin."""
+  found = representatives(specs)
+  if family not in found:
+    raise ScaffoldError(f"unknown family {family!r}; families with a registered plugin: "
+                        f"{', '.join(sorted(found))}")
+  spec = found[family]
+  real = dict(spec.variant(None).config)
+  tiny = next((v.config for v in spec.variants.values() if v.random_weights), real)
+  overrides = {k: v for k, v in tiny.items() if real.get(k) != v}
+  return family, real, overrides, (f"This is {spec.name}'s ({spec.url or 'the family'}): "
+                                   "replace it with your model's.")
 
 
-def render(name: str, family: str) -> dict[str, str]:
+def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
+  """(family, config, tiny overrides, note) from a checkpoint's config.json, checked."""
+  from litezoo import families  # pylint: disable=g-import-not-at-top
+  path = directory / "config.json"
+  try:
+    config = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ScaffoldError(f"{path} is not readable JSON ({e})") from e
+  family = families.by_model_type(config.get("model_type"))
+  config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
+  family.config(config)  # refuses a field the family cannot build, naming it
+  heads = int(config["num_attention_heads"])
+  kv_heads = int(config.get("num_key_value_heads") or heads)
+  tiny = {"vocab_size": 256, "hidden_size": 64, "intermediate_size": 128,
+          "num_hidden_layers": 2, "num_attention_heads": 4,
+          "num_key_value_heads": 4 if kv_heads == heads else (2 if heads // kv_heads <= 2 else 1)}
+  if "head_dim" in config:
+    tiny["head_dim"] = 16
+  return family.name, config, tiny, f"Read from {path}."
+
+
+def render(name: str, family: str, config: dict, tiny: dict, note: str, origin: str) -> dict:
   """File name -> text of the plugin's files."""
-  values = dict(name=name, family=family,
-                config=(TEMPLATES / "families" / f"{family}.py.tmpl").read_text(),
-                tensor_names=tensor_names_source(family))
+  values = dict(name=name, family=family, config=_source(config), tiny=_source(tiny),
+                config_note=note, origin=origin)
 
   def fill(template: str) -> str:
     return string.Template((TEMPLATES / template).read_text()).substitute(values)
@@ -97,19 +127,17 @@ def render(name: str, family: str) -> dict[str, str]:
           "BUILD": fill("BUILD.tmpl"), "__init__.py": ""}
 
 
-_ALL_DEPS = re.compile(r'(name = "all",.*?deps = \[)(.*?)(\n *\],)', re.S)
+_LIST = re.compile(r"(ZOO_PLUGINS = \[)(.*?)(\n\])", re.S)
 
 
-def add_to_all(build: str, label: str) -> str:
-  """plugins/BUILD's text with `label` in the `all` library's deps, kept sorted."""
-  match = _ALL_DEPS.search(build)
+def add_to_list(bzl: str, name: str) -> str:
+  """plugins/plugins.bzl's text with `name` in ZOO_PLUGINS, kept sorted."""
+  match = _LIST.search(bzl)
   if not match:
-    raise ScaffoldError(f'no py_library(name = "all", deps = [...]) found to add {label} to')
-  labels = re.findall(r'"([^"]+)"', match.group(2))
-  indent = re.search(r"\n( *)\"", match.group(2))
-  indent = indent.group(1) if indent else " " * 8
-  body = "".join(f'\n{indent}"{l}",' for l in sorted(set(labels) | {label}))
-  return build[:match.start(2)] + body + build[match.end(2):]
+    raise ScaffoldError(f"no ZOO_PLUGINS = [...] list found to add {name!r} to")
+  names = sorted(set(re.findall(r'"([^"]+)"', match.group(2))) | {name})
+  body = "".join(f'\n    "{n}",' for n in names)
+  return bzl[:match.start(2)] + body + bzl[match.end(2):]
 
 
 def load_specs(module_path: pathlib.Path) -> list[ModelSpec]:
@@ -126,43 +154,20 @@ def load_specs(module_path: pathlib.Path) -> list[ModelSpec]:
   return registered
 
 
-def write_pins(spec: ModelSpec, plugin_dir: pathlib.Path, log: Callable[[str], None]) -> None:
-  """Records the release pins (release_pins.json) when the release support is there to do it."""
-  try:
-    from litezoo.core import release  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return
-  if not hasattr(release, "update_pins"):
-    return
-  # The lock of the checkout the plugin is in, else of the one this tool runs from.
-  lock = next((p for p in (plugin_dir.parents[1] / "requirements.lock",
-                           repo_root() / "requirements.lock") if p.exists()), None)
-  update = f"bazel run //tools:release -- --model={spec.name} --update_pins"
-  if lock is None:
-    log(f"note: no requirements.lock found, so no release pins written; run `{update}`")
-    return
-  try:
-    log(f"wrote {release.update_pins(spec, plugin_dir, lock)}")
-  except common.ZooError as e:
-    log(f"note: release pins not written ({e}); run `{update}` once the plugin is filled in")
-
-
-def scaffold(name: str, family: str, plugins_dir: pathlib.Path, registered: dict[str, str],
-             log: Callable[[str], None] = print) -> pathlib.Path:
-  """Writes plugins_dir/<name>/ whole or not at all, adds it to plugins_dir/BUILD if there is one,
-  and returns the plugin's directory."""
-  check_family(family)
+def scaffold(name: str, rendered: dict[str, str], plugins_dir: pathlib.Path,
+             registered: Mapping[str, str], log: Callable[[str], None] = print) -> pathlib.Path:
+  """Writes plugins_dir/<name>/ whole or not at all, adds it to plugins_dir/plugins.bzl if there
+  is one, and returns the plugin's directory."""
   if not plugins_dir.is_dir():
     raise ScaffoldError(f"plugins directory {plugins_dir} does not exist; pass --plugins_dir")
   check_name(name, plugins_dir, registered)
-  build_file = plugins_dir / "BUILD"
-  # Parsed before anything is written, so a BUILD it cannot edit leaves nothing behind.
-  build = add_to_all(build_file.read_text(), f"//plugins/{name}") if build_file.exists() else None
-  files = render(name, family)
+  bzl_file = plugins_dir / "plugins.bzl"
+  # Edited in memory before anything is written, so a list it cannot edit leaves nothing behind.
+  bzl = add_to_list(bzl_file.read_text(), name) if bzl_file.exists() else None
   final = plugins_dir / name
   staging = pathlib.Path(tempfile.mkdtemp(dir=plugins_dir, prefix=f".{name}.", suffix=".partial"))
   try:
-    for file, text in files.items():
+    for file, text in rendered.items():
       (staging / file).write_text(text)
     specs = load_specs(staging / f"{name}.py")  # the scaffold must import and register
     if [s.name for s in specs] != [name]:
@@ -171,22 +176,20 @@ def scaffold(name: str, family: str, plugins_dir: pathlib.Path, registered: dict
     os.rename(staging, final)
   finally:
     shutil.rmtree(staging, ignore_errors=True)
-  log(f"wrote {final}/: {', '.join(sorted(files))}")
-  if build is not None:
-    with artifacts.atomic_path(build_file) as tmp:
-      tmp.write_text(build)
-    log(f"added //plugins/{name} to {build_file}")
+  log(f"wrote {final}/: {', '.join(sorted(rendered))}")
+  if bzl is not None:
+    with files.atomic_path(bzl_file) as tmp:
+      tmp.write_text(bzl)
+    log(f"added {name!r} to {bzl_file}")
   else:
-    log(f"note: {plugins_dir} has no BUILD; add //plugins/{name} to the `all` list yourself")
-  write_pins(specs[0], final, log)
+    log(f"note: {plugins_dir} has no plugins.bzl; add //plugins/{name} to //plugins:all yourself")
   return final
 
 
 def next_steps(name: str, plugin_dir: pathlib.Path) -> str:
   return f"""
 Next steps (CONTRIBUTING.md has the details):
-  1. Edit {plugin_dir}/{name}.py: every TODO. Your model's config.json in CONFIG_BASE,
-     the variant named by its size, TENSOR_NAMES checked against your checkpoint, its source pinned.
+  1. Edit {plugin_dir}/{name}.py: every TODO (the config, the variant's name, size and pin).
   2. bazel test //plugins/{name}:{name}_test
   3. bazel run //tools:verify -- --model={name} --variant=tiny --per_layer
      bazel run //tools:verify -- --model={name} --checkpoint=/path/to/checkpoint --per_layer
@@ -200,12 +203,23 @@ Next steps (CONTRIBUTING.md has the details):
 def main(argv):
   del argv
   from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  if (_FAMILY.value is None) == (_FROM_CHECKPOINT.value is None):
+    raise ScaffoldError("give --family=NAME or --from_checkpoint=DIR (one of them)")
   plugins_dir = (common.user_path(_PLUGINS_DIR.value) if _PLUGINS_DIR.value
                  else repo_root() / "plugins")
   registry = default_registry()
   registered = {model: registry.owner(model) for model in registry.names()}
-  plugin_dir = scaffold(_NAME.value, _FAMILY.value, plugins_dir, registered)
-  print(next_steps(_NAME.value, plugin_dir))
+  check_name(_NAME.value, plugins_dir, registered)
+  if _FAMILY.value is not None:
+    family, config, tiny, note = from_family(
+        _FAMILY.value, [registry.get(m) for m in registry.names()])
+    origin = f"--family={family}"
+  else:
+    family, config, tiny, note = from_checkpoint(common.user_path(_FROM_CHECKPOINT.value))
+    origin = f"--from_checkpoint={_FROM_CHECKPOINT.value}"
+  plugin_dir = scaffold(_NAME.value, render(_NAME.value, family, config, tiny, note, origin),
+                        plugins_dir, registered, log=console.log)
+  console.out(next_steps(_NAME.value, plugin_dir))
   return 0
 
 

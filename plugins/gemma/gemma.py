@@ -1,7 +1,7 @@
 """Gemma 2B (https://huggingface.co/google/gemma-2b)."""
 
 from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
-from litezoo.core.families import gemma
+from litezoo.families import gemma
 
 # https://huggingface.co/google/gemma-2b/blob/main/config.json
 CONFIG_2B = dict(
@@ -33,10 +33,9 @@ SPEC = ModelSpec(
     description="Gemma 2B base",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-    variants={"2b": Variant(CONFIG_2B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"2b": Variant(CONFIG_2B, params=2_506_172_416), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="2b",
-    build=gemma.build,
-    tensor_names=gemma.TENSOR_NAMES,
+    family=gemma.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
     default_recipe="dynamic_int8",
 )

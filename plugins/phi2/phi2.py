@@ -1,7 +1,7 @@
 """Phi-2 2.7B (https://huggingface.co/microsoft/phi-2)."""
 
 from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
-from litezoo.core.families import phi
+from litezoo.families import phi
 
 # https://huggingface.co/microsoft/phi-2/blob/main/config.json
 CONFIG_2_7B = dict(
@@ -33,10 +33,9 @@ SPEC = ModelSpec(
     description="Phi-2 2.7B base",
     url="https://huggingface.co/microsoft/phi-2",
     license="MIT",
-    variants={"2.7b": Variant(CONFIG_2_7B), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"2.7b": Variant(CONFIG_2_7B, params=2_779_683_840), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="2.7b",
-    build=phi.build,
-    tensor_names=phi.TENSOR_NAMES,
+    family=phi.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
     default_recipe="dynamic_int8",
 )

@@ -1,13 +1,8 @@
-"""Phi-2 against the original (transformers' PhiForCausalLM)."""
+"""Phi-2: its published size (the conformance suite checks the rest)."""
 
 from litezoo.plugins.phi2 import phi2
 from litezoo.tests import testing
 
 
-def test_tiny_matches_transformers(tmp_path):
-  testing.check_matches_transformers(phi2.SPEC, tmp_path)
-
-
-def test_2_7b_has_the_parameters_of_the_original():
-  ours, theirs = testing.parameter_counts(phi2.SPEC, "2.7b")
-  assert ours == theirs and 2.7e9 < ours < 2.8e9
+def test_2_7b_has_the_published_parameter_count():
+  testing.check_parameter_count(phi2.SPEC, "2.7b")

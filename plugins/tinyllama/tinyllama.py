@@ -1,7 +1,7 @@
 """TinyLlama 1.1B (https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0), a Llama-family model."""
 
 from litezoo.core import HubPin, ModelSpec, Signatures, Variant, hookimpl
-from litezoo.core.families import llama
+from litezoo.families import llama
 
 SOURCE = HubPin(
     repo_id="TinyLlama/TinyLlama-1.1B-Chat-v1.0",
@@ -47,10 +47,9 @@ SPEC = ModelSpec(
     description="TinyLlama 1.1B chat",
     url="https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0",
     license="Apache-2.0",
-    variants={"1.1b": Variant(CONFIG_1_1B, source=SOURCE), "tiny": Variant(CONFIG_TINY, synthetic=True)},
+    variants={"1.1b": Variant(CONFIG_1_1B, source=SOURCE, params=1_100_048_384), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="1.1b",
-    build=llama.build,
-    tensor_names=llama.TENSOR_NAMES,
+    family=llama.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
     default_recipe="dynamic_int8",
 )

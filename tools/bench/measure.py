@@ -21,12 +21,11 @@ from typing import Callable
 
 import numpy as np
 
+from litezoo.tools import console
+
 RESULT_MARK = "BENCH_RESULT "
 # The directory holding the `litezoo` package (the runfiles root under Bazel).
 PACKAGE_ROOT = pathlib.Path(__file__).absolute().parents[3]
-VERSION_PACKAGES = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "litert-converter",
-                    "litert-lm-api", "litert-lm-builder", "torch", "transformers", "numpy",
-                    "gguf", "sentencepiece", "tensorflow-cpu", "matplotlib")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +63,8 @@ def peak_rss_bytes() -> int:
 
 
 def log(message: str) -> None:
-  """Progress goes to stderr: stdout carries the result line."""
-  print(message, file=sys.stderr, flush=True)
+  """Progress goes to the real stderr: stdout carries the result line."""
+  console.log(message)
 
 
 def _tokens(rng: np.random.Generator, n: int, vocab: int) -> list[int]:
@@ -173,8 +172,8 @@ def load_average() -> list[float]:
 
 
 def versions() -> dict[str, str]:
-  from litezoo.core import convert  # pylint: disable=g-import-not-at-top
-  return convert.versions(VERSION_PACKAGES)
+  from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
+  return manifest.versions((*manifest.PACKAGES, "numpy", "sentencepiece", "matplotlib"))
 
 
 @dataclasses.dataclass
@@ -185,11 +184,15 @@ class Finished:
   stdout: str
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> Finished:
-  """Runs `cmd` with stderr passed through (progress); returns its wall time and its own peak RSS."""
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None,
+                 progress: bool = False) -> Finished:
+  """Runs `cmd`; returns its wall time, its own peak RSS and its stdout. Its stderr goes where
+  the libraries' output goes (tools/console.py), or with `progress` (the zoo's own children,
+  which keep their libraries quiet themselves) to the real stderr."""
   with tempfile.TemporaryFile("w+") as out:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, env=env, cwd=cwd)
+    proc = subprocess.Popen(cmd, stdout=out, env=env, cwd=cwd,
+                            stderr=console.stderr() if progress else None)
     # wait4 gives this child's own rusage: the max RSS of it and of the processes it waited for.
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
@@ -209,7 +212,7 @@ def run_child(peer: str, args: dict, env: dict | None = None) -> tuple[dict | No
   """Runs `peer`'s measurement in a fresh Python process; (result, error text)."""
   cmd = [sys.executable, "-m", "litezoo.tools.bench.child", peer, json.dumps(args)]
   os.sync()  # files an earlier step wrote are flushed now, not while this one is timed
-  done = run_measured(cmd, env=child_env(env))
+  done = run_measured(cmd, env=child_env(env), progress=True)
   for line in reversed(done.stdout.splitlines()):
     if line.startswith(RESULT_MARK):
       result = json.loads(line[len(RESULT_MARK):])

@@ -26,6 +26,8 @@ class Target:
   kv_layout: str  # of the zoo's conversion; the other peers have their own
   work: pathlib.Path  # converted files of this run, reused by the next one
   plan: measure.Plan
+  seed: int = 0  # of the random weights
+  decode_read_fraction: float = 1.0  # the share of the weights a decode step reads
   reconvert: bool = False
   llamacpp_dir: pathlib.Path | None = None
   log: Callable[[str], None] = measure.log
@@ -36,21 +38,6 @@ class Target:
 
   def vocab(self) -> int:
     return int(self.config["vocab_size"])
-
-  def decode_read_fraction(self) -> float:
-    """The share of a model file that decode reads per token: every weight matrix but the
-    embedding table, of which one row is read (unless the LM head shares it)."""
-    c = self.config
-    hidden, vocab = c["hidden_size"], c["vocab_size"]
-    heads, kv_heads = c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"]
-    head_dim = c.get("head_dim") or hidden // heads
-    attn = hidden * head_dim * (2 * heads + 2 * kv_heads)
-    mlp = 3 * hidden * c["intermediate_size"]
-    layers = c["num_hidden_layers"] * (attn + mlp)
-    embedding = hidden * vocab
-    tied = c.get("tie_word_embeddings", False)
-    total = layers + embedding + (0 if tied else embedding)
-    return (total - (0 if tied else embedding)) / total
 
 
 def _record_path(artifact: pathlib.Path) -> pathlib.Path:

@@ -8,20 +8,17 @@ import pathlib
 import shutil
 import time
 
-from litezoo.core import artifacts
 from litezoo.tools.bench import measure
 from litezoo.tools.bench.target import Target, artifact_info
 
 
 def convert(target: Target) -> tuple[pathlib.Path, dict]:
-  """tools/convert's pipeline on the shared checkpoint, in its own process. The output directory
-  is named by core/cache.py's key (plugin version, config, recipe, signatures, checkpoint sha256,
-  converter versions), so a later run reuses it only while nothing that shapes the file changed."""
+  """The zoo's pipeline (litezoo.pipeline.artifact, as every tool) on the shared random weights,
+  in its own process; the artifact cache reuses a conversion while nothing that shapes the file
+  changed."""
   args = {"model": target.spec.name, "variant": target.variant, "recipe": target.recipe,
-          "checkpoint": str(target.checkpoint), "prefill_lengths": list(target.prefill_lengths),
-          "kv_cache_max_len": target.kv_cache_max_len, "kv_layout": target.kv_layout,
-          "work": str(target.work / "zoo"),
-          "reconvert": target.reconvert}
+          "seed": target.seed, "prefill_lengths": list(target.prefill_lengths),
+          "kv_cache_max_len": target.kv_cache_max_len, "kv_layout": target.kv_layout}
   target.log("zoo conversion")
   done, error = measure.run_child("zoo-convert", args)
   if done is None:
@@ -31,27 +28,30 @@ def convert(target: Target) -> tuple[pathlib.Path, dict]:
 
 def convert_child(args: dict) -> dict:
   """Converts unless an earlier run did; the time and peak RSS come from the manifest."""
-  from litezoo.core import cache, convert as convert_lib  # pylint: disable=g-import-not-at-top
-  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
-  from litezoo.core.spec import Signatures  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from litezoo import pipeline
+  from litezoo.artifacts import manifest
+  from litezoo.core.registry import default_registry
+  from litezoo.core.spec import Signatures
   spec = default_registry().get(args["model"])
   signatures = Signatures(tuple(args["prefill_lengths"]), args["kv_cache_max_len"],
                           args["kv_layout"])
-  checkpoint = pathlib.Path(args["checkpoint"])
-  out = pathlib.Path(args["work"]) / cache.key(spec, args["variant"], args["recipe"], signatures,
-                                               checkpoint)
-  found = sorted(out.glob("*.tflite"))
-  reused = bool(found) and artifacts.verify(found[0]) and not args["reconvert"]
-  if reused:
-    path = found[0]
-    measure.log(f"reusing {path} (converted by an earlier run)")
-  else:
-    path = convert_lib.convert(spec, args["variant"], output_dir=out, checkpoint=checkpoint,
-                               recipe=args["recipe"], signatures=signatures, log=measure.log).path
-  conversion = artifacts.read_manifest(path)["conversion"]
-  return {"path": str(path), "conversion": {
-      "seconds": conversion["seconds"], "peak_rss_bytes": conversion["peak_rss_bytes"],
-      "stage_seconds": conversion["stage_seconds"], "reused": reused}}
+  weights = pipeline.weights(spec, args["variant"], random=True, seed=args["seed"],
+                             log=measure.log)
+  converted = []
+  artifact = pipeline.artifact(spec, args["variant"], weights, recipe=args["recipe"],
+                               signatures=signatures, log=lambda m: (converted.append(m),
+                                                                     measure.log(m)))
+  conversion = artifact.manifest.conversion
+  float_record = {}
+  if "quantized_from" in conversion:  # the float conversion and the quantization, added up
+    float_record = dict(conversion["quantized_from"]["conversion"])
+  del manifest
+  return {"path": str(artifact.path), "conversion": {
+      "seconds": round(conversion["seconds"] + float_record.get("seconds", 0), 2),
+      "peak_rss_bytes": max(conversion["peak_rss_bytes"], float_record.get("peak_rss_bytes", 0)),
+      "stage_seconds": {**float_record.get("stage_seconds", {}), **conversion["stage_seconds"]},
+      "reused": not converted}}
 
 
 def run(target: Target, backend: str) -> dict:
@@ -84,7 +84,7 @@ def run(target: Target, backend: str) -> dict:
 
 
 def measure_child(args: dict) -> dict:
-  from litezoo.core import runner  # pylint: disable=g-import-not-at-top
+  from litezoo.runtime import runner  # pylint: disable=g-import-not-at-top
   plan = measure.Plan.from_json(args["plan"])
 
   class Session:

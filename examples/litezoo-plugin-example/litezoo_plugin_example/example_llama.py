@@ -6,7 +6,7 @@ pyproject.toml instead of the plugins/ folder.
 """
 
 from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
-from litezoo.core.families import llama
+from litezoo.families import llama
 
 # TinyLlama's architecture (its config.json:
 # https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0/blob/main/config.json) shrunk to test

@@ -1,0 +1,207 @@
+"""Files the zoo writes: atomically (temp file, fsync, rename), under one cache root, hashed once.
+
+A temp file is `.<name>.<random>.partial` beside its target, locked (flock) by the process writing
+it. A process killed mid-write leaves its temp file unlocked (the kernel drops the lock), and the
+next write of the same target deletes it; a live writer's temp file is never touched.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import struct
+import tempfile
+from typing import Any, Iterator
+
+from litezoo.core.errors import ZooError
+
+def cache_root() -> pathlib.Path:
+  """Where the zoo keeps what it makes once and reuses: `$LITEZOO_CACHE`, else
+  ~/.cache/litezoo. Converted models, random checkpoints, joined weight files, tokenizers and
+  XNNPACK weight caches live under it."""
+  return pathlib.Path(os.environ.get("LITEZOO_CACHE", pathlib.Path.home() / ".cache" / "litezoo"))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(chunk):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+class OutputError(ZooError, OSError):
+  pass
+
+
+class ArtifactError(ZooError, ValueError):
+  """An artifact that fails its checks: missing manifest, wrong sha256, not a LiteRT model."""
+
+
+def artifact_name(model: str, variant: str, recipe_tag: str, kv_cache_max_len: int) -> str:
+  """`<model>-<variant>_<recipe tag>_ekv<N>.tflite`, litert-torch's naming."""
+  return f"{model}-{variant}_{recipe_tag}_ekv{kv_cache_max_len}.tflite"
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
+  """Creates `path` if needed and proves it writable, before any expensive work starts."""
+  path = pathlib.Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".litezoo-probe-"):
+      pass
+  except OSError as e:
+    raise OutputError(f"output directory {path} is not writable ({e.strerror or e}); "
+                      "choose another with --output_dir") from e
+  return path
+
+
+PARTIAL = ".partial"
+
+
+def _locked_temp(directory: pathlib.Path, prefix: str) -> tuple[int, pathlib.Path]:
+  """A new temp file and an fd holding its lock for as long as this process keeps it open."""
+  remove_stale_partials(directory, prefix)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix + ".", suffix=".locking")
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  # Renamed only once locked: the cleaner below never sees a live writer's file unlocked.
+  partial = pathlib.Path(tmp).with_suffix(PARTIAL)
+  os.rename(tmp, partial)
+  return fd, partial
+
+
+def remove_stale_partials(directory: str | os.PathLike, prefix: str) -> list[pathlib.Path]:
+  """Deletes `<prefix>.*.partial` temp files in `directory` that no live process holds."""
+  removed = []
+  for partial in pathlib.Path(directory).glob(f"{prefix}.*{PARTIAL}"):
+    with contextlib.suppress(OSError):
+      with open(partial, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+        partial.unlink()
+        removed.append(partial)
+  return removed
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+  """Makes a rename durable: the directory entry reaches the disk, not just the file."""
+  with contextlib.suppress(OSError):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """Yields a temp path beside `final`; renames it onto `final` only if the block succeeds.
+
+  On any exception, Ctrl-C included, the temp file is removed and `final` is untouched; on
+  SIGKILL the temp file stays, unlocked, until the next write of `final` removes it.
+  """
+  final = pathlib.Path(final)
+  fd, tmp = _locked_temp(final.parent, f".{final.name}")
+  umask = os.umask(0)
+  os.umask(umask)
+  try:
+    yield tmp
+    with open(tmp, "rb+") as f:
+      with contextlib.suppress(BlockingIOError):  # locked already, unless the block replaced it
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      os.fsync(f.fileno())
+      os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the artifact gets normal permissions
+      os.replace(tmp, final)
+    _fsync_dir(final.parent)
+  finally:
+    tmp.unlink(missing_ok=True)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_path(directory: str | os.PathLike, name: str) -> Iterator[pathlib.Path]:
+  """A temp path in `directory` that is removed when the block ends, however it ends."""
+  fd, tmp = _locked_temp(pathlib.Path(directory), name)
+  try:
+    yield tmp
+  finally:
+    tmp.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def write_bytes(final: str | os.PathLike, data: bytes) -> None:
+  with atomic_path(final) as tmp:
+    tmp.write_bytes(data)
+
+
+def write_json(final: str | os.PathLike, obj: Any) -> None:
+  with atomic_path(final) as tmp:
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite(path: str | os.PathLike, interpreter: bool = True) -> None:
+  """Refuses a file that is not a LiteRT model: the flatbuffer's root offset and identifier,
+  then (with `interpreter`) the LiteRT interpreter's flatbuffer verifier, which checks every
+  table and vector against the file's bounds before anything reads them."""
+  path = pathlib.Path(path)
+  try:
+    with open(path, "rb") as f:
+      head = f.read(8)
+      size = os.fstat(f.fileno()).st_size
+  except OSError as e:
+    raise ArtifactError(f"{path}: cannot be read ({e.strerror or e})") from e
+  if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+    raise ArtifactError(f"{path}: not a LiteRT model (no {TFLITE_IDENTIFIER.decode()} "
+                        "identifier at byte 4)")
+  (root,) = struct.unpack("<I", head[:4])
+  if not 8 <= root < size:
+    raise ArtifactError(f"{path}: not a LiteRT model (root table offset {root} outside the "
+                        f"{size}-byte file)")
+  if interpreter:
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+    try:  # no delegates: checking must not pack (and so copy) every weight
+      litert.Interpreter(
+          model_path=str(path),
+          experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except (ValueError, RuntimeError) as e:
+      reason = " ".join(str(e).split())[:300]
+      raise ArtifactError(f"{path}: the LiteRT interpreter refuses it ({reason})") from e
+
+
+def sha256_stamped(path: str | os.PathLike) -> str:
+  """The sha256 of a file, hashed once: the digest is kept under the cache root with the file's
+  size and modification time, and recomputed only when either changes. Checkpoints are read many
+  times and changed rarely; a 4.4 GB file costs seconds to hash."""
+  path = pathlib.Path(path).resolve()
+  stat = path.stat()
+  stamp = cache_root() / "hashes" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
+  key = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+  try:
+    saved = json.loads(stamp.read_text())
+    if {k: saved.get(k) for k in key} == key and isinstance(saved.get("sha256"), str):
+      return saved["sha256"]
+  except (OSError, ValueError):
+    pass
+  digest = sha256_file(path)
+  with contextlib.suppress(OSError):  # a read-only cache costs a re-hash next time, nothing else
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, {**key, "sha256": digest})
+  return digest
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+  """Holds an exclusive lock on `path` (created if needed) for the block: processes making the
+  same thing wait for each other and make it once."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,262 @@
+"""The conversion: config check -> build -> load weights -> export -> quantize -> write, with a
+manifest.
+
+Memory-frugal by design: the float export runs with litert-torch's lightweight conversion and
+writes a temp file; the PyTorch model is freed before ai-edge-quantizer quantizes that file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import pathlib
+import resource
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from litezoo.artifacts import files, flatbuffer
+from litezoo.artifacts.manifest import Artifact, Manifest, versions
+from litezoo.conversion import loader
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import ModelSpec, Signatures, UnsupportedConfigError
+from litezoo.quant import recipes
+from litezoo.sources import Source
+from litezoo.sources.weights import Weights
+
+
+class ConvertError(ZooError, ValueError):
+  pass
+
+
+class ConfigMismatchError(ConvertError):
+  """The checkpoint carries hyper-parameters that differ from the plugin's config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """A change applied to the re-authored model after loading, before export (explore's
+  --corrupt_layer); `name` goes into the artifact's cache key and manifest."""
+
+  name: str
+  apply: Callable[[torch.nn.Module], None]
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _same(a: Any, b: Any) -> bool:
+  if isinstance(a, float) or isinstance(b, float):
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
+        a, b, rel_tol=1e-6)  # GGUF keeps floats in float32
+  return a == b
+
+
+def _show(value: Any) -> str:
+  return f"{value:.7g}" if isinstance(value, float) else repr(value)  # float32 files: 7 digits
+
+
+def model_config(spec: ModelSpec, variant: str, source: Source | None,
+                 where: str = "the checkpoint", log: Callable[[str], None] = print) -> dict:
+  """The Hugging Face config to build: the plugin's variant config, checked against every
+  hyper-parameter the checkpoint itself carries (its config.json, or a GGUF's metadata).
+
+  A disagreement raises ConfigMismatchError naming the key and both values. Where the file stores
+  its own LM head (or none), the head is taken from the file: that is how the weights are stored,
+  and transformers and llama.cpp do the same.
+  """
+  plugin = dict(spec.variant(variant).config)
+  carried = source.config() if source is not None else None
+  if not carried:
+    return plugin
+  family = spec.family
+  try:
+    ours = family.config(plugin)
+    theirs = family.config({**plugin, **carried})
+  except UnsupportedConfigError as e:
+    raise ConfigMismatchError(f"{where}: {e}") from e
+  for field in dataclasses.fields(ours):
+    mine, its = getattr(ours, field.name), getattr(theirs, field.name)
+    if field.name != "tie_word_embeddings" and not _same(mine, its):
+      raise ConfigMismatchError(
+          f"{where} has {field.name}={_show(its)}, but {spec.name}-{variant} has "
+          f"{field.name}={_show(mine)}: it holds a different model; pass a checkpoint of "
+          f"{spec.name}-{variant}")
+  tied = getattr(theirs, "tie_word_embeddings", None)
+  if tied is not None and tied != getattr(ours, "tie_word_embeddings", tied):
+    log(f"note: {where} stores {'no' if tied else 'its own'} LM head; converting with "
+        f"{'the embedding as the head' if tied else 'that head'}, as transformers and llama.cpp "
+        "read the file")
+    plugin["tie_word_embeddings"] = tied
+  return plugin
+
+
+def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len: int,
+               log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict]:
+  """The re-authored model with the weights loaded, and the HF config it was built from."""
+  source = weights.open(spec.family.gguf)
+  config = model_config(spec, variant, source, str(weights.path), log)
+  model = spec.family.build(spec.family.config(config), kv_cache_max_len)
+  loader.load(model, spec.family.tensor_names(spec.family.config(config)), source,
+              getattr(spec.family, "is_weight", lambda _: True))
+  return model, config
+
+
+def signature_details(path: str | pathlib.Path) -> dict:
+  """Each signature's input and output names, dtypes and shapes, read back from the file."""
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  # No XNNPACK: reading the signatures must not pack (and so copy) every weight.
+  interp = litert.Interpreter(
+      model_path=str(path),
+      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  details = {}
+  for name in interp.get_signature_list():
+    runner = interp.get_signature_runner(name)
+
+    def describe(tensors):
+      return {n: {"dtype": np.dtype(t["dtype"]).name, "shape": [int(d) for d in t["shape"]]}
+              for n, t in sorted(tensors.items())}
+
+    details[name] = {"inputs": describe(runner.get_input_details()),
+                     "outputs": describe(runner.get_output_details())}
+  return details
+
+
+def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) -> dict:
+  """The storage types of the weight matrices in `path`; says so when a recipe left some float."""
+  found = flatbuffer.weights(path)
+  if recipes.parse(recipe).default != "none" and found.float32_matrices:
+    names = found.float32_matrices
+    log(f"warning: {recipe} left {len(names)} weight matrices in float32 (the quantizer does not "
+        f"apply it to their ops): {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+  return {"params_by_type": found.params_by_type, "float32_matrices": found.float32_matrices}
+
+
+class _Stages:
+  """Prints each stage as it starts and ends, with its time."""
+
+  def __init__(self, log: Callable[[str], None], total: int):
+    self.log, self.total, self.index, self.seconds = log, total, 0, {}
+
+  def run(self, name: str, fn: Callable, *args, **kwargs):
+    self.index += 1
+    self.log(f"[{self.index}/{self.total}] {name} ...")
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    self.seconds[name] = round(time.monotonic() - start, 2)
+    self.log(f"[{self.index}/{self.total}] {name} done in {self.seconds[name]:.1f} s "
+             f"(peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
+    return result
+
+
+def check_signatures(spec: ModelSpec, variant: str, signatures: Signatures) -> None:
+  """Raises SignatureError / ConvertError for signatures this model cannot have."""
+  signatures.validate()
+  context = spec.variant(variant).config.get("max_position_embeddings")
+  if context and signatures.kv_cache_max_len > context:
+    raise ConvertError(f"kv cache length {signatures.kv_cache_max_len} exceeds the "
+                       f"{context}-token context of {spec.name}-{variant}; pass "
+                       f"--kv_cache_max_len={context} or less")
+
+
+def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str | pathlib.Path,
+            recipe: str | None = None, signatures: Signatures | None = None,
+            transform: Transform | None = None,
+            log: Callable[[str], None] = print) -> Artifact:
+  """Converts one model variant to `<model>-<variant>_<recipe>_ekv<N>.tflite` plus manifest.
+
+  Raises ConfigMismatchError / LoadError before any export work when the checkpoint does not fit
+  the model, SignatureError for impossible signatures, OutputError for an unwritable directory.
+  """
+  recipe = recipes.check(recipe or spec.default_recipe)
+  signatures = signatures or spec.signatures
+  check_signatures(spec, variant, signatures)
+  output_dir = files.ensure_writable_dir(output_dir)
+  # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
+  final = output_dir / files.artifact_name(spec.name, variant, recipes.parse(recipe).file_tag,
+                                           signatures.kv_cache_max_len)
+  start = time.monotonic()
+  stages = _Stages(log, total=4)
+  model, config = stages.run("build and load weights", load_model, spec, variant, weights,
+                             signatures.kv_cache_max_len, log)
+  if transform is not None:
+    transform.apply(model)
+  model_config = model.config
+  quant_recipe = recipes.resolve(recipe, model_config)
+  with files.atomic_path(final) as tmp:
+    if quant_recipe is None:  # the float export is the artifact: written in place, never moved
+      stages.run("export float", export.export_float, model, signatures, str(tmp))
+      del model
+      gc.collect()
+      stages.run("quantize (none)", lambda: None)
+      stages.run("write (in place)", lambda: None)
+    else:
+      with files.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
+        stages.run("export float", export.export_float, model, signatures, str(float_file))
+        del model
+        gc.collect()
+        data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),
+                          quant_recipe)
+        stages.run("write", tmp.write_bytes, data)
+        del data
+    artifact = Artifact(final, Manifest(
+        model=spec.name, variant=variant, plugin_version=spec.version, file=final.name,
+        sha256=files.sha256_file(tmp), size_bytes=tmp.stat().st_size,
+        recipe=recipes.describe(recipe), signatures=signatures,
+        signature_details=signature_details(tmp), weights=weights_report(tmp, recipe, log),
+        config=config,
+        checkpoint={**weights.identity,
+                    **({"transform": transform.name} if transform is not None else {})},
+        versions=versions(),
+        conversion={"seconds": round(time.monotonic() - start, 2),
+                    "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes()}))
+    # The manifest lands first: an artifact is never visible without one.
+    artifact.write_manifest()
+  log(f"wrote {final} ({artifact.manifest.size_bytes / 2**20:.1f} MiB) and its manifest in "
+      f"{artifact.manifest.conversion['seconds']:.1f} s, peak RSS "
+      f"{artifact.manifest.conversion['peak_rss_bytes'] / 2**30:.2f} GiB")
+  return artifact
+
+
+def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
+             output_dir: str | pathlib.Path, log: Callable[[str], None] = print) -> Artifact:
+  """Quantizes an already converted float32 artifact: a recipe costs seconds, not a conversion.
+
+  The quantizer's output is the same whether its input was just exported or came from disk.
+  """
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
+  source = float_artifact.manifest
+  if source.recipe_name != "none" or not float_artifact.intact():
+    raise ConvertError(f"{float_artifact.path} is not an intact float32 artifact")
+  recipe = recipes.check(recipe)
+  with torch.device("meta"):  # only the config object is needed: allocate nothing
+    model_config = spec.family.build(spec.family.config(source.config),
+                                     source.signatures.kv_cache_max_len).config
+  output_dir = files.ensure_writable_dir(output_dir)
+  final = output_dir / files.artifact_name(spec.name, source.variant,
+                                           recipes.parse(recipe).file_tag,
+                                           source.signatures.kv_cache_max_len)
+  start = time.monotonic()
+  stages = _Stages(log, total=2)
+  with files.atomic_path(final) as tmp:
+    data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_artifact.path),
+                      recipes.resolve(recipe, model_config))
+    stages.run("write", tmp.write_bytes, data)
+    del data
+    artifact = Artifact(final, dataclasses.replace(
+        source, file=final.name, sha256=files.sha256_file(tmp), size_bytes=tmp.stat().st_size,
+        recipe=recipes.describe(recipe), signature_details=signature_details(tmp),
+        weights=weights_report(tmp, recipe, log), versions=versions(),
+        conversion={"seconds": round(time.monotonic() - start, 2),
+                    "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes(),
+                    "quantized_from": {"file": source.file, "sha256": source.sha256,
+                                       "conversion": dict(source.conversion)}}))
+    artifact.write_manifest()
+  log(f"wrote {final} ({artifact.manifest.size_bytes / 2**20:.1f} MiB) from "
+      f"{float_artifact.path.name}")
+  return artifact

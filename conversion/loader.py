@@ -1,0 +1,170 @@
+"""Loads checkpoint tensors into a re-authored model through the family's tensor-name map.
+
+Driven by the model's own parameters: each one is mapped to the checkpoint tensor(s) it comes from,
+so a parameter the map cannot fill, a tensor the checkpoint lacks (with the checkpoint's closest
+unused names), a tensor the model would leave unused and a shape that does not fit are all
+reported by name before anything is copied. A converted model never silently differs from its
+checkpoint.
+"""
+
+import dataclasses
+import difflib
+import re
+from typing import Callable
+
+import torch
+from torch import nn
+
+from litezoo.sources import Source
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import TensorNames
+
+
+class LoadError(ZooError, ValueError):
+  pass
+
+
+def _as_is(tensor: torch.Tensor) -> torch.Tensor:
+  return tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class _Mapped:
+  sources: tuple[str, ...]
+  combine: Callable[..., torch.Tensor] = _as_is
+
+
+# Model parameter (module path under a block, or at the top) -> TensorNames field.
+_SIMPLE = {
+    "tok_embedding": "embedding",
+    "lm_head": "lm_head",
+    "final_norm": "final_norm",
+    "pre_atten_norm": "pre_attn_norm",
+    "post_atten_norm": "post_attn_norm",
+    "atten_func.output_projection": "attn_output_proj",
+    "atten_func.query_norm": "attn_query_norm",
+    "atten_func.key_norm": "attn_key_norm",
+    "ff.w2": "ff_down_proj",
+    "ff.w3": "ff_up_proj",
+    "ff.pre_ff_norm": "pre_ff_norm",
+    "ff.post_ff_norm": "post_ff_norm",
+}
+_BLOCK = re.compile(r"transformer_blocks\.(\d+)\.(.+)\.(weight|bias)$")
+_TOP = re.compile(r"([a-z_]+)\.(weight|bias)$")
+
+
+def _fuse_qkv(attn_config, interleaved: bool):
+  """q, k, v projections -> the building blocks' one qkv projection (grouped per KV head)."""
+
+  def fuse(q, k, v):
+    if not interleaved:
+      return torch.cat([q, k, v], dim=0)
+    q_per_kv = attn_config.num_heads // attn_config.num_query_groups
+    qs = torch.split(q, attn_config.head_dim * q_per_kv)
+    ks = torch.split(k, attn_config.head_dim)
+    vs = torch.split(v, attn_config.head_dim)
+    return torch.cat([t for group in zip(qs, ks, vs) for t in group])
+
+  return fuse
+
+
+def _field(names: TensorNames, field: str, param: str) -> str:
+  value = getattr(names, field)
+  if value is None:
+    raise LoadError(f"the tensor-name map has no {field!r}, needed for model parameter {param!r}")
+  return value
+
+
+def plan(model: nn.Module, names: TensorNames) -> dict[str, _Mapped]:
+  """Model parameter name -> the checkpoint tensors it is made from."""
+  result = {}
+  params = dict(model.named_parameters())  # tied weights appear once
+  for param in params:
+    if m := _BLOCK.match(param):
+      layer, part, kind = int(m.group(1)), m.group(2), m.group(3)
+      block = model.transformer_blocks[layer]
+      if part == "atten_func.qkv_projection":
+        if names.attn_fused_qkv_proj:
+          result[param] = _Mapped((f"{names.attn_fused_qkv_proj.format(layer)}.{kind}",))
+        else:
+          attn_config = block.config.attn_config
+          srcs = tuple(f"{_field(names, f, param).format(layer)}.{kind}"
+                       for f in ("attn_query_proj", "attn_key_proj", "attn_value_proj"))
+          result[param] = _Mapped(srcs, _fuse_qkv(attn_config, attn_config.qkv_fused_interleaved))
+        continue
+      if part in ("ff.w1", "ff.w3") and names.ff_fused_gate_up_proj:
+        # One [2 * intermediate, hidden] matrix, gate rows first (Phi-3): w1 is the gate half.
+        half = 0 if part == "ff.w1" else 1
+        result[param] = _Mapped((f"{names.ff_fused_gate_up_proj.format(layer)}.{kind}",),
+                                lambda t, half=half: t.chunk(2, dim=0)[half])
+        continue
+      if part == "ff.w1":  # gated: w1 is the gate and w3 the up projection; plain: w1 is up
+        field = "ff_gate_proj" if hasattr(block.ff, "w3") else "ff_up_proj"
+      elif part in _SIMPLE:
+        field = _SIMPLE[part]
+      else:
+        raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+      result[param] = _Mapped((f"{_field(names, field, param).format(layer)}.{kind}",))
+    elif m := _TOP.match(param):
+      part, kind = m.group(1), m.group(2)
+      if part not in _SIMPLE:
+        raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+      result[param] = _Mapped((f"{_field(names, _SIMPLE[part], param)}.{kind}",))
+    else:
+      raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+  return result
+
+
+@dataclasses.dataclass
+class LoadReport:
+  loaded: int  # model parameters filled
+  ignored: list[str]  # checkpoint tensors that are not weights (e.g. saved RoPE buffers)
+
+
+def _list(names: list[str], limit: int = 5) -> str:
+  shown = ", ".join(names[:limit])
+  return shown + (f", ... ({len(names)} in all)" if len(names) > limit else f" ({len(names)})")
+
+
+def load(model: nn.Module, names: TensorNames, source: Source,
+         is_weight: Callable[[str], bool] = lambda _: True) -> LoadReport:
+  """Copies every model parameter from `source`.
+
+  Raises LoadError, before copying anything, naming: the tensors the model needs that the
+  checkpoint lacks (with the checkpoint's closest unused names), and the checkpoint tensors the
+  model would not use (`is_weight` says which names are not weights at all, e.g. saved RoPE
+  buffers); while copying, a tensor whose shape does not fit.
+  """
+  mapping = plan(model, names)
+  available = set(source.names())
+  needed = {s for m in mapping.values() for s in m.sources}
+  missing = sorted(needed - available)
+  unused = sorted(n for n in available - needed if is_weight(n))
+  if missing:
+    hints = []
+    for name in missing[:5]:
+      close = difflib.get_close_matches(name, unused or sorted(available - needed), n=2, cutoff=0.6)
+      hints.append(f"{name}" + (f" (closest in the checkpoint: {', '.join(close)})" if close else ""))
+    raise LoadError(f"the checkpoint lacks {len(missing)} tensors the model needs: "
+                    f"{'; '.join(hints)}{' ...' if len(missing) > 5 else ''}; check the family's "
+                    "tensor names against the checkpoint's")
+  if unused:
+    raise LoadError(
+        f"the checkpoint holds {len(unused)} tensors the model would not use: {_list(unused)}; "
+        "converting without them would give a model that differs from the checkpoint (is it a "
+        "checkpoint of another architecture, or does its config leave out a feature?)")
+  params = dict(model.named_parameters())
+  read_into = getattr(source, "read_into", None)  # safetensors: straight into the parameter
+  with torch.no_grad():
+    for param, mapped in mapping.items():
+      target = params[param]
+      if mapped.combine is _as_is and read_into is not None and read_into(mapped.sources[0], target):
+        continue  # read in place: the model's memory is the only copy
+      tensor = mapped.combine(*(source.load(s) for s in mapped.sources))
+      if tuple(tensor.shape) != tuple(target.shape):
+        shapes = ", ".join(f"{s} {list(source.shape(s))}" for s in mapped.sources)
+        raise LoadError(f"shape mismatch for {' + '.join(mapped.sources)}: the model expects "
+                        f"{list(target.shape)}, the checkpoint has {shapes}; the checkpoint's "
+                        "config and the model's differ")
+      target.copy_(tensor.to(target.dtype))
+  return LoadReport(loaded=len(mapping), ignored=sorted(available - needed))

@@ -1,0 +1,86 @@
+"""The one flow every tool, test, benchmark peer and release takes:
+
+    weights(spec, variant, ...)        -> Weights   (pinned, local, GGUF or random: one path)
+    artifact(spec, variant, weights)   -> Artifact  (converted once, cached, locked, verified)
+    tokenizer(weights)                 -> the model's tokenizer, built once
+    original_and_ours(spec, ...)       -> transformers' model and the re-authored one, same weights
+
+A fix or a speed-up here reaches every tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from typing import Callable
+
+from litezoo.artifacts import cache, files, manifest
+from litezoo.artifacts.manifest import Artifact
+from litezoo.conversion import convert
+from litezoo.conversion.convert import Transform
+from litezoo.core.spec import ModelSpec, Signatures
+from litezoo.quant import recipes
+from litezoo.sources.weights import Weights, resolve as weights
+
+__all__ = ["Transform", "Weights", "artifact", "original_and_ours", "tokenizer", "weights"]
+
+
+def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe: str | None = None,
+             signatures: Signatures | None = None, transform: Transform | None = None,
+             log: Callable[[str], None] = print) -> Artifact:
+  """The cached .tflite of these settings, converted on first use.
+
+  Every recipe quantizes the one cached float conversion (seconds, not a conversion). Processes
+  asking for the same artifact wait on a lock and convert once; a cached file whose bytes no
+  longer match its manifest is converted again. Raises what `convert.convert` raises.
+  """
+  variant = variant or spec.default_variant
+  spec.variant(variant)
+  recipe = recipes.check(recipe or spec.default_recipe)
+  signatures = signatures or spec.signatures
+  convert.check_signatures(spec, variant, signatures)  # bad input fails before any work
+  tag = recipes.parse(recipe).file_tag
+  key = cache.key(spec, variant, recipe, signatures, weights_,
+                  transform.name if transform is not None else None)
+  directory = cache.directory(spec, variant, tag, key)
+  final = directory / files.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
+  # Not with_suffix: a name like tinyllama-1.1b_... would lose ".1b_..." and collide with the
+  # float artifact's lock, which a quantized conversion takes while holding its own.
+  with files.locked(directory.parent / (directory.name + ".lock")):
+    found = manifest.find(final)
+    if found is not None and found.intact():
+      return found
+    if final.exists():
+      log(f"cached {final.name} does not match its manifest's sha256: converting again")
+    if recipe == "none":
+      log(f"converting {spec.name}-{variant} ({recipe}) on first use into {directory}")
+      return convert.convert(spec, variant, weights_, output_dir=directory, recipe=recipe,
+                             signatures=signatures, transform=transform, log=log)
+    float_artifact = artifact(spec, variant, weights_, recipe="none", signatures=signatures,
+                              transform=transform, log=log)
+    log(f"quantizing {spec.name}-{variant} ({recipe}) on first use into {directory}")
+    return convert.quantize(spec, float_artifact, recipe, output_dir=directory, log=log)
+
+
+def tokenizer(weights_: Weights):
+  """The checkpoint's tokenizer (runtime.tokenizer.HFTokenizer), kept under the cache root once
+  built: building one from GGUF metadata takes seconds."""
+  from litezoo.runtime import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  identity = hashlib.sha256(json.dumps(dict(weights_.identity), sort_keys=True).encode())
+  return tokenizer_lib.load(weights_.path,
+                            cache=files.cache_root() / "tokenizers" / identity.hexdigest()[:20])
+
+
+def original_and_ours(spec: ModelSpec, variant: str | None, weights_: Weights,
+                      kv_cache_max_len: int, log: Callable[[str], None] = print):
+  """(transformers' model, the re-authored model) with the same weights, both in float32 eval
+  mode: the two sides of every numeric check."""
+  from litezoo.reference import hf  # pylint: disable=g-import-not-at-top
+  variant = variant or spec.default_variant
+  ours, config = convert.load_model(spec, variant, weights_, kv_cache_max_len, log)
+  return hf.load(weights_.path, config), ours
+
+
+def checkpoint_path(weights_: Weights) -> pathlib.Path:
+  return weights_.path

@@ -1,0 +1,160 @@
+"""Numeric verification of a re-authored model against the original (transformers).
+
+On each prompt: prefill logits, then decode steps through the KV cache, teacher-forced with the
+original's greedy tokens so one early difference does not hide the rest. Stages are compared
+separately so a failure names its stage: `pytorch` (re-authoring and tensor names) and `tflite`
+(conversion, and quantization when a recipe is given). `per_layer` compares each block's output.
+"""
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+from torch import nn
+
+from litezoo.reference import hf
+from litezoo.reference.reauthored import TorchDecoder
+from litezoo.runtime.decoder import Decoder
+
+# Max |difference| relative to the largest |logit| of the original, and the share of greedy tokens
+
+# Max |difference| relative to the largest |logit| of the original, and the share of greedy tokens
+# that must agree, per recipe family. Float is exact up to accumulation order.
+TOLERANCES = {
+    "none": (1e-3, 1.0),
+    "fp16": (2e-2, 0.9),
+    "quantized": (0.2, 0.75),
+}
+
+
+def tolerance(recipe: str) -> tuple[float, float]:
+  return TOLERANCES.get(recipe, TOLERANCES["quantized"])
+
+
+@dataclasses.dataclass
+class Row:
+  stage: str
+  prompt: int
+  prefill_abs: float
+  decode_abs: float
+  rel: float
+  greedy: int
+  steps: int
+  ok: bool
+
+
+@dataclasses.dataclass
+class LayerRow:
+  layer: int
+  max_abs: float
+  rel: float
+  ok: bool
+
+
+@dataclasses.dataclass
+class Report:
+  rows: list[Row]
+  layers: list[LayerRow]
+  rel_tolerance: dict[str, float]
+
+  @property
+  def ok(self) -> bool:
+    return all(r.ok for r in self.rows) and all(l.ok for l in self.layers)
+
+  @property
+  def first_bad_layer(self) -> int | None:
+    return next((l.layer for l in self.layers if not l.ok), None)
+
+  def table(self) -> str:
+    lines = ["| stage | prompt | prefill max abs | decode max abs | max rel | greedy agree | ok |",
+             "|---|---|---|---|---|---|---|"]
+    for r in self.rows:
+      lines.append(f"| {r.stage} | {r.prompt} | {r.prefill_abs:.2e} | {r.decode_abs:.2e} | "
+                   f"{r.rel:.2e} | {r.greedy}/{r.steps} | {'yes' if r.ok else 'NO'} |")
+    if self.layers:
+      lines += ["", "| layer | max abs | rel | ok |", "|---|---|---|---|"]
+      lines += [f"| {l.layer} | {l.max_abs:.2e} | {l.rel:.2e} | {'yes' if l.ok else 'NO'} |"
+                for l in self.layers]
+      bad = self.first_bad_layer
+      lines.append("" if bad is None else f"\nfirst layer past tolerance: layer {bad}")
+    return "\n".join(lines)
+
+
+def _feed(decoder: Decoder, tokens: list[int]) -> np.ndarray:
+  return decoder.prefill(tokens) if len(tokens) > 1 or decoder.position == 0 else decoder.decode(
+      tokens[0])[None]
+
+
+def _compare(stage: str, index: int, decoder: Decoder, expected_prefill: np.ndarray,
+             expected_steps: list[np.ndarray], tokens: list[int], prompt: list[int],
+             rel_tol: float, greedy_share: float) -> Row:
+  decoder.reset()
+  scale = max(float(np.abs(expected_prefill).max()), 1e-6)
+  got = _feed(decoder, prompt)
+  prefill_abs = float(np.abs(got - expected_prefill).max())
+  agree = int(got[-1].argmax() == tokens[0])
+  decode_abs = 0.0
+  for step, expected in enumerate(expected_steps):
+    got = _feed(decoder, [tokens[step]])[-1]
+    decode_abs = max(decode_abs, float(np.abs(got - expected).max()))
+    agree += int(got.argmax() == tokens[step + 1])
+  steps = len(expected_steps) + 1
+  rel = max(prefill_abs, decode_abs) / scale
+  ok = rel <= rel_tol and agree >= greedy_share * steps
+  return Row(stage, index, prefill_abs, decode_abs, rel, agree, steps, ok)
+
+
+def per_layer(model: nn.Module, original: nn.Module, prompt: list[int], kv_cache_max_len: int,
+              rel_tol: float) -> list[LayerRow]:
+  """Each block's output hidden state on `prompt`, re-authored vs original."""
+  ours, theirs = {}, {}
+
+  def keep(store, index):
+    def hook(_, __, output):
+      store[index] = (output[0] if isinstance(output, tuple) else output).detach().float()
+    return hook
+
+  handles = [b.register_forward_hook(keep(ours, i)) for i, b in enumerate(model.transformer_blocks)]
+  handles += [l.register_forward_hook(keep(theirs, i))
+              for i, l in enumerate(hf.decoder_layers(original))]
+  try:
+    TorchDecoder(model, kv_cache_max_len).prefill(prompt)
+    hf.HFDecoder(original).prefill(prompt)
+  finally:
+    for h in handles:
+      h.remove()
+  rows = []
+  for i in sorted(theirs):
+    diff = float((ours[i] - theirs[i]).abs().max())
+    rel = diff / max(float(theirs[i].abs().max()), 1e-6)
+    rows.append(LayerRow(i, diff, rel, rel <= rel_tol))
+  return rows
+
+
+def verify(model: nn.Module, original: nn.Module, prompts: list[list[int]], decode_steps: int,
+           kv_cache_max_len: int, converted: Decoder | None = None, recipe: str = "none",
+           layers: bool = False, log: Callable[[str], None] = print) -> Report:
+  """Compares the re-authored `model` (and the `converted` one, e.g. a runtime.Runner on the
+  .tflite, if given) with the `original` on every prompt: prefill logits, then `decode_steps`
+  steps teacher-forced with the original's greedy tokens."""
+  float_tol, float_greedy = tolerance("none")
+  converted_tol, converted_greedy = tolerance(recipe)
+  original_decoder = hf.HFDecoder(original)
+  ours = TorchDecoder(model, kv_cache_max_len)
+  rows = []
+  for index, prompt in enumerate(prompts):
+    log(f"prompt {index}: {len(prompt)} tokens, {decode_steps} decode steps")
+    original_decoder.reset()
+    expected_prefill = original_decoder.prefill(prompt)
+    tokens = [int(expected_prefill[-1].argmax())]
+    expected_steps = []
+    for _ in range(decode_steps):
+      expected_steps.append(original_decoder.decode(tokens[-1]))
+      tokens.append(int(expected_steps[-1].argmax()))
+    rows.append(_compare("pytorch", index, ours, expected_prefill, expected_steps, tokens, prompt,
+                         float_tol, float_greedy))
+    if converted is not None:
+      rows.append(_compare(f"tflite ({recipe})", index, converted, expected_prefill,
+                           expected_steps, tokens, prompt, converted_tol, converted_greedy))
+  layer_rows = per_layer(model, original, prompts[0], kv_cache_max_len, float_tol) if layers else []
+  return Report(rows, layer_rows, {"pytorch": float_tol, "tflite": converted_tol})

@@ -1,0 +1,183 @@
+"""Text generation on the LiteRT runner: prefill, decode through the KV cache, sampling, stops."""
+
+import dataclasses
+import time
+from typing import Callable
+
+import numpy as np
+
+from litezoo.core.errors import ZooError
+from litezoo.runtime.decoder import Decoder
+
+
+class GenerationError(ZooError, ValueError):
+  pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+  """Greedy at temperature 0; otherwise temperature, then top-k, then top-p (nucleus)."""
+
+  temperature: float = 0.0
+  top_k: int = 0  # 0: no limit
+  top_p: float = 1.0
+  seed: int = 0
+
+  def validate(self) -> None:
+    if self.temperature < 0:
+      raise GenerationError(f"temperature must be >= 0, got {self.temperature}")
+    if self.top_k < 0:
+      raise GenerationError(f"top_k must be >= 0 (0: off), got {self.top_k}")
+    if not 0 < self.top_p <= 1:
+      raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
+  if sampling.temperature == 0:
+    return int(np.argmax(logits))
+  z = logits.astype(np.float64) / sampling.temperature
+  order = np.argsort(-z)
+  if sampling.top_k:
+    order = order[:sampling.top_k]
+  probs = np.exp(z[order] - z[order[0]])
+  probs /= probs.sum()
+  if sampling.top_p < 1:
+    keep = int(np.searchsorted(np.cumsum(probs), sampling.top_p) + 1)
+    order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+  return int(order[rng.choice(len(order), p=probs)])
+
+
+@dataclasses.dataclass
+class Stats:
+  prompt_tokens: int = 0
+  prefill_seconds: float = 0.0
+  generated_tokens: int = 0
+  decode_seconds: float = 0.0
+  stopped_by: str = ""
+
+  @property
+  def prefill_tps(self) -> float:
+    return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds else 0.0
+
+  @property
+  def decode_tps(self) -> float:
+    # The first new token comes from prefill's logits: decode produced the rest.
+    steps = max(self.generated_tokens - 1, 0)
+    return steps / self.decode_seconds if self.decode_seconds else 0.0
+
+  def line(self) -> str:
+    return (f"prefill {self.prompt_tokens} tokens at {self.prefill_tps:.1f} tok/s, decode "
+            f"{self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s ({self.stopped_by})")
+
+
+class Session:
+  """A conversation with one model: what has been fed stays in the KV cache between turns."""
+
+  def __init__(self, runner: Decoder, stop_ids: set[int]):
+    self.runner = runner
+    self.stop_ids = set(stop_ids)
+    self.history: list[int] = []  # every token in the cache, in order
+
+  def reset(self) -> None:
+    self.runner.reset()
+    self.history = []
+
+  def generate(self, context: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
+               on_token: Callable[[int], None] = lambda _: None) -> tuple[list[int], Stats]:
+    """Continues from `context`, the whole token sequence so far (the cache keeps the part that
+    was already fed: only what follows the common prefix is prefilled)."""
+    sampling.validate()
+    if max_new_tokens <= 0:
+      raise GenerationError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if not context:
+      raise GenerationError("the prompt is empty")
+    capacity = self.runner.kv_cache_max_len
+    if len(context) >= capacity:
+      raise GenerationError(
+          f"the prompt{' and conversation' if self.history else ''} take {len(context)} tokens, "
+          f"but the KV cache holds {capacity}: shorten it, start over, or convert with a larger "
+          "--kv_cache_max_len")
+    common = 0
+    for a, b in zip(self.history, context):
+      if a != b:
+        break
+      common += 1
+    common = min(common, len(context) - 1)  # feed at least one token, for its logits
+    # Rewinding is free: entries past the position are hidden by the mask and overwritten.
+    self.runner.position = common
+    self.history = list(context)
+    rng = np.random.default_rng(sampling.seed)
+    stats = Stats(prompt_tokens=len(context) - common)
+    start = time.perf_counter()
+    try:
+      logits = self.runner.prefill(context[common:])[-1]
+    except BaseException:
+      # Only the common prefix is still known to be in the cache; the next call refeeds the rest.
+      self.history = self.history[:common]
+      raise
+    stats.prefill_seconds = time.perf_counter() - start
+    out: list[int] = []
+    start = time.perf_counter()
+    while True:
+      token = sample(logits, sampling, rng)
+      if token in self.stop_ids:
+        stats.stopped_by = "stop token"
+        break
+      out.append(token)
+      on_token(token)
+      if len(out) >= max_new_tokens:
+        stats.stopped_by = "max_new_tokens"
+        break
+      if self.runner.position >= capacity:
+        stats.stopped_by = "KV cache full"
+        break
+      logits = self.runner.decode(token)
+      self.history.append(token)
+    stats.decode_seconds = time.perf_counter() - start
+    stats.generated_tokens = len(out)
+    return out, stats
+
+
+class Chat:
+  """A conversation through a chat template, its tokens kept in the session's KV cache.
+
+  A turn that fails (a message the template refuses, a conversation longer than the cache, an
+  interrupted prefill) leaves the conversation exactly as it was before that turn.
+  """
+
+  def __init__(self, session: Session, tokenizer, system: str | None = None):
+    self.session, self.tokenizer = session, tokenizer
+    self.system = system
+    self.messages: list[dict] = [] if system is None else [{"role": "system", "content": system}]
+
+  def reset(self) -> None:
+    """Forgets every turn (the system message stays)."""
+    self.session.reset()
+    self.messages = self.messages[:1] if self.system is not None else []
+
+  def send(self, text: str, max_new_tokens: int, sampling: Sampling = Sampling(),
+           on_token: Callable[[int], None] = lambda _: None) -> tuple[str, Stats]:
+    """Adds the user's `text`, generates the reply; returns (reply text, stats)."""
+    messages = [*self.messages, {"role": "user", "content": text}]
+    context = self.tokenizer.chat(messages)  # raises before anything changes
+    out, stats = self.session.generate(context, max_new_tokens, sampling, on_token)
+    reply = self.tokenizer.decode(out)
+    self.messages = [*messages, {"role": "assistant", "content": reply}]
+    return reply, stats
+
+
+class TextStream:
+  """Turns token ids into printable text as they come, never splitting a UTF-8 character."""
+
+  def __init__(self, decode: Callable[[list[int]], str], write: Callable[[str], None]):
+    self.decode, self.write = decode, write
+    self.ids: list[int] = []
+    self.printed = ""
+
+  def __call__(self, token: int) -> None:
+    self.ids.append(token)
+    text = self.decode(self.ids)
+    if text.endswith("\ufffd"):
+      return  # half of a multi-byte character: wait for the rest
+    self.write(text[len(self.printed):])
+    self.printed = text

@@ -1,0 +1,300 @@
+"""Drives a converted .tflite in LiteRT: prefill, decode, KV cache (runtime/decoder.py's Decoder).
+
+Every tool that runs a model (verify, generate, evaluate, serve, benchmark, explore) goes through
+this class, so a speed-up or a fix reaches all of them. It imports neither torch nor transformers.
+
+Two backends run the same kernels (XNNPACK) and give the same logits:
+- "compiled" (default): LiteRT's CompiledModel. The KV cache lives in tensor buffers bound as both
+  input and output of every signature, so a call updates it in place instead of copying every
+  layer's cache through numpy; packed weights are kept in an XNNPACK weight cache file, so a second
+  start maps them instead of packing again, and all signatures share one packed copy.
+- "interpreter": the classic Interpreter with signature runners, kept as the reference the
+  benchmark (tools/runner_bench.py) and tests/runner_test.py compare against.
+"""
+
+import contextlib
+import functools
+import hashlib
+import os
+import pathlib
+import re
+import struct
+import tempfile
+import time
+from importlib import metadata
+
+import numpy as np
+
+BACKENDS = ("compiled", "interpreter")
+
+
+def kv_sequence_axis(layout: str) -> tuple[int, int]:
+  """The sequence axis of K and V in a cache of `layout` (core.spec.KV_LAYOUTS)."""
+  return (1, 1) if layout == "default" else (2, 3)
+
+
+def guess_layout(k_shape, v_shape) -> str:
+  """The layout of a bare .tflite (no manifest) from its cache shapes: K and V have one shape in
+  the default layout, transposed ones otherwise; refused when a transposed cache is exactly as
+  long as a head is wide (both shapes then agree)."""
+  if list(k_shape) != list(v_shape):
+    return "transposed"
+  if k_shape[1] == k_shape[3]:
+    raise ValueError(f"cannot tell the KV cache layout of a cache shaped {list(k_shape)} without "
+                     "the model's manifest; keep the .manifest.json beside the .tflite")
+  return "default"
+
+
+class Runner:
+  """One sequence at a time; the KV cache lives here between calls.
+
+  `position` is how many tokens the cache holds; setting it lower rewinds for free (entries past it
+  are hidden by the causal mask and overwritten by later calls).
+  """
+
+  def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
+               backend: str = "compiled", weight_cache: bool = True,
+               kv_layout: str | None = None):
+    """`model` is a .tflite path (its manifest, when beside it, gives the KV layout) or its
+    bytes; `kv_layout` overrides. Raises ValueError for a file that is not a zoo LLM."""
+    if kv_layout is None and not isinstance(model, (bytes, bytearray)):
+      from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
+      found = manifest.find(model)
+      kv_layout = found.manifest.signatures.kv_layout if found is not None else None
+    if backend == "compiled":
+      self._backend = _CompiledBackend(model, num_threads, weight_cache)
+    elif backend == "interpreter":
+      self._backend = _InterpreterBackend(model, num_threads)
+    else:
+      raise ValueError(f"unknown runner backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    self.backend = backend
+    signatures = self._backend.signatures
+    self.prefill_lengths = sorted(
+        int(m.group(1)) for name in signatures if (m := re.fullmatch(r"prefill_(\d+)", name)))
+    if not self.prefill_lengths or "decode" not in signatures:
+      raise ValueError(f"not a zoo LLM: signatures are {sorted(signatures)}, expected "
+                       "prefill_<n> and decode")
+    cache = self._backend.cache_spec
+    self.kv_layout = kv_layout or guess_layout(cache["kv_cache_k_0"][0], cache["kv_cache_v_0"][0])
+    k_axis, _ = kv_sequence_axis(self.kv_layout)
+    self.kv_cache_max_len = int(cache["kv_cache_k_0"][0][k_axis])
+    self.reset()
+
+  @property
+  def weight_cache_path(self) -> pathlib.Path | None:
+    """The XNNPACK weight cache file in use, if any."""
+    return getattr(self._backend, "weight_cache_path", None)
+
+  def reset(self) -> None:
+    self._backend.clear_cache()
+    self.position = 0
+
+  def prefill(self, tokens: list[int]) -> np.ndarray:
+    """Feeds `tokens` after what is cached; returns their logits [len(tokens), vocab].
+
+    Uses the smallest prefill signature that fits, and several chunks if none does. Padding slots
+    write cache entries past the sequence, which the causal mask hides and decode overwrites.
+    """
+    if not tokens:
+      raise ValueError("prefill needs at least one token")
+    if self.position + len(tokens) > self.kv_cache_max_len:
+      raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
+                       f"{self.kv_cache_max_len}")
+    logits = []
+    rest = list(tokens)
+    while rest:
+      # A padded slot past the cache end would make the cache update clamp and shift: only use
+      # signatures that fit the room left; near the end, feed tokens one by one through decode.
+      usable = [n for n in self.prefill_lengths if n <= self.kv_cache_max_len - self.position]
+      if not usable:
+        logits.extend(self.decode(t)[None] for t in rest)
+        break
+      fitting = [n for n in usable if n >= len(rest)]
+      length = fitting[0] if fitting else usable[-1]
+      chunk, rest = rest[:length], rest[length:]
+      padded = np.zeros((1, length), np.int32)
+      padded[0, :len(chunk)] = chunk
+      positions = np.arange(self.position, self.position + length, dtype=np.int32)
+      logits.append(self._backend.run(f"prefill_{length}", padded, positions, len(chunk)))
+      self.position += len(chunk)
+    return np.concatenate(logits)
+
+  def decode(self, token: int) -> np.ndarray:
+    """Feeds one token; returns its logits [vocab]."""
+    if self.position >= self.kv_cache_max_len:
+      raise ValueError(f"the KV cache of {self.kv_cache_max_len} tokens is full")
+    out = self._backend.run("decode", np.array([[token]], np.int32),
+                            np.array([self.position], np.int32), 1)
+    self.position += 1
+    return out[0]
+
+
+class _InterpreterBackend:
+  """The reference: signature runners, which copy every KV-cache tensor in and out per call."""
+
+  def __init__(self, model, num_threads: int):
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+    if isinstance(model, (bytes, bytearray)):
+      self.interpreter = litert.Interpreter(model_content=bytes(model), num_threads=num_threads)
+    else:
+      self.interpreter = litert.Interpreter(model_path=str(model), num_threads=num_threads)
+    self.signatures = self.interpreter.get_signature_list()
+    self._runners = {name: self.interpreter.get_signature_runner(name) for name in self.signatures}
+    decode = self._runners.get("decode")
+    decode_inputs = decode.get_input_details() if decode else {}
+    self.cache_spec = {n: (d["shape"], d["dtype"]) for n, d in sorted(decode_inputs.items())
+                       if n.startswith("kv_cache_")}
+
+  def clear_cache(self) -> None:
+    self.cache = {n: np.zeros(shape, dtype) for n, (shape, dtype) in self.cache_spec.items()}
+
+  def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
+    out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache)
+    for name in self.cache:
+      self.cache[name] = out[name]
+    return out["logits"][0, :rows]
+
+
+class _CompiledBackend:
+  """CompiledModel with tensor buffers made once; the KV buffers are shared by all signatures."""
+
+  def __init__(self, model, num_threads: int, weight_cache: bool):
+    from ai_edge_litert import compiled_model, options  # pylint: disable=g-import-not-at-top
+    env = _environment()
+    if isinstance(model, (bytes, bytearray)):
+      self._model_bytes = bytes(model)  # kept alive: the runtime may read it in place
+      digest = hashlib.sha256(self._model_bytes).hexdigest()
+      create = lambda opts: compiled_model.CompiledModel.from_buffer(
+          self._model_bytes, environment=env, options=opts)
+    else:
+      digest = None
+      create = lambda opts: compiled_model.CompiledModel.from_file(
+          str(model), environment=env, options=opts)
+
+    def compile_with(cache_path: str):
+      return create(options.Options(cpu_options=options.CpuOptions(
+          num_threads=num_threads, xnnpack_weight_cache_path=cache_path)))
+
+    self.weight_cache_path = None
+    if weight_cache:
+      self.model, self.weight_cache_path = _compile_with_file_cache(
+          compile_with, digest or _model_sha256(model))
+    else:
+      # Still dedupes the packed weights the signatures share, in memory.
+      self.model = compile_with(":memory")
+
+    self.signatures = self.model.get_signature_list()
+    self.cache_spec = {}
+    if "decode" not in self.signatures:
+      return  # not a zoo LLM: Runner says so
+    inputs = self.model.get_input_tensor_details("decode")
+    self.cache_spec = {n: (d["shape"], np.dtype(d["dtype"])) for n, d in sorted(inputs.items())
+                       if n.startswith("kv_cache_")}
+    # Feeding a signature's cache output back as its input is safe: each cache input is read only
+    # by the DYNAMIC_UPDATE_SLICE that writes the output, and tests/runner_test.py checks every
+    # step against the interpreter.
+    self._cache = {n: self.model.create_input_buffer_by_name("decode", n) for n in self.cache_spec}
+    self._io = {}
+    for name in self.signatures:
+      self._io[name] = (
+          {"tokens": self.model.create_input_buffer_by_name(name, "tokens"),
+           "input_pos": self.model.create_input_buffer_by_name(name, "input_pos"), **self._cache},
+          {"logits": self.model.create_output_buffer_by_name(name, "logits"), **self._cache})
+    self._vocab = int(self.model.get_output_tensor_details("decode")["logits"]["shape"][-1])
+
+  def clear_cache(self) -> None:
+    for name, buffer in self._cache.items():
+      shape, dtype = self.cache_spec[name]
+      buffer.write(np.zeros(shape, dtype))
+
+  def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
+    inputs, outputs = self._io[signature]
+    inputs["tokens"].write(tokens)
+    inputs["input_pos"].write(positions)
+    self.model.run_by_name(signature, inputs, outputs)
+    # Only the first `rows` rows are real tokens: read just those.
+    return outputs["logits"].read(rows * self._vocab, np.float32).reshape(rows, self._vocab)
+
+
+@functools.cache
+def _environment():
+  """One LiteRT environment per process: making one probes for accelerators (~0.3 s)."""
+  from ai_edge_litert import environment  # pylint: disable=g-import-not-at-top
+  return environment.Environment.create(options=environment.EnvironmentOptions(
+      runtime_path=os.path.dirname(os.path.abspath(environment.__file__))))
+
+
+# --- XNNPACK weight cache -------------------------------------------------------------------------
+#
+# XNNPACK writes the cache file in place (open with O_TRUNC, then append), and rebuilds it in place
+# when it cannot load it: a second process doing that would truncate a file the first one has
+# mapped. So the zoo only ever hands XNNPACK a file it checked complete, or a fresh private temp
+# file that it renames into place once complete (the rename leaves mapped inodes alone, and two
+# processes racing both publish a valid file).
+
+_STALE_PARTIAL_SECONDS = 3600
+
+
+def weight_cache_dir() -> pathlib.Path:
+  from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+  return files.cache_root() / "xnnpack"
+
+
+def weight_cache_file(model_sha256: str) -> pathlib.Path:
+  """Keyed by the model's bytes and the runtime version, whose packing may differ."""
+  return weight_cache_dir() / f"{model_sha256}.litert-{metadata.version('ai-edge-litert')}.xnnpack"
+
+
+def _model_sha256(path) -> str:
+  """The file's sha256, hashed once per change of the file (artifacts/files.sha256_stamped)."""
+  from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+  return files.sha256_stamped(path)
+
+
+def is_complete_weight_cache(path: str | os.PathLike) -> bool:
+  """True if `path` is a finished cache file: XNNPACK writes its header (version, buffer list
+  offset, buffer list size, as little-endian uint64) last, over a zero placeholder."""
+  try:
+    with open(path, "rb") as f:
+      header = f.read(24)
+      size = os.fstat(f.fileno()).st_size
+  except OSError:
+    return False
+  if len(header) < 24:
+    return False
+  version, offset, length = struct.unpack("<3Q", header)
+  return version == 4 and offset > 0 and offset + length == size  # the layout of version 4
+
+
+def _compile_with_file_cache(compile_with, model_sha256: str):
+  """Compiles with the weight cache of `model_sha256`, building it first if needed.
+
+  Returns (compiled model, cache file or None if the cache directory is not usable)."""
+  final = weight_cache_file(model_sha256)
+  if is_complete_weight_cache(final):
+    return compile_with(str(final)), final
+  try:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(final)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial")
+    os.close(fd)
+  except OSError:
+    return compile_with(":memory"), None
+  tmp = pathlib.Path(tmp)
+  try:
+    model = compile_with(str(tmp))  # packs every signature's weights now, into `tmp`
+    if not is_complete_weight_cache(tmp):  # e.g. the disk filled up: XNNPACK carried on without
+      return model, None
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, final)
+    return model, final
+  finally:
+    tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_partials(final: pathlib.Path) -> None:
+  """Temp files left by a process killed while packing (packing takes seconds, not an hour)."""
+  for partial in final.parent.glob(f".{final.name}.*.partial"):
+    with contextlib.suppress(OSError):
+      if time.time() - partial.stat().st_mtime > _STALE_PARTIAL_SECONDS:
+        partial.unlink()

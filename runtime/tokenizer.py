@@ -1,0 +1,164 @@
+"""The model's own tokenizer (from a GGUF's metadata or a Hugging Face checkpoint directory,
+through transformers), with its chat template and the tokens that end a reply.
+
+Stop tokens come from the checkpoint: its EOS tokens (tokenizer and generation_config.json) and the
+special token that closes an assistant turn in its chat template (ChatML's <|im_end|>, Gemma's
+<end_of_turn>, Llama 3's <|eot_id|>), read off a render of the template: no list of markers.
+"""
+
+import json
+import os
+import pathlib
+from typing import Protocol
+
+from litezoo.core.errors import ZooError
+
+
+class TokenizerError(ZooError, ValueError):
+  pass
+
+
+class Tokenizer(Protocol):
+  chat_template: str | None
+  stop_ids: set[int]
+  bos_id: int | None
+
+  def encode(self, text: str) -> list[int]:
+    ...
+
+  def decode(self, ids: list[int]) -> str:
+    ...
+
+  def chat(self, messages: list[dict]) -> list[int]:
+    ...
+
+
+ROLES = ("system", "user", "assistant")
+
+
+def check_messages(messages: list[dict]) -> None:
+  for m in messages:
+    if not isinstance(m, dict):
+      raise TokenizerError(f"a chat message is a {{'role': ..., 'content': ...}} dict, not {m!r}")
+    if m.get("role") not in ROLES:
+      raise TokenizerError(f"unknown chat role {m.get('role')!r}; roles: {', '.join(ROLES)}")
+    if not isinstance(m.get("content"), str):
+      raise TokenizerError(f"the {m['role']} message's content must be text, got "
+                           f"{type(m.get('content')).__name__}")
+
+
+class HFTokenizer:
+  """A transformers tokenizer with the model's chat template and stop tokens."""
+
+  def __init__(self, tokenizer, eos_ids: set[int]):
+    self._tok = tokenizer
+    self.chat_template = getattr(tokenizer, "chat_template", None)
+    self.stop_ids = {i for i in eos_ids if i is not None} | self._turn_end_ids()
+    self.bos_id = tokenizer.bos_token_id
+    # Llama/Gemma checkpoints prepend BOS to plain text; GPT-2-style BPE models (SmolLM2) do not.
+    with_special = tokenizer("a")["input_ids"]
+    self._adds_bos = (self.bos_id is not None and bool(with_special)
+                      and with_special[0] == self.bos_id)
+
+  def encode(self, text: str) -> list[int]:
+    ids = self._tok(text, add_special_tokens=False)["input_ids"]
+    return [self.bos_id] + ids if self._adds_bos else ids
+
+  def decode(self, ids: list[int]) -> str:
+    return self._tok.decode(ids, skip_special_tokens=True)
+
+  def chat(self, messages: list[dict]) -> list[int]:
+    """The conversation rendered by the model's chat template, ending with the assistant's
+    generation prompt, as token ids. Raises TokenizerError (one line) when the model has no
+    template or its template refuses the conversation."""
+    return self.encode_chat_text(self.chat_text(messages))
+
+  def encode_chat_text(self, text: str) -> list[int]:
+    # The template writes its own special tokens (BOS included): nothing is added.
+    return self._tok(text, add_special_tokens=False)["input_ids"]
+
+  def _render(self, messages: list[dict], generation_prompt: bool) -> str:
+    import jinja2  # pylint: disable=g-import-not-at-top
+    try:
+      return self._tok.apply_chat_template(messages, add_generation_prompt=generation_prompt,
+                                           tokenize=False)
+    except (jinja2.TemplateError, ValueError, TypeError, KeyError) as e:
+      roles = ", ".join(sorted({m["role"] for m in messages}))
+      raise TokenizerError(
+          f"the model's chat template refuses this conversation (roles: {roles}): "
+          f"{' '.join(str(e).split()) or type(e).__name__}; drop what it objects to (e.g. "
+          "--system, which some templates do not take)") from e
+
+  def _turn_end_ids(self) -> set[int]:
+    """The special tokens right after an assistant reply in a render of the chat template."""
+    if not self.chat_template:
+      return set()
+    reply = "\x02reply"
+    try:
+      text = self._render([{"role": "user", "content": "\x01hi"},
+                           {"role": "assistant", "content": reply}], generation_prompt=False)
+    except TokenizerError:
+      return set()
+    if reply not in text:
+      return set()
+    after = text[text.index(reply) + len(reply):]
+    special = set(self._tok.all_special_ids) | {
+        i for i, t in self._tok.added_tokens_decoder.items() if t.special}
+    ids = self._tok(after, add_special_tokens=False)["input_ids"]
+    return {i for i in ids[:2] if i in special}
+
+  def save(self, directory: os.PathLike) -> None:
+    self._tok.save_pretrained(directory)
+
+  # What bundles for Google's runtimes need (core/bundle.py).
+  @property
+  def backend(self):
+    """The underlying transformers tokenizer."""
+    return self._tok
+
+  @property
+  def adds_bos(self) -> bool:
+    """Whether encode() puts BOS in front of plain text."""
+    return self._adds_bos
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self._tok)
+
+  def token_text(self, token_id: int) -> str:
+    return self._tok.convert_ids_to_tokens(token_id)
+
+  def chat_text(self, messages: list[dict]) -> str:
+    """The chat template rendered as text, ending with the assistant's generation prompt."""
+    check_messages(messages)
+    if not self.chat_template:
+      raise TokenizerError("this model has no chat template (it is a base model): use a plain "
+                           "prompt for completion, without --chat, --system or messages")
+    return self._render(messages, generation_prompt=True)
+
+
+def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokenizer:
+  """The tokenizer of a checkpoint (GGUF file or HF directory); kept in `cache` once built,
+  since building one from GGUF metadata takes seconds."""
+  import transformers  # pylint: disable=g-import-not-at-top
+  checkpoint = pathlib.Path(checkpoint)
+  cached = pathlib.Path(cache) if cache else None
+  try:
+    if cached is not None and (cached / "tokenizer_config.json").exists():
+      tok = transformers.AutoTokenizer.from_pretrained(cached)
+    elif checkpoint.suffix == ".gguf":
+      tok = transformers.AutoTokenizer.from_pretrained(checkpoint.parent, gguf_file=checkpoint.name)
+    else:
+      tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
+  except (OSError, ValueError) as e:
+    raise TokenizerError(f"no tokenizer could be loaded from {checkpoint} ({e})") from e
+  if cached is not None and not (cached / "tokenizer_config.json").exists():
+    cached.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(cached)
+  eos = tok.eos_token_id
+  stop = {eos} if isinstance(eos, int) else set(eos or [])
+  generation = checkpoint / "generation_config.json" if checkpoint.is_dir() else None
+  if generation is not None and generation.is_file():
+    with_eos = json.loads(generation.read_text()).get("eos_token_id")
+    stop |= {with_eos} if isinstance(with_eos, int) else set(with_eos or [])
+  return HFTokenizer(tok, stop)

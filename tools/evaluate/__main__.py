@@ -1,0 +1,107 @@
+"""Measures what each quantization recipe costs in quality, for any registered model.
+
+  bazel run //tools:evaluate -- --model=smollm2 --quantize=dynamic_int8
+  bazel run //tools:evaluate -- --model=smollm2          # every named recipe and an override mix
+
+Perplexity on a public-domain English text shipped in the repo (quant/data), through each converted
+.tflite with its KV cache, against the float PyTorch model; top-1 agreement and mean KL divergence of
+next-token distributions; file size and bits per weight. Writes JSON, a markdown table and a plot.
+"""
+
+import pathlib
+
+from absl import flags
+
+from litezoo import pipeline
+from litezoo.artifacts import files
+from litezoo.artifacts.manifest import versions
+from litezoo.conversion import export
+from litezoo.core.spec import Signatures
+from litezoo.quant import recipes
+from litezoo.reference.reauthored import TorchDecoder
+from litezoo.runtime import runner
+from litezoo.tools import common, console
+from litezoo.tools import flags as zoo_flags
+from litezoo.tools.evaluate import perplexity, report
+
+TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wonderland.txt"
+DEFAULT_RECIPES = [*recipes.RECIPES, "dynamic_int4_block32,embedding=int8",
+                   "dynamic_int4_block128,embedding=int8"]
+
+_SELECT = zoo_flags.define(recipe=False, signatures=False)
+_QUANTIZE = flags.DEFINE_multi_string("quantize", None, "Recipe(s) to evaluate; repeat the flag "
+                                      "for several (default: every named recipe and two mixes).")
+_WINDOW = flags.DEFINE_integer("window", 256, "Tokens per scored window.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 8192, "Score this many tokens of the text "
+                                   "(0: all of it).")
+_THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "eval", "Where the JSON, table and plot go.")
+
+
+def main(argv):
+  del argv
+  if _WINDOW.value < 2 or _MAX_TOKENS.value < 0 or _THREADS.value < 1:
+    raise zoo_flags.FlagError("--window must be at least 2, --max_tokens >= 0, --threads >= 1")
+  s = _SELECT.selection()
+  chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
+  out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
+                                if n <= _WINDOW.value) or (_WINDOW.value,),
+                          max(_WINDOW.value, 128))
+  tok = pipeline.tokenizer(s.weights)
+  tokens = tok.encode(TEXT.read_text())
+  prefix = []
+  if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:
+    prefix, tokens = tokens[:1], tokens[1:]  # BOS starts every window, not just the first
+  if _MAX_TOKENS.value:
+    tokens = tokens[:_MAX_TOKENS.value]
+  _, model = pipeline.original_and_ours(s.spec, s.variant, s.weights,
+                                        signatures.kv_cache_max_len, console.log)
+  artifacts, runners, skipped = {}, {}, {}
+  for recipe in chosen:
+    try:
+      artifacts[recipe] = pipeline.artifact(s.spec, s.variant, s.weights, recipe=recipe,
+                                            signatures=signatures, log=console.log)
+    except export.QuantizeError as e:  # e.g. block size not dividing this model's dimensions
+      console.log(f"skipping {recipe}: {e}")
+      skipped[recipe] = str(e)
+      continue
+    runners[recipe] = runner.Runner(artifacts[recipe].path, num_threads=_THREADS.value)
+  console.log(f"scoring {len(tokens)} tokens of {TEXT.name} in windows of {_WINDOW.value}")
+  baseline, scores = perplexity.evaluate(TorchDecoder(model, signatures.kv_cache_max_len),
+                                         runners, tokens, _WINDOW.value, progress=console.log,
+                                         prefix=prefix)
+  params = sum(p.numel() for p in model.parameters())
+  rows = []
+  for recipe, score in scores.items():
+    manifest = artifacts[recipe].manifest
+    rows.append({
+        "recipe": recipe, "size_bytes": manifest.size_bytes,
+        "bits_per_weight": manifest.size_bytes * 8 / params,
+        "weight_types": manifest.weights.get("params_by_type", {}),
+        "perplexity": score.perplexity,
+        "perplexity_change": score.perplexity / baseline.perplexity - 1,
+        "top1_agreement": score.top1_agreement, "mean_kl": score.mean_kl,
+        "tokens": score.tokens,
+    })
+  name = s.name
+  result = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
+            "window": _WINDOW.value, "tokens_scored": baseline.tokens, "parameters": params,
+            "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
+            "versions": versions()}
+  files.write_json(out / f"{name}.json", result)
+  markdown = (f"{report.table(name, rows)}\n\nPyTorch float32 perplexity "
+              f"{baseline.perplexity:.3f} over {baseline.tokens} scored tokens ({TEXT.name}, "
+              f"windows of {_WINDOW.value}).\n")
+  for recipe, reason in skipped.items():
+    markdown += f"\n`{recipe}` does not apply: {reason}\n"
+  with files.atomic_path(out / f"{name}.md") as tmp:
+    tmp.write_text(markdown)
+  report.plot(name, baseline.perplexity, rows, out / f"{name}.png")
+  console.out(markdown)
+  console.out(f"wrote {out / name}.json, .md and .png")
+  return 0
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,136 @@
+"""The flags that select a model, defined once for every tool, and the Selection they give.
+
+A tool asks for the groups it uses (`define(recipe=True, signatures=True)`); a flag of a group it
+did not ask for does not exist for it (absl refuses it by name). Every default and every check
+lives here, so `--kv_cache_max_len` means the same in every tool:
+
+  --model, --variant                            which model
+  --checkpoint, --allow_pickle                  its weights (default: the variant's pinned source)
+  --random_weights, --weights_seed              or seeded random weights
+  --quantize                                    the recipe (default: the plugin's)
+  --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from absl import flags
+
+from litezoo.core.errors import ZooError
+from litezoo.core.registry import default_registry
+from litezoo.core.spec import KV_LAYOUTS, ModelSpec, Signatures
+from litezoo.tools import common, console
+
+FLAGS = flags.FLAGS
+
+
+class FlagError(ZooError, ValueError):
+  pass
+
+
+@dataclasses.dataclass
+class Selection:
+  """A model variant with its weights, recipe and signatures, as the flags chose them."""
+
+  spec: ModelSpec
+  variant: str
+  recipe: str | None
+  signatures: Signatures | None
+  _resolve_weights: Callable[[Callable[[str], None]], object]
+
+  @functools.cached_property
+  def weights(self):
+    """The Weights (fetched, found or written on first use; then kept)."""
+    return self._resolve_weights(console.log)
+
+  @property
+  def name(self) -> str:
+    return f"{self.spec.name}-{self.variant}"
+
+
+def int_list(values: list[str], flag: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError as e:
+    raise FlagError(f"--{flag} must be a comma-separated list of integers, got "
+                    f"{','.join(values)!r}") from e
+
+
+def given(name: str) -> bool:
+  """True if the user set flag `name` on the command line (not just its default)."""
+  return name in FLAGS and FLAGS[name].present
+
+
+class _Defined:
+  """The flags one tool defined; `selection()` reads them once parsed."""
+
+  def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None):
+    self.model = flags.DEFINE_string("model", None, "Registered model name (bazel run "
+                                     "//tools:convert -- --help lists them in the error).")
+    self.variant = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
+    self.weights = weights
+    if weights:
+      self.checkpoint = flags.DEFINE_string(
+          "checkpoint", None, "Checkpoint: a Hugging Face directory (config.json + safetensors, "
+          "sharded or not) or a .gguf file (default: the variant's pinned source).")
+      self.allow_pickle = flags.DEFINE_bool(
+          "allow_pickle", False, "Load a pickled .bin/.pt --checkpoint with "
+          "torch.load(weights_only=True).")
+      self.random = flags.DEFINE_bool(
+          "random_weights", False, "Seeded random weights of the real size (speed and memory "
+          "measurements); test-sized variants always have them.")
+      self.seed = flags.DEFINE_integer("weights_seed", 0, "Seed of random weights.")
+    self.recipe = (flags.DEFINE_string("quantize", recipe_default, "Quantization recipe "
+                                       "(default: the plugin's); see quant/recipes.py.")
+                   if recipe else None)
+    self.signatures = signatures
+    if signatures:
+      self.prefill = flags.DEFINE_list("prefill_seq_lens", None,
+                                       "Prefill lengths, e.g. 32,128 (default: the plugin's).")
+      self.kv = flags.DEFINE_integer("kv_cache_max_len", None,
+                                     "KV cache length in tokens (default: the plugin's).")
+      self.layout = flags.DEFINE_string("kv_layout", None, "KV cache layout: "
+                                        f"{' or '.join(KV_LAYOUTS)} (default: the plugin's).")
+
+  def selection(self) -> Selection:
+    """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
+    if self.model.value is None:
+      raise FlagError("give --model=NAME; registered models: " +
+                      ", ".join(default_registry().names()))
+    spec = default_registry().get(self.model.value)
+    variant = self.variant.value or spec.default_variant
+    spec.variant(variant)
+    signatures = None
+    if self.signatures:
+      signatures = Signatures(
+          int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value
+          else spec.signatures.prefill_seq_lens,
+          self.kv.value if self.kv.value is not None else spec.signatures.kv_cache_max_len,
+          self.layout.value or spec.signatures.kv_layout)
+      signatures.validate()
+    recipe = None
+    if self.recipe is not None:
+      from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+      recipe = recipes.check(self.recipe.value or spec.default_recipe)
+
+    def resolve(log):
+      from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
+      if not self.weights:
+        return weights.resolve(spec, variant, log=log)
+      checkpoint = self.checkpoint.value
+      return weights.resolve(
+          spec, variant, common.user_path(checkpoint) if checkpoint else None,
+          random=self.random.value, seed=self.seed.value if given("weights_seed") else None,
+          allow_pickle=self.allow_pickle.value,
+          log=log)
+
+    return Selection(spec, variant, recipe, signatures, resolve)
+
+
+def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True,
+           recipe_default: str | None = None) -> _Defined:
+  """Defines the model-selection flags of the groups a tool uses; call at import time."""
+  return _Defined(weights, recipe, signatures, recipe_default)

