@@ -10,20 +10,27 @@ A fix or a speed-up here reaches every tool.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import pathlib
-from typing import Callable
+from typing import Any, Callable
 
 from litezoo.artifacts import cache, files, manifest
 from litezoo.artifacts.manifest import Artifact
-from litezoo.conversion import convert
-from litezoo.conversion.convert import Transform
 from litezoo.core.spec import ModelSpec, Signatures
 from litezoo.quant import recipes
 from litezoo.sources.weights import Weights, resolve as weights
 
 __all__ = ["Transform", "Weights", "artifact", "original_and_ours", "tokenizer", "weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """A change applied to the re-authored model after loading, before export (explore's
+  --corrupt_layer); `name` goes into the artifact's cache key and manifest."""
+
+  name: str
+  apply: Callable[[Any], None]  # (torch.nn.Module) -> None, changes it in place
 
 
 def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe: str | None = None,
@@ -39,7 +46,7 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
   spec.variant(variant)
   recipe = recipes.check(recipe or spec.default_recipe)
   signatures = signatures or spec.signatures
-  convert.check_signatures(spec, variant, signatures)  # bad input fails before any work
+  spec.check_signatures(variant, signatures)  # bad input fails before any work
   tag = recipes.parse(recipe).file_tag
   key = cache.key(spec, variant, recipe, signatures, weights_,
                   transform.name if transform is not None else None)
@@ -51,6 +58,8 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
     found = manifest.find(final)
     if found is not None and found.intact():
       return found
+    # Imported only on a miss: a cached artifact runs without torch (180 MiB, a second).
+    from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
     if final.exists():
       log(f"cached {final.name} does not match its manifest's sha256: converting again")
     if recipe == "none":
@@ -76,11 +85,9 @@ def original_and_ours(spec: ModelSpec, variant: str | None, weights_: Weights,
                       kv_cache_max_len: int, log: Callable[[str], None] = print):
   """(transformers' model, the re-authored model) with the same weights, both in float32 eval
   mode: the two sides of every numeric check."""
-  from litezoo.reference import hf  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import convert
+  from litezoo.reference import hf
   variant = variant or spec.default_variant
   ours, config = convert.load_model(spec, variant, weights_, kv_cache_max_len, log)
   return hf.load(weights_.path, config), ours
-
-
-def checkpoint_path(weights_: Weights) -> pathlib.Path:
-  return weights_.path

@@ -156,6 +156,11 @@ def bundle_tokenizer(tok, checkpoint: pathlib.Path, sentencepiece: bool = True) 
                       "the runtimes need one to end a reply")
   affixes = derive_affixes(tok.chat_text) if tok.chat_template else None
   model = None
+  if sentencepiece and not tok.adds_bos:
+    raise BundleError(
+        f"Google's runtimes put a .task's start token before every prompt, and the tokenizer of "
+        f"{checkpoint} starts text with none (no BOS): the model would see a token the zoo never "
+        "feeds it; bundle with --format=litertlm (the .litertlm declares no start token)")
   if sentencepiece:
     model = _sentencepiece_of(tok, checkpoint)
     texts = [_SAMPLE]

@@ -36,15 +36,6 @@ class ConfigMismatchError(ConvertError):
   """The checkpoint carries hyper-parameters that differ from the plugin's config."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Transform:
-  """A change applied to the re-authored model after loading, before export (explore's
-  --corrupt_layer); `name` goes into the artifact's cache key and manifest."""
-
-  name: str
-  apply: Callable[[torch.nn.Module], None]
-
-
 def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -153,28 +144,19 @@ class _Stages:
     return result
 
 
-def check_signatures(spec: ModelSpec, variant: str, signatures: Signatures) -> None:
-  """Raises SignatureError / ConvertError for signatures this model cannot have."""
-  signatures.validate()
-  context = spec.variant(variant).config.get("max_position_embeddings")
-  if context and signatures.kv_cache_max_len > context:
-    raise ConvertError(f"kv cache length {signatures.kv_cache_max_len} exceeds the "
-                       f"{context}-token context of {spec.name}-{variant}; pass "
-                       f"--kv_cache_max_len={context} or less")
-
-
 def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str | pathlib.Path,
             recipe: str | None = None, signatures: Signatures | None = None,
-            transform: Transform | None = None,
+            transform=None,
             log: Callable[[str], None] = print) -> Artifact:
   """Converts one model variant to `<model>-<variant>_<recipe>_ekv<N>.tflite` plus manifest.
 
-  Raises ConfigMismatchError / LoadError before any export work when the checkpoint does not fit
-  the model, SignatureError for impossible signatures, OutputError for an unwritable directory.
+  `transform` (pipeline.Transform) changes the loaded model before export. Raises
+  ConfigMismatchError / LoadError before any export work when the checkpoint does not fit the
+  model, SignatureError for impossible signatures, OutputError for an unwritable directory.
   """
   recipe = recipes.check(recipe or spec.default_recipe)
   signatures = signatures or spec.signatures
-  check_signatures(spec, variant, signatures)
+  spec.check_signatures(variant, signatures)
   output_dir = files.ensure_writable_dir(output_dir)
   # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top

@@ -191,6 +191,16 @@ class ModelSpec:
                                 f"variants: {', '.join(sorted(self.variants))}")
     return self.variants[name]
 
+  def check_signatures(self, variant: str | None, signatures: Signatures) -> None:
+    """Raises SignatureError for signatures this variant cannot have (its context is shorter)."""
+    signatures.validate()
+    context = self.variant(variant).config.get("max_position_embeddings")
+    if context and signatures.kv_cache_max_len > context:
+      raise SignatureError(
+          f"kv cache length {signatures.kv_cache_max_len} exceeds the {context}-token context of "
+          f"{self.name}-{variant or self.default_variant}; pass --kv_cache_max_len={context} or "
+          "less")
+
 
 # A hook's `register` callback: plugins call it once per model.
 Register = Callable[[ModelSpec], None]

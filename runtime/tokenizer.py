@@ -34,6 +34,24 @@ class Tokenizer(Protocol):
 
 
 ROLES = ("system", "user", "assistant")
+_SAVED = ".complete"
+
+
+def _save(tok, directory: pathlib.Path) -> None:
+  """Saves `tok` whole or not at all (a scratch directory renamed into place)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  scratch = pathlib.Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+  try:
+    tok.save_pretrained(scratch)
+    (scratch / _SAVED).write_text("complete\n")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.rename(scratch, directory)
+  except OSError:
+    pass  # another process saved it first, or the cache is read-only: nothing is lost
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_messages(messages: list[dict]) -> None:
@@ -138,23 +156,27 @@ class HFTokenizer:
 
 
 def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokenizer:
-  """The tokenizer of a checkpoint (GGUF file or HF directory); kept in `cache` once built,
-  since building one from GGUF metadata takes seconds."""
+  """The tokenizer of a checkpoint (GGUF file or HF directory), with its chat template and stop
+  tokens. Built once with transformers' AutoTokenizer and kept in `cache` (building one from GGUF
+  metadata takes seconds); later loads read the saved fast tokenizer, which imports no torch.
+  Raises TokenizerError when the checkpoint has no usable tokenizer."""
   import transformers  # pylint: disable=g-import-not-at-top
   checkpoint = pathlib.Path(checkpoint)
   cached = pathlib.Path(cache) if cache else None
   try:
-    if cached is not None and (cached / "tokenizer_config.json").exists():
-      tok = transformers.AutoTokenizer.from_pretrained(cached)
-    elif checkpoint.suffix == ".gguf":
-      tok = transformers.AutoTokenizer.from_pretrained(checkpoint.parent, gguf_file=checkpoint.name)
+    if cached is not None and (cached / _SAVED).exists():
+      tok = transformers.PreTrainedTokenizerFast.from_pretrained(cached)
     else:
-      tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
-  except (OSError, ValueError) as e:
-    raise TokenizerError(f"no tokenizer could be loaded from {checkpoint} ({e})") from e
-  if cached is not None and not (cached / "tokenizer_config.json").exists():
-    cached.mkdir(parents=True, exist_ok=True)
-    tok.save_pretrained(cached)
+      if checkpoint.suffix == ".gguf":
+        tok = transformers.AutoTokenizer.from_pretrained(checkpoint.parent,
+                                                         gguf_file=checkpoint.name)
+      else:
+        tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
+      if cached is not None:
+        _save(tok, cached)
+  except (OSError, ValueError, KeyError) as e:
+    raise TokenizerError(f"no tokenizer could be loaded from {checkpoint} "
+                         f"({' '.join(str(e).split())[:300]})") from e
   eos = tok.eos_token_id
   stop = {eos} if isinstance(eos, int) else set(eos or [])
   generation = checkpoint / "generation_config.json" if checkpoint.is_dir() else None

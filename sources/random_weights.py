@@ -70,11 +70,11 @@ def sentencepiece_model(vocab_size: int) -> bytes:
 
 def write_tokenizer(directory: pathlib.Path, vocab_size: int) -> None:
   """tokenizer.model (SentencePiece: llama.cpp, MediaPipe) and the same vocabulary as
-  tokenizer.json (Hugging Face: transformers, LiteRT-LM)."""
+  tokenizer.json (Hugging Face: transformers, LiteRT-LM); both put BOS (<s>, id 1) first."""
   # pylint: disable=g-import-not-at-top
   import sentencepiece
   import transformers
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
   proto = sentencepiece_model(vocab_size)
   (directory / "tokenizer.model").write_bytes(proto)
   sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
@@ -82,6 +82,9 @@ def write_tokenizer(directory: pathlib.Path, vocab_size: int) -> None:
   tok = Tokenizer(models.Unigram(vocab, unk_id=0, byte_fallback=False))
   tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
   tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+  # BOS before every text, as Llama's and Gemma's SentencePiece tokenizers do.
+  tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                     special_tokens=[("<s>", 1)])
   transformers.PreTrainedTokenizerFast(
       tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
       eos_token="</s>").save_pretrained(directory)

@@ -99,7 +99,7 @@ def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp
      "prefill length 64 must be between 1 and the kv cache length 32"),
     (dict(signatures=Signatures((8,), 32, "bsnd")), SignatureError,
      "unknown kv cache layout 'bsnd'; choose one of transposed, default"),
-    (dict(signatures=Signatures((8,), 4096)), convert.ConvertError,
+    (dict(signatures=Signatures((8,), 4096)), SignatureError,
      "kv cache length 4096 exceeds the 2048-token context of tinyllama-tiny; pass "
      "--kv_cache_max_len=2048 or less"),
     (dict(recipe="int3"), recipes.UnknownRecipeError,

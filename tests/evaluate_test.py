@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from litezoo.sources import checkpoint
-from litezoo.conversion import convert, loader
-from litezoo.tools.evaluate.__main__ import perplexity as evaluate
+from litezoo import pipeline
 from litezoo.core import registry
-from litezoo.runtime import runner
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
+from litezoo.reference.reauthored import TorchDecoder
+from litezoo.runtime import runner
 from litezoo.tests import testing
+from litezoo.tools.evaluate import perplexity as evaluate
 
 SPEC = registry.Registry().get("tinyllama")
 CONFIG = SPEC.variant("tiny").config
@@ -52,13 +52,10 @@ def test_bad_recipe_strings_say_what_is_valid(text, message):
 def test_perplexity_matches_transformers_loss(tmp_path):
   """The same text scored three ways: transformers' cross-entropy loss (the reference, computed
   by someone else), the zoo's PyTorch model, and the float .tflite through its KV cache."""
-  original = testing.write_checkpoint(CONFIG, tmp_path / "ckpt")
-  model = SPEC.build(CONFIG, 64)
-  loader.load(model, SPEC.tensor_names, checkpoint.open_checkpoint(tmp_path / "ckpt"),
-              log=lambda _: None)
-  path = convert.convert(SPEC, "tiny", checkpoint=tmp_path / "ckpt", recipe="none",
-                         signatures=Signatures((8, 16), 64), output_dir=tmp_path,
-                         log=lambda _: None).path
+  weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
+  original, model = pipeline.original_and_ours(SPEC, "tiny", weights, 64, log=lambda _: None)
+  path = pipeline.artifact(SPEC, "tiny", weights, recipe="none",
+                           signatures=Signatures((8, 16), 64), log=lambda _: None).path
   tokens = [int(t) for t in np.random.default_rng(0).integers(0, 256, 100)]
   window = 32  # 3 windows, the last 4 tokens dropped
   losses = []
@@ -67,8 +64,8 @@ def test_perplexity_matches_transformers_loss(tmp_path):
       ids = torch.tensor([chunk])
       losses.append(float(original(ids, labels=ids).loss))  # mean over the window's 31 targets
   expected = float(np.exp(np.mean(losses)))
-  baseline, scores = evaluate.evaluate(model, {"none": runner.Runner(path)}, tokens, window,
-                                       progress=lambda _: None)
+  baseline, scores = evaluate.evaluate(TorchDecoder(model, 64), {"none": runner.Runner(path)},
+                                       tokens, window, progress=lambda _: None)
   assert baseline.tokens == scores["none"].tokens == 3 * 31
   assert baseline.perplexity == pytest.approx(expected, rel=1e-5)
   assert scores["none"].perplexity == pytest.approx(expected, rel=1e-5)

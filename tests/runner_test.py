@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from litezoo.artifacts import files as artifacts
+from litezoo import pipeline
+from litezoo.artifacts import manifest
 from litezoo.conversion import convert
 from litezoo.core import registry
-from litezoo.runtime import runner
 from litezoo.core.spec import Signatures
+from litezoo.runtime import runner
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
@@ -29,12 +30,15 @@ def models(tmp_path_factory):
   """Converted tiny models, float and dynamic int8 (same seeded random weights), and the float
   one again with litert-torch's default KV cache layout."""
   directory = tmp_path_factory.mktemp("tiny")
-  found = {recipe: convert.convert(SPEC, "tiny", recipe=recipe, signatures=SIGNATURES,
+  weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
+  found = {recipe: convert.convert(SPEC, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
                                    output_dir=directory / recipe, log=lambda _: None).path
            for recipe in ("none", "dynamic_int8")}
   found["none-default-layout"] = convert.convert(
-      SPEC, "tiny", recipe="none", signatures=dataclasses.replace(SIGNATURES, kv_layout="default"),
+      SPEC, "tiny", weights, recipe="none",
+      signatures=dataclasses.replace(SIGNATURES, kv_layout="default"),
       output_dir=directory / "default", log=lambda _: None).path
+  found["weights"] = weights.path
   return found
 
 
@@ -98,8 +102,8 @@ def test_both_kv_cache_layouts_give_the_same_logits(models):
 
 
 def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
-  torch.manual_seed(0)  # the converter's random weights
-  model = SPEC.build(SPEC.variant("tiny").config, SIGNATURES.kv_cache_max_len)
+  model = testing.load(SPEC, SPEC.variant("tiny").config, models["weights"],
+                       SIGNATURES.kv_cache_max_len)
   run = runner.Runner(models["none"])
   run.prefill([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12])
   run.position = 4  # keep 9 8 7 6, forget the rest
@@ -128,7 +132,7 @@ def test_the_weight_cache_is_written_once_and_reused(models, cache_root):
   path = models["dynamic_int8"]
   assert _cache_files(cache_root) == []
   first = runner.Runner(path)
-  sha256 = artifacts.read_manifest(path)["sha256"]
+  sha256 = manifest.Artifact.read(path).manifest.sha256
   assert _cache_files(cache_root) == [first.weight_cache_path]  # no temp file left behind
   assert first.weight_cache_path.name.startswith(sha256 + ".litert-")
   assert runner.is_complete_weight_cache(first.weight_cache_path)
@@ -145,7 +149,7 @@ def test_the_weight_cache_is_written_once_and_reused(models, cache_root):
 
 def test_a_half_written_cache_file_is_rebuilt_beside_it_not_in_place(models, cache_root):
   path = models["none"]
-  final = runner.weight_cache_file(artifacts.read_manifest(path)["sha256"])
+  final = runner.weight_cache_file(manifest.Artifact.read(path).manifest.sha256)
   final.parent.mkdir(parents=True)
   final.write_bytes(bytes(4096))  # what a crash mid-build leaves: a zero (invalid) header
   inode = final.stat().st_ino
@@ -159,7 +163,7 @@ def test_a_half_written_cache_file_is_rebuilt_beside_it_not_in_place(models, cac
 
 def test_stale_temp_files_of_killed_builds_are_removed(models, cache_root):
   path = models["none"]
-  final = runner.weight_cache_file(artifacts.read_manifest(path)["sha256"])
+  final = runner.weight_cache_file(manifest.Artifact.read(path).manifest.sha256)
   final.parent.mkdir(parents=True)
   stale, fresh = (final.parent / f".{final.name}.{n}.partial" for n in ("old", "new"))
   for f in (stale, fresh):
@@ -171,7 +175,7 @@ def test_stale_temp_files_of_killed_builds_are_removed(models, cache_root):
 
 
 def test_concurrent_first_starts_both_work_and_publish_one_file(models, cache_root):
-  script = ("import sys; from litezoo.core import runner; "
+  script = ("import sys; from litezoo.runtime import runner; "
             "print(runner.Runner(sys.argv[1]).prefill([5, 6, 7])[-1].argmax())")
   env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}
   procs = [subprocess.Popen([sys.executable, "-c", script, str(models["dynamic_int8"])], env=env,
@@ -215,6 +219,8 @@ def test_errors_name_the_problem(models):
 
 def test_running_a_model_does_not_import_torch():
   """torch costs ~180 MiB of resident memory and a second to import: the runtime path (the runner,
-  generation, the bundles) must not pull it in."""
+  generation, the bundles, the pipeline up to a cached artifact, the generate tool) must not pull
+  it in."""
   assert testing.torch_modules_imported_by(
-      "litezoo.runtime.runner", "litezoo.runtime.generate", "litezoo.artifacts.bundle") == []
+      "litezoo.runtime.runner", "litezoo.runtime.generate", "litezoo.artifacts.bundle",
+      "litezoo.pipeline", "litezoo.tools.generate") == []
