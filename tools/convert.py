@@ -6,7 +6,6 @@
 from absl import flags
 
 from litezoo.artifacts import files
-from litezoo.conversion import convert
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 
@@ -18,6 +17,7 @@ def main(argv):
   del argv
   s = _SELECT.selection()
   output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))  # before any work
+  from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top  (torch: seconds)
   convert.convert(s.spec, s.variant, s.weights, output_dir=output_dir,
                   recipe=s.recipe, signatures=s.signatures, log=console.log)
   return 0

@@ -9,7 +9,6 @@ Exits 1 when a difference is past the stated tolerance.
 from absl import flags
 
 from litezoo import pipeline
-from litezoo.reference import compare
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
@@ -46,6 +45,7 @@ def main(argv):
     raise zoo_flags.FlagError(f"a prompt of {longest - _DECODE_STEPS.value} tokens plus "
                               f"--decode_steps={_DECODE_STEPS.value} exceeds the {kv}-token KV "
                               "cache: fewer steps, or a larger --kv_cache_max_len")
+  from litezoo.reference import compare  # pylint: disable=g-import-not-at-top  (torch: seconds)
   converted = None
   if not _NO_TFLITE.value:
     artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,

@@ -29,7 +29,7 @@ CONFIG_TINY = {**CONFIG_2B, **dict(vocab_size=256, hidden_size=64, intermediate_
 
 SPEC = ModelSpec(
     name="gemma",
-    version="0.2.0",
+    version="0.3.0",
     description="Gemma 2B base",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",

@@ -15,10 +15,8 @@ from absl import flags
 from litezoo import pipeline
 from litezoo.artifacts import files
 from litezoo.artifacts.manifest import versions
-from litezoo.conversion import export
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
-from litezoo.reference.reauthored import TorchDecoder
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
@@ -55,6 +53,9 @@ def main(argv):
     prefix, tokens = tokens[:1], tokens[1:]  # BOS starts every window, not just the first
   if _MAX_TOKENS.value:
     tokens = tokens[:_MAX_TOKENS.value]
+  # pylint: disable=g-import-not-at-top  (torch and the converter take seconds to import)
+  from litezoo.conversion import export
+  from litezoo.reference.reauthored import TorchDecoder
   _, model = pipeline.original_and_ours(s.spec, s.variant, s.weights,
                                         signatures.kv_cache_max_len, console.log)
   artifacts, runners, skipped = {}, {}, {}

@@ -16,7 +16,6 @@ from absl import flags
 from litezoo.artifacts import files
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
-from litezoo.tools.explore import overlays as explore
 
 _SELECT = zoo_flags.define()
 _CORRUPT = flags.DEFINE_integer("corrupt_layer", None,
@@ -29,7 +28,7 @@ _NODE_DATA_DIR = flags.DEFINE_string("node_data_dir", None,
                                      "Also write the overlays as Model Explorer node-data JSON.")
 
 
-def _write_node_data(directory: pathlib.Path, found: explore.Exploration) -> None:
+def _write_node_data(directory: pathlib.Path, found) -> None:
   directory = files.ensure_writable_dir(directory)
   for graph in ("pytorch", "tflite"):
     for kind, data in (("divergence", found.divergence), ("quant_error", found.quant_error)):
@@ -43,6 +42,7 @@ def main(argv):
   if not 0 < _PORT.value < 65536:
     raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port")
   s = _SELECT.selection()
+  from litezoo.tools.explore import overlays as explore  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory(prefix="litezoo-explore-") as work:
     found = explore.prepare(s, work_dir=pathlib.Path(work), corrupt=_CORRUPT.value,
                             log=console.log)

@@ -244,7 +244,12 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
   lines += ["", "## Run it", "",
             f"- `bazel run //tools:generate -- --model={spec.name} --variant={variant} "
             "--prompt=\"...\"` (the LiteRT interpreter)",
-            "- the `.litertlm` bundle: Google's LiteRT-LM engine (`litert-lm-api`)",
-            "- the `.task` bundle: MediaPipe LLM Inference", ""]
+            "- the `.litertlm` bundle: Google's LiteRT-LM engine (`litert-lm-api`)"]
+  if any(name.endswith(".task") for name in listed):
+    lines.append("- the `.task` bundle: MediaPipe LLM Inference and LiteRT-LM")
+  else:
+    lines.append("- no `.task`: its tokenizer cannot be carried exactly as SentencePiece with "
+                 "the start token Google's runtimes put first (artifacts/bundle.py)")
+  lines.append("")
   return "\n".join(lines)
 
