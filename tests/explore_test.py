@@ -7,10 +7,12 @@ The browser test runs when LITEZOO_BROWSER_TESTS=1 (tests/BUILD sets it; about 2
 LITEZOO_EXPLORE_SCREENSHOT=PATH also saves the README's screenshot there.
 """
 
+import hashlib
 import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,13 +25,13 @@ import pytest
 import requests
 import torch
 
-from litezoo.sources import checkpoint
-from litezoo.tools.explore.__main__ import overlays as explore
-from litezoo.conversion import export, loader
-from litezoo.reference import hf as reference, compare as verify
-from litezoo.core import registry
+from litezoo import pipeline
+from litezoo.conversion import export
 from litezoo.conversion.litert import export_config
+from litezoo.core import registry
+from litezoo.reference import compare as verify
 from litezoo.tests import testing
+from litezoo.tools.explore import overlays as explore
 
 CORRUPT = 1  # of 2 layers: layer 0 must stay clean, layer 1 must be the first bad one
 BROWSER = os.environ.get("LITEZOO_BROWSER_TESTS") == "1"
@@ -48,8 +50,9 @@ def served(tmp_path_factory):
   env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT), "PYTHONUNBUFFERED": "1",
          "LITEZOO_CACHE": str(work / "cache")}
   proc = subprocess.Popen(
-      [sys.executable, "-m", "litezoo.tools.explore.__main__", "--model=tinyllama", "--variant=tiny",
+      [sys.executable, "-m", "litezoo.tools.explore", "--model=tinyllama", "--variant=tiny",
        "--quantize=dynamic_int8", f"--corrupt_layer={CORRUPT}", "--no_browser",
+       "--prefill_seq_lens=16", "--kv_cache_max_len=128",
        f"--port={_free_port()}", f"--node_data_dir={work / 'node_data'}"],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines = []
@@ -76,12 +79,11 @@ def expected():
   Returns (rows, the perturbed re-authored model)."""
   spec = registry.default_registry().get("tinyllama")
   config = spec.variant("tiny").config
-  model = spec.build(config, 128)
-  with tempfile.TemporaryDirectory() as d:
-    original = reference.write_random_checkpoint(config, d, seed=0)
-    loader.load(model, spec.tensor_names, checkpoint.open_checkpoint(d), log=lambda _: None)
+  del config
+  weights = pipeline.weights(spec, "tiny", log=lambda _: None)
+  original, model = pipeline.original_and_ours(spec, "tiny", weights, 128, log=lambda _: None)
   explore.corrupt_layer(model, CORRUPT, seed=0)
-  prompt = [int(t) for t in np.random.default_rng(0).integers(3, config["vocab_size"], 12)]
+  prompt = pipeline.tokenizer(weights).encode("The capital of France is")
   return verify.per_layer(model, original, prompt, 128, verify.tolerance("none")[0]), model
 
 
@@ -92,8 +94,8 @@ def _load(directory: pathlib.Path, name: str) -> dict:
 def test_a_layer_the_model_does_not_have_is_refused():
   result = testing.run_tool("explore", "--model=tinyllama", "--variant=tiny", "--corrupt_layer=2",
                             "--no_browser")
-  assert result.returncode == 2
-  assert "--corrupt_layer=2 is not a layer of tinyllama-tiny: pass 0..1" in result.stderr
+  assert testing.one_line_error(result, "explore") == (
+      "explore: error: --corrupt_layer=2 is not a layer of tinyllama-tiny: pass 0..1")
 
 
 def test_the_tool_reports_the_perturbed_layer(served):
@@ -139,7 +141,11 @@ def test_divergence_reaches_the_tflite_ops_of_each_block(served, expected):
   data = _load(directory, "tflite_divergence")
   config = json.loads(requests.utils.unquote(url.split("data=", 1)[1]))
   served_file = pathlib.Path(config["models"][1]["url"])
-  float_file = served_file.with_name(served_file.name.replace("dynamic_int8", "none"))
+  # The float conversion it was quantized from, found in the artifact cache by its sha256.
+  parent = json.loads(served_file.with_name(served_file.stem + ".manifest.json").read_text())[
+      "conversion"]["quantized_from"]
+  float_file = next(f for f in served_file.parent.parent.glob(f"*/{parent['file']}")
+                    if hashlib.sha256(f.read_bytes()).hexdigest() == parent["sha256"])
   block_of = {p.detach().numpy().tobytes(): i for i, block in enumerate(model.transformer_blocks)
               for p in block.parameters()}
   raw = float_file.read_bytes()
@@ -190,7 +196,7 @@ def test_the_server_serves_both_models_and_their_overlays(served):
   assert len(graphs["graphs"][0]["nodes"]) > 200
   config = json.loads(requests.utils.unquote(url.split("data=", 1)[1]))
   targets = config["nodeDataTargets"]
-  assert targets == ["tinyllama-tiny.pytorch"] * 2 + ["tinyllama-tiny_dynamic_int8_corrupt1.tflite"] * 2
+  assert targets == ["tinyllama-tiny.pytorch"] * 2 + ["tinyllama-tiny_dynamic_int8_ekv128.tflite"] * 2
   names = [re.match(r"node_data://(.*)/\d+$", s).group(1) for s in config["nodeData"]]
   assert set(names) == {explore.DIVERGENCE, explore.QUANT_ERROR}
   served_data = requests.get(f"{base}/api/v1/load_node_data", params={"node_data_index": 1},
@@ -215,11 +221,17 @@ def test_chromium_shows_both_graphs_with_layer_1_in_red(served, tmp_path):
   url, _, _, _ = served
   shot = pathlib.Path(os.environ.get("LITEZOO_EXPLORE_SCREENSHOT") or tmp_path / "explore.png")
   width, height = 1800, 1100
+  # Chromium's profile holds a socket whose path must stay under 108 bytes: Bazel's test temp dir
+  # is deeper than that, so the profile gets a short temp dir of its own, removed afterwards.
+  profile = tempfile.mkdtemp(prefix="lz-chromium-", dir="/tmp")
   with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                args=["--no-sandbox", "--disable-gpu"])
+    browser = p.chromium.launch_persistent_context(
+        profile, executable_path="/usr/bin/chromium", viewport={"width": width, "height": height},
+        env={**os.environ, "TMPDIR": profile},
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--no-first-run"])
     try:
-      page = browser.new_page(viewport={"width": width, "height": height})
+      page = browser.new_page()
       page.goto(url)
       page.wait_for_selector("canvas", timeout=60_000)
       page.get_by_text(explore.DIVERGENCE).first.wait_for(timeout=60_000)
@@ -229,7 +241,7 @@ def test_chromium_shows_both_graphs_with_layer_1_in_red(served, tmp_path):
       page.get_by_text(re.compile(r"^\s*\d+ nodes\s*$")).first.click()  # the graph selector
       page.locator('[data-id="prefill_16"] .action-button').click()
       page.wait_for_function("document.querySelectorAll('canvas').length >= 2")
-      assert "tinyllama-tiny_dynamic_int8_corrupt1.tflite" in page.inner_text("body")
+      assert "tinyllama-tiny_dynamic_int8_ekv128.tflite" in page.inner_text("body")
       providers = page.get_by_text(explore.DIVERGENCE)
       for i in range(providers.count()):
         providers.nth(i).click()
@@ -247,6 +259,7 @@ def test_chromium_shows_both_graphs_with_layer_1_in_red(served, tmp_path):
       table = page.inner_text("body")
     finally:
       browser.close()
+      shutil.rmtree(profile, ignore_errors=True)
   # Panes split the width; the right pane's info panel (its table has red cells) is left out.
   panes = {"pytorch": (0, 110, width // 2 - 10, height), "tflite": (width // 2 + 10, 110, 1420, height)}
   for name, box in panes.items():

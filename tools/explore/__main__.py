@@ -59,7 +59,7 @@ def main(argv):
     console.log(f"starting Model Explorer on http://{_HOST.value}:{_PORT.value} (or the next "
                 "free port) ...")
     explore.serve(config, _HOST.value, _PORT.value, open_browser=not _NO_BROWSER.value,
-                  log=console.log)
+                  log=console.log, out=console.out)
   return 0
 
 

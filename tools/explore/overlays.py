@@ -401,14 +401,45 @@ def config(spec, variant: str, found: Exploration):
 
 # --- serving -----------------------------------------------------------------------------------------
 
+def _free_port(host: str, first: int) -> int:
+  """The first port from `first` up that nothing listens on (Model Explorer's own rule)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  for port in range(first, first + 100):
+    with socket.socket() as probe:
+      try:
+        probe.bind((host, port))
+        return port
+      except OSError:
+        continue
+  raise ExploreError(f"no free port from {first} to {first + 99} on {host}: pass --port")
+
+
 def serve(config, host: str, port: int, open_browser: bool,
-          log: Callable[[str], None] = print) -> None:
-  """Serves until Ctrl-C. Model Explorer asks PyPI for a newer version from a non-daemon thread
-  (and again for every page); offline that can hang the exit, so the check is turned off."""
+          log: Callable[[str], None] = print, out: Callable[[str], None] = print) -> None:
+  """Serves until Ctrl-C; prints (with `out`) the page's address once the server answers.
+
+  Model Explorer asks PyPI for a newer version from a non-daemon thread (and again for every
+  page); offline that can hang the exit, so the check is turned off."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
   import model_explorer  # pylint: disable=g-import-not-at-top
   from model_explorer import server  # pylint: disable=g-import-not-at-top
   server._check_new_version = lambda print_msg=True: {  # pylint: disable=protected-access
       "version": "", "runningVersion": "", "releaseUrl": "", "desktopAppUrl": ""}
+  port = _free_port(host, port)
+  url = f"http://{host}:{port}/?data={config.to_url_param_value()}"
+
+  def announce():
+    for _ in range(600):
+      with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+          out(url)
+          log("Ctrl-C stops the server")
+          return
+      time.sleep(0.1)
+
+  threading.Thread(target=announce, daemon=True).start()
   model_explorer.visualize_from_config(config=config, host=host, port=port,
                                        no_open_in_browser=not open_browser)
   log("server stopped")
