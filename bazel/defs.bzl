@@ -41,8 +41,8 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats 
     # The release tool sees only this plugin, so the release depends on no other plugin's code.
     native.py_binary(
         name = "release_tool",
-        srcs = ["//tools:release/__main__.py"],
-        main = "//tools:release/__main__.py",
+        srcs = ["//tools:release.py"],
+        main = "//tools:release.py",
         deps = [":" + name, "//tools:release_lib"],
         python_version = "PY3",
         visibility = ["//visibility:public"],

@@ -1,4 +1,4 @@
-"""A model's pinned release as Bazel actions with declared inputs (see tools/release/pins.py).
+"""A model's pinned release as Bazel actions with declared inputs (see tools/releases/pins.py).
 
 Three actions, so each is cached (locally or in a shared remote cache) on its own inputs:
 ZooConvert (weights -> .tflite), ZooBundle (.tflite + tokenizer -> .task, .litertlm) and

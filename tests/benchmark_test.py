@@ -12,7 +12,6 @@ import pytest
 
 from litezoo.tests import testing
 from litezoo.tools.bench import measure, report, weights
-from litezoo.tools.bench.target import Target
 
 TINY = ["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,32", "--kv_cache_max_len=64",
         "--depths=4,16", "--decode_tokens=3", "--repeats=2", "--ttft_prompt=8",
@@ -102,8 +101,8 @@ def test_progress_is_printed_while_it_runs(results):
 
 def test_unknown_peer_is_an_error():
   run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", "--peers=zoo,vllm")
-  assert run.returncode == 2
-  assert "unknown --peers vllm; peers: zoo" in run.stderr
+  assert testing.one_line_error(run, "benchmark").startswith(
+      "benchmark: error: unknown --peers vllm; peers: zoo")
 
 
 def test_random_checkpoint_tokenizer_matches_sentencepiece(tmp_path):
@@ -112,27 +111,32 @@ def test_random_checkpoint_tokenizer_matches_sentencepiece(tmp_path):
   weights.write_tokenizer(tmp_path, 300)
   sp = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
   hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
-  text = "the quick brown fox, 42 times!"
+  text = "the quick brown fox,  42 times!\tCaf\u00e9"
   assert sp.get_piece_size() == 300 and len(hf) == 300
   assert hf(text, add_special_tokens=False).input_ids == sp.encode(text)
+  assert hf(text).input_ids == [sp.bos_id()] + sp.encode(text)  # BOS first, as Llama's
 
 
-def test_decode_read_fraction_matches_transformers_parameter_counts():
+@pytest.mark.parametrize("model, variant", [("tinyllama", "1.1b"), ("phi2", "2.7b"),
+                                            ("smollm2", "135m")])
+def test_decode_read_fraction_matches_transformers_parameter_counts(model, variant):
+  """All weights but the embedding table (of which a step reads one row), unless the LM head is
+  that table: Phi-2's 2-matrix MLP and biases and SmolLM2's tied head included."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
-  spec = default_registry().get("tinyllama")
-  config = dict(spec.variant("1.1b").config)
+  from litezoo.tools.bench import child  # pylint: disable=g-import-not-at-top
+  spec = default_registry().get(model)
+  config = dict(spec.variant(variant).config)
   with torch.device("meta"):
-    model = transformers.AutoModelForCausalLM.from_config(
+    reference = transformers.AutoModelForCausalLM.from_config(
         transformers.AutoConfig.for_model(**config))
-  matrices = {n: p.numel() for n, p in model.named_parameters() if p.dim() == 2}
-  embedding = model.get_input_embeddings().weight.numel()
-  expected = (sum(matrices.values()) - embedding) / sum(matrices.values())
-  target = Target(spec=spec, variant="1.1b", recipe="dynamic_int8", config=config,
-                  checkpoint=pathlib.Path("."), prefill_lengths=(128,), kv_cache_max_len=1024,
-                  kv_layout="transposed", work=pathlib.Path("."), plan=None)
-  assert target.decode_read_fraction() == pytest.approx(expected, rel=1e-9)
+  params = {n: p.numel() for n, p in reference.named_parameters()}  # tied: counted once
+  total = sum(params.values())
+  embedding = reference.get_input_embeddings().weight.numel()
+  tied = config.get("tie_word_embeddings", False)
+  expected = (total - (0 if tied else embedding)) / total
+  assert child.decode_read_fraction(spec, variant) == pytest.approx(expected, rel=1e-9)
 
 
 def test_run_measured_reports_the_child_peak_rss():

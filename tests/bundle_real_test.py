@@ -8,10 +8,10 @@ side is `tools/generate`, greedy on both sides. Prints load time and speeds of b
 
 import time
 
-from litezoo.artifacts import bundle, cache
-from litezoo.conversion import convert
+
+from litezoo import pipeline
+from litezoo.artifacts import bundle
 from litezoo.core import registry
-from litezoo.runtime import tokenizer
 from litezoo.tests import testing
 
 QUESTION = "What is the capital of France?"
@@ -20,10 +20,12 @@ QUESTION = "What is the capital of France?"
 def test_smollm2_bundle_answers_like_tools_generate(tmp_path):
   import litert_lm  # pylint: disable=g-import-not-at-top
   spec = registry.Registry().get("smollm2")
-  checkpoint = convert.checkpoint_path(spec, "135m", None)
-  tflite = cache.artifact(spec, "135m", checkpoint=checkpoint)
+  weights = pipeline.weights(spec, "135m")
+  artifact = pipeline.artifact(spec, "135m", weights)
+  tok = pipeline.tokenizer(weights)
   start = time.monotonic()
-  bundles = bundle.write_bundles(spec, "135m", tflite, checkpoint, tmp_path)
+  bundles = bundle.write_bundles(artifact, tok, weights.path, tmp_path, formats=("litertlm",),
+                                 litertlm_type=spec.family.litertlm_type)
   print(f"bundled in {time.monotonic() - start:.1f} s: " +
         ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MiB" for p in bundles.values()))
 
@@ -41,7 +43,7 @@ def test_smollm2_bundle_answers_like_tools_generate(tmp_path):
                                               max_output_tokens=256)
     message = {"role": "user", "content": QUESTION}
     rendered = conversation.render_message_to_string(message)
-    assert rendered == tokenizer.load(checkpoint).chat_text([message])
+    assert rendered == tok.chat_text([message])
     start = time.monotonic()
     answer = conversation.send_message(message)["content"][0]["text"]
     seconds = time.monotonic() - start

@@ -14,7 +14,7 @@ from litezoo.quant import recipes
 from litezoo.reference.reauthored import TorchDecoder
 from litezoo.runtime import runner
 from litezoo.tests import testing
-from litezoo.tools.evaluate import perplexity as evaluate
+from litezoo.tools.evaluation import perplexity as evaluate
 
 SPEC = registry.Registry().get("tinyllama")
 CONFIG = SPEC.variant("tiny").config

@@ -31,7 +31,7 @@ from litezoo.conversion.litert import export_config
 from litezoo.core import registry
 from litezoo.reference import compare as verify
 from litezoo.tests import testing
-from litezoo.tools.explore import overlays as explore
+from litezoo.tools.explorer import overlays as explore
 
 CORRUPT = 1  # of 2 layers: layer 0 must stay clean, layer 1 must be the first bad one
 BROWSER = os.environ.get("LITEZOO_BROWSER_TESTS") == "1"

@@ -1,5 +1,7 @@
-"""An out-of-tree plugin (examples/litezoo-plugin-example), pip-installed into a temporary
-directory, is found by the tools through the `litezoo` entry-point group, only when installed."""
+"""The zoo installed with pip outside Bazel, and an out-of-tree plugin
+(examples/litezoo-plugin-example) that depends on it: pip-installed into temporary directories,
+the plugin is found through the `litezoo` entry-point group, only when installed, and the
+`litezoo` command converts it."""
 
 import importlib.metadata
 import os
@@ -11,6 +13,7 @@ import sys
 import pytest
 
 from litezoo.artifacts import files as artifacts
+from litezoo.artifacts import manifest as manifest_lib
 from litezoo.core import registry
 from litezoo.runtime import runner
 from litezoo.tests import testing
@@ -50,13 +53,14 @@ def test_installed_plugin_converts_with_the_zoo_tools(site, tmp_path):
   result = convert(tmp_path, site)
   assert result.returncode == 0, result.stderr[-3000:]
   [tflite] = tmp_path.glob("*.tflite")
-  manifest = artifacts.read_manifest(tflite)
+  manifest = manifest_lib.Artifact.read(tflite).manifest
   [installed] = importlib.metadata.distributions(name="litezoo-plugin-example", path=[str(site)])
-  assert (manifest["model"], manifest["variant"]) == (MODEL, "tiny")
-  assert manifest["plugin_version"] == installed.version
-  assert manifest["sha256"] == artifacts.sha256_file(tflite)
+  assert (manifest.model, manifest.variant) == (MODEL, "tiny")
+  assert manifest.plugin_version == installed.version
+  assert manifest.sha256 == artifacts.sha256_file(tflite)
   # The LiteRT interpreter reads the signatures the manifest promises.
-  assert runner.Runner(tflite).prefill_lengths == manifest["prefill_seq_lens"]
+  assert runner.Runner(tflite).prefill_lengths == sorted(manifest.signatures.prefill_seq_lens)
+  assert installed.requires == ["litezoo>=0.3"]  # a plugin declares the zoo it plugs into
 
 
 def test_installed_plugin_registers_through_its_entry_point(site, monkeypatch):
@@ -67,7 +71,7 @@ def test_installed_plugin_registers_through_its_entry_point(site, monkeypatch):
     [entry_point] = [e for e in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)
                      if e.name == reg.owner(MODEL)]
     assert entry_point.dist.name == "litezoo-plugin-example"
-    assert reg.get(MODEL).variant("tiny").synthetic
+    assert reg.get(MODEL).variant("tiny").random_weights
   finally:
     for module in [m for m in sys.modules if m.startswith("litezoo_plugin_example")]:
       del sys.modules[module]
@@ -76,6 +80,37 @@ def test_installed_plugin_registers_through_its_entry_point(site, monkeypatch):
 def test_plugin_is_not_visible_without_the_install(tmp_path):
   assert MODEL not in registry.Registry().names()
   result = convert(tmp_path, site=None)
-  assert result.returncode == 2
-  assert f"convert: error: unknown model '{MODEL}'" in result.stderr
-  assert not list(tmp_path.iterdir())
+  assert testing.one_line_error(result, "convert").startswith(
+      f"convert: error: unknown model '{MODEL}'")
+
+
+def test_pip_install_e_gives_import_litezoo_and_the_litezoo_command(tmp_path):
+  """`pip install -e .` of a copy of the checkout into a fresh venv (whose packages come from the
+  zoo's own venv), then the example plugin beside it: the `litezoo` command converts the plugin's
+  model, outside Bazel."""
+  checkout = tmp_path / "checkout"
+  shutil.copytree(testing.RUNFILES_ROOT / "litezoo", checkout, symlinks=False,
+                  ignore=shutil.ignore_patterns("__pycache__", "*.tflite", "bazel-*", ".venv"))
+  (checkout / "__init__.py").touch()
+  venv = tmp_path / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+  site_packages = next(venv.glob("lib/python3*/site-packages"))
+  import site as site_module  # pylint: disable=g-import-not-at-top
+  (site_packages / "zoo-venv.pth").write_text("\n".join(site_module.getsitepackages()) + "\n")
+  python = venv / "bin" / "python"
+  pip = [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--no-cache-dir", "--disable-pip-version-check", "--quiet"]
+  for args in (["-e", str(checkout)], [str(EXAMPLE)]):
+    result = subprocess.run(pip + args, capture_output=True, text=True, timeout=300,
+                            check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", registry.ALLOW_LIST_ENV)}
+  where = subprocess.run([str(python), "-c", "import litezoo; print(litezoo.__file__)"], env=env,
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+  assert where.stdout.strip() == str(checkout / "__init__.py")
+  result = subprocess.run([str(venv / "bin" / "litezoo"), "convert", f"--model={MODEL}",
+                           f"--output_dir={tmp_path / 'out'}", "--quantize=none"], env=env,
+                          capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert [p.name for p in (tmp_path / "out").glob("*.tflite")] == [
+      f"{MODEL}-tiny_none_ekv64.tflite"]

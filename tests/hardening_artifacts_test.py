@@ -27,7 +27,7 @@ from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner, tokenizer
 from litezoo.tests import testing
-from litezoo.tools.evaluate import perplexity as evaluate
+from litezoo.tools.evaluation import perplexity as evaluate
 
 SPEC = registry.Registry().get("tinyllama")
 SIGNATURES = Signatures((8,), 64)

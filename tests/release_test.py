@@ -10,7 +10,7 @@ import pytest
 from litezoo.core import registry
 from litezoo.core.spec import PackagedFile, Signatures
 from litezoo.tests import testing
-from litezoo.tools.release import pins as release
+from litezoo.tools.releases import pins as release
 
 REGISTRY = registry.Registry()
 LOCK = testing.RUNFILES_ROOT / "litezoo" / "requirements.lock"

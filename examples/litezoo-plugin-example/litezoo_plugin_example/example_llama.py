@@ -1,7 +1,7 @@
 """example_llama: a Llama-family model registered from outside the zoo's tree.
 
-The module is the same as an in-tree plugin's (plugins/<name>/<name>.py): a config, tensor names,
-a family builder and the hook. Only the way the zoo finds it differs: the `litezoo` entry point in
+The module is the same as an in-tree plugin's (plugins/<name>/<name>.py): a config, its family
+and the hook. Only the way the zoo finds it differs: the `litezoo` entry point in
 pyproject.toml instead of the plugins/ folder.
 """
 
@@ -32,11 +32,10 @@ SPEC = ModelSpec(
     name="example_llama",
     version="0.1.0",
     description="Example out-of-tree plugin: a tiny Llama with random weights",
-    # synthetic: converts with seeded random weights, no checkpoint needed.
-    variants={"tiny": Variant(CONFIG_TINY, synthetic=True)},
+    # Random weights (seeded, written once by transformers): no checkpoint needed.
+    variants={"tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="tiny",
-    build=llama.build,
-    tensor_names=llama.TIED_TENSOR_NAMES,
+    family=llama.FAMILY,
     signatures=Signatures(prefill_seq_lens=(8, 32), kv_cache_max_len=64),
     default_recipe="dynamic_int8",
 )

@@ -12,7 +12,7 @@ from absl import flags
 
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
-from litezoo.tools.release import pins as release
+from litezoo.tools.releases import pins as release
 
 _SELECT = zoo_flags.define(weights=False, recipe=False, signatures=False)
 _UPDATE_PINS = flags.DEFINE_bool("update_pins", False,
@@ -35,7 +35,7 @@ _FIGURES = flags.DEFINE_multi_string(
 
 def _workspace() -> pathlib.Path:
   return pathlib.Path(os.environ.get("BUILD_WORKSPACE_DIRECTORY") or
-                      pathlib.Path(__file__).resolve().parents[2])
+                      pathlib.Path(__file__).resolve().parents[1])
 
 
 def _path(flag) -> pathlib.Path | None:

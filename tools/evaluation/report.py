@@ -1,4 +1,4 @@
-"""The evaluation's table and plot, from its rows (tools/evaluate/__main__.py)."""
+"""The evaluation's table and plot, from its rows (tools/evaluate.py)."""
 
 import pathlib
 

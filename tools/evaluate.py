@@ -20,7 +20,7 @@ from litezoo.quant import recipes
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
-from litezoo.tools.evaluate import perplexity, report
+from litezoo.tools.evaluation import perplexity, report
 
 TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wonderland.txt"
 DEFAULT_RECIPES = [*recipes.RECIPES, "dynamic_int4_block32,embedding=int8",

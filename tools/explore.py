@@ -42,7 +42,7 @@ def main(argv):
   if not 0 < _PORT.value < 65536:
     raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port")
   s = _SELECT.selection()
-  from litezoo.tools.explore import overlays as explore  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.explorer import overlays as explore  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory(prefix="litezoo-explore-") as work:
     found = explore.prepare(s, work_dir=pathlib.Path(work), corrupt=_CORRUPT.value,
                             log=console.log)

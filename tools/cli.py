@@ -1,0 +1,23 @@
+"""The `litezoo` command of a pip install: `litezoo <tool> [flags]` runs tools/<tool>, exactly as
+`bazel run //tools:<tool> -- [flags]` and `python -m litezoo.tools.<tool> [flags]` do."""
+
+import runpy
+import sys
+
+TOOLS = ("convert", "generate", "verify", "evaluate", "bundle", "benchmark", "explore",
+         "release", "new_plugin")
+
+
+def main() -> None:
+  if len(sys.argv) < 2 or sys.argv[1] not in TOOLS:
+    given = f"unknown tool {sys.argv[1]!r}; " if len(sys.argv) > 1 else ""
+    print(f"litezoo: error: {given}usage: litezoo <tool> [--flags]; tools: {', '.join(TOOLS)}",
+          file=sys.stderr)
+    sys.exit(2)
+  tool = sys.argv.pop(1)
+  sys.argv[0] = tool  # tools name themselves after argv[0] in their errors
+  runpy.run_module(f"litezoo.tools.{tool}", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+  main()
