@@ -37,6 +37,11 @@ ROLES = ("system", "user", "assistant")
 _SAVED = ".complete"
 
 
+def is_saved(directory: os.PathLike) -> bool:
+  """True if `load` will read the tokenizer from `directory` instead of building it."""
+  return (pathlib.Path(directory) / _SAVED).exists()
+
+
 def _save(tok, directory: pathlib.Path) -> None:
   """Saves `tok` whole or not at all (a scratch directory renamed into place)."""
   import shutil  # pylint: disable=g-import-not-at-top

@@ -31,8 +31,8 @@ def main(argv):
   output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
-  written = bundle.write_bundles(artifact, pipeline.tokenizer(s.weights), s.weights.path,
-                                 output_dir, formats=formats,
+  tok = pipeline.tokenizer(s.weights, console.log)
+  written = bundle.write_bundles(artifact, tok, s.weights.path, output_dir, formats=formats,
                                  litertlm_type=s.spec.family.litertlm_type, log=console.log)
   for path in written.values():
     console.out(f"{path}  {path.stat().st_size / 2**20:.1f} MiB  sha256 "

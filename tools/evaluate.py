@@ -46,7 +46,7 @@ def main(argv):
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
                                 if n <= _WINDOW.value) or (_WINDOW.value,),
                           max(_WINDOW.value, 128))
-  tok = pipeline.tokenizer(s.weights)
+  tok = pipeline.tokenizer(s.weights, console.log)
   tokens = tok.encode(TEXT.read_text())
   prefix = []
   if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:

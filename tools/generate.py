@@ -57,7 +57,7 @@ def main(argv):
   del argv
   sampling = _check_flags()
   s = _SELECT.selection()
-  tok = pipeline.tokenizer(s.weights)
+  tok = pipeline.tokenizer(s.weights, console.log)
   use_chat = tok.chat_template is not None and not _RAW.value
   if not use_chat and (_CHAT.value or _SYSTEM.value is not None):
     raise zoo_flags.FlagError(

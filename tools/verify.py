@@ -37,7 +37,7 @@ def main(argv):
     raise zoo_flags.FlagError("--quantize picks the .tflite to check, and --no_tflite checks "
                               "none: drop one of them")
   s = _SELECT.selection()
-  tok = pipeline.tokenizer(s.weights)
+  tok = pipeline.tokenizer(s.weights, console.log)
   prompts = [tok.encode(p) for p in PROMPTS[:_PROMPTS.value]]
   kv = s.signatures.kv_cache_max_len
   longest = max(map(len, prompts)) + _DECODE_STEPS.value

@@ -345,7 +345,7 @@ def prepare(selection, *, work_dir: pathlib.Path, corrupt: int | None = None,
   kv_cache_max_len = signatures.kv_cache_max_len
   prefill_len = min(signatures.prefill_seq_lens)
   weights = selection.weights
-  prompt = pipeline.tokenizer(weights).encode("The capital of France is")
+  prompt = pipeline.tokenizer(weights, log).encode("The capital of France is")
   if len(prompt) + decode_steps > kv_cache_max_len:
     raise ExploreError(f"the prompt ({len(prompt)} tokens + {decode_steps} decode steps) must fit "
                        f"--kv_cache_max_len={kv_cache_max_len}")
