@@ -17,6 +17,10 @@ import atheris
 with atheris.instrument_imports(include=["litezoo.sources.validate", "litezoo.sources.gguf",
                                          "litezoo.sources.safetensors", "litezoo.quant.recipes",
                                          "gguf.gguf_reader"]):
+  # Imported here, not lazily inside the first input: a first input that pays for importing
+  # torch would be timed as a hang.
+  import gguf.gguf_reader  # pylint: disable=unused-import
+  import torch  # pylint: disable=unused-import
   from litezoo import sources
   from litezoo.families import llama
   from litezoo.sources import gguf as zoo_gguf, validate
