@@ -86,15 +86,27 @@ def model_config(spec: ModelSpec, variant: str, source: Source | None,
   return plugin
 
 
-def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len: int,
-               log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict]:
-  """The re-authored model with the weights loaded, and the HF config it was built from."""
+def open_checked(spec: ModelSpec, variant: str, weights: Weights,
+                 log: Callable[[str], None] = print) -> tuple[Source, dict]:
+  """The checkpoint opened, and the HF config to build from it (checked by `model_config`)."""
   source = weights.open(spec.family.gguf)
-  config = model_config(spec, variant, source, str(weights.path), log)
+  return source, model_config(spec, variant, source, str(weights.path), log)
+
+
+def build_loaded(spec: ModelSpec, config: dict, source: Source,
+                 kv_cache_max_len: int) -> torch.nn.Module:
+  """The re-authored model built from `config`, with the weights of `source` loaded."""
   model = spec.family.build(spec.family.config(config), kv_cache_max_len)
   loader.load(model, spec.family.tensor_names(spec.family.config(config)), source,
               getattr(spec.family, "is_weight", lambda _: True))
-  return model, config
+  return model
+
+
+def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len: int,
+               log: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict]:
+  """The re-authored model with the weights loaded, and the HF config it was built from."""
+  source, config = open_checked(spec, variant, weights, log)
+  return build_loaded(spec, config, source, kv_cache_max_len), config
 
 
 def signature_details(path: str | pathlib.Path) -> dict:
@@ -163,9 +175,11 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   final = output_dir / files.artifact_name(spec.name, variant, recipes.parse(recipe).file_tag,
                                            signatures.kv_cache_max_len)
   start = time.monotonic()
+  # The checkpoint's own config is checked before any stage starts: a mismatch is bad input.
+  source, config = open_checked(spec, variant, weights, log)
   stages = _Stages(log, total=4)
-  model, config = stages.run("build and load weights", load_model, spec, variant, weights,
-                             signatures.kv_cache_max_len, log)
+  model = stages.run("build and load weights", build_loaded, spec, config, source,
+                     signatures.kv_cache_max_len)
   if transform is not None:
     transform.apply(model)
   model_config = model.config
