@@ -112,13 +112,16 @@ def run_tool(tool: str, *args: str, cwd: os.PathLike | None = None,
 
 
 def one_line_error(run: subprocess.CompletedProcess, tool: str) -> str:
-  """The tool's error line, asserting it failed as bad input does: exit 2, one line on stderr,
-  no traceback, nothing on stdout."""
+  """The tool's error line, asserting it failed as bad input does: exit 2, the error on one line
+  of stderr (after the tool's own progress lines, if it had started work), no traceback, nothing
+  on stdout."""
   assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
   lines = run.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), run.stderr[-2000:]
+  errors = [line for line in lines if f"{tool}: error" in line]
+  assert errors == lines[-1:] and lines[-1].startswith(f"{tool}: error: "), run.stderr[-2000:]
+  assert not run.stdout.strip(), run.stdout[-2000:]
   assert "Traceback" not in run.stderr
-  return lines[0]
+  return lines[-1]
 
 
 def torch_modules_imported_by(*modules: str) -> list[str]:

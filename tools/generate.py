@@ -63,6 +63,9 @@ def main(argv):
     raise zoo_flags.FlagError(
         f"{s.name} has no chat template (a base model): --{'chat' if _CHAT.value else 'system'} "
         "cannot apply; use --prompt for plain completion")
+  if use_chat:  # a template that refuses the first turn is bad input: say so before converting
+    first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
+    tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
   session = generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),
