@@ -2,7 +2,7 @@
 
 import dataclasses
 import time
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -47,6 +47,25 @@ def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> 
   return int(order[rng.choice(len(order), p=probs)])
 
 
+class Constraint(Protocol):
+  """Limits which tokens may come next (constrained decoding: a grammar, a JSON schema).
+
+  Session.generate asks `finished()` before each token (True: only a stop can follow, and
+  generation ends as at a stop token), lets `mask` forbid tokens, then reports the sampled one to
+  `accept`. Stop tokens are the constraint's to allow: a grammar allows them once it is complete.
+  """
+
+  def finished(self) -> bool:
+    ...
+
+  def mask(self, logits: np.ndarray) -> None:
+    """Sets the logits ([vocab] float32) of every forbidden token to -inf, in place."""
+    ...
+
+  def accept(self, token: int) -> None:
+    ...
+
+
 @dataclasses.dataclass
 class Stats:
   prompt_tokens: int = 0
@@ -83,9 +102,14 @@ class Session:
     self.history = []
 
   def generate(self, context: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
-               on_token: Callable[[int], None] = lambda _: None) -> tuple[list[int], Stats]:
+               on_token: Callable[[int], bool | None] = lambda _: None,
+               constraint: Constraint | None = None) -> tuple[list[int], Stats]:
     """Continues from `context`, the whole token sequence so far (the cache keeps the part that
-    was already fed: only what follows the common prefix is prefilled)."""
+    was already fed: only what follows the common prefix is prefilled).
+
+    `on_token` sees each new token; returning True ends generation after it (a stop string the
+    caller found); an exception it raises ends generation too and propagates, the cache still
+    holding `history` exactly (how a server cancels). `constraint` limits the tokens sampled."""
     sampling.validate()
     if max_new_tokens <= 0:
       raise GenerationError(f"max_new_tokens must be positive, got {max_new_tokens}")
@@ -119,12 +143,22 @@ class Session:
     out: list[int] = []
     start = time.perf_counter()
     while True:
+      if constraint is not None:
+        if constraint.finished():
+          stats.stopped_by = "constraint complete"
+          break
+        logits = np.array(logits, np.float32)  # the runner's buffer is not ours to write
+        constraint.mask(logits)
       token = sample(logits, sampling, rng)
       if token in self.stop_ids:
         stats.stopped_by = "stop token"
         break
+      if constraint is not None:
+        constraint.accept(token)
       out.append(token)
-      on_token(token)
+      if on_token(token):
+        stats.stopped_by = "caller"
+        break
       if len(out) >= max_new_tokens:
         stats.stopped_by = "max_new_tokens"
         break

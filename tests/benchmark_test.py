@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from litezoo.tests import testing
-from litezoo.tools.bench import measure, report, weights
+from litezoo.tools.bench import measure, report, serving, weights
 
 TINY = ["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,32", "--kv_cache_max_len=64",
         "--depths=4,16", "--decode_tokens=3", "--repeats=2", "--ttft_prompt=8",
@@ -170,6 +170,21 @@ def test_the_zoo_is_measured_without_torch_loaded():
   runtime RSS though the zoo does not use it."""
   assert testing.torch_modules_imported_by("litezoo.tools.bench.child",
                                            "litezoo.tools.bench.zoo") == []
+
+
+def test_unknown_serving_peer_is_an_error():
+  run = testing.run_tool("benchmark", "--model=smollm2", "--serving", "--serving_peers=zoo,vllm")
+  assert testing.one_line_error(run, "benchmark").startswith(
+      "benchmark: error: unknown --serving_peers vllm; peers: zoo")
+
+
+def test_the_readme_serving_table_is_the_one_generated_from_the_committed_json():
+  root = testing.RUNFILES_ROOT / "litezoo"
+  readme = (root / "README.md").read_text()
+  results = json.loads((root / "docs" / "bench" / "serving-smollm2-135m.json").read_text())
+  assert results["schema"] == serving.SCHEMA
+  assert serving.markdown(results).strip() in readme
+  assert serving.conditions(results) in readme  # the figures with the load they were taken at
 
 
 def test_the_readme_table_is_the_one_generated_from_the_committed_json():

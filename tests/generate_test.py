@@ -96,6 +96,59 @@ def test_stop_tokens_end_generation(tiny):
   assert out == expected[:2] and stats.stopped_by == "stop token"
 
 
+def test_the_caller_ends_generation_and_a_raised_cancel_leaves_the_cache_exact(tiny):
+  path, model = tiny
+  expected = _torch_greedy(model, [1, 2, 3], 6)
+  session = generate.Session(runner.Runner(path), set())
+  seen = []
+  out, stats = session.generate([1, 2, 3], 10, on_token=lambda t: seen.append(t) or len(seen) == 2)
+  assert out == seen == expected[:2] and stats.stopped_by == "caller"
+
+  class Cancel(Exception):
+    pass
+
+  def cancel_at_third(token):
+    seen.append(token)
+    if len(seen) == 5:
+      raise Cancel()
+
+  with pytest.raises(Cancel):
+    session.generate([1, 2, 3], 10, on_token=cancel_at_third)
+  assert session.history == [1, 2, 3] + expected[:2]  # the third token was never fed
+  again, stats = session.generate([1, 2, 3, *expected[:3]], 3)  # the server's next request
+  assert stats.prompt_tokens == 1 and again == expected[3:6]
+
+
+class _EvenTokens:
+  """A constraint allowing even token ids only, complete after `length` tokens."""
+
+  def __init__(self, length):
+    self.length, self.accepted = length, []
+
+  def finished(self):
+    return len(self.accepted) >= self.length
+
+  def mask(self, logits):
+    logits[1::2] = -np.inf
+
+  def accept(self, token):
+    assert token % 2 == 0
+    self.accepted.append(token)
+
+
+def test_a_constraint_masks_the_logits_and_ends_generation(tiny):
+  path, model = tiny
+  context = [7, 8, 9]
+  expected = []
+  for _ in range(4):
+    logits = testing.zoo_logits(model, context + expected, SIGNATURES.kv_cache_max_len)[-1]
+    expected.append(2 * int(np.asarray(logits)[0::2].argmax()))  # PyTorch's best even token
+  constraint = _EvenTokens(4)
+  out, stats = generate.Session(runner.Runner(path), set()).generate(
+      context, 10, constraint=constraint)
+  assert out == expected == constraint.accepted and stats.stopped_by == "constraint complete"
+
+
 def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny):
   path, model = tiny
 

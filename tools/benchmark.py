@@ -2,6 +2,7 @@
 
   bazel run //tools:benchmark -- --model=tinyllama --variant=1.1b --quantize=dynamic_int8
   bazel run //tools:benchmark -- --markdown_from=docs/bench/tinyllama-1.1b.json   # README table
+  bazel run //tools:benchmark -- --model=smollm2 --serving    # servers: tools/bench/serving.py
 
 Every peer reads the same seeded random weights of the real size (speed does not depend on
 values), converted by its own tool, and is measured in a fresh process: conversion time and peak
@@ -38,6 +39,14 @@ _WORK_DIR = flags.DEFINE_string("work_dir", None,
 _RECONVERT = flags.DEFINE_bool("reconvert", False, "Convert again even if an earlier run did.")
 _LLAMACPP_DIR = flags.DEFINE_string("llamacpp_dir", None,
                                     "llama.cpp build (default: where setup_llamacpp.sh puts it).")
+_SERVING = flags.DEFINE_bool(
+    "serving", False, "Instead: the serving comparison (tools/bench/serving.py) with the real "
+    "weights: the zoo's server against llama-server and litert-lm serve; writes "
+    "docs/bench/serving-<model>-<variant>.{json,md}.")
+_SERVING_PEERS = flags.DEFINE_list("serving_peers", None, "Servers to compare (default: all): "
+                                   "zoo, zoo_no_reuse, llamacpp, litertlm.")
+_TURNS = flags.DEFINE_integer("turns", 5, "--serving: turns per chat.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 64, "--serving: most tokens per reply.")
 _MARKDOWN_FROM = flags.DEFINE_string("markdown_from", None,
                                      "Print the markdown table of a results JSON and exit.")
 
@@ -72,6 +81,8 @@ def main(argv):
       raise ZooError(f"{_MARKDOWN_FROM.value} is not a benchmark result ({report.SCHEMA})")
     console.out(report.markdown(results), end="")
     return 0
+  if _SERVING.value:
+    return _serving()
   peers = _PEERS.value or list(PEERS)
   unknown = [p for p in peers if p not in PEERS]
   if unknown:
@@ -174,6 +185,68 @@ def run(peers: list[str]) -> dict:
   results["targets"] = report.targets(results_peers, prefill_key)
   results["summary"] = report.summary(results)
   return results
+
+
+def _serving() -> int:
+  """The serving comparison on the selected model's real weights (tools/bench/serving.py)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench import measure, serving  # pylint: disable=g-import-not-at-top
+  peers = _SERVING_PEERS.value or list(serving.PEERS)
+  unknown = [p for p in peers if p not in serving.PEERS]
+  if unknown:
+    raise ZooError(f"unknown --serving_peers {', '.join(unknown)}; peers: "
+                   f"{', '.join(serving.PEERS)}")
+  if _TURNS.value < 2 or _MAX_TOKENS.value < 2:
+    raise ZooError("--turns and --max_tokens must be at least 2")
+  s = _SELECT.selection()
+  if s.weights.is_random:
+    raise ZooError(f"{s.name} has no real weights; --serving compares real answers")
+  name = f"{s.spec.name}-{s.variant}"
+  work = artifacts.cache_root() / "bench" / "serving" / f"{name}-{s.recipe}"
+  work.mkdir(parents=True, exist_ok=True)
+
+  def bundle() -> pathlib.Path:
+    found = sorted(work.glob("*.litertlm"))
+    if not found:
+      log(f"bundling {name} ({s.recipe}) as .litertlm")
+      run = subprocess.run([sys.executable, "-m", "litezoo.tools.bundle", f"--model={s.spec.name}",
+                            f"--variant={s.variant}", f"--quantize={s.recipe}",
+                            "--format=litertlm", f"--output_dir={work}"],
+                           capture_output=True, text=True, check=False)
+      found = sorted(work.glob("*.litertlm"))
+      if run.returncode != 0 or not found:
+        raise serving.Skipped(f"the .litertlm bundle failed: {run.stderr.strip()[-300:]}")
+    return found[0]
+
+  log = measure.log
+  started = time.time()
+  ctx = {"model": s.spec.name, "variant": s.variant, "model_id": name, "recipe": s.recipe,
+         "threads": _THREADS.value, "kv_cache_max_len": s.signatures.kv_cache_max_len,
+         "gguf": s.weights.path if s.weights.path.suffix == ".gguf" else None,
+         "litertlm": bundle, "turns": _TURNS.value, "max_tokens": _MAX_TOKENS.value,
+         "work": work,
+         "llamacpp_dir": common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None}
+  log(f"serving comparison {name} {s.recipe}, {_THREADS.value} threads, peers {', '.join(peers)}; "
+      f"load average {measure.load_average()}")
+  results = {"schema": serving.SCHEMA, "model": s.spec.name, "variant": s.variant,
+             "recipe": s.recipe, "threads": _THREADS.value,
+             "kv_cache_max_len": s.signatures.kv_cache_max_len,
+             "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
+             "load_average_start": measure.load_average(),
+             "results": serving.run(ctx, peers, log)}
+  results["machine"] = serving.machine()
+  results["seconds"] = round(time.time() - started, 1)
+  out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  stem = f"serving-{name}"
+  artifacts.write_json(out / f"{stem}.json", results)
+  table = serving.markdown(results)
+  with artifacts.atomic_path(out / f"{stem}.md") as tmp:
+    tmp.write_text(f"# Serving {name} ({s.recipe}, {_THREADS.value} threads)\n\n{table}\n"
+                   f"{serving.conditions(results)}\n")
+  console.out(table)
+  console.out(f"wrote {out / stem}.json and .md")
+  return 0
 
 
 def _bandwidth(threads: int) -> dict:

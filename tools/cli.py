@@ -4,8 +4,8 @@
 import runpy
 import sys
 
-TOOLS = ("convert", "generate", "verify", "evaluate", "bundle", "benchmark", "explore",
-         "release", "new_plugin")
+TOOLS = ("convert", "generate", "serve", "verify", "evaluate", "bundle", "benchmark",
+         "explore", "release", "new_plugin")
 
 
 def main() -> None:

@@ -1,0 +1,307 @@
+"""The OpenAI-compatible server (tools/serve.py) on tiny models, started on loopback and driven
+by the official `openai` client, httpx and curl: chat and completions, streaming and not, greedy
+answers equal to tools/generate's, prefix reuse, stop strings, constrained decoding (every answer
+validates against its JSON schema even from random weights), OpenAI-format errors, cancellation,
+the bounded queue, body limits, a short load test and a drain on SIGTERM.
+
+The full load test (200 requests) is serve_load_test (tier `integration`)."""
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from litezoo.tests import serving, testing
+from litezoo.tools.server import load
+
+KEY = "test-key"
+Server = serving.Server
+chat_args = serving.chat_args
+SIGNATURES = serving.SIGNATURES
+
+
+@pytest.fixture(scope="module")
+def chat_checkpoint(tmp_path_factory):
+  return serving.write_chat_checkpoint(tmp_path_factory.mktemp("chat"))
+
+
+@pytest.fixture(scope="module")
+def server(chat_checkpoint):
+  s = Server(*chat_args(chat_checkpoint), f"--api_key={KEY}", "--max_queue=3", "--slots=2",
+             "--max_body_bytes=65536")
+  yield s
+  assert s.stop() == 0, s.log()[-3000:]
+  assert "Traceback" not in s.log(), s.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+  return openai.OpenAI(base_url=server.v1, api_key=KEY, max_retries=0, timeout=60)
+
+
+def ask(client, text, **kwargs):
+  kwargs.setdefault("max_tokens", 12)
+  kwargs.setdefault("temperature", 0)
+  return client.chat.completions.create(model="smollm2-tiny",
+                                        messages=[{"role": "user", "content": text}], **kwargs)
+
+
+def test_models_and_health(server, client):
+  assert [m.id for m in client.models.list().data] == ["smollm2-tiny"]
+  assert client.models.retrieve("smollm2-tiny").owned_by == "litezoo"
+  health = server.health()
+  assert health["status"] == "ok" and health["max_queue"] == 3 and health["slots"] == 2
+
+
+def test_greedy_chat_equals_tools_generate(server, client, chat_checkpoint):
+  reply = ask(client, "Tell me a story.", max_tokens=10)
+  generated = testing.run_tool("generate", *chat_args(chat_checkpoint), "--prompt=Tell me a story.",
+                               "--max_new_tokens=10")
+  assert generated.returncode == 0, generated.stderr[-2000:]
+  assert reply.choices[0].message.content == generated.stdout[:-1]  # generate ends with "\n"
+  assert reply.choices[0].finish_reason == "length"
+  assert reply.usage.completion_tokens == 10 and reply.object == "chat.completion"
+
+
+def test_streaming_equals_the_whole_answer_and_reports_usage(client):
+  whole = ask(client, "Count to ten.", max_tokens=16)
+  chunks = list(ask(client, "Count to ten.", max_tokens=16, stream=True,
+                    stream_options={"include_usage": True}))
+  assert chunks[0].choices[0].delta.role == "assistant"
+  text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+  assert text == whole.choices[0].message.content
+  finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+  assert finishes[-1] == whole.choices[0].finish_reason and set(finishes[:-1]) == {None}
+  assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 16
+  assert chunks[-1].usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def test_the_next_turn_prefills_only_what_is_new(client):
+  messages = [{"role": "user", "content": "A first question, rather long, to fill the cache."}]
+  first = client.chat.completions.create(model="smollm2-tiny", messages=messages, max_tokens=8,
+                                         temperature=0)
+  messages += [{"role": "assistant", "content": first.choices[0].message.content},
+               {"role": "user", "content": "And then?"}]
+  second = client.chat.completions.create(model="smollm2-tiny", messages=messages, max_tokens=8,
+                                          temperature=0)
+  cached = second.usage.prompt_tokens_details.cached_tokens
+  assert cached >= first.usage.prompt_tokens, (cached, first.usage)
+  assert cached < second.usage.prompt_tokens
+
+
+def test_stop_strings_cut_the_answer(client):
+  full = ask(client, "Say something.", max_tokens=20).choices[0].message.content
+  stop = full[5:8]
+  assert stop.strip(), full
+  cut = ask(client, "Say something.", max_tokens=20, stop=[stop, "\x00never"])
+  assert cut.choices[0].message.content == full[:full.index(stop)]
+  assert cut.choices[0].finish_reason == "stop"
+  streamed = ask(client, "Say something.", max_tokens=20, stop=stop, stream=True)
+  assert "".join(c.choices[0].delta.content or "" for c in streamed) == full[:full.index(stop)]
+
+
+def test_completions_on_a_chat_model_and_sampling_is_seeded(client):
+  done = client.completions.create(model="smollm2", prompt="Once upon", max_tokens=6,
+                                   temperature=0)
+  assert done.object == "text_completion" and done.usage.completion_tokens == 6
+  hot = dict(model="smollm2-tiny", prompt="Once upon", max_tokens=12, temperature=1.5)
+  a = client.completions.create(seed=1, **hot).choices[0].text
+  assert a == client.completions.create(seed=1, **hot).choices[0].text
+  assert a != client.completions.create(seed=2, **hot).choices[0].text
+
+
+SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 6},
+    "age": {"type": "integer", "minimum": 0, "maximum": 130},
+    "ok": {"type": "boolean"},
+    "color": {"enum": ["red", "green", "blue"]},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}},
+    "required": ["name", "age", "ok", "color", "tags"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_json_schema_answers_validate_even_from_random_weights(client, seed):
+  reply = ask(client, "Describe a person.", max_tokens=120, temperature=1.0, seed=seed,
+              response_format={"type": "json_schema",
+                               "json_schema": {"name": "person", "schema": SCHEMA}})
+  assert reply.choices[0].finish_reason == "stop", reply.choices[0].message.content
+  jsonschema.validate(json.loads(reply.choices[0].message.content), SCHEMA)
+
+
+def test_json_object_and_regex_and_grammar(client):
+  regex = ask(client, "A date?", max_tokens=30, temperature=1.0, seed=3,
+              response_format={"type": "regex", "regex": r"\d{4}-\d{2}-\d{2}"})
+  assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", regex.choices[0].message.content)
+  grammar = ask(client, "Yes or no?", max_tokens=10, temperature=1.0, seed=4,
+                response_format={"type": "grammar", "grammar": 'start: "yes" | "no"'})
+  assert grammar.choices[0].message.content in ("yes", "no")
+  streamed = ask(client, "JSON?", max_tokens=60, temperature=0.7, seed=5, stream=True,
+                 response_format={"type": "json_schema", "json_schema": {
+                     "name": "x", "schema": {"type": "object", "properties": {
+                         "a": {"type": "integer", "maximum": 99, "minimum": 0}},
+                         "required": ["a"], "additionalProperties": False}}})
+  assert json.loads("".join(c.choices[0].delta.content or "" for c in streamed))["a"] in range(100)
+  obj = ask(client, "JSON?", max_tokens=120, response_format={"type": "json_object"})
+  if obj.choices[0].finish_reason == "stop":
+    assert isinstance(json.loads(obj.choices[0].message.content), dict)
+
+
+@pytest.mark.parametrize("kwargs, status, param, code", [
+    (dict(model="gpt-4o"), 404, "model", "model_not_found"),
+    (dict(temperature=-1), 400, "temperature", None),
+    (dict(n=2), 400, "n", "unsupported_parameter"),
+    (dict(messages=[{"role": "wizard", "content": "hi"}]), 400, "messages[0].role", None),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:,"}}]}]), 400, "messages[0].content[0]", "unsupported_content"),
+    (dict(messages=[{"role": "user", "content": "word " * 1200}]), 400, "messages",
+     "context_length_exceeded"),
+    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"type": "nonsense"}}}}}), 400,
+     "response_format.json_schema.schema", None),
+    (dict(max_tokens=0), 400, "max_tokens", None),
+    (dict(stop=["a", "b", "c", "d", "e"]), 400, "stop", None),
+])
+def test_errors_in_openai_format(client, kwargs, status, param, code):
+  request = dict(model="smollm2-tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+  with pytest.raises(openai.APIStatusError) as raised:
+    client.chat.completions.create(**{**request, **kwargs})
+  e = raised.value
+  assert e.status_code == status and e.param == param, e.body
+  if code:
+    assert e.code == code
+  assert "Traceback" not in json.dumps(e.body)
+
+
+def test_a_wrong_api_key_is_401_and_unknown_paths_404(server):
+  with pytest.raises(openai.AuthenticationError) as raised:
+    openai.OpenAI(base_url=server.v1, api_key="wrong", max_retries=0).models.list()
+  assert raised.value.code == "invalid_api_key"
+  r = httpx.get(server.url + "/v1/nothing", headers={"Authorization": f"Bearer {KEY}"})
+  assert r.status_code == 404 and r.json()["error"]["message"]
+
+
+def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(server, client):
+  headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+  r = httpx.post(server.v1 + "/chat/completions", content=b'{"model": ', headers=headers)
+  assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+  r = httpx.post(server.v1 + "/chat/completions", content=b"[" + b"1," * 40000 + b"1]",
+                 headers=headers)
+  assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+  assert ask(client, "still there?", max_tokens=2).usage.completion_tokens == 2
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_sse_framing_with_curl(server):
+  body = json.dumps({"model": "smollm2-tiny", "max_tokens": 5, "temperature": 0, "stream": True,
+                     "messages": [{"role": "user", "content": "hi"}]})
+  out = subprocess.run(["curl", "-sN", "-H", f"Authorization: Bearer {KEY}", "-H",
+                        "Content-Type: application/json", "-d", body,
+                        server.v1 + "/chat/completions"], capture_output=True, check=True)
+  text = out.stdout.decode()
+  events = text.split("\n\n")
+  assert events[-1] == "" and events[-2] == "data: [DONE]", text
+  for event in events[:-2]:
+    assert event.startswith("data: {") and "\n" not in event, event
+    assert json.loads(event[len("data: "):])["object"] == "chat.completion.chunk"
+
+
+def _long_stream(server, max_tokens=1000):
+  return httpx.stream("POST", server.v1 + "/chat/completions", headers={
+      "Authorization": f"Bearer {KEY}"}, json={
+          "model": "smollm2-tiny", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+          "messages": [{"role": "user", "content": "go on"}]}, timeout=60)
+
+
+def test_a_client_that_leaves_mid_stream_cancels_its_generation(server):
+  before = server.health()["cancelled"]
+  with _long_stream(server, 1000) as r:
+    lines = r.iter_lines()
+    next(lines)
+    next(lines)
+  deadline = time.time() + 10
+  while server.health()["cancelled"] == before and time.time() < deadline:
+    time.sleep(0.05)
+  assert server.health()["cancelled"] == before + 1
+
+
+def test_the_queue_is_bounded_with_retry_after(server):
+  results = []
+
+  def one():
+    r = httpx.post(server.v1 + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                   json={"model": "smollm2-tiny", "max_tokens": 300, "temperature": 0,
+                         "messages": [{"role": "user", "content": "keep talking"}]}, timeout=120)
+    results.append(r)
+
+  threads = [threading.Thread(target=one) for _ in range(10)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  statuses = sorted(r.status_code for r in results)
+  assert 429 in statuses and 200 in statuses and set(statuses) == {200, 429}, statuses
+  busy = next(r for r in results if r.status_code == 429)
+  assert int(busy.headers["retry-after"]) >= 1 and busy.json()["error"]["code"] == "queue_full"
+  assert server.health()["max_queued_seen"] <= 3
+
+
+def test_a_short_load_test(server):
+  prompts = [f"Question number {i}?" for i in range(6)]
+  report = load.run(server.v1, "smollm2-tiny", prompts, requests=48, concurrency=8,
+                    max_tokens=12, api_key=KEY, max_body_bytes=65536, timeout=60)
+  print(report.line())
+  assert report.ok(), report
+  assert report.max_queued_seen <= 3 and report.completion_tokens > 0
+
+
+def test_sigterm_drains_requests_under_way(chat_checkpoint):
+  s = Server(*chat_args(chat_checkpoint))
+  with _long_stream_no_key(s) as r:
+    lines = r.iter_lines()
+    next(lines)
+    s.proc.send_signal(signal.SIGTERM)
+    rest = list(lines)
+  assert "data: [DONE]" in rest
+  assert s.proc.wait(60) == 0
+  assert "stopped (" in s.log() and "Traceback" not in s.log()
+
+
+def _long_stream_no_key(server):
+  return httpx.stream("POST", server.v1 + "/chat/completions", json={
+      "model": "smollm2-tiny", "max_tokens": 1000, "temperature": 0, "stream": True,
+      "messages": [{"role": "user", "content": "go on"}]}, timeout=60)
+
+
+def test_a_base_model_serves_completions_equal_to_generate():
+  args = ("--model=tinyllama", "--variant=tiny", *SIGNATURES)
+  s = Server(*args)
+  try:
+    c = openai.OpenAI(base_url=s.v1, api_key="none", max_retries=0)
+    done = c.completions.create(model="tinyllama-tiny", prompt="hello there", max_tokens=8,
+                                temperature=0)
+    generated = testing.run_tool("generate", *args, "--prompt=hello there", "--max_new_tokens=8")
+    assert done.choices[0].text == generated.stdout[:-1]
+    with pytest.raises(openai.BadRequestError) as raised:
+      c.chat.completions.create(model="tinyllama-tiny",
+                                messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.code == "unsupported_model" and "completions" in raised.value.message
+  finally:
+    assert s.stop() == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--model=tinyllama", "--port=70000"), "--port must be in 0..65535, got 70000"),
+    (("--model=nosuchmodel",), "unknown model"),
+    (("--model=tinyllama", "--slots=0"), "--slots must be at least 1"),
+])
+def test_bad_flags_are_one_line_errors(args, message):
+  run = testing.run_tool("serve", *args)
+  assert message in testing.one_line_error(run, "serve")

@@ -1,0 +1,125 @@
+"""Serves any registered model over an OpenAI-compatible HTTP API (chat, completions, streaming,
+JSON schema), converted on first use and run in LiteRT.
+
+  bazel run //tools:serve -- --model=smollm2                 # http://127.0.0.1:8000/v1
+  bazel run //tools:serve -- --model=smollm2 --port=9000 --api_key=secret
+
+Then, from Python: `openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-")`. SIGTERM or
+Ctrl-C stops taking requests, finishes the ones under way and queued, and exits.
+"""
+
+import signal
+import socket
+import threading
+
+from absl import flags
+
+from litezoo import pipeline
+from litezoo.runtime import generate, runner
+from litezoo.tools import common, console
+from litezoo.tools import flags as zoo_flags
+
+_SELECT = zoo_flags.define()
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (loopback by default; "
+                            "0.0.0.0 exposes the server to the network).")
+_PORT = flags.DEFINE_integer("port", 8000, "TCP port (0: any free port, printed at start).")
+_API_KEY = flags.DEFINE_string("api_key", None, "If set, requests need 'Authorization: Bearer "
+                               "KEY' (as the openai client sends its api_key).")
+_MAX_QUEUE = flags.DEFINE_integer("max_queue", 16, "Requests that may wait for the model; more "
+                                  "are answered 429 with Retry-After.")
+_SLOTS = flags.DEFINE_integer("slots", 4, "KV caches kept (conversations whose next turn "
+                              "prefills only what is new); each holds kv_cache_max_len tokens.")
+_PREFIX_REUSE = flags.DEFINE_bool("prefix_reuse", True, "Keep the KV cache between requests so "
+                                   "a prompt extending an earlier one prefills only what is new "
+                                   "(--noprefix_reuse: prefill every prompt whole, to measure it).")
+_THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
+_MAX_BODY = flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest request body (413 past it).")
+_DRAIN = flags.DEFINE_float("drain_seconds", 60.0, "On SIGTERM, how long requests under way may "
+                            "take to finish.")
+
+
+def _check_flags() -> None:
+  if not 0 <= _PORT.value <= 65535:
+    raise zoo_flags.FlagError(f"--port must be in 0..65535, got {_PORT.value}")
+  for name, flag, low in (("max_queue", _MAX_QUEUE, 0), ("slots", _SLOTS, 1),
+                          ("threads", _THREADS, 1), ("max_body_bytes", _MAX_BODY, 1024)):
+    if flag.value < low:
+      raise zoo_flags.FlagError(f"--{name} must be at least {low}, got {flag.value}")
+  if _DRAIN.value < 0:
+    raise zoo_flags.FlagError(f"--drain_seconds must be >= 0, got {_DRAIN.value}")
+  if _API_KEY.value is not None and not _API_KEY.value.strip():
+    raise zoo_flags.FlagError("--api_key must not be empty")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+  """The bound listening socket; a ZooError naming the address when it cannot be had."""
+  try:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+  except socket.gaierror as e:
+    raise zoo_flags.FlagError(f"--host={host} is not an address of this machine ({e.strerror})")
+  family, _, _, _, address = infos[0]
+  sock = socket.socket(family, socket.SOCK_STREAM)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    sock.bind(address)
+  except OSError as e:
+    sock.close()
+    raise zoo_flags.FlagError(f"cannot listen on {host}:{port}: {e.strerror}; choose another "
+                              "--port (or --port=0 for any free one)") from e
+  sock.listen(128)
+  return sock
+
+
+def main(argv):
+  del argv
+  _check_flags()
+  s = _SELECT.selection()
+  tok = pipeline.tokenizer(s.weights, console.log)
+  artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
+                               signatures=s.signatures, log=console.log)
+  sock = _listen(_HOST.value, _PORT.value)  # before loading: a taken port fails at once
+
+  # pylint: disable=g-import-not-at-top
+  import uvicorn
+  from litezoo.tools.server import app as server_app
+  from litezoo.tools.server import engine as server_engine
+  from litezoo.tools.server import grammar
+
+  grammars = grammar.Grammars(tok.backend, tok.stop_ids,
+                              s.spec.variant(s.variant).config["vocab_size"])
+  grammars.prepare()  # reads the tokenizer: before the worker thread shares it
+  tok_lock = threading.Lock()
+
+  def decode(ids: list[int]) -> str:
+    with tok_lock:
+      return tok.decode(ids)
+
+  engine = server_engine.Engine(
+      lambda: generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),
+                               tok.stop_ids),
+      decode, slots=_SLOTS.value, max_queue=_MAX_QUEUE.value, grammars=grammars,
+      log=console.log, prefix_reuse=_PREFIX_REUSE.value)
+  served = server_app.Served(
+      engine=engine, model_id=s.name, aliases=(s.spec.name,), tokenizer=tok,
+      tokenizer_lock=tok_lock, grammars=grammars, api_key=_API_KEY.value,
+      max_body_bytes=_MAX_BODY.value, drain_seconds=_DRAIN.value, log=console.log)
+  config = uvicorn.Config(server_app.create_app(served), log_level="warning", access_log=False,
+                          timeout_graceful_shutdown=int(_DRAIN.value) + 5,
+                          timeout_keep_alive=30)
+  host, port = sock.getsockname()[:2]
+  shown = f"[{host}]" if ":" in host else host
+  console.log(f"serving {s.name} ({artifact.path.name}) at http://{shown}:{port}/v1; "
+              "Ctrl-C or SIGTERM stops")
+  # uvicorn drains on SIGTERM, then raises it again for the handler it found: this one, so the
+  # tool goes on to stop the engine and exits 0.
+  signal.signal(signal.SIGTERM, lambda *_: None)
+  try:
+    uvicorn.Server(config).run(sockets=[sock])
+  finally:
+    engine.stop()
+  console.log(f"serve: stopped ({engine.status()['served']} requests served)")
+  return 0
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,250 @@
+"""The OpenAI-compatible HTTP API (FastAPI on uvicorn, SSE through sse-starlette) in front of one
+Engine. Every error reaches the client in OpenAI's format; none carries a traceback.
+
+  GET  /health                  liveness, queue depth and counters (no API key needed)
+  GET  /v1/models[/{id}]        the one model served
+  POST /v1/chat/completions     through the model's chat template; stream or not
+  POST /v1/completions          plain text completion (base models, or raw on chat models)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import json
+import threading
+import time
+import traceback
+import uuid
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from litezoo.runtime.tokenizer import TokenizerError
+from litezoo.tools.server import protocol
+from litezoo.tools.server.engine import Cancelled, Engine, Job, QueueFull, Result
+from litezoo.tools.server.protocol import ApiError
+
+
+@dataclasses.dataclass
+class Served:
+  """What the app serves: the engine, its model's names and tokenizer, the limits."""
+
+  engine: Engine
+  model_id: str  # e.g. "smollm2-135m"
+  aliases: tuple[str, ...]  # other names a request may use (the model without its variant)
+  tokenizer: object  # runtime.tokenizer.HFTokenizer
+  # Held around every use of the tokenizer: the engine's worker decodes with it while handlers
+  # encode (a Rust fast tokenizer refuses concurrent use with "Already borrowed").
+  tokenizer_lock: threading.Lock
+  grammars: object | None  # grammar.Grammars
+  api_key: str | None = None
+  max_body_bytes: int = 1 << 20
+  drain_seconds: float = 30.0
+  log: Callable[[str], None] = print
+  created: int = dataclasses.field(default_factory=lambda: int(time.time()))
+
+
+def create_app(served: Served) -> FastAPI:
+  app = FastAPI(title="litezoo", docs_url=None, redoc_url=None, openapi_url=None)
+  engine = served.engine
+
+  @app.exception_handler(ApiError)
+  async def _api_error(_, e: ApiError):
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+  @app.exception_handler(StarletteHTTPException)
+  async def _http_error(_, e: StarletteHTTPException):
+    message = {404: "no such endpoint", 405: "method not allowed"}.get(e.status_code,
+                                                                       str(e.detail))
+    return JSONResponse(ApiError(e.status_code, message, code=None).body(),
+                        status_code=e.status_code, headers=getattr(e, "headers", None))
+
+  @app.exception_handler(Exception)
+  async def _bug(_, e: Exception):
+    served.log(f"serve: internal error:\n{''.join(traceback.format_exception(e)).rstrip()}")
+    return JSONResponse(ApiError(500, "internal server error (the server log has the details)",
+                                 code="internal_error").body(), status_code=500)
+
+  def _authorize(request: Request) -> None:
+    if served.api_key is None:
+      return
+    given = request.headers.get("authorization", "")
+    scheme, _, key = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(),
+                                                            served.api_key.encode()):
+      raise ApiError(401, "incorrect API key provided" if given else
+                     "no API key provided (Authorization: Bearer KEY)", code="invalid_api_key")
+
+  def _model(name: str) -> dict:
+    if name != served.model_id and name not in served.aliases:
+      raise ApiError(404, f"the model {name!r} does not exist; this server serves "
+                     f"{served.model_id!r}", param="model", code="model_not_found")
+    return {"id": served.model_id, "object": "model", "created": served.created,
+            "owned_by": "litezoo"}
+
+  async def _body(request: Request) -> dict:
+    limit = served.max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+      raise ApiError(413, f"the request body has {length} bytes; the limit is {limit}",
+                     code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+      size += len(chunk)
+      if size > limit:
+        raise ApiError(413, f"the request body is over the limit of {limit} bytes",
+                       code="request_too_large")
+      chunks.append(chunk)
+    return protocol.parse_json(b"".join(chunks))
+
+  @app.get("/health")
+  async def health():
+    return {"status": "ok", "model": served.model_id, **engine.status()}
+
+  @app.get("/v1/models")
+  async def models(request: Request):
+    _authorize(request)
+    return {"object": "list", "data": [_model(served.model_id)]}
+
+  @app.get("/v1/models/{name:path}")
+  async def model(name: str, request: Request):
+    _authorize(request)
+    return _model(name)
+
+  def _context(req: protocol.Request) -> list[int]:
+    tok = served.tokenizer
+    with served.tokenizer_lock:
+      if req.endpoint == "chat":
+        if tok.chat_template is None:
+          raise protocol.bad("messages", f"{served.model_id} has no chat template (a base "
+                             "model): use /v1/completions", code="unsupported_model")
+        try:
+          context = tok.chat(req.messages)
+        except TokenizerError as e:
+          raise protocol.bad("messages", str(e)) from e
+      else:
+        context = tok.encode(req.prompt)
+    capacity = engine.capacity
+    if len(context) >= capacity:
+      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but the "
+                     f"{'messages' if req.endpoint == 'chat' else 'prompt'} take {len(context)}:"
+                     " shorten them", param="messages" if req.endpoint == "chat" else "prompt",
+                     code="context_length_exceeded")
+    return context
+
+  async def _generate(request: Request, parse):
+    _authorize(request)
+    req = parse(await _body(request))
+    _model(req.model)
+    context = _context(req)
+    grammar = None
+    if req.response_format is not None:
+      if served.grammars is None:
+        raise protocol.bad("response_format", "constrained decoding is not available")
+      grammar = await asyncio.to_thread(served.grammars.compile, req.response_format)
+    job = Job(context, req.max_tokens, req.sampling, req.stop, grammar, req.stream)
+    try:
+      engine.submit(job)
+    except QueueFull as e:
+      raise ApiError(429, f"the server is busy ({engine.max_queue} requests wait already); "
+                     f"retry after {e.retry_after} s", code="queue_full",
+                     headers={"Retry-After": str(e.retry_after)}) from e
+    ident = ("chatcmpl-" if req.endpoint == "chat" else "cmpl-") + uuid.uuid4().hex
+    if req.stream:
+      return EventSourceResponse(_stream(req, job, ident), ping=15, sep="\n",
+                                 shutdown_grace_period=served.drain_seconds,
+                                 headers={"Cache-Control": "no-cache"})
+    result = await _wait(request, job)
+    return _response(req, ident, result)
+
+  async def _wait(request: Request, job: Job) -> Result:
+    """The job's result; cancels it if the client disconnects first."""
+    async def disconnected():
+      while (await request.receive())["type"] != "http.disconnect":
+        pass
+    watch = asyncio.ensure_future(disconnected())
+    get = asyncio.ensure_future(job.events.get())
+    try:
+      done, _ = await asyncio.wait({watch, get}, return_when=asyncio.FIRST_COMPLETED)
+      if get not in done:
+        engine.cancel(job)
+        raise ApiError(499, "the client closed the request", code="cancelled")
+      kind, value = get.result()
+    finally:
+      watch.cancel()
+      get.cancel()
+      engine.cancel(job)  # no-op once finished
+    if kind == "error":
+      raise value if isinstance(value, ApiError) else _generation_error(value)
+    return value
+
+  def _usage(r: Result) -> dict:
+    return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": r.cached_tokens}}
+
+  def _response(req, ident: str, r: Result) -> dict:
+    base = {"id": ident, "created": int(time.time()), "model": served.model_id,
+            "system_fingerprint": None}
+    if req.endpoint == "chat":
+      choice = {"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
+                "logprobs": None, "finish_reason": r.finish_reason}
+      return {**base, "object": "chat.completion", "choices": [choice], "usage": _usage(r)}
+    choice = {"index": 0, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+    return {**base, "object": "text_completion", "choices": [choice], "usage": _usage(r)}
+
+  async def _stream(req, job: Job, ident: str):
+    chat = req.endpoint == "chat"
+    base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()), "model": served.model_id, "system_fingerprint": None}
+    usage_field = {"usage": None} if req.include_usage else {}
+
+    def chunk(content: str | None, finish: str | None, role: bool = False) -> str:
+      if chat:
+        delta = {"role": "assistant", "content": ""} if role else (
+            {"content": content} if content is not None else {})
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+      else:
+        choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
+      return json.dumps({**base, "choices": [choice], **usage_field})
+
+    try:
+      if chat:
+        yield {"data": chunk(None, None, role=True)}
+      while True:
+        kind, value = await job.events.get()
+        if kind == "text":
+          yield {"data": chunk(value, None)}
+        elif kind == "done":
+          yield {"data": chunk(None, value.finish_reason)}
+          if req.include_usage:
+            yield {"data": json.dumps({**base, "choices": [], "usage": _usage(value)})}
+          break
+        else:
+          error = _generation_error(value)
+          yield {"data": json.dumps(error.body())}
+          break
+      yield {"data": "[DONE]"}
+    finally:
+      engine.cancel(job)  # the client went away (or we are done: then a no-op)
+
+  def _generation_error(e: Exception) -> ApiError:
+    if isinstance(e, Cancelled):
+      return ApiError(499, "the request was cancelled", code="cancelled")
+    return ApiError(500, "generation failed (the server log has the details)",
+                    code="internal_error")
+
+  @app.post("/v1/chat/completions")
+  async def chat_completions(request: Request):
+    return await _generate(request, protocol.chat_request)
+
+  @app.post("/v1/completions")
+  async def completions(request: Request):
+    return await _generate(request, protocol.completion_request)
+
+  return app

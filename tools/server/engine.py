@@ -1,0 +1,250 @@
+"""One model instance serving requests one at a time from a bounded queue.
+
+A worker thread owns the model: it takes jobs in arrival order and streams each one's text back
+to its asyncio handler. The model keeps `slots` KV caches (one runner each, sharing the packed
+weights through the XNNPACK weight cache); a job goes to the slot whose cached tokens share the
+longest prefix with its prompt, so the next turn of a conversation prefills only what is new
+even when other conversations ran in between (as llama-server's slots do).
+
+Cancelling a job (its client went away) removes it from the queue, or stops its generation at
+the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import math
+import threading
+import time
+import traceback
+from typing import Callable
+
+from litezoo.runtime import generate
+
+
+class QueueFull(Exception):
+  """Raised by Engine.submit when max_queue jobs wait already; `retry_after` in seconds."""
+
+  def __init__(self, retry_after: int):
+    super().__init__(f"the queue is full; retry after {retry_after} s")
+    self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+  """A job's end when its client went away (raised inside generation at the next token)."""
+
+
+@dataclasses.dataclass
+class Result:
+  """A finished job: its text (cut at a stop string), why it ended, token counts, timings."""
+
+  text: str
+  finish_reason: str  # "stop" or "length"
+  prompt_tokens: int
+  cached_tokens: int
+  completion_tokens: int
+  queue_seconds: float
+  first_token_seconds: float  # from the start of its generation
+  generation_seconds: float
+
+
+class TextAssembler:
+  """Decoded text as tokens arrive, cut at the first stop string, never splitting a UTF-8
+  character, and holding back any tail that may be the start of a stop string."""
+
+  def __init__(self, decode: Callable[[list[int]], str], stops: list[str]):
+    self.decode, self.stops = decode, stops
+    self.ids: list[int] = []
+    self.text = ""
+    self.sent = 0
+    self.stopped = False
+
+  def add(self, token: int) -> str:
+    """The new text that is safe to send; sets `stopped` when a stop string appeared."""
+    self.ids.append(token)
+    text = self.decode(self.ids)
+    if text.endswith("\ufffd"):
+      return ""  # half of a multi-byte character: wait for the rest
+    self.text = text
+    if self.stops:
+      start = max(0, self.sent - max(map(len, self.stops)))
+      found = [i for i in (text.find(s, start) for s in self.stops) if i >= 0]
+      if found:
+        self.text, self.stopped = text[:min(found)], True
+        return self._take(len(self.text))
+      hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])),
+                 default=0)
+      return self._take(len(text) - hold)
+    return self._take(len(text))
+
+  def _take(self, end: int) -> str:
+    end = max(end, self.sent)
+    chunk, self.sent = self.text[self.sent:end], end
+    return chunk
+
+  def flush(self) -> str:
+    """What is left to send once generation ended without a stop string."""
+    if not self.stopped:
+      self.text = self.decode(self.ids)
+    return self._take(len(self.text))
+
+
+class Job:
+  """One request on its way through the engine; its handler reads `events`:
+  ("text", str) while streaming, then ("done", Result) or ("error", Exception)."""
+
+  def __init__(self, context: list[int], max_tokens: int | None, sampling: generate.Sampling,
+               stops: list[str], grammar: str | None, stream: bool):
+    self.context, self.max_tokens, self.sampling = context, max_tokens, sampling
+    self.stops, self.grammar, self.stream = stops, grammar, stream
+    self.loop = asyncio.get_running_loop()
+    self.events: asyncio.Queue = asyncio.Queue()
+    self.cancelled = threading.Event()
+    self.submitted = time.perf_counter()
+
+  def emit(self, kind: str, value) -> None:
+    self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+
+class Engine:
+  """The worker thread and its queue. `make_session()` gives a Session on a fresh runner."""
+
+  def __init__(self, make_session: Callable[[], generate.Session], decode, slots: int,
+               max_queue: int, grammars=None, log: Callable[[str], None] = print,
+               prefix_reuse: bool = True):
+    self.prefix_reuse = prefix_reuse
+    self._sessions = [make_session() for _ in range(slots)]
+    self._used = [0.0] * slots  # last use, for least-recently-used among equal prefixes
+    self.capacity = self._sessions[0].runner.kv_cache_max_len
+    self._decode, self._grammars, self._log = decode, grammars, log
+    self.max_queue = max_queue
+    self._queue: collections.deque[Job] = collections.deque()
+    self._cond = threading.Condition()
+    self._stopping = False
+    self.running: Job | None = None
+    self.counts = collections.Counter()
+    self.max_queued_seen = 0
+    self._recent: collections.deque[float] = collections.deque(maxlen=16)
+    self._thread = threading.Thread(target=self._work, name="litezoo-engine", daemon=True)
+    self._thread.start()
+
+  # --- the handlers' side (event loop thread) ---------------------------------------------------
+
+  def submit(self, job: Job) -> None:
+    """Queues `job`; raises QueueFull (with a Retry-After estimate in seconds) when max_queue
+    jobs already wait, or when the engine is stopping."""
+    with self._cond:
+      if self._stopping or len(self._queue) >= self.max_queue:
+        self.counts["rejected"] += 1
+        raise QueueFull(self._retry_after())
+      self._queue.append(job)
+      self.max_queued_seen = max(self.max_queued_seen, len(self._queue))
+      self._cond.notify()
+
+  def cancel(self, job: Job) -> None:
+    """Forgets a waiting job, or stops a running one at its next token (idempotent)."""
+    with self._cond:
+      if job.cancelled.is_set():
+        return
+      job.cancelled.set()
+      if job in self._queue:
+        self._queue.remove(job)
+        self.counts["cancelled"] += 1
+
+  def status(self) -> dict:
+    with self._cond:
+      return {"queued": len(self._queue), "running": int(self.running is not None),
+              "max_queue": self.max_queue, "max_queued_seen": self.max_queued_seen,
+              "slots": len(self._sessions), **{k: self.counts[k] for k in
+                                               ("served", "cancelled", "rejected", "errors")}}
+
+  def stop(self) -> None:
+    """Finishes the running job and every queued one, then ends the worker."""
+    with self._cond:
+      self._stopping = True
+      self._cond.notify()
+    self._thread.join()
+
+  def _retry_after(self) -> int:
+    per_job = sum(self._recent) / len(self._recent) if self._recent else 1.0
+    return max(1, math.ceil(per_job * (len(self._queue) + 1)))
+
+  # --- the worker thread ------------------------------------------------------------------------
+
+  def _work(self) -> None:
+    while True:
+      with self._cond:
+        while not self._queue and not self._stopping:
+          self._cond.wait()
+        if not self._queue:
+          return
+        job = self.running = self._queue.popleft()
+      try:
+        self._run(job)
+      finally:
+        with self._cond:
+          self.running = None
+
+  def _slot(self, context: list[int]) -> int:
+    def shared(history: list[int]) -> int:
+      n = 0
+      for a, b in zip(history, context):
+        if a != b:
+          break
+        n += 1
+      return n
+    return max(range(len(self._sessions)),
+               key=lambda i: (shared(self._sessions[i].history), -self._used[i]))
+
+  def _run(self, job: Job) -> None:
+    started = time.perf_counter()
+    slot = self._slot(job.context)
+    self._used[slot] = started
+    session = self._sessions[slot]
+    if not self.prefix_reuse:
+      session.reset()  # for measuring what reuse saves: every prompt prefilled whole
+    text = TextAssembler(self._decode, job.stops)
+    first: list[float] = []
+
+    def on_token(token: int) -> bool:
+      if job.cancelled.is_set():
+        raise Cancelled()
+      if not first:
+        first.append(time.perf_counter() - started)
+      chunk = text.add(token)
+      if chunk and job.stream:
+        job.emit("text", chunk)
+      return text.stopped
+
+    try:
+      constraint = (self._grammars.constraint(job.grammar) if job.grammar is not None
+                    else None)
+      max_new = job.max_tokens or self.capacity
+      out, stats = session.generate(job.context, max_new, job.sampling, on_token, constraint)
+    except Cancelled:
+      with self._cond:
+        self.counts["cancelled"] += 1
+      job.emit("error", Cancelled())
+      return
+    except Exception as e:  # pylint: disable=broad-except
+      with self._cond:
+        self.counts["errors"] += 1
+      self._log(f"serve: generation failed:\n{traceback.format_exc().rstrip()}")
+      job.emit("error", e)
+      return
+    tail = text.flush()
+    if tail and job.stream:
+      job.emit("text", tail)
+    elapsed = time.perf_counter() - started
+    self._recent.append(elapsed)
+    with self._cond:
+      self.counts["served"] += 1
+    job.emit("done", Result(
+        text=text.text,
+        finish_reason="length" if stats.stopped_by in ("max_new_tokens", "KV cache full")
+        else "stop",
+        prompt_tokens=len(job.context), cached_tokens=len(job.context) - stats.prompt_tokens,
+        completion_tokens=len(out), queue_seconds=started - job.submitted,
+        first_token_seconds=first[0] if first else elapsed, generation_seconds=elapsed))

@@ -1,0 +1,261 @@
+"""The OpenAI API's requests and errors, read strictly: every parameter the server cannot honour is
+refused by name (400, `param` set) rather than ignored.
+
+Refs: https://platform.openai.com/docs/api-reference/chat/create and /completions/create; errors
+are `{"error": {"message", "type", "param", "code"}}` with OpenAI's HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from litezoo.runtime.generate import Sampling
+
+MAX_STOPS = 4  # as OpenAI
+# Roles the chat template sees; OpenAI's "developer" role is the system message of newer clients.
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# Accepted and without effect on a single-sequence sampler, as OpenAI documents them.
+_NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "n": 1,
+            "parallel_tool_calls": None, "tool_choice": "none", "best_of": 1, "echo": False}
+_METADATA = ("user", "metadata", "store", "service_tier")  # bookkeeping fields with no effect
+
+
+class ApiError(Exception):
+  """An answer in OpenAI's error format."""
+
+  def __init__(self, status: int, message: str, param: str | None = None,
+               code: str | None = None, kind: str | None = None,
+               headers: dict[str, str] | None = None):
+    super().__init__(message)
+    self.status, self.message, self.param, self.code = status, message, param, code
+    self.kind = kind or {400: "invalid_request_error", 401: "invalid_request_error",
+                         404: "invalid_request_error", 413: "invalid_request_error",
+                         429: "rate_limit_error", 503: "server_error"}.get(status, "server_error")
+    self.headers = headers or {}
+
+  def body(self) -> dict:
+    return {"error": {"message": self.message, "type": self.kind, "param": self.param,
+                      "code": self.code}}
+
+
+def bad(param: str | None, message: str, code: str | None = None) -> ApiError:
+  return ApiError(400, message, param=param, code=code or "invalid_value")
+
+
+@dataclasses.dataclass
+class Request:
+  """A validated generation request, chat or completion."""
+
+  model: str
+  endpoint: str  # "chat" or "completion"
+  messages: list[dict] | None  # chat: [{"role", "content": str}]
+  prompt: str | None  # completion
+  max_tokens: int | None  # None: until a stop or the KV cache is full
+  sampling: Sampling
+  stop: list[str]
+  stream: bool
+  include_usage: bool
+  response_format: dict | None
+
+
+def parse_json(raw: bytes) -> dict:
+  try:
+    body = json.loads(raw)
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from e
+  if not isinstance(body, dict):
+    raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+  return body
+
+
+def _number(body: dict, name: str, low: float, high: float, default: float) -> float:
+  value = body.get(name)
+  if value is None:
+    return default
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    raise bad(name, f"{name} must be a number, got {value!r}")
+  if not low <= value <= high:
+    raise bad(name, f"{name} must be between {low} and {high}, got {value}")
+  return float(value)
+
+
+def _integer(body: dict, name: str, low: int, default: int | None) -> int | None:
+  value = body.get(name)
+  if value is None:
+    return default
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise bad(name, f"{name} must be an integer, got {value!r}")
+  if value < low:
+    raise bad(name, f"{name} must be at least {low}, got {value}")
+  return value
+
+
+def _stop(body: dict) -> list[str]:
+  stop = body.get("stop")
+  if stop is None:
+    return []
+  stops = [stop] if isinstance(stop, str) else stop
+  if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+    raise bad("stop", "stop must be a string or a list of strings")
+  if len(stops) > MAX_STOPS:
+    raise bad("stop", f"stop takes at most {MAX_STOPS} sequences, got {len(stops)}")
+  if any(not s for s in stops):
+    raise bad("stop", "a stop sequence must not be empty")
+  return list(stops)
+
+
+def _content(content: Any, where: str) -> str:
+  """A message's text: a string, or a list of text parts (any other part is refused)."""
+  if isinstance(content, str):
+    return content
+  if isinstance(content, list):
+    texts = []
+    for j, part in enumerate(content):
+      kind = part.get("type") if isinstance(part, dict) else None
+      if kind != "text" or not isinstance(part.get("text"), str):
+        what = kind or type(part).__name__
+        raise bad(f"{where}.content[{j}]", f"{where}.content[{j}] is a {what} part; this model "
+                  "takes text only", code="unsupported_content")
+      texts.append(part["text"])
+    return "".join(texts)
+  raise bad(f"{where}.content", f"{where}.content must be a string or a list of text parts")
+
+
+def _messages(body: dict) -> list[dict]:
+  messages = body.get("messages")
+  if not isinstance(messages, list) or not messages:
+    raise bad("messages", "messages must be a non-empty list of {role, content} objects",
+              code="missing_required_parameter" if messages is None else None)
+  out = []
+  for i, m in enumerate(messages):
+    where = f"messages[{i}]"
+    if not isinstance(m, dict):
+      raise bad(where, f"{where} must be an object with role and content")
+    role = m.get("role")
+    if role not in ROLES:
+      raise bad(f"{where}.role", f"{where}.role {role!r} is not supported; roles: "
+                f"{', '.join(ROLES)}", code="unsupported_role")
+    for key in ("tool_calls", "function_call"):
+      if m.get(key):
+        raise bad(f"{where}.{key}", f"{where}.{key}: tool calls are not supported")
+    if m.get("content") is None:
+      raise bad(f"{where}.content", f"{where}.content is missing")
+    out.append({"role": ROLES[role], "content": _content(m["content"], where)})
+  return out
+
+
+def _response_format(body: dict) -> dict | None:
+  fmt = body.get("response_format")
+  if fmt is None:
+    return None
+  if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+    raise bad("response_format", "response_format must be an object with a type")
+  kind = fmt["type"]
+  if kind == "text":
+    return None
+  if kind == "json_object":
+    return {"type": "json_schema", "schema": {"type": "object"}}
+  if kind == "json_schema":
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+      raise bad("response_format.json_schema", "response_format.json_schema must be an object "
+                "with a schema object")
+    return {"type": "json_schema", "schema": spec.get("schema") or {"type": "object"}}
+  # Extensions, as LiteRT-LM's constrained decoding offers: a regular expression or a grammar
+  # (Lark or GBNF, in llguidance's dialect).
+  if kind in ("regex", "grammar"):
+    if not isinstance(fmt.get(kind), str) or not fmt[kind]:
+      raise bad(f"response_format.{kind}", f"response_format of type {kind} needs a non-empty "
+                f"{kind!r} string")
+    return {"type": kind, kind: fmt[kind]}
+  raise bad("response_format.type", f"response_format.type {kind!r} is not supported; types: "
+            "text, json_object, json_schema, regex, grammar")
+
+
+_CHAT_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+              "seed", "stop", "stream", "stream_options", "n", "response_format", "top_k",
+              "presence_penalty", "frequency_penalty", "logprobs", "tools", "tool_choice",
+              "parallel_tool_calls", *_METADATA}
+_COMPLETION_KEYS = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop",
+                    "stream", "stream_options", "n", "top_k", "presence_penalty",
+                    "frequency_penalty", "logprobs", "echo", "best_of", "suffix", *_METADATA}
+
+
+def _common(body: dict, keys: set[str]) -> None:
+  unknown = sorted(set(body) - keys)
+  if unknown:
+    raise bad(unknown[0], f"unrecognized request argument: {unknown[0]}",
+              code="unknown_parameter")
+  if not isinstance(body.get("model"), str) or not body["model"]:
+    raise bad("model", "model must be given (GET /v1/models lists it)",
+              code="missing_required_parameter")
+  for name, neutral in _NEUTRAL.items():
+    if name in body and body[name] is not None and body[name] != neutral:
+      raise bad(name, f"{name}={body[name]!r} is not supported by this server (only "
+                f"{json.dumps(neutral)})", code="unsupported_parameter")
+  if body.get("tools"):
+    raise bad("tools", "tools (function calling) are not supported by this server",
+              code="unsupported_parameter")
+  if body.get("suffix"):
+    raise bad("suffix", "suffix is not supported by this server", code="unsupported_parameter")
+
+
+def _sampling(body: dict) -> Sampling:
+  temperature = _number(body, "temperature", 0, 2, 1.0)
+  top_p = _number(body, "top_p", 0, 1, 1.0)
+  if top_p == 0:
+    raise bad("top_p", "top_p must be above 0")
+  top_k = _integer(body, "top_k", 0, 0)
+  seed = _integer(body, "seed", -2**63, None)
+  # OpenAI samples unseeded without a seed; a fresh seed per request does the same.
+  if seed is None:
+    import secrets  # pylint: disable=g-import-not-at-top
+    seed = secrets.randbits(63)
+  return Sampling(temperature, top_k, top_p, seed % 2**63)
+
+
+def _stream(body: dict) -> tuple[bool, bool]:
+  stream = body.get("stream")
+  if stream is not None and not isinstance(stream, bool):
+    raise bad("stream", f"stream must be true or false, got {stream!r}")
+  options = body.get("stream_options")
+  if options is None:
+    return bool(stream), False
+  if not stream:
+    raise bad("stream_options", "stream_options applies only with stream=true")
+  if not isinstance(options, dict) or set(options) - {"include_usage", "include_obfuscation"}:
+    raise bad("stream_options", "stream_options takes include_usage only")
+  return True, bool(options.get("include_usage"))
+
+
+def chat_request(body: dict) -> Request:
+  """Raises ApiError naming the first parameter it cannot honour."""
+  _common(body, _CHAT_KEYS)
+  messages = _messages(body)
+  max_tokens = _integer(body, "max_completion_tokens", 1, None)
+  if max_tokens is None:
+    max_tokens = _integer(body, "max_tokens", 1, None)
+  sampling = _sampling(body)
+  stream, include_usage = _stream(body)
+  return Request(body["model"], "chat", messages, None, max_tokens, sampling, _stop(body),
+                 stream, include_usage, _response_format(body))
+
+
+def completion_request(body: dict) -> Request:
+  _common(body, _COMPLETION_KEYS)
+  prompt = body.get("prompt")
+  if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+    prompt = prompt[0]
+  if not isinstance(prompt, str):
+    raise bad("prompt", "prompt must be a string (one prompt per request)",
+              code="missing_required_parameter" if prompt is None else None)
+  if not prompt:
+    raise bad("prompt", "prompt must not be empty")
+  max_tokens = _integer(body, "max_tokens", 1, 16)  # OpenAI's default for completions
+  sampling = _sampling(body)
+  stream, include_usage = _stream(body)
+  return Request(body["model"], "completion", None, prompt, max_tokens, sampling, _stop(body),
+                 stream, include_usage, None)
