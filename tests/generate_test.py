@@ -241,7 +241,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tmp_path, monkeypatch
      "--draft_tokens applies only with --speculative=prompt_lookup"),
     (("--prompt=x", "--speculative=prompt_lookup", "--temperature=0.5"),
      "--speculative is greedy only"),
-    (("--prompt=x", "--speculative=medusa"), "flag --speculative=medusa: value should be one of"),
+    (("--prompt=x", "--speculative=medusa"),
+     "unknown --speculative=medusa; choose one of none, prompt_lookup"),
     (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none"),
      "--speculative needs verify_<k> signatures, and tinyllama-tiny would have none"),
 ])

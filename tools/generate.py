@@ -26,11 +26,12 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample from the k most likely tokens 
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set with this probability.")
 _SEED = flags.DEFINE_integer("sampling_seed", 0, "Seed of sampling.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
-_SPECULATIVE = flags.DEFINE_enum(
-    "speculative", "none", ["none", "prompt_lookup"],
-    "prompt_lookup: greedy speculative decoding, drafts copied from the context and checked k at "
-    "a time by the model's verify_<k> signature; the same text as plain greedy, faster when the "
-    "reply repeats the prompt (quoting, rewriting, code edits).")
+SPECULATIVE = ("none", "prompt_lookup")
+_SPECULATIVE = flags.DEFINE_string(
+    "speculative", "none",
+    "none, or prompt_lookup: greedy speculative decoding, drafts copied from the context and "
+    "checked k at a time by the model's verify_<k> signature; the same text as plain greedy, "
+    "faster when the reply repeats the prompt (quoting, rewriting, code edits).")
 _DRAFT_TOKENS = flags.DEFINE_integer(
     "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
     "longest verify_<k>).")
@@ -54,6 +55,9 @@ def _check_flags() -> generate.Sampling:
     raise zoo_flags.FlagError(f"--threads must be at least 1, got {_THREADS.value}")
   sampling = generate.Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
   sampling.validate()
+  if _SPECULATIVE.value not in SPECULATIVE:
+    raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of "
+                              f"{', '.join(SPECULATIVE)}")
   if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
     raise zoo_flags.FlagError("--draft_tokens applies only with --speculative=prompt_lookup")
   if _SPECULATIVE.value != "none" and _TEMPERATURE.value != 0:
