@@ -17,7 +17,10 @@ from typing import Any, Mapping
 from litezoo.artifacts import files
 from litezoo.core.spec import Signatures
 
-FORMAT = 2
+# 3: prefill returns the last token's logits by default, verify_<k> and decode_w<W> signatures
+# (the signatures record says which); 2 is still read (every position, no such signatures).
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
 # The packages whose versions decide an artifact's bytes or speed: converter, quantizer, runtime,
 # bundlers. Manifests, cache keys, releases and benchmark results all record these.
 PACKAGES = ("ai-edge-litert", "ai-edge-quantizer", "gguf", "litert-converter", "litert-lm-api",
@@ -68,13 +71,12 @@ class Manifest:
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> Manifest:
-    if data.get("format") != FORMAT:
-      raise ValueError(f"manifest format {data.get('format')!r}, expected {FORMAT}")
+    if data.get("format") not in READABLE_FORMATS:
+      raise ValueError(f"manifest format {data.get('format')!r}, expected one of "
+                       f"{READABLE_FORMATS}")
     fields = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in data.items() if k in fields}
-    s = data["signatures"]
-    values["signatures"] = Signatures(tuple(s["prefill_seq_lens"]), s["kv_cache_max_len"],
-                                      s["kv_layout"])
+    values["signatures"] = Signatures.from_dict(data["signatures"])
     return cls(**values)
 
 

@@ -14,35 +14,45 @@ from litezoo.core.spec import Signatures
 
 
 def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
-  """Writes `model` as float32 .tflite with prefill_<n> signatures and a decode signature.
+  """Writes `model` as float32 .tflite with the signatures of `signatures` (core/spec.py).
 
   Inputs: tokens [1, n] int32, input_pos [n] int32, kv_cache_{k,v}_<layer> in the signatures'
-  layout; outputs: logits [1, n, vocab] and the updated cache. The mask comes from the model's own
-  mask cache.
+  layout (decode_w<W>: W entries long); outputs: logits [1, rows, vocab] float32 and the updated
+  cache. rows is n, except for prefill_<n> with prefill_logits="last": 1, the logits of the token
+  at the first maximum of input_pos (the runner gives padding slots the last real token's
+  position). The mask comes from the model's own mask cache, cut to the cache's length.
   """
   signatures.validate()
   config = model.config
   layout = kv_layout(signatures, config)
-  # Prefill returns logits too: the runner needs the next token after a prompt.
-  module = converter_module(model, export_config.ExportConfig(output_logits_on_prefill=True,
-                                                              kvcache_layout=layout))
+  cfg = export_config.ExportConfig(output_logits_on_prefill=True, kvcache_layout=layout)
+  every_row = converter_module(model, cfg)
+  last_row = converter_module(model, cfg, last_logits=True)
+  prefill = last_row if signatures.prefill_logits == "last" else every_row
   conv = converter.Converter()
-  cache = kv_cache.KVCache.from_model_config(signatures.kv_cache_max_len, config, kv_layout=layout)
-  for length in sorted(signatures.prefill_seq_lens):
-    conv.add_signature(f"prefill_{length}", module, sample_kwargs={
+
+  def add(name: str, module: nn.Module, length: int, cache_len: int) -> None:
+    conv.add_signature(name, module, sample_kwargs={
         "tokens": torch.zeros((1, length), dtype=torch.int32),
         "input_pos": torch.arange(0, length, dtype=torch.int32),
-        "kv_cache": cache,
+        "kv_cache": kv_cache.KVCache.from_model_config(cache_len, config, kv_layout=layout),
     })
-  conv.add_signature("decode", module, sample_kwargs={
-      "tokens": torch.zeros((1, 1), dtype=torch.int32),
-      "input_pos": torch.zeros((1,), dtype=torch.int32),
-      "kv_cache": cache,
-  })
+
+  full = signatures.kv_cache_max_len
+  for length in sorted(signatures.prefill_seq_lens):
+    add(f"prefill_{length}", prefill, length, full)
+  for length in sorted(signatures.verify_lengths):
+    add(f"verify_{length}", every_row, length, full)
+  add("decode", every_row, 1, full)
+  for window in sorted(signatures.decode_windows):
+    add(f"decode_w{window}", every_row, 1, window)
+  head = model.lm_head
+  model.lm_head = _LastRowHead(head)  # for the trace only: the caller's model is left as it was
   try:
     edge_model = conv.convert(lightweight_conversion=True)
     edge_model.export(path)
   finally:
+    model.lm_head = head
     _release_export_graph()
 
 
@@ -64,20 +74,54 @@ def _release_export_graph() -> None:
   getattr(proxy_tensor, "_FAKE_TENSOR_ID_TO_PROXY_MAP_FOR_EXPORT", {}).clear()
 
 
-class _WithExportConfig(nn.Module):
-  """Binds the (non-tensor) export config so torch.export only sees tensor arguments."""
+class _LastRowHead(nn.Module):
+  """The LM head applied to the one row `index` of its input [1, T, dim] when set (while a
+  last-logits prefill is traced: the head then costs one row instead of T), else to every row.
+  Installed around the model's own head, so a tied weight stays tied."""
 
-  def __init__(self, model: nn.Module, config):
+  def __init__(self, head: nn.Module):
+    super().__init__()
+    self.head = head
+    self.index = None  # int32 [1], or None
+
+  @property
+  def weight(self):
+    return self.head.weight
+
+  def forward(self, x):
+    if self.index is not None:
+      x = torch.index_select(x, 1, self.index)
+    return self.head(x)
+
+
+class _WithExportConfig(nn.Module):
+  """Binds the (non-tensor) export config so torch.export only sees tensor arguments.
+
+  last_logits: the logits of the token at the first maximum of input_pos only, [1, 1, vocab]; the
+  head gathers that row (an ARG_MAX and a GATHER in the graph). Padding slots carry the last real
+  token's position: their cache writes land past the sequence, hidden by the causal mask as
+  before, and the first maximum is the last real token whatever the padding.
+  """
+
+  def __init__(self, model: nn.Module, config, last_logits: bool = False):
     super().__init__()
     self.model = model
     self.export_config = config
+    self.last_logits = last_logits
 
   def forward(self, tokens, input_pos, kv_cache):  # pylint: disable=redefined-outer-name
-    return self.model(tokens, input_pos, kv_cache, export_config=self.export_config)
+    head = self.model.lm_head
+    if self.last_logits and isinstance(head, _LastRowHead):
+      head.index = torch.argmax(input_pos).reshape(1).to(torch.int32)
+    try:
+      return self.model(tokens, input_pos, kv_cache, export_config=self.export_config)
+    finally:
+      if isinstance(head, _LastRowHead):
+        head.index = None
 
 
-def converter_module(model: nn.Module, config) -> nn.Module:
-  return _WithExportConfig(model, config).eval()
+def converter_module(model: nn.Module, config, last_logits: bool = False) -> nn.Module:
+  return _WithExportConfig(model, config, last_logits).eval()
 
 
 def quantize_file(src: str, recipe) -> bytes:

@@ -116,19 +116,54 @@ class UnsupportedConfigError(ZooError, ValueError):
 KV_LAYOUTS = ("transposed", "default")
 
 
+# What prefill_<n> returns: "last" = the logits of the last real token only, [1, 1, vocab] (all
+# that generation reads; the LM head runs on one row instead of n), "all" = every position,
+# [1, n, vocab] (what files converted before format 3 of the manifest return).
+PREFILL_LOGITS = ("last", "all")
+
+
 @dataclasses.dataclass(frozen=True)
 class Signatures:
-  """Export signatures: prefill at each length plus decode, sharing one set of weights."""
+  """Export signatures sharing one set of weights.
+
+  - prefill_<n> for each of `prefill_seq_lens`: n tokens in, logits per `prefill_logits`;
+  - decode: one token in, its logits [1, 1, vocab], over the full `kv_cache_max_len` cache;
+  - verify_<k> for each of `verify_lengths`: k tokens in, the logits of every one [1, k, vocab]
+    (speculative decoding scores k draft tokens per weight read; scoring and verification read
+    every position of a prompt through them);
+  - decode_w<W> for each of `decode_windows`: decode over a cache of only W < kv_cache_max_len
+    entries, so a short context does not attend over (and read) the whole cache; the runner
+    switches to the next larger cache as the context grows.
+  """
 
   prefill_seq_lens: tuple[int, ...]
   kv_cache_max_len: int
   kv_layout: str = "transposed"
+  prefill_logits: str = "last"
+  verify_lengths: tuple[int, ...] = ()
+  decode_windows: tuple[int, ...] = ()
 
   def validate(self) -> None:
-    """Raises SignatureError naming the bad length or layout."""
+    """Raises SignatureError naming the bad length, window or layout."""
     if self.kv_layout not in KV_LAYOUTS:
       raise SignatureError(f"unknown kv cache layout {self.kv_layout!r}; choose one of "
                            f"{', '.join(KV_LAYOUTS)}")
+    if self.prefill_logits not in PREFILL_LOGITS:
+      raise SignatureError(f"unknown prefill logits {self.prefill_logits!r}; choose one of "
+                           f"{', '.join(PREFILL_LOGITS)}")
+    for k in self.verify_lengths:
+      if not 2 <= k <= self.kv_cache_max_len:
+        raise SignatureError(f"verify length {k} must be between 2 and the kv cache length "
+                             f"{self.kv_cache_max_len}")
+    for w in self.decode_windows:
+      if not 0 < w < self.kv_cache_max_len:
+        raise SignatureError(f"decode window {w} must be between 1 and the kv cache length "
+                             f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
+                             "decode")
+    for name, values in (("verify lengths", self.verify_lengths),
+                         ("decode windows", self.decode_windows)):
+      if len(set(values)) != len(values):
+        raise SignatureError(f"duplicate {name} in {list(values)}")
     if not self.prefill_seq_lens:
       raise SignatureError("at least one prefill length is needed")
     if self.kv_cache_max_len <= 0:
@@ -143,11 +178,23 @@ class Signatures:
 
   @property
   def names(self) -> list[str]:
-    return [f"prefill_{n}" for n in sorted(self.prefill_seq_lens)] + ["decode"]
+    return ([f"prefill_{n}" for n in sorted(self.prefill_seq_lens)] +
+            [f"verify_{k}" for k in sorted(self.verify_lengths)] + ["decode"] +
+            [f"decode_w{w}" for w in sorted(self.decode_windows)])
 
   def as_dict(self) -> dict:
     return {"prefill_seq_lens": sorted(self.prefill_seq_lens),
-            "kv_cache_max_len": self.kv_cache_max_len, "kv_layout": self.kv_layout}
+            "kv_cache_max_len": self.kv_cache_max_len, "kv_layout": self.kv_layout,
+            "prefill_logits": self.prefill_logits, "verify_lengths": sorted(self.verify_lengths),
+            "decode_windows": sorted(self.decode_windows)}
+
+  @classmethod
+  def from_dict(cls, data) -> Signatures:
+    """The inverse of as_dict; a record without the newer fields (manifest format 2) describes a
+    file whose prefill returns every position and that has no verify or window signatures."""
+    return cls(tuple(data["prefill_seq_lens"]), data["kv_cache_max_len"], data["kv_layout"],
+               data.get("prefill_logits", "all"), tuple(data.get("verify_lengths", ())),
+               tuple(data.get("decode_windows", ())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,11 +46,13 @@ class HFDecoder:
     self.past, self.position = None, 0
 
   @torch.no_grad()
-  def prefill(self, tokens: list[int]) -> np.ndarray:
+  def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+    """Logits [len(tokens), vocab] with `all_logits`, else [1, vocab] (runtime/decoder.py)."""
     out = self.model(torch.tensor([tokens]), past_key_values=self.past, use_cache=True)
     self.past = out.past_key_values
     self.position += len(tokens)
-    return out.logits[0].float().numpy()
+    logits = out.logits[0].float().numpy()
+    return logits if all_logits else logits[-1:]
 
   def decode(self, token: int) -> np.ndarray:
     return self.prefill([token])[0]

@@ -23,8 +23,9 @@ class TorchDecoder:
     self.position = 0
 
   @torch.no_grad()
-  def prefill(self, tokens: list[int]) -> np.ndarray:
-    """Logits [len(tokens), vocab] of `tokens`, fed after what the cache holds."""
+  def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+    """Logits of `tokens`, fed after what the cache holds: [len(tokens), vocab] with
+    `all_logits`, else the last row [1, vocab] (runtime/decoder.py)."""
     if self.position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
@@ -32,7 +33,8 @@ class TorchDecoder:
     out = self.model(torch.tensor([tokens], dtype=torch.int32), positions, self.cache)
     self.cache = out["kv_cache"]
     self.position += len(tokens)
-    return out["logits"][0].numpy()
+    logits = out["logits"][0].numpy()
+    return logits if all_logits else logits[-1:]
 
   def decode(self, token: int) -> np.ndarray:
     return self.prefill([token])[0]

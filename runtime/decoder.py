@@ -22,8 +22,10 @@ class Decoder(Protocol):
   def reset(self) -> None:
     """Empties the cache (position 0)."""
 
-  def prefill(self, tokens: list[int]) -> np.ndarray:
-    """Feeds `tokens` after what is cached; returns their logits [len(tokens), vocab]."""
+  def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+    """Feeds `tokens` after what is cached; returns the logits of the last one [1, vocab] (all
+    that generation reads), or of every one [len(tokens), vocab] with `all_logits` (scoring,
+    verification)."""
 
   def decode(self, token: int) -> np.ndarray:
     """Feeds one token; returns its logits [vocab]."""

@@ -1,4 +1,5 @@
-"""Text generation on the LiteRT runner: prefill, decode through the KV cache, sampling, stops."""
+"""Text generation on the LiteRT runner: prefill, decode through the KV cache, sampling, stops,
+and greedy speculative decoding with prompt-lookup drafts."""
 
 import dataclasses
 import time
@@ -66,6 +67,46 @@ class Constraint(Protocol):
     ...
 
 
+@dataclasses.dataclass(frozen=True)
+class PromptLookup:
+  """Speculative decoding with drafts from the context itself (prompt lookup): the tokens that
+  followed the latest earlier occurrence of the context's last n-gram (n from ngram_max down to
+  ngram_min) are scored in one verify_<k> call, and as many as the model agrees with are kept.
+  Method: Saxena, "Prompt Lookup Decoding" (2023), github.com/apoorvumang/prompt-lookup-decoding;
+  verification as in Leviathan et al., "Fast Inference from Transformers via Speculative
+  Decoding" (2023), greedy case. ngram_min=2 by default: one-token matches rarely continue
+  (measured in docs/speed.md)."""
+
+  draft_tokens: int = 0  # 0: the longest verify signature's k - 1
+  ngram_max: int = 3
+  ngram_min: int = 2
+
+  def validate(self) -> None:
+    if self.draft_tokens < 0 or not 1 <= self.ngram_min <= self.ngram_max:
+      raise GenerationError(f"prompt lookup needs draft_tokens >= 0 and 1 <= ngram_min <= "
+                            f"ngram_max, got {self}")
+
+
+def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
+                  ngram_min: int = 1) -> list[int]:
+  """The at most `max_draft` tokens that followed the latest earlier occurrence of the longest
+  suffix n-gram of `history` (n from ngram_max down to ngram_min); [] if there is none."""
+  h = np.asarray(history, np.int64)
+  size = len(h)
+  if max_draft <= 0:
+    return []
+  for n in range(ngram_max, ngram_min - 1, -1):
+    if size <= n:
+      continue
+    # Starts i of h[i:i+n] == the last n tokens, with at least one token after the match.
+    windows = np.lib.stride_tricks.sliding_window_view(h[:size - 1], n)
+    hits = np.flatnonzero((windows == h[size - n:]).all(axis=1))
+    if len(hits):
+      start = int(hits[-1]) + n
+      return h[start:start + max_draft].tolist()
+  return []
+
+
 @dataclasses.dataclass
 class Stats:
   prompt_tokens: int = 0
@@ -73,6 +114,14 @@ class Stats:
   generated_tokens: int = 0
   decode_seconds: float = 0.0
   stopped_by: str = ""
+  # Speculative decoding: draft tokens scored, and how many of them the model agreed with.
+  verify_calls: int = 0
+  drafted: int = 0
+  accepted: int = 0
+
+  @property
+  def acceptance(self) -> float:
+    return self.accepted / self.drafted if self.drafted else 0.0
 
   @property
   def prefill_tps(self) -> float:
@@ -85,8 +134,11 @@ class Stats:
     return steps / self.decode_seconds if self.decode_seconds else 0.0
 
   def line(self) -> str:
+    spec = (f"; {self.verify_calls} verify calls, {self.accepted}/{self.drafted} draft tokens "
+            f"accepted" if self.verify_calls else "")
     return (f"prefill {self.prompt_tokens} tokens at {self.prefill_tps:.1f} tok/s, decode "
-            f"{self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s ({self.stopped_by})")
+            f"{self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s ({self.stopped_by}"
+            f"{spec})")
 
 
 class Session:
@@ -103,18 +155,29 @@ class Session:
 
   def generate(self, context: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
                on_token: Callable[[int], bool | None] = lambda _: None,
+               speculative: PromptLookup | None = None,
                constraint: Constraint | None = None) -> tuple[list[int], Stats]:
     """Continues from `context`, the whole token sequence so far (the cache keeps the part that
     was already fed: only what follows the common prefix is prefilled).
 
     `on_token` sees each new token; returning True ends generation after it (a stop string the
     caller found); an exception it raises ends generation too and propagates, the cache still
-    holding `history` exactly (how a server cancels). `constraint` limits the tokens sampled."""
+    holding `history` exactly (how a server cancels). `constraint` limits the tokens sampled.
+
+    With `speculative` (greedy only; the runner needs verify_<k> signatures), drafts from the
+    context are scored k tokens per call: the tokens are exactly those of plain greedy decoding,
+    since each one kept is the argmax of the logits the model computed for its position. Raises
+    GenerationError for options that cannot apply.
+    """
     sampling.validate()
     if max_new_tokens <= 0:
       raise GenerationError(f"max_new_tokens must be positive, got {max_new_tokens}")
     if not context:
       raise GenerationError("the prompt is empty")
+    draft_len = self._draft_len(speculative, sampling)
+    if draft_len and constraint is not None:
+      raise GenerationError("speculative decoding and constrained decoding do not combine here: "
+                            "drop one")
     capacity = self.runner.kv_cache_max_len
     if len(context) >= capacity:
       raise GenerationError(
@@ -142,34 +205,86 @@ class Session:
     stats.prefill_seconds = time.perf_counter() - start
     out: list[int] = []
     start = time.perf_counter()
+    # Tokens to emit (None: the constraint is complete); the last one is not in the cache yet.
+    new = self._sample(logits, sampling, rng, constraint)
     while True:
-      if constraint is not None:
-        if constraint.finished():
-          stats.stopped_by = "constraint complete"
-          break
-        logits = np.array(logits, np.float32)  # the runner's buffer is not ours to write
-        constraint.mask(logits)
-      token = sample(logits, sampling, rng)
-      if token in self.stop_ids:
-        stats.stopped_by = "stop token"
-        break
-      if constraint is not None:
-        constraint.accept(token)
-      out.append(token)
-      if on_token(token):
-        stats.stopped_by = "caller"
-        break
-      if len(out) >= max_new_tokens:
-        stats.stopped_by = "max_new_tokens"
+      stop = self._emit(new, out, max_new_tokens, on_token, constraint)
+      if stop:
+        stats.stopped_by = stop
         break
       if self.runner.position >= capacity:
         stats.stopped_by = "KV cache full"
         break
-      logits = self.runner.decode(token)
-      self.history.append(token)
+      pending = out[-1]
+      draft = []
+      if draft_len:
+        room = min(draft_len, capacity - self.runner.position - 1, max_new_tokens - len(out))
+        draft = prompt_lookup(self.history + [pending], room, speculative.ngram_max,
+                              speculative.ngram_min)
+      if not draft:
+        logits = self.runner.decode(pending)
+        self.history.append(pending)
+        new = self._sample(logits, sampling, rng, constraint)
+        continue
+      base = self.runner.position
+      best = self.runner.verify([pending] + draft).argmax(axis=-1)
+      accepted = 0
+      while accepted < len(draft) and int(best[accepted]) == draft[accepted]:
+        accepted += 1
+      stats.verify_calls += 1
+      stats.drafted += len(draft)
+      stats.accepted += accepted
+      # The pending token and the accepted drafts stay in the cache; the rest is rewound.
+      self.runner.position = base + 1 + accepted
+      self.history += [pending] + draft[:accepted]
+      new = draft[:accepted] + [int(best[accepted])]
     stats.decode_seconds = time.perf_counter() - start
     stats.generated_tokens = len(out)
     return out, stats
+
+  def _draft_len(self, speculative: PromptLookup | None, sampling: Sampling) -> int:
+    """Draft tokens per verify call (0: no speculation); refuses what cannot apply."""
+    if speculative is None:
+      return 0
+    speculative.validate()
+    if sampling.temperature != 0:
+      raise GenerationError("speculative decoding here is greedy only: drop the sampling options "
+                            "or the speculation")
+    lengths = getattr(self.runner, "verify_lengths", None)
+    if not lengths:
+      raise GenerationError("speculative decoding needs verify_<k> signatures, which this model "
+                            "has none of: convert it with --verify_lengths=8")
+    longest = max(lengths) - 1
+    return min(speculative.draft_tokens, longest) if speculative.draft_tokens else longest
+
+  @staticmethod
+  def _sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator,
+              constraint: Constraint | None) -> list[int] | None:
+    """The next token as a one-token list, or None when the constraint allows only a stop."""
+    if constraint is not None:
+      if constraint.finished():
+        return None
+      logits = np.array(logits, np.float32)  # the runner's buffer is not ours to write
+      constraint.mask(logits)
+    return [sample(logits, sampling, rng)]
+
+  def _emit(self, new: list[int] | None, out: list[int], max_new_tokens: int,
+            on_token: Callable[[int], bool | None], constraint: Constraint | None) -> str:
+    """Appends `new` to `out` up to a stop token, the caller's stop or the limit; returns why it
+    stopped, or ""."""
+    if new is None:
+      return "constraint complete"
+    for token in new:
+      if token in self.stop_ids:
+        return "stop token"
+      if constraint is not None:
+        constraint.accept(token)
+      out.append(token)
+      if on_token(token):
+        return "caller"
+      if len(out) >= max_new_tokens:
+        return "max_new_tokens"
+    return ""
 
 
 class Chat:
@@ -190,11 +305,12 @@ class Chat:
     self.messages = self.messages[:1] if self.system is not None else []
 
   def send(self, text: str, max_new_tokens: int, sampling: Sampling = Sampling(),
-           on_token: Callable[[int], None] = lambda _: None) -> tuple[str, Stats]:
+           on_token: Callable[[int], None] = lambda _: None,
+           speculative: PromptLookup | None = None) -> tuple[str, Stats]:
     """Adds the user's `text`, generates the reply; returns (reply text, stats)."""
     messages = [*self.messages, {"role": "user", "content": text}]
     context = self.tokenizer.chat(messages)  # raises before anything changes
-    out, stats = self.session.generate(context, max_new_tokens, sampling, on_token)
+    out, stats = self.session.generate(context, max_new_tokens, sampling, on_token, speculative)
     reply = self.tokenizer.decode(out)
     self.messages = [*messages, {"role": "assistant", "content": reply}]
     return reply, stats

@@ -50,13 +50,21 @@ class Runner:
 
   `position` is how many tokens the cache holds; setting it lower rewinds for free (entries past it
   are hidden by the causal mask and overwritten by later calls).
+
+  Signatures it uses (core.spec.Signatures): prefill_<n> (the last token's logits, or every
+  token's in files converted before manifest format 3), verify_<k> (every token's logits),
+  decode, and decode_w<W> (decode over a cache of only W entries). Each window has its own cache
+  buffers; the used prefix is copied into the next set when the sequence moves (into a window at
+  the first decode after a prefill, up to a larger one as it grows, back to the full cache before
+  a prefill or verify).
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
                backend: str = "compiled", weight_cache: bool = True,
-               kv_layout: str | None = None):
+               kv_layout: str | None = None, use_windows: bool = True):
     """`model` is a .tflite path (its manifest, when beside it, gives the KV layout) or its
-    bytes; `kv_layout` overrides. Raises ValueError for a file that is not a zoo LLM."""
+    bytes; `kv_layout` overrides; `use_windows=False` decodes over the full cache only. Raises
+    ValueError for a file that is not a zoo LLM."""
     if kv_layout is None and not isinstance(model, (bytes, bytearray)):
       from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
       found = manifest.find(model)
@@ -69,15 +77,22 @@ class Runner:
       raise ValueError(f"unknown runner backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     self.backend = backend
     signatures = self._backend.signatures
-    self.prefill_lengths = sorted(
-        int(m.group(1)) for name in signatures if (m := re.fullmatch(r"prefill_(\d+)", name)))
+    found = lambda pattern: sorted(
+        int(m.group(1)) for name in signatures if (m := re.fullmatch(pattern, name)))
+    self.prefill_lengths = found(r"prefill_(\d+)")
+    self.verify_lengths = found(r"verify_(\d+)")
+    self.windows = found(r"decode_w(\d+)") if use_windows else []
     if not self.prefill_lengths or "decode" not in signatures:
       raise ValueError(f"not a zoo LLM: signatures are {sorted(signatures)}, expected "
                        "prefill_<n> and decode")
     cache = self._backend.cache_spec
     self.kv_layout = kv_layout or guess_layout(cache["kv_cache_k_0"][0], cache["kv_cache_v_0"][0])
-    k_axis, _ = kv_sequence_axis(self.kv_layout)
+    k_axis, v_axis = kv_sequence_axis(self.kv_layout)
+    self._seq_axes = {n: k_axis if n.startswith("kv_cache_k_") else v_axis for n in cache}
     self.kv_cache_max_len = int(cache["kv_cache_k_0"][0][k_axis])
+    # Old files (manifest format 2) return every position from prefill.
+    self.prefill_all_logits = all(self._backend.rows(f"prefill_{n}") == n
+                                  for n in self.prefill_lengths)
     self.reset()
 
   @property
@@ -85,48 +100,111 @@ class Runner:
     """The XNNPACK weight cache file in use, if any."""
     return getattr(self._backend, "weight_cache_path", None)
 
+  @property
+  def scores_all_positions(self) -> bool:
+    """True if prefill(all_logits=True) works: prefill returns every position, or the file has
+    verify_<k> signatures."""
+    return self.prefill_all_logits or bool(self.verify_lengths)
+
   def reset(self) -> None:
     self._backend.clear_cache()
+    self._home = None  # the cache set holding the sequence: None = the full cache, else a window
+    self._full_until_prefill = False
     self.position = 0
 
-  def prefill(self, tokens: list[int]) -> np.ndarray:
-    """Feeds `tokens` after what is cached; returns their logits [len(tokens), vocab].
+  def _move(self, window: int | None) -> None:
+    """Copies the first `position` entries of every layer's cache into the set `window`."""
+    if window != self._home:
+      self._backend.copy_cache(self._home, window, self.position, self._seq_axes)
+      self._home = window
 
-    Uses the smallest prefill signature that fits, and several chunks if none does. Padding slots
-    write cache entries past the sequence, which the causal mask hides and decode overwrites.
+  def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
+    """Feeds `tokens` after what is cached; returns the logits of the last one [1, vocab], or of
+    every one [len(tokens), vocab] with `all_logits`.
+
+    Uses the smallest signature that fits (prefill_<n>; verify_<k> for all_logits when prefill
+    returns only the last row), and several chunks if none does. Padding slots get the last real
+    token's position (where a last-logits prefill finds that token) and write cache entries past
+    the sequence, which the causal mask hides and later calls overwrite. Raises ValueError if the
+    tokens do not fit the cache, or all_logits is asked of a file that cannot give them.
     """
     if not tokens:
       raise ValueError("prefill needs at least one token")
     if self.position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
+    self._full_until_prefill = False
+    kind, lengths = "prefill", self.prefill_lengths
+    if all_logits and not self.prefill_all_logits:
+      if not self.verify_lengths:
+        raise ValueError("this model's prefill returns the last token's logits only and it has "
+                         "no verify_<k> signature: convert it with --verify_lengths (or "
+                         "--prefill_logits=all) to score every position")
+      kind, lengths = "verify", self.verify_lengths
+    self._move(None)
     logits = []
     rest = list(tokens)
     while rest:
       # A padded slot past the cache end would make the cache update clamp and shift: only use
       # signatures that fit the room left; near the end, feed tokens one by one through decode.
-      usable = [n for n in self.prefill_lengths if n <= self.kv_cache_max_len - self.position]
+      usable = [n for n in lengths if n <= self.kv_cache_max_len - self.position]
       if not usable:
-        logits.extend(self.decode(t)[None] for t in rest)
+        logits.extend(self._decode(t, None)[None] for t in rest)
         break
       fitting = [n for n in usable if n >= len(rest)]
       length = fitting[0] if fitting else usable[-1]
       chunk, rest = rest[:length], rest[length:]
       padded = np.zeros((1, length), np.int32)
       padded[0, :len(chunk)] = chunk
-      positions = np.arange(self.position, self.position + length, dtype=np.int32)
-      logits.append(self._backend.run(f"prefill_{length}", padded, positions, len(chunk)))
+      positions = np.full((length,), self.position + len(chunk) - 1, np.int32)
+      positions[:len(chunk)] = np.arange(self.position, self.position + len(chunk))
+      out = self._backend.run(f"{kind}_{length}", padded, positions, len(chunk))
+      if all_logits:
+        logits.append(out)
+      elif not rest:
+        logits.append(out[-1:])
       self.position += len(chunk)
-    return np.concatenate(logits)
+    return np.concatenate(logits)[-1:] if not all_logits else np.concatenate(logits)
+
+  def verify(self, tokens: list[int]) -> np.ndarray:
+    """Feeds `tokens` and returns the logits of every one [len(tokens), vocab] (speculative
+    decoding scores a draft with one call); the caller rewinds `position` to the accepted ones.
+    Until the next prefill, decode then stays on the full cache: moving between a window and the
+    full cache at every step would copy the cache twice per step."""
+    try:
+      return self.prefill(tokens, all_logits=True)
+    finally:
+      self._full_until_prefill = True
 
   def decode(self, token: int) -> np.ndarray:
     """Feeds one token; returns its logits [vocab]."""
     if self.position >= self.kv_cache_max_len:
       raise ValueError(f"the KV cache of {self.kv_cache_max_len} tokens is full")
-    out = self._backend.run("decode", np.array([[token]], np.int32),
-                            np.array([self.position], np.int32), 1)
+    window = None
+    if not self._full_until_prefill:
+      window = next((w for w in self.windows if w > self.position), None)
+    return self._decode(token, window)
+
+  def _decode(self, token: int, window: int | None) -> np.ndarray:
+    self._move(window)
+    out = self._backend.run("decode" if window is None else f"decode_w{window}",
+                            np.array([[token]], np.int32), np.array([self.position], np.int32), 1)
     self.position += 1
     return out[0]
+
+
+def _copy_prefix(src: np.ndarray, dst_shape, n: int, axis: int) -> np.ndarray:
+  """A zero array of `dst_shape` holding the first `n` entries of `src` along `axis`."""
+  out = np.zeros(dst_shape, src.dtype)
+  index = (slice(None),) * axis + (slice(0, n),)
+  out[index] = src[index]
+  return out
+
+
+def _window_of(signature: str) -> int | None:
+  """The cache a signature runs on: a decode window's length, or None for the full cache."""
+  m = re.fullmatch(r"decode_w(\d+)", signature)
+  return int(m.group(1)) if m else None
 
 
 class _InterpreterBackend:
@@ -140,23 +218,40 @@ class _InterpreterBackend:
       self.interpreter = litert.Interpreter(model_path=str(model), num_threads=num_threads)
     self.signatures = self.interpreter.get_signature_list()
     self._runners = {name: self.interpreter.get_signature_runner(name) for name in self.signatures}
-    decode = self._runners.get("decode")
-    decode_inputs = decode.get_input_details() if decode else {}
-    self.cache_spec = {n: (d["shape"], d["dtype"]) for n, d in sorted(decode_inputs.items())
-                       if n.startswith("kv_cache_")}
+    self.cache_spec, self._specs = {}, {}
+    for name, runner in self._runners.items():
+      if name == "decode" or _window_of(name) is not None:
+        spec = {n: (d["shape"], d["dtype"]) for n, d in sorted(runner.get_input_details().items())
+                if n.startswith("kv_cache_")}
+        self._specs[_window_of(name)] = spec
+    self.cache_spec = self._specs.get(None, {})
+
+  def rows(self, signature: str) -> int:
+    return int(self._runners[signature].get_output_details()["logits"]["shape"][1])
 
   def clear_cache(self) -> None:
-    self.cache = {n: np.zeros(shape, dtype) for n, (shape, dtype) in self.cache_spec.items()}
+    self.caches = {window: {n: np.zeros(shape, dtype) for n, (shape, dtype) in spec.items()}
+                   for window, spec in self._specs.items()}
+
+  def copy_cache(self, src, dst, n: int, seq_axes) -> None:
+    self.caches[dst] = {name: _copy_prefix(array, self._specs[dst][name][0], n, seq_axes[name])
+                        for name, array in self.caches[src].items()}
 
   def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
-    out = self._runners[signature](tokens=tokens, input_pos=positions, **self.cache)
-    for name in self.cache:
-      self.cache[name] = out[name]
-    return out["logits"][0, :rows]
+    cache = self.caches[_window_of(signature)]
+    out = self._runners[signature](tokens=tokens, input_pos=positions, **cache)
+    for name in cache:
+      cache[name] = out[name]
+    logits = out["logits"][0]
+    return logits[:rows] if len(logits) > 1 else logits
 
 
 class _CompiledBackend:
-  """CompiledModel with tensor buffers made once; the KV buffers are shared by all signatures."""
+  """CompiledModel with tensor buffers made once. The KV buffers (one set for the full cache, one
+  per decode window) are bound as both input and output of every signature running on them, so a
+  call updates them in place. (TensorBuffer.create_from_host_memory would let numpy own them and
+  a window be a view, but it makes 1-D buffers, which run_by_name refuses: "Cannot auto-resize
+  tensor kv_cache_k_0: no dims_signature exists"; so a move copies through read and write.)"""
 
   def __init__(self, model, num_threads: int, weight_cache: bool):
     from ai_edge_litert import compiled_model, options  # pylint: disable=g-import-not-at-top
@@ -187,32 +282,52 @@ class _CompiledBackend:
     self.cache_spec = {}
     if "decode" not in self.signatures:
       return  # not a zoo LLM: Runner says so
-    inputs = self.model.get_input_tensor_details("decode")
-    self.cache_spec = {n: (d["shape"], np.dtype(d["dtype"])) for n, d in sorted(inputs.items())
-                       if n.startswith("kv_cache_")}
     # Feeding a signature's cache output back as its input is safe: each cache input is read only
     # by the DYNAMIC_UPDATE_SLICE that writes the output, and tests/runner_test.py checks every
     # step against the interpreter.
-    self._cache = {n: self.model.create_input_buffer_by_name("decode", n) for n in self.cache_spec}
-    self._io = {}
+    self._specs, self.caches = {}, {}
     for name in self.signatures:
+      if name == "decode" or _window_of(name) is not None:
+        inputs = self.model.get_input_tensor_details(name)
+        spec = {n: (tuple(d["shape"]), np.dtype(d["dtype"])) for n, d in sorted(inputs.items())
+                if n.startswith("kv_cache_")}
+        self._specs[_window_of(name)] = spec
+        self.caches[_window_of(name)] = {n: self.model.create_input_buffer_by_name(name, n)
+                                         for n in spec}
+    self.cache_spec = self._specs[None]
+    self._io, self._rows = {}, {}
+    for name in self.signatures:
+      cache = self.caches[_window_of(name)]
+      self._rows[name] = int(self.model.get_output_tensor_details(name)["logits"]["shape"][1])
       self._io[name] = (
           {"tokens": self.model.create_input_buffer_by_name(name, "tokens"),
-           "input_pos": self.model.create_input_buffer_by_name(name, "input_pos"), **self._cache},
-          {"logits": self.model.create_output_buffer_by_name(name, "logits"), **self._cache})
+           "input_pos": self.model.create_input_buffer_by_name(name, "input_pos"), **cache},
+          {"logits": self.model.create_output_buffer_by_name(name, "logits"), **cache})
     self._vocab = int(self.model.get_output_tensor_details("decode")["logits"]["shape"][-1])
 
+  def rows(self, signature: str) -> int:
+    return self._rows[signature]
+
   def clear_cache(self) -> None:
-    for name, buffer in self._cache.items():
-      shape, dtype = self.cache_spec[name]
-      buffer.write(np.zeros(shape, dtype))
+    for window, buffers in self.caches.items():
+      for name, buffer in buffers.items():
+        shape, dtype = self._specs[window][name]
+        buffer.write(np.zeros(shape, dtype))
+
+  def copy_cache(self, src, dst, n: int, seq_axes) -> None:
+    for name, buffer in self.caches[src].items():
+      shape, dtype = self._specs[src][name]
+      data = buffer.read(int(np.prod(shape)), dtype).reshape(shape)
+      self.caches[dst][name].write(_copy_prefix(data, self._specs[dst][name][0], n,
+                                                seq_axes[name]))
 
   def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
     inputs, outputs = self._io[signature]
     inputs["tokens"].write(tokens)
     inputs["input_pos"].write(positions)
     self.model.run_by_name(signature, inputs, outputs)
-    # Only the first `rows` rows are real tokens: read just those.
+    # Only the first `rows` rows are real tokens (a last-logits prefill has one): read just those.
+    rows = min(rows, self._rows[signature])
     return outputs["logits"].read(rows * self._vocab, np.float32).reshape(rows, self._vocab)
 
 

@@ -26,7 +26,8 @@ from litezoo.sources import random_weights
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
-SIGNATURES = Signatures((8, 16), 64)
+# As the plugins ship: verify_<k> and a decode window beside prefill and decode.
+SIGNATURES = Signatures((8, 16), 64, verify_lengths=(8,), decode_windows=(32,))
 PROMPTS = ["The quick brown fox", "zq", "Paris? London! Rome.", "0123456789abcdefghij"]
 # BOS from the template, as Llama 3's and Gemma's templates write it: LiteRT-LM renders bos_token
 # empty and puts the start token first, so both sides feed the same tokens.

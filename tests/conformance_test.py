@@ -27,7 +27,11 @@ if os.environ.get("TEST_TOTAL_SHARDS"):
   MODELS = MODELS[int(os.environ["TEST_SHARD_INDEX"])::int(os.environ["TEST_TOTAL_SHARDS"])]
   if os.environ.get("TEST_SHARD_STATUS_FILE"):
     open(os.environ["TEST_SHARD_STATUS_FILE"], "w").close()  # tells Bazel sharding is understood
-SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
+# The float file has every kind of signature: verify_8, and decode windows 12 and 24 that the
+# decode steps below cross into the full cache; the int8 one the plain ones.
+SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40, verify_lengths=(8,),
+                        decode_windows=(12, 24))
+INT8_SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
 FLOAT_ATOL = 1e-4  # float32 .tflite vs PyTorch, on logits of magnitude ~1
 INT8_ATOL = 0.25   # dynamic_int8 vs float, measured ~0.02-0.05 on these tiny models
 DECODE_STEPS = 6
@@ -47,8 +51,8 @@ class Case:
         self.spec, self.variant, weights, SIGNATURES.kv_cache_max_len, log=lambda _: None)
     self.artifacts = {
         recipe: pipeline.artifact(self.spec, self.variant, weights, recipe=recipe,
-                                  signatures=SIGNATURES, log=lambda _: None)
-        for recipe in ("none", "dynamic_int8")
+                                  signatures=signatures, log=lambda _: None)
+        for recipe, signatures in (("none", SIGNATURES), ("dynamic_int8", INT8_SIGNATURES))
     }
     self.files = {recipe: a.path for recipe, a in self.artifacts.items()}
     vocab = self.config["vocab_size"]
@@ -76,12 +80,16 @@ def test_pytorch_matches_transformers(case):
 
 
 @pytest.mark.parametrize("prompt_len", [5, 8, 16, 23])  # padded, exact, larger, chunked (16 + 7)
-def test_float_tflite_matches_pytorch_through_prefill_and_decode(case, prompt_len):
+def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, prompt_len):
+  """Every position through verify_8, the last one through prefill, then decode steps through
+  the windows (5..10 in 12; 8..13 from 12 into 24; 16..21 in 24; 23..28 into the full cache)."""
   rng = np.random.default_rng(prompt_len)
   prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
   run = runner.Runner(case.files["none"])
-  np.testing.assert_allclose(run.prefill(prompt), case.torch_logits(prompt), atol=FLOAT_ATOL,
-                             rtol=0)
+  want = case.torch_logits(prompt)
+  np.testing.assert_allclose(run.prefill(prompt, all_logits=True), want, atol=FLOAT_ATOL, rtol=0)
+  run.reset()
+  np.testing.assert_allclose(run.prefill(prompt), want[-1:], atol=FLOAT_ATOL, rtol=0)
   tokens = list(prompt)
   for _ in range(DECODE_STEPS):
     tokens.append(int(rng.integers(3, case.config["vocab_size"])))
@@ -92,13 +100,15 @@ def test_float_tflite_matches_pytorch_through_prefill_and_decode(case, prompt_le
 def test_every_signature_is_exercised(case):
   run = runner.Runner(case.files["none"])
   assert run.prefill_lengths == sorted(SIGNATURES.prefill_seq_lens)
+  assert run.verify_lengths == sorted(SIGNATURES.verify_lengths)
+  assert run.windows == sorted(SIGNATURES.decode_windows)
   assert run.kv_cache_max_len == SIGNATURES.kv_cache_max_len
 
 
 def test_int8_keeps_greedy_tokens_and_logits_within_tolerance(case):
   run = runner.Runner(case.files["dynamic_int8"])
   logits = run.prefill(case.prompt)
-  np.testing.assert_allclose(logits, case.torch_logits(case.prompt), atol=INT8_ATOL, rtol=0)
+  np.testing.assert_allclose(logits, case.torch_logits(case.prompt)[-1:], atol=INT8_ATOL, rtol=0)
   tokens = [int(logits[-1].argmax())]
   for _ in range(DECODE_STEPS - 1):
     tokens.append(int(run.decode(tokens[-1]).argmax()))

@@ -42,18 +42,21 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
   assert manifest["plugin_version"] == SPEC.version
   assert manifest["recipe"]["name"] == "none"
   assert (manifest["checkpoint"]["kind"], manifest["checkpoint"]["seed"]) == ("random", 0)
+  # The plugin's verify_8 kept, its decode windows (256, 512) left out: they do not fit 32.
   assert manifest["signatures"] == {"prefill_seq_lens": [8, 16], "kv_cache_max_len": 32,
-                                    "kv_layout": "transposed"}
+                                    "kv_layout": "transposed", "prefill_logits": "last",
+                                    "verify_lengths": [8], "decode_windows": []}
   assert manifest["versions"]["litert-torch"] == "0.10.0"
   assert manifest["conversion"]["peak_rss_bytes"] > 0
   sigs = manifest["signature_details"]
-  assert sorted(sigs) == ["decode", "prefill_16", "prefill_8"]
+  assert sorted(sigs) == ["decode", "prefill_16", "prefill_8", "verify_8"]
   assert sigs["prefill_8"]["inputs"]["tokens"] == {"dtype": "int32", "shape": [1, 8]}
   assert sigs["decode"]["inputs"]["input_pos"] == {"dtype": "int32", "shape": [1]}
   # The transposed layout: K [batch, kv heads, kv length, head dim], V [.., head dim, kv length]
   assert sigs["decode"]["inputs"]["kv_cache_k_1"]["shape"] == [1, 2, 32, 16]
   assert sigs["decode"]["inputs"]["kv_cache_v_1"]["shape"] == [1, 2, 16, 32]
-  assert sigs["prefill_16"]["outputs"]["logits"]["shape"] == [1, 16, 256]
+  assert sigs["prefill_16"]["outputs"]["logits"]["shape"] == [1, 1, 256]  # the last token's
+  assert sigs["verify_8"]["outputs"]["logits"]["shape"] == [1, 8, 256]  # every token's
 
 
 def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
@@ -83,6 +86,12 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
     (["--model=phi2"], "phi2-2.7b has no pinned source here: pass --checkpoint=DIR"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,x"],
      "--prefill_seq_lens must be a comma-separated list of integers, got '8,x'"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=32", "--decode_windows=64"],
+     "decode window 64 must be between 1 and the kv cache length 32 (exclusive)"),
+    (["--model=tinyllama", "--variant=tiny", "--verify_lengths=1"],
+     "verify length 1 must be between 2 and the kv cache length"),
+    (["--model=tinyllama", "--variant=tiny", "--prefill_logits=some"],
+     "unknown prefill logits 'some'; choose one of last, all"),
 ])
 def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp_path, args,
                                                                               message):
@@ -129,7 +138,12 @@ def test_a_transposed_cache_as_long_as_a_head_is_wide_runs(tmp_path):
   assert (run.kv_layout, run.kv_cache_max_len) == ("transposed", 16)
   model = testing.load(SPEC, SPEC.variant("tiny").config, _tiny_weights(SPEC).path, 16)
   np.testing.assert_allclose(run.prefill(testing.PROMPT),
-                             testing.zoo_logits(model, testing.PROMPT, 16), atol=1e-4, rtol=0)
+                             testing.zoo_logits(model, testing.PROMPT, 16)[-1:], atol=1e-4, rtol=0)
+  # No verify_<k>, and prefill returns the last token only: every position cannot be had.
+  assert not run.scores_all_positions
+  with pytest.raises(ValueError, match="no verify_<k> signature: convert it with "
+                                       "--verify_lengths"):
+    run.prefill([1, 2, 3], all_logits=True)
 
 
 def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):

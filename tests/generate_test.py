@@ -1,6 +1,7 @@
 """Generation on tiny variants: the LiteRT path gives PyTorch's greedy tokens through padded,
-exact and chunked prefill; chat turns reuse the KV cache, and a refused turn leaves the
-conversation as it was; sampling is seeded; limits and options that cannot apply are errors."""
+exact and chunked prefill; speculative decoding (prompt lookup + verify_<k>) gives plain greedy's
+tokens exactly; chat turns reuse the KV cache, and a refused turn leaves the conversation as it
+was; sampling is seeded; limits and options that cannot apply are errors."""
 
 import json
 
@@ -15,7 +16,8 @@ from litezoo.sources import random_weights
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
-SIGNATURES = Signatures((8, 16), 64)
+# What the CLI flags below give with the plugin's verify_8 (its decode windows do not fit 64).
+SIGNATURES = Signatures((8, 16), 64, verify_lengths=(8,))
 CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64")
 # A chat template in plain text: the tiny tokenizer has no special tokens.
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
@@ -65,6 +67,54 @@ def test_greedy_generation_matches_pytorch(tiny, prompt_len):
   assert out == _torch_greedy(model, context, 6)
   assert stats.stopped_by == "max_new_tokens" and stats.generated_tokens == 6
   assert stats.prefill_tps > 0 and stats.decode_tps > 0
+
+
+def test_prompt_lookup_drafts_the_continuation_of_the_latest_match():
+  history = [1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
+  assert generate.prompt_lookup(history, 3) == [7, 8, 5]  # the latest 1 2 3, not the first
+  assert generate.prompt_lookup(history, 1) == [7]
+  assert generate.prompt_lookup([4, 5, 6, 5], 4, ngram_min=1) == [6, 5]  # a 1-gram match
+  assert generate.prompt_lookup([4, 5, 6, 5], 4, ngram_min=2) == []
+  assert generate.prompt_lookup([1, 2, 3], 4) == []
+  assert generate.prompt_lookup(history, 0) == []
+
+
+@pytest.mark.parametrize("prompt_len", [3, 12, 37])
+def test_speculative_greedy_gives_plain_greedy_tokens(tiny, prompt_len):
+  """A repetitive prompt, so drafts are made and some accepted: the output is token for token
+  plain greedy's (itself checked against PyTorch above), up to the limit or the cache end (37)."""
+  path, _ = tiny
+  rng = np.random.default_rng(prompt_len)
+  phrase = [int(t) for t in rng.integers(0, 256, 5)]
+  context = (phrase * 8)[:prompt_len]
+  plain, plain_stats = generate.Session(runner.Runner(path), set()).generate(context, 40)
+  fast, stats = generate.Session(runner.Runner(path), set()).generate(
+      context, 40, speculative=generate.PromptLookup(ngram_min=1))
+  assert fast == plain and stats.stopped_by == plain_stats.stopped_by
+  assert stats.verify_calls > 0 and stats.accepted > 0
+  assert "draft tokens accepted" in stats.line()
+
+
+def test_speculative_turns_reuse_the_cache_like_plain_ones(tiny):
+  path, _ = tiny
+  lookup = generate.PromptLookup(draft_tokens=3)
+  session = generate.Session(runner.Runner(path), stop_ids=set())
+  first = [5, 6, 7, 8, 5, 6, 7]
+  out1, _ = session.generate(first, 6, speculative=lookup)
+  second = first + out1 + [5, 6]
+  out2, stats = session.generate(second, 6, speculative=lookup)
+  assert stats.prompt_tokens == 3
+  fresh, _ = generate.Session(runner.Runner(path), set()).generate(second, 6)
+  assert out2 == fresh
+
+
+def test_speculative_options_that_cannot_apply_are_refused(tiny, tmp_path):
+  session = generate.Session(runner.Runner(tiny[0]), set())
+  with pytest.raises(generate.GenerationError, match="speculative decoding here is greedy only"):
+    session.generate([1, 2], 4, generate.Sampling(temperature=1.0),
+                     speculative=generate.PromptLookup())
+  with pytest.raises(generate.GenerationError, match="1 <= ngram_min <= ngram_max"):
+    session.generate([1, 2], 4, speculative=generate.PromptLookup(ngram_min=4))
 
 
 def test_a_second_turn_reuses_the_cache_and_equals_a_fresh_run(tiny):
@@ -220,6 +270,9 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tmp_path, monkeypatch
   artifact = pipeline.artifact(SPEC, "tiny", weights, signatures=SIGNATURES,
                                log=lambda m: pytest.fail(m))  # cached: no conversion, no message
   assert artifact.path.exists()
+  fast = testing.run_tool("generate", *args, "--speculative=prompt_lookup")
+  assert fast.returncode == 0, fast.stderr[-3000:]
+  assert fast.stdout == first.stdout and "converting" not in fast.stderr
   verbose = testing.run_tool("generate", *args, "--verbose")
   assert verbose.returncode == 0 and "INFO" in verbose.stderr  # --verbose shows them
 
@@ -237,6 +290,14 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tmp_path, monkeypatch
      "--system needs the chat template, which --raw turns off"),
     (("--chat", "--raw"), "--chat talks through the chat template and --raw turns it off"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
+    (("--prompt=x", "--draft_tokens=3"),
+     "--draft_tokens applies only with --speculative=prompt_lookup"),
+    (("--prompt=x", "--speculative=prompt_lookup", "--temperature=0.5"),
+     "--speculative is greedy only"),
+    (("--prompt=x", "--speculative=medusa"),
+     "unknown --speculative=medusa; choose one of none, prompt_lookup"),
+    (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none"),
+     "--speculative needs verify_<k> signatures, and tinyllama-tiny would have none"),
 ])
 def test_cli_bad_options_and_options_that_cannot_apply_are_one_line(args, message):
   result = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", *CLI, *args)

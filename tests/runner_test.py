@@ -1,8 +1,8 @@
 """The CompiledModel runner against the LiteRT Interpreter reference on tiny converted models: the
-same logits through chunked prefill, decode, rewind and reset; the XNNPACK weight cache is written
+same logits through chunked prefill, decode (moving between decode windows), verify, rewind and
+reset; last-token prefill, verify and windows against PyTorch; the XNNPACK weight cache is written
 once, published atomically, reused by a second start, and never handed to XNNPACK half-written."""
 
-import dataclasses
 import os
 import pathlib
 import subprocess
@@ -22,13 +22,15 @@ from litezoo.runtime import runner
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
-SIGNATURES = Signatures((8, 16), 64)
+# verify_4 and decode windows of 16 and 32 entries, so a session crosses both into the full cache.
+SIGNATURES = Signatures((8, 16), 64, verify_lengths=(4,), decode_windows=(16, 32))
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
   """Converted tiny models, float and dynamic int8 (same seeded random weights), and the float
-  one again with litert-torch's default KV cache layout."""
+  one again with litert-torch's default KV cache layout and all-position prefill logits (what
+  files before manifest format 3 return), no verify and no windows."""
   directory = tmp_path_factory.mktemp("tiny")
   weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
   found = {recipe: convert.convert(SPEC, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
@@ -36,7 +38,7 @@ def models(tmp_path_factory):
            for recipe in ("none", "dynamic_int8")}
   found["none-default-layout"] = convert.convert(
       SPEC, "tiny", weights, recipe="none",
-      signatures=dataclasses.replace(SIGNATURES, kv_layout="default"),
+      signatures=Signatures((8, 16), 64, kv_layout="default", prefill_logits="all"),
       output_dir=directory / "default", log=lambda _: None).path
   found["weights"] = weights.path
   return found
@@ -49,10 +51,21 @@ def cache_root(tmp_path, monkeypatch):
 
 
 def _drive(run: runner.Runner, tokens: list[int]) -> tuple[list[np.ndarray], list[int]]:
-  """A session touching every path: chunked prefill (16+16+5), greedy decode, a rewind, a
-  padded prefill after it, a reset, and prefill up to the cache end (the tail fed through decode).
-  Returns every logits array and the greedy tokens."""
-  logits, greedy = [run.prefill(tokens)], []
+  """A session touching every path: a short prompt and greedy decode through windows 16 and 32
+  into the full cache, verify, chunked prefill (16+16+5), a rewind, a padded prefill after it, a
+  reset, and prefill up to the cache end (the tail fed through decode). Returns every logits
+  array and the greedy tokens."""
+  logits, greedy = [run.prefill(tokens[:5])], []
+  for _ in range(36):  # positions 5..40: windows 16, 32, then the full cache
+    greedy.append(int(logits[-1].reshape(-1, logits[-1].shape[-1])[-1].argmax()))
+    logits.append(run.decode(greedy[-1]))
+  run.position = 10
+  logits.append(run.decode(greedy[0]))  # back into window 16 after a rewind
+  if run.scores_all_positions:
+    logits.append(run.verify(tokens[5:9]))
+    logits.append(run.prefill(tokens[:9], all_logits=True))
+  run.reset()
+  logits.append(run.prefill(tokens))
   for _ in range(12):
     greedy.append(int(logits[-1].reshape(-1, logits[-1].shape[-1])[-1].argmax()))
     logits.append(run.decode(greedy[-1]))
@@ -73,6 +86,8 @@ def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
   reference = runner.Runner(models[recipe], backend="interpreter")
   assert fast.backend == "compiled" and reference.backend == "interpreter"
   assert fast.prefill_lengths == reference.prefill_lengths == [8, 16]
+  assert fast.verify_lengths == reference.verify_lengths == [4]
+  assert fast.windows == reference.windows == [16, 32]
   assert fast.kv_cache_max_len == reference.kv_cache_max_len == 64
   got, got_greedy = _drive(fast, tokens)
   want, want_greedy = _drive(reference, tokens)
@@ -87,16 +102,20 @@ def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
 
 
 def test_both_kv_cache_layouts_give_the_same_logits(models):
-  """The zoo exports the transposed layout; litert-torch's default must read back just as well."""
+  """The zoo exports the transposed layout; litert-torch's default must read back just as well.
+  The default-layout file also has all-position prefill and no windows: the last-token graph and
+  the windows give the same logits as the plain graph."""
   tokens = [int(t) for t in np.random.default_rng(2).integers(0, 256, 37)]
   transposed = runner.Runner(models["none"])
   default = runner.Runner(models["none-default-layout"])
   assert transposed.kv_cache_max_len == default.kv_cache_max_len == 64
   shapes = {name: list(spec[0]) for name, spec in transposed._backend.cache_spec.items()}  # pylint: disable=protected-access
   assert shapes["kv_cache_k_0"] == [1, 2, 64, 16] and shapes["kv_cache_v_0"] == [1, 2, 16, 64]
+  assert default.prefill_all_logits and not transposed.prefill_all_logits
   got, got_greedy = _drive(transposed, tokens)
   want, want_greedy = _drive(default, tokens)
   assert got_greedy == want_greedy
+  assert len(got) == len(want)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, atol=1e-5, rtol=0)
 
@@ -107,9 +126,37 @@ def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
   run = runner.Runner(models["none"])
   run.prefill([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12])
   run.position = 4  # keep 9 8 7 6, forget the rest
-  tail = run.prefill([40, 41, 42])
+  tail = run.prefill([40, 41, 42], all_logits=True)
   np.testing.assert_allclose(
       tail, testing.zoo_logits(model, [9, 8, 7, 6, 40, 41, 42], 64)[4:], atol=1e-4, rtol=0)
+
+
+def test_last_token_prefill_verify_and_windows_match_pytorch(models):
+  """Prefill returns the last token's logits only (one row, padding or not, chunked or not),
+  prefill(all_logits) and verify every row through verify_4, and decode through windows 16 and
+  32 into the full cache: each against the re-authored PyTorch model on the whole sequence."""
+  model = testing.load(SPEC, SPEC.variant("tiny").config, models["weights"],
+                       SIGNATURES.kv_cache_max_len)
+  tokens = [int(t) for t in np.random.default_rng(3).integers(0, 256, 45)]
+  want = testing.zoo_logits(model, tokens, 64)
+  run = runner.Runner(models["none"])
+  for length in (3, 8, 11, 37):  # padded, exact, two signatures, chunked
+    run.reset()
+    got = run.prefill(tokens[:length])
+    assert got.shape == (1, want.shape[-1])
+    np.testing.assert_allclose(got[0], testing.zoo_logits(model, tokens[:length], 64)[-1],
+                               atol=1e-4, rtol=0)
+  run.reset()
+  np.testing.assert_allclose(run.prefill(tokens[:11], all_logits=True), want[:11], atol=1e-4,
+                             rtol=0)
+  run.reset()
+  run.prefill(tokens[:5])
+  for position in range(5, 45):  # windows 16 and 32, then the full cache
+    np.testing.assert_allclose(run.decode(tokens[position]), want[position], atol=1e-4, rtol=0)
+  run.position = 20
+  np.testing.assert_allclose(run.verify(tokens[20:24]), want[20:24], atol=1e-4, rtol=0)
+  run.position = 22  # keep two of the four: the cache goes on like the whole sequence
+  np.testing.assert_allclose(run.decode(tokens[22]), want[22], atol=1e-4, rtol=0)
 
 
 def test_model_bytes_run_too_and_share_the_file_cache(models, cache_root):

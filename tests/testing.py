@@ -60,7 +60,7 @@ def hf_logits(model, tokens: list[int]) -> np.ndarray:
 
 def zoo_logits(model, tokens: list[int], kv_cache_max_len: int) -> np.ndarray:
   """The re-authored model's logits on `tokens`, from an empty KV cache."""
-  return TorchDecoder(model, kv_cache_max_len).prefill(tokens)
+  return TorchDecoder(model, kv_cache_max_len).prefill(tokens, all_logits=True)
 
 
 def check_matches_transformers(spec, variant: str = "tiny") -> None:

@@ -138,7 +138,8 @@ def run(peers: list[str]) -> dict:
   work.mkdir(parents=True, exist_ok=True)
   target = Target(spec=spec, variant=variant, recipe=recipe, config=config, checkpoint=checkpoint,
                   prefill_lengths=plan.prefill_lengths, kv_cache_max_len=kv,
-                  kv_layout=signatures.kv_layout, work=work, plan=plan,
+                  kv_layout=signatures.kv_layout, zoo_signatures=signatures.as_dict(),
+                  work=work, plan=plan,
                   seed=_SEED.value, decode_read_fraction=read_fraction,
                   reconvert=_RECONVERT.value,
                   llamacpp_dir=common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None)
@@ -169,7 +170,7 @@ def run(peers: list[str]) -> dict:
       "model": spec.name, "variant": variant, "recipe": recipe,
       "weights": {"kind": "random", "seed": _SEED.value, "checkpoint": str(checkpoint)},
       "signatures": {"prefill_lengths": list(plan.prefill_lengths), "kv_cache_max_len": kv,
-                     "kv_layout": signatures.kv_layout},
+                     "kv_layout": signatures.kv_layout, "zoo": signatures.as_dict()},
       "plan": plan.to_json(),
       "machine": {**measure.machine(), "load_average_start": load_start,
                   "load_average_end": measure.load_average()},

@@ -43,9 +43,10 @@ def main(argv):
   s = _SELECT.selection()
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  # Scoring reads every position: prefill returns them all (one call per window).
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
                                 if n <= _WINDOW.value) or (_WINDOW.value,),
-                          max(_WINDOW.value, 128))
+                          max(_WINDOW.value, 128), prefill_logits="all")
   tok = pipeline.tokenizer(s.weights, console.log)
   tokens = tok.encode(TEXT.read_text())
   prefix = []

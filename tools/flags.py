@@ -9,6 +9,9 @@ lives here, so `--kv_cache_max_len` means the same in every tool:
   --random_weights, --weights_seed              or seeded random weights
   --quantize                                    the recipe (default: the plugin's)
   --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
+  --prefill_logits, --verify_lengths, --decode_windows  (the plugin's verify lengths and windows
+                                                that do not fit a smaller --kv_cache_max_len are
+                                                left out; given ones are checked)
 """
 
 from __future__ import annotations
@@ -94,6 +97,15 @@ class _Defined:
                                      "KV cache length in tokens (default: the plugin's).")
       self.layout = flags.DEFINE_string("kv_layout", None, "KV cache layout: "
                                         f"{' or '.join(KV_LAYOUTS)} (default: the plugin's).")
+      self.prefill_logits = flags.DEFINE_string(
+          "prefill_logits", None, "What prefill returns: last (the last token's logits, all "
+          "generation reads) or all (every position) (default: the plugin's).")
+      self.verify = flags.DEFINE_list(
+          "verify_lengths", None, "verify_<k> signatures scoring k tokens at once, e.g. 8 "
+          "(speculative decoding, scoring); 'none' for none (default: the plugin's).")
+      self.windows = flags.DEFINE_list(
+          "decode_windows", None, "decode_w<W> signatures over W-entry caches, e.g. 256,512; "
+          "'none' for none (default: the plugin's).")
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
@@ -109,7 +121,17 @@ class _Defined:
           int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value
           else spec.signatures.prefill_seq_lens,
           self.kv.value if self.kv.value is not None else spec.signatures.kv_cache_max_len,
-          self.layout.value or spec.signatures.kv_layout)
+          self.layout.value or spec.signatures.kv_layout,
+          self.prefill_logits.value or spec.signatures.prefill_logits,
+          _optional_ints(self.verify.value, "verify_lengths", spec.signatures.verify_lengths),
+          _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows))
+      kv = signatures.kv_cache_max_len
+      signatures = dataclasses.replace(
+          signatures,
+          verify_lengths=signatures.verify_lengths if self.verify.value is not None else tuple(
+              k for k in signatures.verify_lengths if k <= kv),
+          decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
+              w for w in signatures.decode_windows if w < kv))
       signatures.validate()
     recipe = None
     if self.recipe is not None:
@@ -128,6 +150,15 @@ class _Defined:
           log=log)
 
     return Selection(spec, variant, recipe, signatures, resolve)
+
+
+def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ...]:
+  """A list flag's integers; `none` gives (); unset gives `default`."""
+  if values is None:
+    return tuple(default)
+  if [v.strip() for v in values] == ["none"]:
+    return ()
+  return tuple(int_list(values, flag))
 
 
 def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True,

@@ -2,6 +2,8 @@
 
   bazel run //tools:generate -- --model=smollm2 --prompt="What is the capital of France?"
   bazel run //tools:generate -- --model=smollm2 --chat
+  bazel run //tools:generate -- --model=smollm2 --speculative=prompt_lookup \
+      --prompt="Repeat exactly: ..."      # greedy, drafts from the context, same text
 """
 
 import sys
@@ -24,6 +26,15 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample from the k most likely tokens 
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set with this probability.")
 _SEED = flags.DEFINE_integer("sampling_seed", 0, "Seed of sampling.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
+SPECULATIVE = ("none", "prompt_lookup")
+_SPECULATIVE = flags.DEFINE_string(
+    "speculative", "none",
+    "none, or prompt_lookup: greedy speculative decoding, drafts copied from the context and "
+    "checked k at a time by the model's verify_<k> signature; the same text as plain greedy, "
+    "faster when the reply repeats the prompt (quoting, rewriting, code edits).")
+_DRAFT_TOKENS = flags.DEFINE_integer(
+    "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
+    "longest verify_<k>).")
 
 
 def _check_flags() -> generate.Sampling:
@@ -44,7 +55,22 @@ def _check_flags() -> generate.Sampling:
     raise zoo_flags.FlagError(f"--threads must be at least 1, got {_THREADS.value}")
   sampling = generate.Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
   sampling.validate()
+  if _SPECULATIVE.value not in SPECULATIVE:
+    raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of "
+                              f"{', '.join(SPECULATIVE)}")
+  if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
+    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative=prompt_lookup")
+  if _SPECULATIVE.value != "none" and _TEMPERATURE.value != 0:
+    raise zoo_flags.FlagError("--speculative is greedy only: drop --temperature or --speculative")
+  if _DRAFT_TOKENS.value < 0:
+    raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
   return sampling
+
+
+def _speculative() -> generate.PromptLookup | None:
+  if _SPECULATIVE.value == "none":
+    return None
+  return generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
 
 
 def _turn(send, text: str) -> None:
@@ -66,6 +92,10 @@ def main(argv):
   if use_chat:  # a template that refuses the first turn is bad input: say so before converting
     first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
     tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
+  speculative = _speculative()
+  if speculative is not None and not s.signatures.verify_lengths:
+    raise zoo_flags.FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would "
+                              "have none: add --verify_lengths=8")
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
   session = generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),
@@ -74,9 +104,9 @@ def main(argv):
   def send(text: str):
     stream = generate.TextStream(tok.decode, lambda t: console.out(t, end=""))
     if use_chat:
-      return chat.send(text, _MAX_NEW.value, sampling, on_token=stream)
+      return chat.send(text, _MAX_NEW.value, sampling, on_token=stream, speculative=speculative)
     return session.generate(session.history + tok.encode(text), _MAX_NEW.value, sampling,
-                            on_token=stream)
+                            on_token=stream, speculative=speculative)
 
   chat = generate.Chat(session, tok, _SYSTEM.value) if use_chat else None
   if not _CHAT.value:

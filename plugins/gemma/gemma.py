@@ -29,14 +29,15 @@ CONFIG_TINY = {**CONFIG_2B, **dict(vocab_size=256, hidden_size=64, intermediate_
 
 SPEC = ModelSpec(
     name="gemma",
-    version="0.3.0",
+    version="0.4.0",
     description="Gemma 2B base",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     variants={"2b": Variant(CONFIG_2B, params=2_506_172_416), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="2b",
     family=gemma.FAMILY,
-    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024,
+                          verify_lengths=(8,)),  # verify_8: speculative decoding
     default_recipe="dynamic_int8",
 )
 

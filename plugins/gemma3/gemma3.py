@@ -51,14 +51,15 @@ CONFIG_TINY = {**CONFIG_270M, **dict(
 
 SPEC = ModelSpec(
     name="gemma3",
-    version="0.3.0",
+    version="0.4.0",
     description="Gemma 3 270M base (completion, no chat template)",
     url="https://huggingface.co/google/gemma-3-270m",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     variants={"270m": Variant(CONFIG_270M, source=SOURCE, params=268_098_176), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="270m",
     family=gemma3.FAMILY,
-    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024,
+                          verify_lengths=(8,)),  # verify_8: speculative decoding
     default_recipe="dynamic_int8",
 )
 

@@ -29,14 +29,15 @@ CONFIG_TINY = {**CONFIG_2_7B, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="phi2",
-    version="0.3.0",
+    version="0.4.0",
     description="Phi-2 2.7B base",
     url="https://huggingface.co/microsoft/phi-2",
     license="MIT",
     variants={"2.7b": Variant(CONFIG_2_7B, params=2_779_683_840), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="2.7b",
     family=phi.FAMILY,
-    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024,
+                          verify_lengths=(8,)),  # verify_8: speculative decoding
     default_recipe="dynamic_int8",
 )
 

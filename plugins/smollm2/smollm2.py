@@ -33,7 +33,7 @@ CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="smollm2",
-    version="0.3.0",
+    version="0.4.0",
     description="SmolLM2 135M Instruct (chat)",
     url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     license="Apache-2.0",
@@ -41,7 +41,10 @@ SPEC = ModelSpec(
               "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="135m",
     family=llama.FAMILY,
-    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024),
+    # verify_8: speculative decoding; decode windows: short contexts attend over (and read) 256 or
+    # 512 cache entries, not 1024 (docs/speed.md).
+    signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024, verify_lengths=(8,),
+                          decode_windows=(256, 512)),
     default_recipe="dynamic_int8",
 )
 

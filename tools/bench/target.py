@@ -24,6 +24,7 @@ class Target:
   prefill_lengths: tuple[int, ...]
   kv_cache_max_len: int
   kv_layout: str  # of the zoo's conversion; the other peers have their own
+  zoo_signatures: dict  # Signatures.as_dict() of the zoo's conversion (verify, windows)
   work: pathlib.Path  # converted files of this run, reused by the next one
   plan: measure.Plan
   seed: int = 0  # of the random weights

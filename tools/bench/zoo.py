@@ -17,8 +17,7 @@ def convert(target: Target) -> tuple[pathlib.Path, dict]:
   in its own process; the artifact cache reuses a conversion while nothing that shapes the file
   changed."""
   args = {"model": target.spec.name, "variant": target.variant, "recipe": target.recipe,
-          "seed": target.seed, "prefill_lengths": list(target.prefill_lengths),
-          "kv_cache_max_len": target.kv_cache_max_len, "kv_layout": target.kv_layout}
+          "seed": target.seed, "signatures": target.zoo_signatures}
   target.log("zoo conversion")
   done, error = measure.run_child("zoo-convert", args)
   if done is None:
@@ -34,8 +33,7 @@ def convert_child(args: dict) -> dict:
   from litezoo.core.registry import default_registry
   from litezoo.core.spec import Signatures
   spec = default_registry().get(args["model"])
-  signatures = Signatures(tuple(args["prefill_lengths"]), args["kv_cache_max_len"],
-                          args["kv_layout"])
+  signatures = Signatures.from_dict(args["signatures"])
   weights = pipeline.weights(spec, args["variant"], random=True, seed=args["seed"],
                              log=measure.log)
   converted = []

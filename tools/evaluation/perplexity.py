@@ -87,11 +87,11 @@ def evaluate(baseline_model: Decoder, runners: dict[str, Decoder], tokens: list[
   for index, chunk in enumerate(chunks):
     targets = np.array(chunk[1:])
     baseline_model.reset()
-    reference = log_softmax(baseline_model.prefill(chunk))[:-1]
+    reference = log_softmax(baseline_model.prefill(chunk, all_logits=True))[:-1]
     baseline.add(reference, targets, None)
     for name, run in runners.items():
       run.reset()
-      scores[name].add(log_softmax(run.prefill(chunk))[:-1], targets, reference)
+      scores[name].add(log_softmax(run.prefill(chunk, all_logits=True))[:-1], targets, reference)
     progress(f"window {index + 1}/{len(chunks)}: perplexity float {baseline.perplexity:.3f}, " +
              ", ".join(f"{n} {s.perplexity:.3f}" for n, s in scores.items()))
   return baseline, scores

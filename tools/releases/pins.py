@@ -68,9 +68,7 @@ def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
       # The tokenizer travels inside the pinned source (GGUF metadata, or the hub snapshot's files).
       "tokenizer": "from the pinned source",
       "config": dict(variant.config),
-      "signatures": {"prefill_seq_lens": sorted(spec.signatures.prefill_seq_lens),
-                     "kv_cache_max_len": spec.signatures.kv_cache_max_len,
-                     "kv_layout": spec.signatures.kv_layout},
+      "signatures": spec.signatures.as_dict(),
       "recipe": recipes.check(spec.default_recipe),
       "build_packages": lock_versions(lock),
   }
@@ -214,8 +212,9 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
       f"- License of the weights: {spec.license or 'see the original model'}",
       f"- Variant: `{variant}`; weights: {source_line}",
       f"- Recipe: `{recipe['name']}`",
-      f"- Signatures: prefill {', '.join(map(str, sorted(signatures.prefill_seq_lens)))} tokens "
-      f"and decode, sharing one set of weights; KV cache {signatures.kv_cache_max_len} tokens",
+      f"- Signatures: {', '.join(signatures.names)}, sharing one set of weights; KV cache "
+      f"{signatures.kv_cache_max_len} tokens; prefill returns the logits of "
+      f"{'the last token' if signatures.prefill_logits == 'last' else 'every token'}",
       "",
       "## Files",
       "",
