@@ -36,7 +36,8 @@ def test_recipe_strings_have_one_canonical_name(text, name):
 
 @pytest.mark.parametrize("text, message", [
     ("int3", "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
-     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block128"),
+     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, "
+     "dynamic_int4_block256"),
     ("dynamic_int8,lm_tail=int8", "bad override 'lm_tail=int8' in 'dynamic_int8,lm_tail=int8': "
      "write component=recipe with a component among embedding, attention, feedforward"),
     ("dynamic_int8,embedding=int5", "unknown quantization recipe 'int5' for embedding"),
