@@ -11,6 +11,7 @@ import pathlib
 
 from litezoo.artifacts import files, manifest
 from litezoo.core.spec import ModelSpec, Signatures
+from litezoo.quant import recipes
 from litezoo.sources.weights import Weights
 
 
@@ -23,6 +24,8 @@ def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures, weig
       "signatures": signatures.as_dict(), "checkpoint": dict(weights.identity),
       "transform": transform, "versions": manifest.versions(),
   }
+  if recipe != "none":  # how a recipe name becomes quantizer entries; float files keep their keys
+    described["recipe_format"] = recipes.FORMAT
   return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -136,7 +136,8 @@ def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) 
     names = found.float32_matrices
     log(f"warning: {recipe} left {len(names)} weight matrices in float32 (the quantizer does not "
         f"apply it to their ops): {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
-  return {"params_by_type": found.params_by_type, "float32_matrices": found.float32_matrices}
+  return {"params_by_type": found.params_by_type, "float32_matrices": found.float32_matrices,
+          "largest_matrix": found.largest_matrix}
 
 
 class _Stages:
@@ -182,8 +183,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
                      signatures.kv_cache_max_len)
   if transform is not None:
     transform.apply(model)
-  model_config = model.config
-  quant_recipe = recipes.resolve(recipe, model_config)
+  quant_recipe = recipes.resolve(recipe, model.config.lm_head_share_weight_with_embedding)
   with files.atomic_path(final) as tmp:
     if quant_recipe is None:  # the float export is the artifact: written in place, never moved
       stages.run("export float", export.export_float, model, signatures, str(tmp))
@@ -241,7 +241,7 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
   stages = _Stages(log, total=2)
   with files.atomic_path(final) as tmp:
     data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_artifact.path),
-                      recipes.resolve(recipe, model_config))
+                      recipes.resolve(recipe, model_config.lm_head_share_weight_with_embedding))
     stages.run("write", tmp.write_bytes, data)
     del data
     artifact = Artifact(final, dataclasses.replace(

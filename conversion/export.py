@@ -8,7 +8,7 @@ quantizes that file. Converting and quantizing in one call peaks above 13 GB for
 import torch
 from torch import nn
 
-from litezoo.conversion.litert import converter, export_config, kv_cache, translate_recipe
+from litezoo.conversion.litert import converter, export_config, kv_cache
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import Signatures
 
@@ -124,12 +124,16 @@ def converter_module(model: nn.Module, config, last_logits: bool = False) -> nn.
   return _WithExportConfig(model, config, last_logits).eval()
 
 
-def quantize_file(src: str, recipe) -> bytes:
-  """Quantizes the float .tflite at `src` with a litert-torch GenerativeQuantRecipe."""
+def quantize_file(src: str, recipe: list[dict]) -> bytes:
+  """Quantizes the float .tflite at `src` with an ai-edge-quantizer recipe (quant.recipes.resolve).
+
+  Raises QuantizeError when the recipe cannot apply (e.g. a block size not dividing a weight).
+  """
   from ai_edge_quantizer import quantizer  # pylint: disable=g-import-not-at-top
-  ai_edge_recipe = translate_recipe.translate_to_ai_edge_recipe(recipe)
+  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
+  int4_levels.register()
   try:
-    result = quantizer.Quantizer(src, ai_edge_recipe).quantize()
+    result = quantizer.Quantizer(src, recipe).quantize()
   except ValueError as e:  # e.g. a weight dimension the block size does not divide
     raise QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
   return bytes(result.quantized_model)

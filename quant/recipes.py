@@ -1,17 +1,21 @@
 """Quantization recipes: a named default plus per-component overrides, resolved for one model.
 
-Users write a recipe as one string, the default first, then `component=recipe` overrides:
+Users write a recipe as one string, the default first, then `component=recipe` overrides; each
+recipe may carry `:option`s (the algorithm, int4 levels):
 
     dynamic_int8
-    dynamic_int4_block32,embedding=int8            # int4 blocks, embedding (and tied LM head) int8
-    dynamic_int4_block128,attention=dynamic_int8,feedforward=dynamic_int4_block32
+    dynamic_int8:hadamard                          # Hadamard-rotated int8 (best int8 measured)
+    dynamic_int4_block32:levels16,embedding=int8   # int4 blocks on 16 levels, tied table int8
+    dynamic_int4_block64:octav,attention=dynamic_int8,feedforward=dynamic_int4_block32
 
-Resolving gives litert-torch's GenerativeQuantRecipe, which core/export.py applies to the float
-.tflite with ai-edge-quantizer.
+Resolving gives the ai-edge-quantizer recipe (a list of JSON entries) that conversion/export.py
+applies to the float .tflite. The zoo writes it itself rather than through litert-torch's
+GenerativeQuantRecipe translation, whose LM head and block regexes do not match the zoo's files
+(the tied table was written once per consumer, and attention=/feedforward= matched nothing).
 """
 
 import dataclasses
-from typing import Callable
+import re
 
 from litezoo.core.errors import ZooError
 
@@ -22,12 +26,39 @@ RECIPES: dict[str, str] = {
     "dynamic_int8": "int8 per-channel weights, int8 dynamic-range activations",
     "weight_only_int8": "int8 per-channel weights, float compute",
     "dynamic_int4_block32": "int4 weights in blocks of 32, int8 dynamic-range activations",
+    "dynamic_int4_block64": "int4 weights in blocks of 64, int8 dynamic-range activations",
     "dynamic_int4_block128": "int4 weights in blocks of 128, int8 dynamic-range activations",
+    "dynamic_int4_block256": "int4 weights in blocks of 256, int8 dynamic-range activations",
 }
 # Short names accepted in overrides.
 ALIASES = {"int8": "dynamic_int8", "int4": "dynamic_int4_block32", "float16": "fp16"}
 # The building blocks' parts a recipe can treat differently. A tied LM head is the embedding.
 COMPONENTS = ("embedding", "attention", "feedforward")
+# Options a quantized recipe can take; at most one algorithm. minmax is the default (and dropped
+# from canonical names).
+ALGORITHMS = {
+    "minmax": "min_max_uniform_quantize",
+    "octav": "OCTAV",  # data-free optimal clipping per channel/block (Sakr et al., ICML 2022)
+    "hadamard": "DECOMPOSED_HADAMARD_ROTATION",  # rotate the input dimension, then OCTAV
+}
+OPTIONS = {
+    "minmax": "min-max scales (the default)",
+    "octav": "optimal clipping (OCTAV), data-free",
+    "hadamard": "Hadamard rotation of the input dimension (DECOMPOSED_HADAMARD_ROTATION), dynamic "
+                "recipes only",
+    "levels16": "int4 min-max using all 16 levels (-8..7), see conversion/int4_levels.py",
+}
+# Bumped when the same recipe name starts giving different bytes: part of quantized cache keys.
+FORMAT = 2
+
+# Scopes (output tensor names) of the ops each component covers, as ai-edge-quantizer matches
+# them (re.search) in the zoo's float files.
+_EMBEDDING = "Embedding_tok_embedding"
+_LM_HEAD = "logits_output"  # the LM head FC of every signature: `<signature>_logits_output`
+_REGEX = {
+    "attention": r"layers\.attention\.CausalSelfAttention",
+    "feedforward": r"layers\.feed_forward\.",
+}
 
 
 class UnknownRecipeError(ZooError, ValueError):
@@ -47,36 +78,59 @@ class Recipe:
   @property
   def file_tag(self) -> str:
     """The name as it appears in an artifact's file name."""
-    return self.name.replace(",", "+").replace("=", "-")
+    return self.name.replace(",", "+").replace("=", "-").replace(":", "@")
+
+
+def _part(text: str, where: str) -> str:
+  """The canonical spelling of one `name[:option...]`, checked."""
+  name, *options = [p.strip() for p in text.split(":")]
+  name = ALIASES.get(name, name)
+  if name not in RECIPES:
+    raise UnknownRecipeError(f"unknown quantization recipe {name!r}{where}; valid recipes: "
+                             f"{', '.join(RECIPES)} (and in overrides: {', '.join(ALIASES)})")
+  for option in options:
+    if option not in OPTIONS:
+      raise UnknownRecipeError(f"unknown option {option!r} in {text!r}{where}; valid options: "
+                               f"{', '.join(OPTIONS)}")
+  if len(set(options)) != len(options):
+    raise UnknownRecipeError(f"an option is repeated in {text!r}{where}")
+  if options and name in ("none", "fp16"):
+    raise UnknownRecipeError(f"{name} takes no options ({text!r}{where}): options apply to the "
+                             "int8 and int4 recipes")
+  algorithms = [o for o in options if o in ALGORITHMS]
+  if len(algorithms) > 1:
+    raise UnknownRecipeError(f"choose one algorithm in {text!r}{where}, not "
+                             f"{' and '.join(algorithms)}")
+  algorithm = algorithms[0] if algorithms else "minmax"
+  if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
+    raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where})")
+  if algorithm == "hadamard" and not name.startswith("dynamic_"):
+    raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
+                             "the rotation needs integer compute")
+  canonical = ([algorithm] if algorithm != "minmax" else []) + sorted(
+      o for o in options if o not in ALGORITHMS)
+  return ":".join([name, *canonical])
 
 
 def parse(text: str) -> Recipe:
-  """Parses `default[,component=recipe...]`; errors list what is valid."""
+  """Parses `default[:option...][,component=recipe[:option...]...]`; errors list what is valid."""
   parts = [p.strip() for p in (text or "").split(",")]
-
-  def known(name: str, where: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in RECIPES:
-      raise UnknownRecipeError(f"unknown quantization recipe {name!r}{where}; valid recipes: "
-                               f"{', '.join(RECIPES)} (and in overrides: "
-                               f"{', '.join(ALIASES)})")
-    return name
-
-  default = known(parts[0], "")
+  default = _part(parts[0], "")
   overrides = {}
   for part in parts[1:]:
     component, sep, value = part.partition("=")
+    component = component.strip()
     if not sep or component not in COMPONENTS:
       raise UnknownRecipeError(f"bad override {part!r} in {text!r}: write component=recipe with "
                                f"a component among {', '.join(COMPONENTS)}")
     if component in overrides:
       raise UnknownRecipeError(f"{component} is overridden twice in {text!r}")
-    value = known(value, f" for {component}")
+    value = _part(value, f" for {component}")
     if value == "none" and default != "none":
       raise UnknownRecipeError(
           f"{component}=none: keeping one component float under a quantized default is not "
-          "something litert-torch's recipe translation can express; pick a float default with "
-          "quantized overrides instead, e.g. none,feedforward=dynamic_int8")
+          "something the quantizer's recipe can express; pick a float default with quantized "
+          "overrides instead, e.g. none,feedforward=dynamic_int8")
     overrides[component] = value
   return Recipe(default, tuple(sorted(overrides.items())))
 
@@ -86,47 +140,64 @@ def check(text: str) -> str:
   return parse(text).name
 
 
-def _layer(name: str):
-  """The LayerQuantRecipe of a named recipe, or None for float32."""
-  # pylint: disable=g-import-not-at-top
-  from litezoo.conversion.litert import quant_attrs
-  from litert_torch.generative.quantize import quant_recipe_utils as utils
-  g = quant_attrs.Granularity
-  layers: dict[str, Callable] = {
-      "none": lambda: None,
-      "fp16": utils.create_layer_quant_fp16,
-      "dynamic_int8": lambda: utils.create_layer_quant_dynamic(quant_attrs.Dtype.INT8,
-                                                               g.CHANNELWISE),
-      "weight_only_int8": lambda: utils.create_layer_quant_weight_only(quant_attrs.Dtype.INT8,
-                                                                       g.CHANNELWISE),
-      "dynamic_int4_block32": lambda: utils.create_layer_quant_dynamic(quant_attrs.Dtype.INT4,
-                                                                       g.BLOCKWISE_32),
-      "dynamic_int4_block128": lambda: utils.create_layer_quant_dynamic(quant_attrs.Dtype.INT4,
-                                                                        g.BLOCKWISE_128),
-  }
-  return layers[name]()
+def _entry(regex: str, part: str) -> dict | None:
+  """One ai-edge-quantizer recipe entry applying `part` (canonical) to the ops matching `regex`;
+  None for float32."""
+  name, *options = part.split(":")
+  if name == "none":
+    return None
+  algorithm = next((o for o in options if o in ALGORITHMS), "minmax")
+  if name == "fp16":
+    weights = {"num_bits": 16, "symmetric": True, "granularity": "TENSORWISE", "dtype": "FLOAT"}
+    algorithm_key, integer = "float_casting", False
+  else:
+    block = re.fullmatch(r"dynamic_int4_block(\d+)", name)
+    weights = {"num_bits": 4 if block else 8, "symmetric": True, "dtype": "INT",
+               "granularity": f"BLOCKWISE_{block.group(1)}" if block else "CHANNELWISE"}
+    if "levels16" in options:  # read by conversion/int4_levels.py; ignored by the quantizer
+      weights["algorithm_params"] = {"levels": 16}
+    algorithm_key, integer = ALGORITHMS[algorithm], name.startswith("dynamic_")
+  return {"regex": regex, "operation": "*", "algorithm_key": algorithm_key,
+          "op_config": {"weight_tensor_config": weights,
+                        "compute_precision": "INTEGER" if integer else "FLOAT",
+                        "explicit_dequantize": not integer}}
 
 
-def resolve(text: str, model_config):
-  """The GenerativeQuantRecipe for a recipe string, or None when everything stays float32."""
+def resolve(text: str, tied_embedding: bool) -> list[dict] | None:
+  """The ai-edge-quantizer recipe (JSON entries) of a recipe string, or None for float32.
+
+  The quantizer matches each op against the entries' regexes, the last match winning. A weight
+  buffer stays one buffer only if every op reading it gets the same parameters, so with a tied
+  embedding (`tied_embedding`: the LM head FC of every signature reads the lookup's table) the
+  embedding entry covers the head too: one table, quantized once, read by all of them.
+  """
   recipe = parse(text)
   if recipe.default == "none" and not recipe.overrides:
     return None
-  from litezoo.conversion.litert import quant_recipe  # pylint: disable=g-import-not-at-top
-  return quant_recipe.GenerativeQuantRecipe(
-      default=_layer(recipe.default),
-      **{component: _layer(name) for component, name in recipe.overrides},
-      _model_config=model_config)
+  entries = [_entry(".*", recipe.default)]
+  for component, part in recipe.overrides:
+    if component == "embedding":
+      regex = f"{_EMBEDDING}|{_LM_HEAD}" if tied_embedding else _EMBEDDING
+    else:
+      regex = _REGEX[component]
+    entries.append(_entry(regex, part))
+  return [e for e in entries if e is not None]
 
 
 def describe(text: str) -> dict:
   """What the manifest records: the full resolved recipe, component by component."""
   recipe = parse(text)
   components = {c: dict(recipe.overrides).get(c, recipe.default) for c in COMPONENTS}
+
+  def description(part: str) -> str:
+    name, *options = part.split(":")
+    return "; ".join([RECIPES[name], *(OPTIONS[o] for o in options)])
+
   return {
       "name": recipe.name,
       "default": recipe.default,
       "overrides": dict(recipe.overrides),
-      "components": {c: {"recipe": r, "description": RECIPES[r]} for c, r in components.items()},
-      "description": RECIPES[recipe.default],
+      "components": {c: {"recipe": r, "description": description(r)}
+                     for c, r in components.items()},
+      "description": description(recipe.default),
   }

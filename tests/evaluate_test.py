@@ -36,7 +36,8 @@ def test_recipe_strings_have_one_canonical_name(text, name):
 
 @pytest.mark.parametrize("text, message", [
     ("int3", "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
-     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block128"),
+     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, "
+     "dynamic_int4_block256"),
     ("dynamic_int8,lm_tail=int8", "bad override 'lm_tail=int8' in 'dynamic_int8,lm_tail=int8': "
      "write component=recipe with a component among embedding, attention, feedforward"),
     ("dynamic_int8,embedding=int5", "unknown quantization recipe 'int5' for embedding"),
@@ -101,4 +102,9 @@ def test_cli_writes_json_table_and_plot(tmp_path, monkeypatch):
   table = (out / "tinyllama-tiny.md").read_text()
   assert table.splitlines()[0].startswith("| tinyllama-tiny recipe | size (MiB) |")
   assert len(table.splitlines()) >= 4
+  # llama.cpp is opt-in (not built in this test's cache): its rows are skipped, saying why.
+  assert report["llamacpp"]["rows"] == []
+  assert "tools/setup_llamacpp.sh" in report["llamacpp"]["skipped"]
+  assert "No llama.cpp rows: llama.cpp's llama-quantize is not built" in table
+  assert "- 4-bit within +10% of float: `dynamic_int4_block32,embedding=dynamic_int8`" in table
   assert (out / "tinyllama-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,10 @@
 
 Perplexity on a public-domain English text shipped in the repo (quant/data), through each converted
 .tflite with its KV cache, against the float PyTorch model; top-1 agreement and mean KL divergence of
-next-token distributions; file size and bits per weight. Writes JSON, a markdown table and a plot.
+next-token distributions; file size and bits per weight. When llama.cpp is built
+(tools/setup_llamacpp.sh) and the weights are a GGUF, llama.cpp's F16/Q8_0/Q4_0/Q4_K_M of the same
+file join the table (tools/evaluation/llamacpp.py). Writes JSON, a markdown table with the
+project's quality targets and by how much each is missed, and a plot.
 """
 
 import pathlib
@@ -20,11 +23,18 @@ from litezoo.quant import recipes
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
-from litezoo.tools.evaluation import perplexity, report
+from litezoo.tools.evaluation import llamacpp, perplexity, report
 
 TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wonderland.txt"
-DEFAULT_RECIPES = [*recipes.RECIPES, "dynamic_int4_block32,embedding=int8",
-                   "dynamic_int4_block128,embedding=int8"]
+# The named recipes worth a row, and the options that improve them (docs/quality.md). fp16 is left
+# out: float16 weights score as float32 (+0.00%, 2026-11-27) and the quantizer's float-casting
+# pass takes minutes.
+DEFAULT_RECIPES = [
+    "none", "weight_only_int8", "dynamic_int8", "dynamic_int8:octav",
+    "dynamic_int8:hadamard", "dynamic_int4_block32", "dynamic_int4_block32,embedding=int8",
+    "dynamic_int4_block32:octav,embedding=int8", "dynamic_int4_block32:levels16,embedding=int8",
+    "dynamic_int4_block128:levels16,embedding=int8",
+]
 
 _SELECT = zoo_flags.define(recipe=False, signatures=False)
 _QUANTIZE = flags.DEFINE_multi_string("quantize", None, "Recipe(s) to evaluate; repeat the flag "
@@ -32,6 +42,8 @@ _QUANTIZE = flags.DEFINE_multi_string("quantize", None, "Recipe(s) to evaluate; 
 _WINDOW = flags.DEFINE_integer("window", 256, "Tokens per scored window.")
 _MAX_TOKENS = flags.DEFINE_integer("max_tokens", 8192, "Score this many tokens of the text "
                                    "(0: all of it).")
+_KV_LEN = flags.DEFINE_integer("kv_cache_max_len", 0, "KV cache length of the evaluated files "
+                               "(default: the window, at least 128); scores do not depend on it.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "eval", "Where the JSON, table and plot go.")
 
@@ -43,10 +55,13 @@ def main(argv):
   s = _SELECT.selection()
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  kv_len = _KV_LEN.value or max(_WINDOW.value, 128)
+  if kv_len < _WINDOW.value:
+    raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} is shorter than --window")
   # Scoring reads every position: prefill returns them all (one call per window).
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
-                                if n <= _WINDOW.value) or (_WINDOW.value,),
-                          max(_WINDOW.value, 128), prefill_logits="all")
+                                if n <= _WINDOW.value) or (_WINDOW.value,), kv_len,
+                          prefill_logits="all")
   tok = pipeline.tokenizer(s.weights, console.log)
   tokens = tok.encode(TEXT.read_text())
   prefix = []
@@ -78,7 +93,7 @@ def main(argv):
   for recipe, score in scores.items():
     manifest = artifacts[recipe].manifest
     rows.append({
-        "recipe": recipe, "size_bytes": manifest.size_bytes,
+        "recipe": recipe, "engine": "zoo", "size_bytes": manifest.size_bytes,
         "bits_per_weight": manifest.size_bytes * 8 / params,
         "weight_types": manifest.weights.get("params_by_type", {}),
         "perplexity": score.perplexity,
@@ -86,20 +101,37 @@ def main(argv):
         "top1_agreement": score.top1_agreement, "mean_kl": score.mean_kl,
         "tokens": score.tokens,
     })
+  chunks = max(1, len(tokens) // _WINDOW.value)  # as much of the text as the zoo's rows
+  try:
+    llama_rows = llamacpp.evaluate(s.weights.path, TEXT, _WINDOW.value, chunks, _THREADS.value,
+                                   params, console.log)
+    llama_skipped = None
+  except llamacpp.Skipped as e:
+    console.log(f"no llama.cpp rows: {e}")
+    llama_rows, llama_skipped = [], str(e)
   name = s.name
   result = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
             "window": _WINDOW.value, "tokens_scored": baseline.tokens, "parameters": params,
             "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
+            "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped},
             "versions": versions()}
   files.write_json(out / f"{name}.json", result)
-  markdown = (f"{report.table(name, rows)}\n\nPyTorch float32 perplexity "
+  markdown = (f"{report.table(name, rows + llama_rows)}\n\nPyTorch float32 perplexity "
               f"{baseline.perplexity:.3f} over {baseline.tokens} scored tokens ({TEXT.name}, "
               f"windows of {_WINDOW.value}).\n")
+  if llama_rows:
+    markdown += (f"\nllama.cpp rows: `llama-quantize` of the same GGUF, `llama-perplexity -c "
+                 f"{_WINDOW.value} --chunks {chunks}` on the same text, each relative to llama.cpp's "
+                 f"F16 (perplexity {llama_rows[0]['perplexity']:.3f}; llama-perplexity scores the "
+                 "second half of each chunk, so only the changes compare).\n")
+  else:
+    markdown += f"\nNo llama.cpp rows: {llama_skipped}\n"
+  markdown += report.targets(rows, llama_rows)
   for recipe, reason in skipped.items():
     markdown += f"\n`{recipe}` does not apply: {reason}\n"
   with files.atomic_path(out / f"{name}.md") as tmp:
     tmp.write_text(markdown)
-  report.plot(name, baseline.perplexity, rows, out / f"{name}.png")
+  report.plot(name, rows + llama_rows, out / f"{name}.png")
   console.out(markdown)
   console.out(f"wrote {out / name}.json, .md and .png")
   return 0

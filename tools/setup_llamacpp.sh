@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Opt-in: builds llama.cpp's llama-bench and llama-quantize from source for tools/benchmark's
-# llama.cpp peer, and llama-server for tools/bench/serving.py. The source is the llama-cpp-python
-# sdist from the package registry (it vendors llama.cpp), pinned by sha256; nothing prebuilt is
-# downloaded. Idempotent: a finished build is reused. About 9 minutes on 2 cores (more with
-# llama-server). Needs cmake and a C++ compiler (Debian: cmake g++).
+# Opt-in: builds llama.cpp's llama-bench, llama-quantize, llama-perplexity, llama-tokenize and
+# llama-server from source for tools/benchmark's llama.cpp peer, tools/evaluate's llama.cpp rows
+# and the serving comparison. The source is the llama-cpp-python sdist from the package registry (it vendors
+# llama.cpp), pinned by sha256; nothing prebuilt is downloaded. Idempotent: a finished build is
+# reused. About 9 minutes on 2 cores. Needs cmake and a C++ compiler (Debian: cmake g++).
 #
 #   tools/setup_llamacpp.sh            # builds into ~/.cache/litezoo/llama.cpp/<version>/
 #   LITEZOO_CACHE=/some/dir tools/setup_llamacpp.sh
@@ -16,8 +16,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$HERE/.venv/bin/python}"
 JOBS="${JOBS:-$(nproc)}"
 
-if [[ -x "$ROOT/bin/llama-bench" && -x "$ROOT/bin/llama-quantize" && -x "$ROOT/bin/llama-server" \
-      && -f "$ROOT/DONE" ]]; then
+TARGETS="llama-bench llama-quantize llama-perplexity llama-tokenize llama-server"
+have_all() { for t in $TARGETS; do [[ -x "$ROOT/bin/$t" ]] || return 1; done; }
+if have_all && [[ -f "$ROOT/DONE" ]]; then
   echo "llama.cpp $VERSION already built in $ROOT"
   exit 0
 fi
@@ -27,6 +28,10 @@ done
 
 mkdir -p "$ROOT"
 cd "$ROOT"
+if [[ -f "$ROOT/src/vendor/llama.cpp/CMakeLists.txt" && -d "$ROOT/build" ]]; then
+  echo "reusing unpacked source and build tree in $ROOT"
+  SRC="$ROOT/src/vendor/llama.cpp"
+else
 echo "[1/3] fetching llama-cpp-python==$VERSION source (sha256 pinned)"
 echo "llama-cpp-python==$VERSION --hash=sha256:$SHA256" > requirement.txt
 # --require-hashes makes pip refuse any file whose sha256 differs from the pin.
@@ -39,14 +44,15 @@ rm -rf src && mkdir src
 tar -xzf "download/llama_cpp_python-$VERSION.tar.gz" -C src --strip-components=1
 SRC="$ROOT/src/vendor/llama.cpp"
 [[ -f "$SRC/CMakeLists.txt" ]] || { echo "error: $SRC has no CMakeLists.txt" >&2; exit 2; }
+fi
 
-echo "[3/3] building llama-bench llama-quantize llama-server with $JOBS jobs (minutes on 2 cores)"
+echo "[3/3] building $TARGETS with $JOBS jobs (about 9 minutes on 2 cores)"
 cmake -S "$SRC" -B build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
   -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
   >cmake.log
-cmake --build build --target llama-bench llama-quantize llama-server -j "$JOBS" >build.log
+cmake --build build --target $TARGETS -j "$JOBS" >build.log
 mkdir -p bin
-cp build/bin/llama-bench build/bin/llama-quantize build/bin/llama-server bin/
+for t in $TARGETS; do cp "build/bin/$t" bin/; done
 # The shared libraries the tools link against live beside them.
 find build/bin -maxdepth 1 -name '*.so*' -exec cp -P {} bin/ \;
 ln -sfn "$SRC" llama.cpp

@@ -1,0 +1,79 @@
+"""Symmetric int4 on all 16 levels: the `levels16` recipe option.
+
+ai-edge-quantizer's symmetric min-max sets scale = max|w| / 7 and clips to [-8, 7], so the level -8
+is never produced: int4 weights get 15 levels (0 of 4,202,496 blocks of SmolLM2's int4 file
+contain a -8; docs/quality.md). llama.cpp's Q4_0 (ggml-quants.c, `quantize_row_q4_0_ref`) uses
+all 16: d = m / -8 where m is the block's value of largest magnitude, signed, so that value lands
+on -8 and the others get a step 8/7 finer. A negative d is refused by XNNPACK's blockwise kernels
+(they take positive bf16 scales, zero point 8), so here a block (or channel) whose extreme value
+is negative gets scale = max|w| / 8 (it lands exactly on -8) and the others keep max|w| / 7: about
+half the blocks gain a level. Blockwise scales are rounded through bfloat16 as the quantizer does
+(the runtime's precision).
+
+Enabled per recipe entry by `algorithm_params: {"levels": 16}` in its weight_tensor_config (which
+the quantizer carries through and otherwise ignores); `register()` installs this function for the
+min-max FULLY_CONNECTED and EMBEDDING_LOOKUP ops through the quantizer's own registration API.
+Entries without the parameter get the quantizer's own min-max parameters, unchanged.
+"""
+
+import dataclasses
+import functools
+
+import ml_dtypes
+import numpy as np
+
+
+def scales(lo: np.ndarray, hi: np.ndarray, blockwise: bool) -> np.ndarray:
+  """Per-block (or per-channel) scales from each block's min `lo` and max `hi` (same shapes,
+  float32): max|w|/8 where the extreme value is negative, else max|w|/7; bf16-rounded if
+  blockwise. Quantized values are round(w / scale) clipped to [-8, 7]."""
+  bound = np.maximum(np.maximum(-lo, hi), 1e-9)
+  scale = np.where(-lo > hi, bound / 8, bound / 7).astype(np.float32)
+  if blockwise:
+    scale = scale.astype(ml_dtypes.bfloat16).astype(np.float16).astype(np.float32)
+  return scale
+
+
+def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tensor_qsv=None):
+  """ai-edge-quantizer's `get_tensor_quant_params` for min-max, with 16 int4 levels when the
+  config asks for them (symmetric signed int4 weights only)."""
+  # pylint: disable=g-import-not-at-top
+  from ai_edge_quantizer import qtyping
+  from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize
+  from ai_edge_quantizer.algorithms.uniform_quantize import naive_min_max_quantize
+  from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
+  wanted = (tensor_quant_config.algorithm_params.get("levels") == 16
+            and tensor_quant_config.num_bits == 4 and tensor_quant_config.symmetric
+            and tensor_quant_config.dtype == qtyping.TensorDataType.INT
+            and tensor_content is not None)
+  if not wanted:
+    return naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config,
+                                                          tensor_content, tensor_qsv)
+  found = tensor_qsv if tensor_qsv and "min" in tensor_qsv else (
+      common_quantize.init_tensor_min_max(tensor_content, op_info))
+  params = naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config, None,
+                                                          found)
+  blockwise = uqt.is_blockwise(tensor_quant_config.granularity)
+  scale = scales(np.asarray(found["min"], np.float32), np.asarray(found["max"], np.float32),
+                 blockwise)
+  assert scale.shape == params.scale.shape, (scale.shape, params.scale.shape)
+  params = dataclasses.replace(params, scale=scale)
+  return dataclasses.replace(
+      params, quantized_data=uqt.uniform_quantize(tensor_content, params, blockwise))
+
+
+@functools.cache
+def register() -> None:
+  """Installs `tensor_quant_params` for min-max FULLY_CONNECTED and EMBEDDING_LOOKUP (once)."""
+  # pylint: disable=g-import-not-at-top
+  from ai_edge_quantizer import algorithm_manager, qtyping
+  from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize
+  from ai_edge_quantizer.algorithms.uniform_quantize import naive_min_max_quantize
+  op = qtyping.TFLOperationName
+  for name, materialize in ((op.FULLY_CONNECTED, common_quantize.materialize_fc_conv),
+                            (op.EMBEDDING_LOOKUP, common_quantize.materialize_embedding_lookup)):
+    algorithm_manager.register_quantized_op(
+        algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT, name,
+        naive_min_max_quantize.init_qsvs,
+        calibration_func=naive_min_max_quantize.min_max_calibrate,
+        materialize_func=functools.partial(materialize, tensor_quant_params))

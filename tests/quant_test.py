@@ -1,0 +1,222 @@
+"""Quantization recipes on the tiny models: the recipe string's options, what the quantizer is
+given (checked against litert-torch's own translation), and what the files really hold, read back
+from the flatbuffer: int4/int8 where the recipe says so, the tied embedding one buffer read by the
+lookup and every signature's LM head, int4 on 16 levels checked against llama.cpp's Q4_0 (gguf-py's
+implementation of ggml's reference quantizer)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from litezoo import pipeline
+from litezoo.artifacts import flatbuffer
+from litezoo.conversion import convert, export
+from litezoo.core import registry
+from litezoo.core.spec import Signatures
+from litezoo.quant import recipes
+from litezoo.runtime import runner
+
+REGISTRY = registry.Registry()
+SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
+USES = 2 * len(SIGNATURES.names)  # the lookup and the LM head of every signature
+
+
+@pytest.mark.parametrize("text, name", [
+    ("dynamic_int8:minmax", "dynamic_int8"),
+    ("int8:hadamard", "dynamic_int8:hadamard"),
+    ("dynamic_int4_block64:levels16 , embedding=int8:octav",
+     "dynamic_int4_block64:levels16,embedding=dynamic_int8:octav"),
+    ("weight_only_int8:octav,feedforward=dynamic_int4_block256",
+     "weight_only_int8:octav,feedforward=dynamic_int4_block256"),
+])
+def test_options_have_one_canonical_name(text, name):
+  assert recipes.check(text) == name
+  assert recipes.parse(name).name == name
+  assert "16 levels" in recipes.describe("int4:levels16")["description"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dynamic_int8:gptq", "unknown option 'gptq' in 'dynamic_int8:gptq'; valid options: minmax, "
+     "octav, hadamard, levels16"),
+    ("dynamic_int4_block48", "unknown quantization recipe 'dynamic_int4_block48'"),
+    ("dynamic_int8:levels16", "levels16 applies to min-max int4 recipes only"),
+    ("dynamic_int4_block32:octav:levels16", "levels16 applies to min-max int4 recipes only"),
+    ("dynamic_int8:octav:hadamard", "choose one algorithm"),
+    ("weight_only_int8:hadamard", "hadamard applies to the dynamic recipes only"),
+    ("fp16:octav", "fp16 takes no options"),
+    ("int8:octav:octav", "an option is repeated"),
+])
+def test_bad_options_are_refused_in_one_line(text, message):
+  with pytest.raises(recipes.UnknownRecipeError) as e:
+    recipes.parse(text)
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["fp16", "dynamic_int8", "weight_only_int8",
+                                  "dynamic_int4_block32", "dynamic_int4_block128"])
+def test_plain_recipes_give_the_quantizer_what_litert_torch_gives_it(name):
+  """The reference is litert-torch's GenerativeQuantRecipe translation of the same layer recipe."""
+  from ai_edge_quantizer import recipe_manager  # pylint: disable=g-import-not-at-top
+  from litert_torch.generative.quantize import quant_recipe_utils as utils  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion.litert import quant_attrs, quant_recipe, translate_recipe  # pylint: disable=g-import-not-at-top
+  g, dtype = quant_attrs.Granularity, quant_attrs.Dtype
+  layer = {
+      "fp16": utils.create_layer_quant_fp16,
+      "dynamic_int8": lambda: utils.create_layer_quant_dynamic(dtype.INT8, g.CHANNELWISE),
+      "weight_only_int8": lambda: utils.create_layer_quant_weight_only(dtype.INT8, g.CHANNELWISE),
+      "dynamic_int4_block32": lambda: utils.create_layer_quant_dynamic(dtype.INT4, g.BLOCKWISE_32),
+      "dynamic_int4_block128": lambda: utils.create_layer_quant_dynamic(dtype.INT4,
+                                                                        g.BLOCKWISE_128),
+  }[name]()
+  theirs = translate_recipe.translate_to_ai_edge_recipe(
+      quant_recipe.GenerativeQuantRecipe(default=layer))
+  manager = recipe_manager.RecipeManager()
+  manager.load_quantization_recipe(recipes.resolve(name, tied_embedding=True))
+  assert json.dumps(manager.get_quantization_recipe()) == json.dumps(theirs)
+
+
+class Model:
+  """A tiny variant's float artifact and its float logits on a prompt."""
+
+  def __init__(self, name):
+    self.spec = REGISTRY.get(name)
+    self.config = self.spec.variant("tiny").config
+    weights = pipeline.weights(self.spec, "tiny", log=lambda _: None)
+    self.float = pipeline.artifact(self.spec, "tiny", weights, recipe="none",
+                                   signatures=SIGNATURES, log=lambda _: None)
+    rng = np.random.default_rng(0)
+    self.prompt = [int(t) for t in rng.integers(3, self.config["vocab_size"], 16)]
+    self.float_logits = runner.Runner(self.float.path).prefill(self.prompt)
+
+  def quantize(self, recipe, tmp_path):
+    return convert.quantize(self.spec, self.float, recipe, output_dir=tmp_path,
+                            log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def smollm2():  # tied embedding, hidden 64, intermediate 128
+  return Model("smollm2")
+
+
+@pytest.fixture(scope="module")
+def tinyllama():  # untied LM head
+  return Model("tinyllama")
+
+
+@pytest.mark.parametrize("recipe, types, table", [
+    ("dynamic_int4_block32,embedding=int8", {"INT4", "INT8"}, "INT8"),
+    ("dynamic_int8,embedding=int4", {"INT4", "INT8"}, "INT4"),
+    ("dynamic_int4_block64:levels16,embedding=int8", {"INT4", "INT8"}, "INT8"),
+    ("dynamic_int4_block32", {"INT4"}, "INT4"),
+    ("dynamic_int8:hadamard", {"INT8"}, "INT8"),
+    ("dynamic_int4_block32:octav,embedding=int8:octav", {"INT4", "INT8"}, "INT8"),
+])
+def test_the_tied_table_is_one_buffer_read_by_the_lookup_and_every_head(smollm2, recipe, types,
+                                                                       table, tmp_path):
+  artifact = smollm2.quantize(recipe, tmp_path)
+  found = flatbuffer.weights(artifact.path)
+  vocab, hidden = smollm2.config["vocab_size"], smollm2.config["hidden_size"]
+  assert set(found.params_by_type) == types  # nothing left float
+  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 1, "uses": USES,
+                                  "types": [table]}
+  assert artifact.manifest.weights["largest_matrix"] == found.largest_matrix
+  # The file still computes the model (random tiny weights: loose, as for int8 in conformance).
+  logits = runner.Runner(artifact.path).prefill(smollm2.prompt)
+  assert np.abs(logits - smollm2.float_logits).max() < (0.25 if "int4" not in recipe else 1.0)
+
+
+def test_the_float_file_itself_shares_the_table(smollm2):
+  found = flatbuffer.weights(smollm2.float.path)
+  assert found.largest_matrix["buffers"] == 1 and found.largest_matrix["uses"] == USES
+
+
+def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama, tmp_path):
+  found = flatbuffer.weights(tinyllama.quantize("dynamic_int4_block32,embedding=int8",
+                                                tmp_path).path)
+  vocab, hidden = tinyllama.config["vocab_size"], tinyllama.config["hidden_size"]
+  # Two [vocab, hidden] matrices, the lookup's int8 and the head's int4, one buffer each.
+  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 2, "uses": USES,
+                                  "types": ["INT4", "INT8"]}
+
+
+def test_component_overrides_reach_their_components(tinyllama, tmp_path):
+  """attention=/feedforward= cover exactly their blocks' matrices (counted from the config)."""
+  c = tinyllama.config
+  hidden, inter, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+  kv = c["num_key_value_heads"] * hidden // c["num_attention_heads"]
+  attention = layers * (hidden * hidden * 2 + 2 * hidden * kv)
+  feedforward = layers * 3 * hidden * inter
+  found = flatbuffer.weights(tinyllama.quantize(
+      "weight_only_int8,attention=dynamic_int4_block32,feedforward=fp16", tmp_path).path)
+  assert found.params_by_type["INT4"] == attention
+  assert found.params_by_type["FLOAT16"] == feedforward
+  assert found.params_by_type["INT8"] == 2 * c["vocab_size"] * hidden
+
+
+def test_block_sizes_that_do_not_divide_are_refused(smollm2, tmp_path):
+  with pytest.raises(export.QuantizeError, match="not divisible by block size 128"):
+    smollm2.quantize("dynamic_int4_block128", tmp_path)
+  assert not list(tmp_path.glob("*.tflite"))
+
+
+def _int4_table(path, shape):
+  """The int4 values [out, in] and block scales [out, in/block] of the matrix of `shape`."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  raw = open(path, "rb").read()
+  model = schema.Model.GetRootAs(raw, 0)
+  subgraph = model.Subgraphs(0)
+  for i in range(subgraph.TensorsLength()):
+    tensor = subgraph.Tensors(i)
+    if list(tensor.ShapeAsNumpy()) == list(shape) and tensor.Type() == schema.TensorType.INT4:
+      packed = model.Buffers(tensor.Buffer()).DataAsNumpy()
+      low, high = (packed & 0xF).astype(np.int8), (packed >> 4).astype(np.int8)
+      values = np.stack([low, high], -1).reshape(shape)  # low nibble first
+      values = np.where(values > 7, values - 16, values)
+      details = tensor.Quantization().Details()
+      block = schema.BlockwiseQuantization()
+      block.Init(details.Bytes, details.Pos)
+      scale_tensor = subgraph.Tensors(block.Scales())
+      scales = model.Buffers(scale_tensor.Buffer()).DataAsNumpy().view(np.float16)
+      return values, scales.reshape(shape[0], -1).astype(np.float32)
+  raise AssertionError(f"no INT4 tensor of shape {shape} in {path}")
+
+
+def _float_table(path, shape):
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  raw = open(path, "rb").read()
+  model = schema.Model.GetRootAs(raw, 0)
+  subgraph = model.Subgraphs(0)
+  for i in range(subgraph.TensorsLength()):
+    tensor = subgraph.Tensors(i)
+    if list(tensor.ShapeAsNumpy()) == list(shape):
+      return flatbuffer._values(raw, model.Buffers(tensor.Buffer())).reshape(shape)  # pylint: disable=protected-access
+  raise AssertionError(f"no tensor of shape {shape} in {path}")
+
+
+def test_levels16_uses_minus_8_as_llama_cpp_q4_0_does(smollm2, tmp_path):
+  from gguf import quants, GGMLQuantizationType  # pylint: disable=g-import-not-at-top
+  shape = (smollm2.config["vocab_size"], smollm2.config["hidden_size"])
+  w = _float_table(smollm2.float.path, shape)
+  plain, plain_scales = _int4_table(smollm2.quantize("dynamic_int4_block32", tmp_path / "a").path,
+                                    shape)
+  ours, scales = _int4_table(smollm2.quantize("dynamic_int4_block32:levels16",
+                                              tmp_path / "b").path, shape)
+  assert plain.min() >= -7  # the quantizer's own min-max: 15 levels
+  blocks = w.reshape(-1, 32)
+  negative = -blocks.min(1) > blocks.max(1)  # blocks whose largest magnitude is negative
+  assert 0.3 < negative.mean() < 0.7
+  got = ours.reshape(-1, 32)
+  assert (got[negative].min(1) == -8).all() and (got[~negative].min(1) >= -7).all()
+  # Q4_0 by gguf-py (ggml's reference: d = extreme / -8, fp16): on the blocks with a negative
+  # extreme, d > 0 and ours is the same grid up to our bf16 scale rounding.
+  q40 = np.frombuffer(quants.quantize(w, GGMLQuantizationType.Q4_0).tobytes(), np.uint8)
+  q40 = q40.reshape(-1, 18)
+  d = q40[:, :2].copy().view(np.float16)[:, 0].astype(np.float32)
+  nibbles = np.concatenate([q40[:, 2:] & 0xF, q40[:, 2:] >> 4], 1).astype(np.int8) - 8
+  np.testing.assert_allclose(scales.reshape(-1)[negative], d[negative], rtol=2**-8)
+  assert (nibbles[negative] == got[negative]).mean() > 0.97
+  # And the error is lower than the 15-level grid's on those blocks.
+  err16 = np.abs(got * scales.reshape(-1, 1) - blocks)[negative].mean()
+  err15 = np.abs(plain.reshape(-1, 32) * plain_scales.reshape(-1, 1) - blocks)[negative].mean()
+  assert err16 < err15
