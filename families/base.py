@@ -187,6 +187,11 @@ GGUF_COMMON_NAMES = {
     "blk.{}.ffn_up": "model.layers.{}.mlp.up_proj",
     "blk.{}.ffn_down": "model.layers.{}.mlp.down_proj",
 }
+# Llama's: the MLP's input norm is llama.cpp's ffn_norm.
+GGUF_LLAMA_NAMES = {**GGUF_COMMON_NAMES,
+                    "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm"}
+GGUF_QK_NORM_NAMES = {"blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
+                      "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm"}
 GGUF_COMMON_CONFIG = {
     "num_hidden_layers": "block_count",
     "hidden_size": "embedding_length",

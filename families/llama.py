@@ -39,6 +39,15 @@ class Config:
 def read_config(hf: Mapping[str, Any]) -> Config:
   """A Llama `config.json` dict as a Config; raises UnsupportedConfigError naming the field."""
   r = base.Reader("llama", hf, ("llama",))
+  if base.rope_parameters(r).get("rope_type", "default") != "default":
+    # Llama 3.1+ (RoPE scaled): the configurable decoder computes the scaled RoPE.
+    from litezoo.families import decoder  # pylint: disable=g-import-not-at-top
+    bias = bool(r("attention_bias", False))
+    scaled = decoder.Config(**decoder.common(r), attention_bias=bias, attention_out_bias=bias,
+                            mlp_bias=bool(r("mlp_bias", False)))
+    r("pretraining_tp")
+    r.finish()
+    return scaled
   heads, kv_heads = base.check_heads(r)
   config = Config(
       vocab_size=r.required("vocab_size"), hidden_size=r.required("hidden_size"),
@@ -56,6 +65,9 @@ def read_config(hf: Mapping[str, Any]) -> Config:
 
 
 def tensor_names(config: Config) -> TensorNames:
+  if not isinstance(config, Config):  # a decoder.Config (Llama 3.1+)
+    from litezoo.families import decoder  # pylint: disable=g-import-not-at-top
+    return decoder.tensor_names(config)
   return TensorNames(
       embedding="model.embed_tokens",
       final_norm="model.norm",
@@ -126,6 +138,9 @@ def decoder(model_config_, kv_cache_max_len: int):
 def build(config: Config, kv_cache_max_len: int):
   """The re-authored model: `forward(tokens [1, T] int32, input_pos [T] int32, kv_cache)` ->
   {"logits": [1, T, vocab_size] float32, "kv_cache"}."""
+  if not isinstance(config, Config):  # a decoder.Config (Llama 3.1+)
+    from litezoo.families import decoder as configurable  # pylint: disable=g-import-not-at-top
+    return configurable.build(config, kv_cache_max_len)
   return decoder(model_config(config), kv_cache_max_len)
 
 
@@ -147,7 +162,7 @@ def _unpermute(name: str, weight, hf: Mapping[str, Any]):
 
 GGUF = base.GGUFMap(
     architecture="llama",
-    names={**base.GGUF_COMMON_NAMES, "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm"},
+    names=base.GGUF_LLAMA_NAMES,
     config_keys=base.GGUF_COMMON_CONFIG,
     transform=_unpermute,
 )
