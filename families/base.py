@@ -160,6 +160,9 @@ class GGUFMap:
   config_keys: Mapping[str, str]  # HF config key -> GGUF metadata key after "<architecture>."
   # (HF tensor name, tensor [out, in] float32, the file's HF-named config) -> the HF tensor.
   transform: Callable[[str, Any, Mapping[str, Any]], Any] = lambda name, tensor, hf: tensor
+  # (the file's HF-named config) -> what llama.cpp implies but does not write (Gemma 2's
+  # query_pre_attn_scalar is its head_dim).
+  implied: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda hf: {}
 
   def hf_name(self, gguf_name: str) -> str | None:
     base, _, kind = gguf_name.rpartition(".")

@@ -125,8 +125,11 @@ def read_windows(r: base.Reader, layers: int) -> tuple[int | None, ...]:
   return windows if any(windows) else ()
 
 
-def common(r: base.Reader, act_key: str = "hidden_act", act_default: str = "silu") -> dict:
-  """The fields every decoder reads, plus its RoPE and windows."""
+def common(r: base.Reader, act_key: str = "hidden_act", act_default: str = "silu",
+           windows: bool = True) -> dict:
+  """The fields every decoder reads, plus its RoPE and (when its transformers model has them,
+  `windows`) its sliding windows: a family without leaves `sliding_window` unread, so that
+  `Reader.finish` refuses a config that sets it."""
   heads, kv_heads = base.check_heads(r)
   layers = r.required("num_hidden_layers")
   positions = r.required("max_position_embeddings")
@@ -137,7 +140,7 @@ def common(r: base.Reader, act_key: str = "hidden_act", act_default: str = "silu
       max_position_embeddings=positions, rms_norm_eps=float(r.required("rms_norm_eps")),
       hidden_act=base.activation(r, act_key, act_default),
       tie_word_embeddings=bool(r("tie_word_embeddings", False)),
-      sliding_windows=read_windows(r, layers), **read_rope(r, positions))
+      sliding_windows=read_windows(r, layers) if windows else (), **read_rope(r, positions))
 
 
 # --- tensor names -----------------------------------------------------------------------------

@@ -32,13 +32,15 @@ def _gguf_transform(name: str, weight, hf: Mapping[str, Any]):
 
 GGUF = base.GGUFMap(
     architecture="gemma2",
-    names={**base.GGUF_COMMON_NAMES,
+    names={**{k: v for k, v in base.GGUF_COMMON_NAMES.items() if k != "output"},  # tied
            "blk.{}.post_attention_norm": "model.layers.{}.post_attention_layernorm",
            "blk.{}.ffn_norm": "model.layers.{}.pre_feedforward_layernorm",
            "blk.{}.post_ffw_norm": "model.layers.{}.post_feedforward_layernorm"},
     config_keys={**base.GGUF_COMMON_CONFIG, "sliding_window": "attention.sliding_window",
                  "attn_logit_softcapping": "attn_logit_softcapping",
                  "final_logit_softcapping": "final_logit_softcapping"},
-    transform=_gguf_transform)
+    transform=_gguf_transform,
+    # llama.cpp scales Gemma 2's scores by head_dim ** -0.5 (27B aside, which it special-cases).
+    implied=lambda hf: {"query_pre_attn_scalar": hf["head_dim"]} if "head_dim" in hf else {})
 
 FAMILY = decoder.record("gemma2", ("gemma2",), read_config, gguf=GGUF, litertlm_type="gemma2")

@@ -10,7 +10,7 @@ def read_config(hf: Mapping[str, Any]) -> decoder.Config:
   r = base.Reader("granite", hf, ("granite",))
   bias = bool(r("attention_bias", False))
   config = decoder.Config(
-      **decoder.common(r), attention_bias=bias, attention_out_bias=bias,
+      **decoder.common(r, windows=False), attention_bias=bias, attention_out_bias=bias,
       mlp_bias=bool(r("mlp_bias", False)),
       embedding_multiplier=float(r("embedding_multiplier", 1.0)),
       residual_multiplier=float(r("residual_multiplier", 1.0)),

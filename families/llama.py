@@ -43,8 +43,8 @@ def read_config(hf: Mapping[str, Any]) -> Config:
     # Llama 3.1+ (RoPE scaled): the configurable decoder computes the scaled RoPE.
     from litezoo.families import decoder  # pylint: disable=g-import-not-at-top
     bias = bool(r("attention_bias", False))
-    scaled = decoder.Config(**decoder.common(r), attention_bias=bias, attention_out_bias=bias,
-                            mlp_bias=bool(r("mlp_bias", False)))
+    scaled = decoder.Config(**decoder.common(r, windows=False), attention_bias=bias,
+                            attention_out_bias=bias, mlp_bias=bool(r("mlp_bias", False)))
     r("pretraining_tp")
     r.finish()
     return scaled

@@ -9,8 +9,8 @@ from litezoo.families import base, decoder
 def read_config(hf: Mapping[str, Any]) -> decoder.Config:
   r = base.Reader("olmo2", hf, ("olmo2",))
   bias = bool(r("attention_bias", False))
-  config = decoder.Config(**decoder.common(r), attention_bias=bias, attention_out_bias=bias,
-                          qk_norm="full", norm_placement="post")
+  config = decoder.Config(**decoder.common(r, windows=False), attention_bias=bias,
+                          attention_out_bias=bias, qk_norm="full", norm_placement="post")
   r.finish()
   return config
 

@@ -92,7 +92,7 @@ class GGUFSource:
     if "model.embed_tokens.weight" in self._tensors:
       config["vocab_size"] = self.shape("model.embed_tokens.weight")[0]
     config["tie_word_embeddings"] = "lm_head.weight" not in self._tensors
-    return config
+    return {**self.map.implied(config), **config}
 
   def config(self) -> Mapping[str, Any]:
     return dict(self._config)

@@ -5,7 +5,9 @@ did not ask for does not exist for it (absl refuses it by name). Every default a
 lives here, so `--kv_cache_max_len` means the same in every tool:
 
   --model, --variant                            which model
-  --checkpoint, --allow_pickle                  its weights (default: the variant's pinned source)
+  --checkpoint, --allow_pickle                  its weights (default: the variant's pinned source);
+                                                without --model, the checkpoint is the model (its
+                                                config.json or GGUF metadata picks the family)
   --random_weights, --weights_seed              or seeded random weights
   --quantize                                    the recipe (default: the plugin's)
   --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
@@ -71,14 +73,16 @@ class _Defined:
   """The flags one tool defined; `selection()` reads them once parsed."""
 
   def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None):
-    self.model = flags.DEFINE_string("model", None, "Registered model name (bazel run "
-                                     "//tools:convert -- --help lists them in the error).")
+    self.model = flags.DEFINE_string(
+        "model", None, "Registered model name (the error of a run without it lists them); "
+        + ("optional with --checkpoint, whose config picks the family." if weights else ""))
     self.variant = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
     self.weights = weights
     if weights:
       self.checkpoint = flags.DEFINE_string(
           "checkpoint", None, "Checkpoint: a Hugging Face directory (config.json + safetensors, "
-          "sharded or not) or a .gguf file (default: the variant's pinned source).")
+          "sharded or not) or a .gguf file (default: the variant's pinned source). Without "
+          "--model it is the model: its model_type (GGUF: architecture) picks the family.")
       self.allow_pickle = flags.DEFINE_bool(
           "allow_pickle", False, "Load a pickled .bin/.pt --checkpoint with "
           "torch.load(weights_only=True).")
@@ -109,10 +113,19 @@ class _Defined:
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
-    if self.model.value is None:
-      raise FlagError("give --model=NAME; registered models: " +
-                      ", ".join(default_registry().names()))
-    spec = default_registry().get(self.model.value)
+    checkpoint = self.checkpoint.value if self.weights else None
+    if self.model.value is None and checkpoint is None:
+      raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
+                       ".gguf file); " if self.weights else "give --model=NAME; ") +
+                      "registered models: " + ", ".join(default_registry().names()))
+    if self.model.value is None:  # the checkpoint is the model
+      if self.variant.value is not None:
+        raise FlagError("--variant applies to a registered --model; a --checkpoint without "
+                        "--model is its own one variant: drop --variant")
+      from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+      spec = pipeline.checkpoint_spec(common.user_path(checkpoint), log=console.log)
+    else:
+      spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
     spec.variant(variant)
     signatures = None
