@@ -72,12 +72,19 @@ def given(name: str) -> bool:
 class _Defined:
   """The flags one tool defined; `selection()` reads them once parsed."""
 
-  def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None):
+  def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None,
+               checkpoint_config: bool = False):
     self.model = flags.DEFINE_string(
         "model", None, "Registered model name (the error of a run without it lists them); "
         + ("optional with --checkpoint, whose config picks the family." if weights else ""))
     self.variant = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
     self.weights = weights
+    self.checkpoint_config = checkpoint_config and not weights
+    if self.checkpoint_config:  # the checkpoint names the model; the tool makes its own weights
+      self.checkpoint = flags.DEFINE_string(
+          "checkpoint", None, "A Hugging Face directory (its config.json is enough) or a .gguf "
+          "file whose model to use without --model: its model_type picks the family; the tool "
+          "runs seeded random weights of that config.")
     if weights:
       self.checkpoint = flags.DEFINE_string(
           "checkpoint", None, "Checkpoint: a Hugging Face directory (config.json + safetensors, "
@@ -113,10 +120,11 @@ class _Defined:
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
-    checkpoint = self.checkpoint.value if self.weights else None
+    with_checkpoint = self.weights or self.checkpoint_config
+    checkpoint = self.checkpoint.value if with_checkpoint else None
     if self.model.value is None and checkpoint is None:
       raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
-                       ".gguf file); " if self.weights else "give --model=NAME; ") +
+                       ".gguf file); " if with_checkpoint else "give --model=NAME; ") +
                       "registered models: " + ", ".join(default_registry().names()))
     if self.model.value is None:  # the checkpoint is the model
       if self.variant.value is not None:
@@ -125,6 +133,9 @@ class _Defined:
       from litezoo import pipeline  # pylint: disable=g-import-not-at-top
       spec = pipeline.checkpoint_spec(common.user_path(checkpoint), log=console.log)
     else:
+      if self.checkpoint_config and checkpoint is not None:
+        raise FlagError("--checkpoint names the model here: give --model or --checkpoint, "
+                        "not both")
       spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
     spec.variant(variant)
@@ -175,6 +186,9 @@ def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ..
 
 
 def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True,
-           recipe_default: str | None = None) -> _Defined:
-  """Defines the model-selection flags of the groups a tool uses; call at import time."""
-  return _Defined(weights, recipe, signatures, recipe_default)
+           recipe_default: str | None = None, checkpoint_config: bool = False) -> _Defined:
+  """Defines the model-selection flags of the groups a tool uses; call at import time.
+
+  `checkpoint_config` (for a tool without the weights group, which makes its own weights, as the
+  benchmark does): --checkpoint still selects a model by its config."""
+  return _Defined(weights, recipe, signatures, recipe_default, checkpoint_config)
