@@ -163,6 +163,10 @@ class GGUFMap:
   # (the file's HF-named config) -> what llama.cpp implies but does not write (Gemma 2's
   # query_pre_attn_scalar is its head_dim).
   implied: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda hf: {}
+  # GGUF tensors that carry hyper-parameters, not weights: name -> (its values float32 [n], the
+  # config read so far) -> config keys; raises ValueError ("is ...") when it cannot tell them.
+  config_tensors: Mapping[str, Callable[[Any, Mapping[str, Any]], Mapping[str, Any]]] = (
+      dataclasses.field(default_factory=dict))
 
   def hf_name(self, gguf_name: str) -> str | None:
     base, _, kind = gguf_name.rpartition(".")

@@ -50,7 +50,7 @@ CASES = {
                     if k != "no_rope_layers"}, "num_hidden_layers": 4}, _permute),
     "olmo2": (family_configs.TINY["olmo2"], _as_is),
     "granite": (family_configs.TINY["granite"], _permute),
-    "llama3-free": ({**family_configs.TINY["llama3"], "rope_scaling": None,
+    "llama": ({**family_configs.TINY["llama3"], "rope_scaling": None,
                      "max_position_embeddings": 2048}, _permute),
 }
 
@@ -118,23 +118,71 @@ def test_every_family_llama_cpp_writes_has_a_map():
       assert name.replace("{}", "{bid}") in allowed, (family.name, name)
 
 
-def test_a_gguf_with_rope_frequency_factors_is_refused_naming_the_tensor(tmp_path):
-  """Llama 3.1+ GGUFs carry their RoPE scaling as a rope_freqs tensor, not metadata: refused by
-  name rather than converted with plain RoPE."""
-  config = CASES["llama3-free"][0]
-  path = tmp_path / "m.gguf"
+def _llama_cpp_rope_freqs(config) -> np.ndarray:
+  """What llama.cpp's LlamaModel.generate_extra_tensors writes for a llama3 rope_scaling."""
+  scaling, theta, dim = config["rope_scaling"], config["rope_theta"], config["head_dim"]
+  freqs = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+  factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+  old = scaling["original_max_position_embeddings"]
+  factors = []
+  for freq in freqs:
+    wavelen = 2 * np.pi / freq
+    if wavelen < old / high:
+      factors.append(1)
+    elif wavelen > old / low:
+      factors.append(factor)
+    else:
+      smooth = (old / wavelen - low) / (high - low)
+      factors.append(1 / ((1 - smooth) / factor + smooth))
+  return np.array(factors, dtype=np.float32)
+
+
+LLAMA_3_2 = {**family_configs.TINY["llama3"],
+             "rope_scaling": dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
+                                  high_freq_factor=4.0, original_max_position_embeddings=8192)}
+
+
+def _with_rope_freqs(path, config, factors):
   original = testing.random_model(config)
   _write(path, config, original, _permute)
-  reader_tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
-  writer = gguf.GGUFWriter(str(tmp_path / "scaled.gguf"), "llama")
-  for name, tensor in reader_tensors.items():
-    writer.add_tensor(name, np.array(tensor.data).reshape(list(reversed(tensor.shape))))
-  writer.add_tensor("rope_freqs.weight", np.ones(8, np.float32))
+  tensors = [(t.name, np.array(t.data)) for t in gguf.GGUFReader(path).tensors]
+  fields = gguf.GGUFReader(path).fields
+  writer = gguf.GGUFWriter(str(path.with_suffix(".scaled.gguf")), "llama")
+  for key, field in fields.items():
+    if key.startswith("llama."):
+      value = field.contents()
+      (writer.add_float32 if isinstance(value, float) else writer.add_uint32)(key, value)
+  for name, array in tensors:
+    writer.add_tensor(name, array)
+  writer.add_tensor("rope_freqs.weight", factors)
   writer.write_header_to_file()
   writer.write_kv_data_to_file()
   writer.write_tensors_to_file()
   writer.close()
-  run = testing.run_tool("convert", f"--checkpoint={tmp_path / 'scaled.gguf'}", "--output_dir=o",
-                         cwd=tmp_path)
-  assert "tensor 'rope_freqs.weight' has no Hugging Face name in the llama map" in (
+  return original, path.with_suffix(".scaled.gguf")
+
+
+def test_a_llama_3_2_gguf_gets_its_rope_scaling_back_from_rope_freqs(tmp_path):
+  """Llama 3.1+ GGUFs carry their RoPE scaling only as a rope_freqs tensor: the zoo recognizes
+  the published scaling it was computed from, and converts with it."""
+  original, path = _with_rope_freqs(tmp_path / "m.gguf", LLAMA_3_2,
+                                    _llama_cpp_rope_freqs(LLAMA_3_2))
+  spec = pipeline.checkpoint_spec(path, log=lambda _: None)
+  read = spec.family.config(spec.variant(None).config)
+  assert (read.rope_type, dict(read.rope_scaling)) == ("llama3", {
+      "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 8192})
+  model, _ = convert.load_model(spec, pipeline.CHECKPOINT_VARIANT,
+                                weights.Weights(path, {"kind": "local"}), 32, log=lambda _: None)
+  tokens = [1, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+  np.testing.assert_allclose(testing.zoo_logits(model, tokens, 32),
+                             testing.hf_logits(original, tokens), atol=1e-4, rtol=0)
+
+
+def test_rope_freqs_of_an_unknown_scaling_are_refused_naming_the_tensor(tmp_path):
+  factors = _llama_cpp_rope_freqs(LLAMA_3_2)
+  factors[-1] *= 1.5
+  _, path = _with_rope_freqs(tmp_path / "m.gguf", LLAMA_3_2, factors)
+  run = testing.run_tool("convert", f"--checkpoint={path}", "--output_dir=o", cwd=tmp_path)
+  assert "tensor 'rope_freqs.weight' holds RoPE frequency factors of no llama3 scaling" in (
       testing.one_line_error(run, "convert"))

@@ -119,3 +119,12 @@ def test_a_directory_without_config_is_refused_with_the_fix(tmp_path):
   line = testing.one_line_error(testing.run_tool("convert", f"--checkpoint={directory}",
                                                  cwd=tmp_path), "convert")
   assert "has no config.json" in line and "--model=NAME" in line
+
+
+def test_the_benchmark_takes_a_checkpoint_as_the_model_not_beside_one(tmp_path):
+  """benchmark makes its own random weights: --checkpoint there names the model by its config."""
+  directory = _checkpoint(tmp_path, "granite")
+  line = testing.one_line_error(
+      testing.run_tool("benchmark", "--model=tinyllama", f"--checkpoint={directory}",
+                       "--peers=zoo", cwd=tmp_path), "benchmark")
+  assert "give --model or --checkpoint, not both" in line
