@@ -41,6 +41,9 @@ def peak_rss_bytes() -> int:
 
 
 def _same(a: Any, b: Any) -> bool:
+  """Equal hyper-parameters, floats (also inside tuples, e.g. LongRoPE's factors) to float32."""
+  if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
   if isinstance(a, float) or isinstance(b, float):
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
         a, b, rel_tol=1e-6)  # GGUF keeps floats in float32

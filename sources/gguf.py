@@ -107,7 +107,9 @@ class GGUFSource:
         config.update(self.map.config_tensors[name](values, config))
       except ValueError as e:
         raise GGUFError(f"{self.path}: tensor {name!r} {e}") from e
-    return {**self.map.implied(config), **config}
+    # gguf_* keys are what llama.cpp writes that implied() turns into config.json keys.
+    return {k: v for k, v in {**self.map.implied(config), **config}.items()
+            if not k.startswith("gguf_")}
 
   def config(self) -> Mapping[str, Any]:
     return dict(self._config)

@@ -4,6 +4,8 @@ metadata keys, its changes to tensors: Llama-lineage q/k rows permuted, Gemma's 
 imported by its metadata alone (`--checkpoint=FILE.gguf`, no plugin) and compared with
 transformers' model of the weights it was written from."""
 
+import dataclasses
+
 import gguf
 import numpy as np
 import pytest
@@ -45,6 +47,7 @@ CASES = {
     "qwen3": (family_configs.TINY["qwen3"], _as_is),
     "gemma2": ({**family_configs.TINY["gemma2"], "query_pre_attn_scalar": 16}, _plus_one_norms),
     "phi3": (family_configs.TINY["phi3"], _as_is),
+    "phi3_longrope": (family_configs.TINY["phi3_longrope"], _as_is),
     # llama.cpp has no no_rope_layers key: every fourth layer, as transformers' default.
     "smollm3": ({**{k: v for k, v in family_configs.TINY["smollm3"].items()
                     if k != "no_rope_layers"}, "num_hidden_layers": 4}, _permute),
@@ -65,8 +68,16 @@ def _write(path, config, original, change):
   family = _family(config)
   names = {hf: g for g, hf in family.gguf.names.items()}
   resolved = transformers.AutoConfig.for_model(**config).to_dict()
-  resolved["rope_theta"] = resolved["rope_parameters"]["rope_theta"]
+  rope = resolved["rope_parameters"]
+  resolved["rope_theta"] = rope["rope_theta"]
+  head_dim = resolved.get("head_dim") or resolved["hidden_size"] // resolved["num_attention_heads"]
+  # What llama.cpp's Phi3MiniModel writes: the rotated dimensions, LongRoPE's factors as tensors.
+  resolved["gguf_rope_dimension_count"] = int(head_dim * rope.get("partial_rotary_factor", 1.0))
   writer = gguf.GGUFWriter(str(path), family.gguf.architecture)
+  if rope.get("rope_type") == "longrope":
+    for kind in ("short", "long"):
+      writer.add_tensor(f"rope_factors_{kind}.weight",
+                        np.array(rope[f"{kind}_factor"], dtype=np.float32))
   for hf_key, gguf_key in family.gguf.config_keys.items():
     value = resolved.get(hf_key)
     if value is None:
@@ -97,6 +108,10 @@ def test_a_gguf_of_the_family_imports_by_metadata_and_matches_transformers(tmp_p
   _write(path, config, original, change)
   spec = pipeline.checkpoint_spec(path, log=lambda _: None)
   assert spec.family.name == _family(config).name
+  # Every hyper-parameter the family reads comes back from the file (floats as float32).
+  written, read = _family(config).config(config), spec.family.config(spec.variant(None).config)
+  for field in dataclasses.fields(written):
+    assert convert._same(getattr(written, field.name), getattr(read, field.name)), field.name  # pylint: disable=protected-access
   model, _ = convert.load_model(spec, pipeline.CHECKPOINT_VARIANT,
                                 weights.Weights(path, {"kind": "local"}), 32, log=lambda _: None)
   tokens = [1, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
