@@ -10,6 +10,7 @@ exactly or not at all.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from typing import Any, Callable, Mapping
@@ -65,7 +66,8 @@ class Reader:
       raise UnsupportedConfigError(
           f"the {family} family builds model_type {', '.join(model_types)}, not {model_type!r}")
     try:
-      self.values = transformers.AutoConfig.for_model(**hf).to_dict()
+      # A deep copy: transformers rewrites nested dicts (rope_scaling) in place.
+      self.values = transformers.AutoConfig.for_model(**copy.deepcopy(dict(hf))).to_dict()
     except Exception as e:  # pylint: disable=broad-except  (its validators raise many kinds)
       reason = " ".join(str(e).split())
       raise UnsupportedConfigError(f"transformers refuses this {model_type} config: "
@@ -225,6 +227,9 @@ class FamilyRecord:
   litertlm_type: str = "generic_model"
   # Checkpoint tensors that are not weights (buffers some exporters save), ignored when loading.
   non_weights: str = r".*\.rotary_emb\.inv_freq$"
+  # Raises UnsupportedConfigError for a KV cache length the config cannot serve (checked by the
+  # tools before any work, and again by build).
+  check_kv_cache: Callable[[Any, int], None] = lambda config, kv_cache_max_len: None
 
   def config(self, hf: Mapping[str, Any]) -> Any:
     return self.read_config(hf)

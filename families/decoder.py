@@ -267,4 +267,4 @@ def record(name: str, model_types: tuple[str, ...], read_config, gguf=None,
            litertlm_type: str = "generic_model") -> base.FamilyRecord:
   return base.FamilyRecord(name=name, model_types=model_types, read_config=read_config,
                            build_model=build, names=tensor_names, gguf=gguf,
-                           litertlm_type=litertlm_type)
+                           litertlm_type=litertlm_type, check_kv_cache=check_kv_cache)

@@ -8,6 +8,7 @@ import pytest
 
 from litezoo import families, pipeline
 from litezoo.core.spec import UnsupportedConfigError
+from litezoo.sources import random_weights
 from litezoo.tests import family_configs, testing
 
 
@@ -45,6 +46,26 @@ def test_convert_without_model_writes_the_checkpoint_as_its_own_model(tmp_path):
   written = json.loads(manifest.read_text())
   assert written["model"] == "qwen3" and written["variant"] == "checkpoint"
   assert (tmp_path / "out" / written["file"]).stat().st_size > 0
+
+
+def test_generate_runs_a_checkpoint_like_a_plugin_model(tmp_path):
+  """`generate --checkpoint=DIR` on a Qwen3 directory as a user has it (config, weights,
+  tokenizer): converted on first use, and the text is transformers' own greedy continuation."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  directory = _checkpoint(tmp_path, "qwen3")
+  random_weights.write_tokenizer(directory, family_configs.TINY["qwen3"]["vocab_size"])
+  run = testing.run_tool("generate", f"--checkpoint={directory}", "--prompt=hello world",
+                         "--max_new_tokens=8", "--quantize=none", "--prefill_seq_lens=8",
+                         "--kv_cache_max_len=32", cwd=tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "converting qwen3-checkpoint (none) on first use" in run.stderr
+  tok = transformers.AutoTokenizer.from_pretrained(directory)
+  model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+  prompt = tok("hello world", return_tensors="pt").input_ids
+  out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+  expected = tok.decode(out[0, prompt.shape[1]:])
+  assert expected.strip() and run.stdout.rstrip("\n") == expected
 
 
 def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):

@@ -126,12 +126,13 @@ class _Defined:
       raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
                        ".gguf file); " if with_checkpoint else "give --model=NAME; ") +
                       "registered models: " + ", ".join(default_registry().names()))
+    found = []  # what the checkpoint was read as: said once every flag is checked
     if self.model.value is None:  # the checkpoint is the model
       if self.variant.value is not None:
         raise FlagError("--variant applies to a registered --model; a --checkpoint without "
                         "--model is its own one variant: drop --variant")
       from litezoo import pipeline  # pylint: disable=g-import-not-at-top
-      spec = pipeline.checkpoint_spec(common.user_path(checkpoint), log=console.log)
+      spec = pipeline.checkpoint_spec(common.user_path(checkpoint), log=found.append)
     else:
       if self.checkpoint_config and checkpoint is not None:
         raise FlagError("--checkpoint names the model here: give --model or --checkpoint, "
@@ -157,10 +158,16 @@ class _Defined:
           decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
               w for w in signatures.decode_windows if w < kv))
       signatures.validate()
+      family = spec.family
+      if hasattr(family, "check_kv_cache"):  # before any work, not at step 1 of a conversion
+        family.check_kv_cache(family.config(spec.variant(variant).config),
+                              signatures.kv_cache_max_len)
     recipe = None
     if self.recipe is not None:
       from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
       recipe = recipes.check(self.recipe.value or spec.default_recipe)
+    for line in found:
+      console.log(line)
 
     def resolve(log):
       from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
