@@ -1,5 +1,6 @@
 """The one flow every tool, test, benchmark peer and release takes:
 
+    checkpoint_spec(path)              -> ModelSpec (any checkpoint of a family the zoo builds)
     weights(spec, variant, ...)        -> Weights   (pinned, local, GGUF or random: one path)
     artifact(spec, variant, weights)   -> Artifact  (converted once, cached, locked, verified)
     tokenizer(weights)                 -> the model's tokenizer, built once
@@ -13,15 +14,101 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pathlib
+import re
 from typing import Any, Callable
 
 from litezoo.artifacts import cache, files, manifest
 from litezoo.artifacts.manifest import Artifact
-from litezoo.core.spec import ModelSpec, Signatures
+from litezoo.core.errors import ZooError
+from litezoo.core.spec import ModelSpec, Signatures, Variant
 from litezoo.quant import recipes
 from litezoo.sources.weights import Weights, resolve as weights
 
-__all__ = ["Transform", "Weights", "artifact", "original_and_ours", "tokenizer", "weights"]
+__all__ = ["Transform", "Weights", "artifact", "checkpoint_spec", "original_and_ours", "tokenizer",
+           "weights"]
+
+# The one variant of a model read from a checkpoint, and its defaults: every tool's signatures,
+# the families' usual recipe.
+CHECKPOINT_VARIANT = "checkpoint"
+CHECKPOINT_PREFILL = (32, 128)
+CHECKPOINT_KV_CACHE = 1024
+# config.json keys that are bookkeeping, not architecture (as tools/new_plugin leaves them out).
+_NOT_CONFIG = ("architectures", "torch_dtype", "dtype", "transformers_version", "_name_or_path",
+               "use_cache", "initializer_range")
+
+
+class CheckpointSpecError(ZooError, ValueError):
+  pass
+
+
+def _model_name(path: pathlib.Path) -> str:
+  """A model name from a checkpoint's directory (or GGUF file) name: lowercase, [a-z0-9_.-]."""
+  stem = path.stem if path.suffix == ".gguf" else path.name
+  if stem.startswith("snapshots") or re.fullmatch(r"[0-9a-f]{40}", stem):  # a hub cache snapshot
+    stem = path.parents[1].name.removeprefix("models--")
+  return re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-.") or "checkpoint"
+
+
+def _gguf_config(path: pathlib.Path) -> tuple[Any, dict]:
+  """(family, config.json dict) of a GGUF file: its architecture names the family, its metadata
+  the hyper-parameters."""
+  from litezoo import families  # pylint: disable=g-import-not-at-top
+  from litezoo.sources import gguf  # pylint: disable=g-import-not-at-top
+  architecture = gguf.architecture(path)
+  family = next((f for f in families.FAMILIES
+                 if f.gguf is not None and f.gguf.architecture == architecture), None)
+  if family is None:
+    known = sorted({f.gguf.architecture for f in families.FAMILIES if f.gguf is not None})
+    raise CheckpointSpecError(f"{path} holds a llama.cpp {architecture!r} model, which the zoo "
+                              f"cannot import; it imports GGUF architectures: {', '.join(known)}")
+  config = {"model_type": family.model_types[0],
+            **gguf.GGUFSource(path, family.gguf).config()}
+  return family, config
+
+
+def checkpoint_spec(path: str | pathlib.Path, log: Callable[[str], None] = print) -> ModelSpec:
+  """The ModelSpec of a checkpoint the zoo has no plugin for: a Hugging Face directory (its
+  config.json's model_type picks the family, its keys are the config) or a GGUF file (its
+  architecture and metadata). One variant, "checkpoint"; the zoo's default signatures (the KV
+  cache no longer than the model's context) and the dynamic_int8 recipe.
+
+  Raises UnsupportedConfigError listing the model types the zoo builds, or naming the field a
+  family does not implement; CheckpointSpecError / CheckpointError for an unreadable checkpoint.
+  """
+  from litezoo import families  # pylint: disable=g-import-not-at-top
+  from litezoo.sources import CheckpointError  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise CheckpointError(f"checkpoint {path} does not exist")
+  if path.suffix == ".gguf":
+    family, config = _gguf_config(path)
+  else:
+    found = path / "config.json" if path.is_dir() else None
+    if found is None or not found.is_file():
+      raise CheckpointSpecError(
+          f"{path} has no config.json, so the zoo cannot tell what model it holds; pass a Hugging "
+          "Face checkpoint directory (config.json + safetensors), a .gguf file, or --model=NAME")
+    try:
+      config = json.loads(found.read_text())
+    except (OSError, ValueError) as e:
+      raise CheckpointSpecError(f"{found} is not readable JSON ({e})") from e
+    if not isinstance(config, dict):
+      raise CheckpointSpecError(f"{found} holds a {type(config).__name__}, not a JSON object")
+    config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
+    family = families.by_model_type(config.get("model_type"))
+  family.config(config)  # refuses a field the family cannot build, naming it
+  context = int(config.get("max_position_embeddings") or CHECKPOINT_KV_CACHE)
+  kv = min(CHECKPOINT_KV_CACHE, context)
+  prefill = tuple(n for n in CHECKPOINT_PREFILL if n < kv) or (kv,)
+  name = _model_name(path)
+  log(f"{path}: a {config['model_type']} model ({family.name} family), converted as {name}")
+  return ModelSpec(
+      name=name, version="0.0.0", variants={CHECKPOINT_VARIANT: Variant(config)},
+      default_variant=CHECKPOINT_VARIANT, family=family,
+      signatures=Signatures(prefill_seq_lens=prefill, kv_cache_max_len=kv),
+      description=f"{config['model_type']} checkpoint {path}")
+
 
 
 @dataclasses.dataclass(frozen=True)

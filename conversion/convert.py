@@ -41,6 +41,9 @@ def peak_rss_bytes() -> int:
 
 
 def _same(a: Any, b: Any) -> bool:
+  """Equal hyper-parameters, floats (also inside tuples, e.g. LongRoPE's factors) to float32."""
+  if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
   if isinstance(a, float) or isinstance(b, float):
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(
         a, b, rel_tol=1e-6)  # GGUF keeps floats in float32
@@ -70,12 +73,14 @@ def model_config(spec: ModelSpec, variant: str, source: Source | None,
     theirs = family.config({**plugin, **carried})
   except UnsupportedConfigError as e:
     raise ConfigMismatchError(f"{where}: {e}") from e
-  for field in dataclasses.fields(ours):
-    mine, its = getattr(ours, field.name), getattr(theirs, field.name)
-    if field.name != "tie_word_embeddings" and not _same(mine, its):
+  # A family may read two configs into different types (Llama with and without RoPE scaling).
+  names = dict.fromkeys(f.name for c in (ours, theirs) for f in dataclasses.fields(c))
+  for name in names:
+    mine, its = getattr(ours, name, None), getattr(theirs, name, None)
+    if name != "tie_word_embeddings" and not _same(mine, its):
       raise ConfigMismatchError(
-          f"{where} has {field.name}={_show(its)}, but {spec.name}-{variant} has "
-          f"{field.name}={_show(mine)}: it holds a different model; pass a checkpoint of "
+          f"{where} has {name}={_show(its)}, but {spec.name}-{variant} has "
+          f"{name}={_show(mine)}: it holds a different model; pass a checkpoint of "
           f"{spec.name}-{variant}")
   tied = getattr(theirs, "tie_word_embeddings", None)
   if tied is not None and tied != getattr(ours, "tie_word_embeddings", tied):

@@ -5,9 +5,13 @@ re-authored model from litert-torch's building blocks, tensor names, llama.cpp's
 """
 
 from litezoo.core.spec import UnsupportedConfigError
-from litezoo.families import gemma, gemma3, llama, phi  # noqa: E402  (no torch: see tests)
+# pylint: disable=g-bad-import-order
+from litezoo.families import (gemma, gemma2, gemma3, granite, llama, mistral, olmo2,  # noqa: E402
+                              phi, phi3, qwen2, qwen3, smollm3)  # (no torch: see tests)
 
-FAMILIES = (llama.FAMILY, gemma.FAMILY, gemma3.FAMILY, phi.FAMILY)
+FAMILIES = (llama.FAMILY, gemma.FAMILY, gemma2.FAMILY, gemma3.FAMILY, phi.FAMILY, phi3.FAMILY,
+            mistral.FAMILY, qwen2.FAMILY, qwen3.FAMILY, smollm3.FAMILY, olmo2.FAMILY,
+            granite.FAMILY)
 
 
 def by_model_type(model_type: str):

@@ -10,6 +10,7 @@ exactly or not at all.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from typing import Any, Callable, Mapping
@@ -65,7 +66,8 @@ class Reader:
       raise UnsupportedConfigError(
           f"the {family} family builds model_type {', '.join(model_types)}, not {model_type!r}")
     try:
-      self.values = transformers.AutoConfig.for_model(**hf).to_dict()
+      # A deep copy: transformers rewrites nested dicts (rope_scaling) in place.
+      self.values = transformers.AutoConfig.for_model(**copy.deepcopy(dict(hf))).to_dict()
     except Exception as e:  # pylint: disable=broad-except  (its validators raise many kinds)
       reason = " ".join(str(e).split())
       raise UnsupportedConfigError(f"transformers refuses this {model_type} config: "
@@ -160,6 +162,13 @@ class GGUFMap:
   config_keys: Mapping[str, str]  # HF config key -> GGUF metadata key after "<architecture>."
   # (HF tensor name, tensor [out, in] float32, the file's HF-named config) -> the HF tensor.
   transform: Callable[[str, Any, Mapping[str, Any]], Any] = lambda name, tensor, hf: tensor
+  # (the file's HF-named config) -> what llama.cpp implies but does not write (Gemma 2's
+  # query_pre_attn_scalar is its head_dim).
+  implied: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda hf: {}
+  # GGUF tensors that carry hyper-parameters, not weights: name -> (its values float32 [n], the
+  # config read so far) -> config keys; raises ValueError ("is ...") when it cannot tell them.
+  config_tensors: Mapping[str, Callable[[Any, Mapping[str, Any]], Mapping[str, Any]]] = (
+      dataclasses.field(default_factory=dict))
 
   def hf_name(self, gguf_name: str) -> str | None:
     base, _, kind = gguf_name.rpartition(".")
@@ -187,6 +196,11 @@ GGUF_COMMON_NAMES = {
     "blk.{}.ffn_up": "model.layers.{}.mlp.up_proj",
     "blk.{}.ffn_down": "model.layers.{}.mlp.down_proj",
 }
+# Llama's: the MLP's input norm is llama.cpp's ffn_norm.
+GGUF_LLAMA_NAMES = {**GGUF_COMMON_NAMES,
+                    "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm"}
+GGUF_QK_NORM_NAMES = {"blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
+                      "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm"}
 GGUF_COMMON_CONFIG = {
     "num_hidden_layers": "block_count",
     "hidden_size": "embedding_length",
@@ -213,6 +227,9 @@ class FamilyRecord:
   litertlm_type: str = "generic_model"
   # Checkpoint tensors that are not weights (buffers some exporters save), ignored when loading.
   non_weights: str = r".*\.rotary_emb\.inv_freq$"
+  # Raises UnsupportedConfigError for a KV cache length the config cannot serve (checked by the
+  # tools before any work, and again by build).
+  check_kv_cache: Callable[[Any, int], None] = lambda config, kv_cache_max_len: None
 
   def config(self, hf: Mapping[str, Any]) -> Any:
     return self.read_config(hf)

@@ -33,5 +33,11 @@ def read_config(hf: Mapping[str, Any]) -> Config:
   return config
 
 
+GGUF = base.GGUFMap(
+    architecture="gemma", config_keys=base.GGUF_COMMON_CONFIG,
+    names={k: v for k, v in base.GGUF_LLAMA_NAMES.items() if k != "output"},  # always tied
+    # llama.cpp folds Gemma's (1 + w) into w, and does not permute its q/k rows.
+    transform=lambda name, weight, hf: weight - 1.0 if "norm" in name else weight)
+
 FAMILY = dataclasses.replace(llama.FAMILY, name="gemma", model_types=("gemma",),
-                             read_config=read_config, gguf=None)
+                             read_config=read_config, gguf=GGUF)

@@ -7,6 +7,7 @@ Quirks of members are explicit config fields, never checks on a model's name.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping
 
 from litezoo.core.spec import TensorNames
@@ -39,6 +40,15 @@ class Config:
 def read_config(hf: Mapping[str, Any]) -> Config:
   """A Llama `config.json` dict as a Config; raises UnsupportedConfigError naming the field."""
   r = base.Reader("llama", hf, ("llama",))
+  if base.rope_parameters(r).get("rope_type", "default") != "default":
+    # Llama 3.1+ (RoPE scaled): the configurable decoder computes the scaled RoPE.
+    from litezoo.families import decoder  # pylint: disable=g-import-not-at-top
+    bias = bool(r("attention_bias", False))
+    scaled = decoder.Config(**decoder.common(r, windows=False), attention_bias=bias,
+                            attention_out_bias=bias, mlp_bias=bool(r("mlp_bias", False)))
+    r("pretraining_tp")
+    r.finish()
+    return scaled
   heads, kv_heads = base.check_heads(r)
   config = Config(
       vocab_size=r.required("vocab_size"), hidden_size=r.required("hidden_size"),
@@ -56,6 +66,9 @@ def read_config(hf: Mapping[str, Any]) -> Config:
 
 
 def tensor_names(config: Config) -> TensorNames:
+  if not isinstance(config, Config):  # a decoder.Config (Llama 3.1+)
+    from litezoo.families import decoder  # pylint: disable=g-import-not-at-top
+    return decoder.tensor_names(config)
   return TensorNames(
       embedding="model.embed_tokens",
       final_norm="model.norm",
@@ -126,6 +139,9 @@ def decoder(model_config_, kv_cache_max_len: int):
 def build(config: Config, kv_cache_max_len: int):
   """The re-authored model: `forward(tokens [1, T] int32, input_pos [T] int32, kv_cache)` ->
   {"logits": [1, T, vocab_size] float32, "kv_cache"}."""
+  if not isinstance(config, Config):  # a decoder.Config (Llama 3.1+)
+    from litezoo.families import decoder as configurable  # pylint: disable=g-import-not-at-top
+    return configurable.build(config, kv_cache_max_len)
   return decoder(model_config(config), kv_cache_max_len)
 
 
@@ -145,11 +161,50 @@ def _unpermute(name: str, weight, hf: Mapping[str, Any]):
           .transpose(1, 2).reshape(weight.shape))
 
 
+# Llama 3.1 and 3.2's published RoPE scalings (factor, low_freq_factor, high_freq_factor,
+# original_max_position_embeddings): llama.cpp stores the scaling as per-frequency factors only.
+LLAMA3_SCALINGS = ((8.0, 1.0, 4.0, 8192), (32.0, 1.0, 4.0, 8192))
+
+
+def llama3_factors(theta: float, dim: int, factor: float, low: float, high: float,
+                   original: int) -> list[float]:
+  """The `rope_freqs` llama.cpp's convert_hf_to_gguf writes for a llama3 RoPE scaling: per
+  frequency of a head_dim `dim` RoPE, what its wavelength is divided by."""
+  low_wavelen, high_wavelen = original / low, original / high
+  factors = []
+  for i in range(0, dim, 2):
+    wavelen = 2 * math.pi * theta**(i / dim)
+    if wavelen < high_wavelen:
+      factors.append(1.0)
+    elif wavelen > low_wavelen:
+      factors.append(factor)
+    else:
+      smooth = (original / wavelen - low) / (high - low)
+      factors.append(1 / ((1 - smooth) / factor + smooth))
+  return factors
+
+
+def _rope_freqs(values, hf: Mapping[str, Any]) -> dict:
+  """The llama3 rope_scaling whose factors a GGUF's rope_freqs holds (Llama 3.1+)."""
+  theta = float(hf.get("rope_theta", 10000.0))
+  dim = int(hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"])
+  for factor, low, high, original in LLAMA3_SCALINGS:
+    expected = llama3_factors(theta, dim, factor, low, high, original)
+    if len(expected) == len(values) and all(
+        math.isclose(a, float(b), rel_tol=1e-5) for a, b in zip(expected, values)):
+      return {"rope_scaling": {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                               "high_freq_factor": high,
+                               "original_max_position_embeddings": original}}
+  raise ValueError("holds RoPE frequency factors of no llama3 scaling the zoo knows (Llama 3.1's "
+                   "or 3.2's); convert from the Hugging Face checkpoint instead")
+
+
 GGUF = base.GGUFMap(
     architecture="llama",
-    names={**base.GGUF_COMMON_NAMES, "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm"},
+    names=base.GGUF_LLAMA_NAMES,
     config_keys=base.GGUF_COMMON_CONFIG,
     transform=_unpermute,
+    config_tensors={"rope_freqs.weight": _rope_freqs},
 )
 
 FAMILY = base.FamilyRecord(name="llama", model_types=("llama",), read_config=read_config,

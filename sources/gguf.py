@@ -42,6 +42,11 @@ def architecture(path: str | os.PathLike) -> str:
   return GGUFSource(path, None).architecture
 
 
+def gguf_dequantize(tensor):
+  import gguf  # pylint: disable=g-import-not-at-top
+  return gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+
+
 class GGUFSource:
   """Tensors of one GGUF file under Hugging Face names, dequantized to float32 on demand.
 
@@ -61,7 +66,11 @@ class GGUFSource:
     if names.architecture != self.architecture:
       raise GGUFError(f"{self.path} holds a {self.architecture!r} model, not {names.architecture!r}"
                       ": it is a checkpoint of another family")
+    self._config_tensors = {}  # tensors that carry hyper-parameters, not weights (rope_freqs)
     for tensor in self.reader.tensors:
+      if tensor.name in names.config_tensors:
+        self._config_tensors[tensor.name] = tensor
+        continue
       hf_name = names.hf_name(tensor.name)
       if hf_name is None:
         raise GGUFError(f"{self.path}: tensor {tensor.name!r} has no Hugging Face name in the "
@@ -92,7 +101,15 @@ class GGUFSource:
     if "model.embed_tokens.weight" in self._tensors:
       config["vocab_size"] = self.shape("model.embed_tokens.weight")[0]
     config["tie_word_embeddings"] = "lm_head.weight" not in self._tensors
-    return config
+    for name, tensor in self._config_tensors.items():
+      values = np.array(gguf_dequantize(tensor), dtype=np.float32).reshape(-1)
+      try:
+        config.update(self.map.config_tensors[name](values, config))
+      except ValueError as e:
+        raise GGUFError(f"{self.path}: tensor {name!r} {e}") from e
+    # gguf_* keys are what llama.cpp writes that implied() turns into config.json keys.
+    return {k: v for k, v in {**self.map.implied(config), **config}.items()
+            if not k.startswith("gguf_")}
 
   def config(self) -> Mapping[str, Any]:
     return dict(self._config)

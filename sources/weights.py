@@ -97,6 +97,8 @@ def resolve(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathl
     path = pins.fetch_pinned(source)
     return Weights(path, {"kind": "pinned", "repo": source.repo_id, "revision": source.revision,
                           "files": dict(source.sha256)})
+  # Say where the weights would come from (the plugin's page) so the fix is one download away.
   raise WeightsError(
-      f"{spec.name}-{variant_name} has no pinned source here: pass --checkpoint=DIR (safetensors or "
+      f"{spec.name}-{variant_name} has no pinned source here (no sha256s recorded to check a "
+      f"download against): download it from {spec.url} and pass --checkpoint=DIR (safetensors or "
       "GGUF), or --random_weights for random weights of the real size (speed and memory only)")

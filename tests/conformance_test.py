@@ -1,4 +1,6 @@
-"""Conformance: every registered plugin's tiny variant, end to end, against its references.
+"""Conformance: every registered plugin's tiny variant, and a tiny checkpoint of every model type
+the zoo imports without a plugin (tests/family_configs.py, imported by its config.json alone as
+`--checkpoint=DIR` does), end to end, against their references.
 
 For each model: the re-authored PyTorch model matches transformers on a checkpoint written by
 transformers (architecture + tensor names); the float .tflite matches PyTorch through every prefill
@@ -16,10 +18,11 @@ from litezoo.conversion import convert
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.runtime import runner
-from litezoo.tests import testing
+from litezoo.sources import random_weights
+from litezoo.tests import family_configs, testing
 
 REGISTRY = registry.Registry()
-MODELS = [m for m in REGISTRY.names()
+MODELS = [m for m in [*REGISTRY.names(), *family_configs.TINY]
           if not os.environ.get("LITEZOO_CONFORMANCE_MODELS")
           or m in os.environ["LITEZOO_CONFORMANCE_MODELS"].split(",")]
 # Bazel shards this suite by model (shard_count in tests/BUILD), so models run in parallel.
@@ -41,12 +44,19 @@ class Case:
   """One model's tiny variant: checkpoint, re-authored model, converted files."""
 
   def __init__(self, name):
-    self.spec = REGISTRY.get(name)
-    self.variant = next(v for v, var in self.spec.variants.items() if var.random_weights)
+    if name in family_configs.TINY:  # no plugin: a checkpoint transformers writes, read by config
+      directory = random_weights.checkpoint(f"conformance-{name}", family_configs.TINY[name], 0,
+                                            log=lambda _: None)
+      self.spec = pipeline.checkpoint_spec(directory, log=lambda _: None)
+      self.variant = pipeline.CHECKPOINT_VARIANT
+      weights = pipeline.weights(self.spec, self.variant, directory, log=lambda _: None)
+    else:
+      self.spec = REGISTRY.get(name)
+      self.variant = next(v for v, var in self.spec.variants.items() if var.random_weights)
+      # The one pipeline every tool takes: transformers writes the random checkpoint, both
+      # models load it, the artifact cache converts it.
+      weights = pipeline.weights(self.spec, self.variant, log=lambda _: None)
     self.config = self.spec.variant(self.variant).config
-    # The one pipeline every tool takes: transformers writes the random checkpoint, both models
-    # load it, the artifact cache converts it.
-    weights = pipeline.weights(self.spec, self.variant, log=lambda _: None)
     self.reference, self.model = pipeline.original_and_ours(
         self.spec, self.variant, weights, SIGNATURES.kv_cache_max_len, log=lambda _: None)
     self.artifacts = {

@@ -83,7 +83,9 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
     (["--model=tinyllama", "--variant=tiny", "--allow_pickle"],
      "--allow_pickle applies only to a --checkpoint"),
     (["--model=smollm2", "--weights_seed=3"], "--weights_seed applies only to random weights"),
-    (["--model=phi2"], "phi2-2.7b has no pinned source here: pass --checkpoint=DIR"),
+    (["--model=phi2"], "phi2-2.7b has no pinned source here (no sha256s recorded to check a "
+     "download against): download it from https://huggingface.co/microsoft/phi-2 and pass "
+     "--checkpoint=DIR"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,x"],
      "--prefill_seq_lens must be a comma-separated list of integers, got '8,x'"),
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=32", "--decode_windows=64"],

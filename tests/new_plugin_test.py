@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from litezoo import families
 from litezoo.core import registry
 from litezoo.core.spec import UnsupportedConfigError
 from litezoo.families import llama
@@ -120,6 +121,34 @@ def test_a_scaffold_from_a_checkpoint_takes_its_config(tmp_path):
                                tmp_path, {}, log=lambda _: None)
   [spec] = new_plugin.load_specs(plugin / "fromckpt.py")
   llama.read_config(spec.variants["tiny"].config)
+
+
+# Real-sized configs whose per-layer lists and LongRoPE factors depend on the size.
+_REAL = dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+             num_attention_heads=24, num_key_value_heads=8, max_position_embeddings=131072)
+
+
+@pytest.mark.parametrize("config, kinds", [
+    # Phi-4-mini: 3/4 of a 128-wide head rotates, so 48 factors of each LongRoPE kind.
+    ({**_REAL, "model_type": "phi3", "partial_rotary_factor": 0.75,
+      "original_max_position_embeddings": 4096, "rope_scaling": {
+          "type": "longrope", "short_factor": [1.0 + i / 48 for i in range(48)],
+          "long_factor": [2.0 + i for i in range(48)]}}, None),
+    ({**_REAL, "model_type": "smollm3", "no_rope_layers": [1, 1, 1, 0] * 8}, "no_rope_layers"),
+    ({**_REAL, "model_type": "ministral", "sliding_window": 4096, "head_dim": 128,
+      "layer_types": ["full_attention"] + ["sliding_attention"] * 31}, "layer_types"),
+])
+def test_a_scaffold_from_a_real_sized_checkpoint_has_a_tiny_variant_transformers_builds(
+    tmp_path, config, kinds):
+  import transformers  # pylint: disable=g-import-not-at-top
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  family, read, overrides, _ = new_plugin.from_checkpoint(tmp_path)
+  tiny = {**read, **overrides}
+  transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**tiny))
+  assert families.by_model_type(tiny["model_type"]).name == family
+  families.by_model_type(tiny["model_type"]).config(tiny)
+  if kinds:  # both kinds of layer survive the shrinking
+    assert len(tiny[kinds]) == 2 and len(set(tiny[kinds])) == 2
 
 
 def test_a_checkpoint_of_an_unknown_or_unsupported_architecture_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """Benchmarks a zoo model against its peers on this machine, in one run, same threads.
 
   bazel run //tools:benchmark -- --model=tinyllama --variant=1.1b --quantize=dynamic_int8
+  bazel run //tools:benchmark -- --checkpoint=DIR --peers=zoo,litertlm,export_hf   # by config
   bazel run //tools:benchmark -- --markdown_from=docs/bench/tinyllama-1.1b.json   # README table
   bazel run //tools:benchmark -- --model=smollm2 --serving    # servers: tools/bench/serving.py
 
@@ -24,7 +25,7 @@ from litezoo.core.errors import ZooError
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 
-_SELECT = zoo_flags.define(weights=False)
+_SELECT = zoo_flags.define(weights=False, checkpoint_config=True)
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads, the same for every peer.")
 _PEERS = flags.DEFINE_list("peers", None, "Peers to run (default: all). See PEERS.")
 _DEPTHS = flags.DEFINE_list("depths", ["16", "256", "512"], "Context depths to decode at.")
@@ -89,11 +90,10 @@ def main(argv):
     raise ZooError(f"unknown --peers {', '.join(unknown)}; peers: {', '.join(PEERS)}")
   if _THREADS.value < 1 or _REPEATS.value < 1 or _DECODE_TOKENS.value < 1:
     raise ZooError("--threads, --repeats and --decode_tokens must be at least 1")
-  results = run(peers)
+  results, default_recipe = run(peers)
   out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   stem = results["model"] + "-" + results["variant"]
-  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
-  if results["recipe"] != default_registry().get(results["model"]).default_recipe:
+  if results["recipe"] != default_recipe:
     stem += "_" + results["recipe"]
   artifacts.write_json(out / f"{stem}.json", results)
   with artifacts.atomic_path(out / f"{stem}.md") as tmp:
@@ -105,8 +105,8 @@ def main(argv):
   return 0
 
 
-def run(peers: list[str]) -> dict:
-  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+def run(peers: list[str]) -> tuple[dict, str]:
+  """(the results, the model's default recipe)."""
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench import measure, report, weights  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench.target import Skipped, Target  # pylint: disable=g-import-not-at-top
@@ -131,7 +131,10 @@ def run(peers: list[str]) -> dict:
   log("measuring memory read bandwidth")
   bandwidth_start = _bandwidth(plan.threads)
   log(f"read bandwidth {bandwidth_start['bytes_per_s'] / 1e9:.1f} GB/s")
-  checkpoint, read_fraction = _checkpoint(spec.name, variant)
+  # A model read from a checkpoint's config travels to the peers' processes as that path.
+  config_source = (str(common.user_path(_SELECT.checkpoint.value))
+                   if _SELECT.checkpoint.value else None)
+  checkpoint, read_fraction = _checkpoint(spec.name, variant, config_source)
   work = (common.user_path(_WORK_DIR.value) if _WORK_DIR.value else
           weights.bench_dir() / "runs" / f"{checkpoint.name}-{recipes.parse(recipe).file_tag}-"
           f"p{'_'.join(map(str, plan.prefill_lengths))}-kv{kv}")
@@ -141,7 +144,7 @@ def run(peers: list[str]) -> dict:
                   kv_layout=signatures.kv_layout, zoo_signatures=signatures.as_dict(),
                   work=work, plan=plan,
                   seed=_SEED.value, decode_read_fraction=read_fraction,
-                  reconvert=_RECONVERT.value,
+                  reconvert=_RECONVERT.value, config_source=config_source,
                   llamacpp_dir=common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None)
   results_peers = {}
   for i, name in enumerate(peers, 1):
@@ -185,7 +188,7 @@ def run(peers: list[str]) -> dict:
   }
   results["targets"] = report.targets(results_peers, prefill_key)
   results["summary"] = report.summary(results)
-  return results
+  return results, spec.default_recipe
 
 
 def _serving() -> int:
@@ -260,12 +263,14 @@ def _bandwidth(threads: int) -> dict:
   return result
 
 
-def _checkpoint(model: str, variant: str) -> tuple[pathlib.Path, float]:
+def _checkpoint(model: str, variant: str,
+                config_source: str | None) -> tuple[pathlib.Path, float]:
   """The shared random checkpoint, written once in its own process (4.4 GB for 1.1B), and the
   share of the weights a decode step reads."""
   from litezoo.tools.bench import measure  # pylint: disable=g-import-not-at-top
   result, error = measure.run_child("checkpoint", {"model": model, "variant": variant,
-                                                   "seed": _SEED.value})
+                                                   "seed": _SEED.value,
+                                                   "config_source": config_source})
   if result is None:
     raise ZooError(f"could not write the random checkpoint: {error}")
   return pathlib.Path(result["checkpoint"]), result["decode_read_fraction"]

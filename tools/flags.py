@@ -5,7 +5,9 @@ did not ask for does not exist for it (absl refuses it by name). Every default a
 lives here, so `--kv_cache_max_len` means the same in every tool:
 
   --model, --variant                            which model
-  --checkpoint, --allow_pickle                  its weights (default: the variant's pinned source)
+  --checkpoint, --allow_pickle                  its weights (default: the variant's pinned source);
+                                                without --model, the checkpoint is the model (its
+                                                config.json or GGUF metadata picks the family)
   --random_weights, --weights_seed              or seeded random weights
   --quantize                                    the recipe (default: the plugin's)
   --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
@@ -70,15 +72,24 @@ def given(name: str) -> bool:
 class _Defined:
   """The flags one tool defined; `selection()` reads them once parsed."""
 
-  def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None):
-    self.model = flags.DEFINE_string("model", None, "Registered model name (bazel run "
-                                     "//tools:convert -- --help lists them in the error).")
+  def __init__(self, weights: bool, recipe: bool, signatures: bool, recipe_default: str | None,
+               checkpoint_config: bool = False):
+    self.model = flags.DEFINE_string(
+        "model", None, "Registered model name (the error of a run without it lists them); "
+        + ("optional with --checkpoint, whose config picks the family." if weights else ""))
     self.variant = flags.DEFINE_string("variant", None, "Model variant (default: the plugin's).")
     self.weights = weights
+    self.checkpoint_config = checkpoint_config and not weights
+    if self.checkpoint_config:  # the checkpoint names the model; the tool makes its own weights
+      self.checkpoint = flags.DEFINE_string(
+          "checkpoint", None, "A Hugging Face directory (its config.json is enough) or a .gguf "
+          "file whose model to use without --model: its model_type picks the family; the tool "
+          "runs seeded random weights of that config.")
     if weights:
       self.checkpoint = flags.DEFINE_string(
           "checkpoint", None, "Checkpoint: a Hugging Face directory (config.json + safetensors, "
-          "sharded or not) or a .gguf file (default: the variant's pinned source).")
+          "sharded or not) or a .gguf file (default: the variant's pinned source). Without "
+          "--model it is the model: its model_type (GGUF: architecture) picks the family.")
       self.allow_pickle = flags.DEFINE_bool(
           "allow_pickle", False, "Load a pickled .bin/.pt --checkpoint with "
           "torch.load(weights_only=True).")
@@ -109,10 +120,24 @@ class _Defined:
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
-    if self.model.value is None:
-      raise FlagError("give --model=NAME; registered models: " +
-                      ", ".join(default_registry().names()))
-    spec = default_registry().get(self.model.value)
+    with_checkpoint = self.weights or self.checkpoint_config
+    checkpoint = self.checkpoint.value if with_checkpoint else None
+    if self.model.value is None and checkpoint is None:
+      raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
+                       ".gguf file); " if with_checkpoint else "give --model=NAME; ") +
+                      "registered models: " + ", ".join(default_registry().names()))
+    found = []  # what the checkpoint was read as: said once every flag is checked
+    if self.model.value is None:  # the checkpoint is the model
+      if self.variant.value is not None:
+        raise FlagError("--variant applies to a registered --model; a --checkpoint without "
+                        "--model is its own one variant: drop --variant")
+      from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+      spec = pipeline.checkpoint_spec(common.user_path(checkpoint), log=found.append)
+    else:
+      if self.checkpoint_config and checkpoint is not None:
+        raise FlagError("--checkpoint names the model here: give --model or --checkpoint, "
+                        "not both")
+      spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
     spec.variant(variant)
     signatures = None
@@ -133,10 +158,16 @@ class _Defined:
           decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
               w for w in signatures.decode_windows if w < kv))
       signatures.validate()
+      family = spec.family
+      if hasattr(family, "check_kv_cache"):  # before any work, not at step 1 of a conversion
+        family.check_kv_cache(family.config(spec.variant(variant).config),
+                              signatures.kv_cache_max_len)
     recipe = None
     if self.recipe is not None:
       from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
       recipe = recipes.check(self.recipe.value or spec.default_recipe)
+    for line in found:
+      console.log(line)
 
     def resolve(log):
       from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
@@ -162,6 +193,9 @@ def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ..
 
 
 def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True,
-           recipe_default: str | None = None) -> _Defined:
-  """Defines the model-selection flags of the groups a tool uses; call at import time."""
-  return _Defined(weights, recipe, signatures, recipe_default)
+           recipe_default: str | None = None, checkpoint_config: bool = False) -> _Defined:
+  """Defines the model-selection flags of the groups a tool uses; call at import time.
+
+  `checkpoint_config` (for a tool without the weights group, which makes its own weights, as the
+  benchmark does): --checkpoint still selects a model by its config."""
+  return _Defined(weights, recipe, signatures, recipe_default, checkpoint_config)

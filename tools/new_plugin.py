@@ -11,6 +11,7 @@ the published parameter count is filled in.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import keyword
@@ -112,7 +113,59 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
           "num_key_value_heads": 4 if kv_heads == heads else (2 if heads // kv_heads <= 2 else 1)}
   if "head_dim" in config:
     tiny["head_dim"] = 16
+  tiny.update(_shrunk_per_layer(config, tiny["num_hidden_layers"]))
+  tiny.update(_tiny_token_ids(config, tiny["vocab_size"]))
+  for key in ("rope_scaling", "rope_parameters"):  # transformers' old and new names
+    scaling = _shrunk_longrope(config, key, tiny.get("head_dim", 64 // 4))
+    if scaling:
+      tiny[key] = scaling
   return family.name, config, tiny, f"Read from {path}."
+
+
+# The tiny variant's tokenizer (sources/random_weights.py) has <s> = 1 and </s> = 2 and no padding.
+_TINY_IDS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": None}
+
+
+def _tiny_token_ids(config: Mapping[str, Any], vocab_size: int) -> dict:
+  """Special token ids past the tiny vocabulary, as transformers' defaults fill them in, moved into
+  it (an embedding's padding index must lie inside it)."""
+  import transformers  # pylint: disable=g-import-not-at-top
+  resolved = transformers.AutoConfig.for_model(**copy.deepcopy(dict(config))).to_dict()
+  moved = {}
+  for key, tiny in _TINY_IDS.items():
+    value = resolved.get(key)
+    ids = value if isinstance(value, list) else [value]
+    if any(isinstance(i, int) and i >= vocab_size for i in ids):
+      moved[key] = tiny
+  return moved
+
+
+# Per-layer lists (Ministral's and Gemma 3's layer_types, SmolLM3's no_rope_layers): one entry a
+# layer, so the tiny variant keeps two, of both kinds when the real model has two.
+_PER_LAYER = ("layer_types", "no_rope_layers")
+
+
+def _shrunk_per_layer(config: Mapping[str, Any], layers: int) -> dict:
+  shrunk = {}
+  for key in _PER_LAYER:
+    values = config.get(key)
+    if isinstance(values, list) and len(values) > layers:
+      kept = [values[0]] + [v for v in values if v != values[0]][:1]
+      shrunk[key] = (kept + values[1:])[:layers]
+  return shrunk
+
+
+def _shrunk_longrope(config: Mapping[str, Any], key: str, head_dim: int) -> dict | None:
+  """LongRoPE's factors, one per rotated frequency: the tiny head has fewer, so every k-th one."""
+  scaling = config.get(key)
+  if not isinstance(scaling, Mapping) or "short_factor" not in scaling:
+    return None
+  count = int(head_dim * float(config.get("partial_rotary_factor") or 1.0)) // 2
+  shrunk = dict(scaling)
+  for key in ("short_factor", "long_factor"):
+    values = list(scaling[key])
+    shrunk[key] = [values[i * len(values) // count] for i in range(count)]
+  return shrunk
 
 
 def render(name: str, family: str, config: dict, tiny: dict, note: str, origin: str) -> dict:

@@ -3,6 +3,12 @@
 from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
 from litezoo.families import phi
 
+# No source pin yet: a pin needs the sha256 of every file at one revision, and the public record
+# found so far is incomplete (searched 2026-11-30): revision 810d367871c1d460086d9f82db8696f2e0a0fcd0
+# with vocab.json 3ba3c3109ff33976c4bd966589c11ee14fcaa1f4c9e5e154c2ed7f99d80709e7 and merges.txt
+# 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5 (a Julia tokenizer package's
+# pinned assets); no public listing of the two safetensors shards' sha256 at a known revision.
+
 # https://huggingface.co/microsoft/phi-2/blob/main/config.json
 CONFIG_2_7B = dict(
     model_type="phi",

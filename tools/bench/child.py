@@ -31,9 +31,9 @@ def bandwidth_child(args: dict) -> dict:
 
 
 def checkpoint_child(args: dict) -> dict:
-  from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
   from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
-  spec = default_registry().get(args["model"])
+  from litezoo.tools.bench.target import spec_of  # pylint: disable=g-import-not-at-top
+  spec = spec_of(args)
   found = weights.resolve(spec, args["variant"], random=True, seed=args["seed"], log=measure.log)
   return {"checkpoint": str(found.path),
           "decode_read_fraction": decode_read_fraction(spec, args["variant"])}

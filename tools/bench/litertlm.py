@@ -26,7 +26,8 @@ def run_zoo_bundle(target: Target) -> dict:
   out.mkdir(parents=True, exist_ok=True)
   bundle = out / (tflite.stem.rsplit("_ekv", 1)[0] + ".litertlm")
   args = {"model": target.spec.name, "variant": target.variant, "tflite": str(tflite),
-          "checkpoint": str(target.checkpoint), "output_dir": str(out)}
+          "checkpoint": str(target.checkpoint), "output_dir": str(out),
+          "config_source": target.config_source}
   cmd = [sys.executable, "-m", "litezoo.tools.bench.child", "bundle-zoo", json.dumps(args)]
   record = converted(target, bundle, lambda: measure.run_measured(cmd, env=measure.child_env(),
                                                                  progress=True),
@@ -73,9 +74,9 @@ def bundle_child(args: dict) -> dict:
   # pylint: disable=g-import-not-at-top
   from litezoo.artifacts import bundle
   from litezoo.artifacts.manifest import Artifact
-  from litezoo.core.registry import default_registry
   from litezoo.runtime import tokenizer
-  spec = default_registry().get(args["model"])
+  from litezoo.tools.bench.target import spec_of
+  spec = spec_of(args)
   checkpoint = pathlib.Path(args["checkpoint"])
   written = bundle.write_bundles(Artifact.read(args["tflite"]), tokenizer.load(checkpoint),
                                  checkpoint, pathlib.Path(args["output_dir"]),

@@ -31,6 +31,7 @@ class Target:
   decode_read_fraction: float = 1.0  # the share of the weights a decode step reads
   reconvert: bool = False
   llamacpp_dir: pathlib.Path | None = None
+  config_source: str | None = None  # the checkpoint whose config is the model (no plugin)
   log: Callable[[str], None] = measure.log
 
   @property
@@ -39,6 +40,17 @@ class Target:
 
   def vocab(self) -> int:
     return int(self.config["vocab_size"])
+
+
+def spec_of(args: dict) -> ModelSpec:
+  """The ModelSpec a peer's process works on: the registered model, or the one read from the
+  checkpoint whose config is the model (`config_source`)."""
+  # pylint: disable=g-import-not-at-top
+  if args.get("config_source"):
+    from litezoo import pipeline
+    return pipeline.checkpoint_spec(args["config_source"], log=measure.log)
+  from litezoo.core.registry import default_registry
+  return default_registry().get(args["model"])
 
 
 def _record_path(artifact: pathlib.Path) -> pathlib.Path:

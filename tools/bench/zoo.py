@@ -17,7 +17,8 @@ def convert(target: Target) -> tuple[pathlib.Path, dict]:
   in its own process; the artifact cache reuses a conversion while nothing that shapes the file
   changed."""
   args = {"model": target.spec.name, "variant": target.variant, "recipe": target.recipe,
-          "seed": target.seed, "signatures": target.zoo_signatures}
+          "seed": target.seed, "signatures": target.zoo_signatures,
+          "config_source": target.config_source}
   target.log("zoo conversion")
   done, error = measure.run_child("zoo-convert", args)
   if done is None:
@@ -30,9 +31,9 @@ def convert_child(args: dict) -> dict:
   # pylint: disable=g-import-not-at-top
   from litezoo import pipeline
   from litezoo.artifacts import manifest
-  from litezoo.core.registry import default_registry
   from litezoo.core.spec import Signatures
-  spec = default_registry().get(args["model"])
+  from litezoo.tools.bench.target import spec_of
+  spec = spec_of(args)
   signatures = Signatures.from_dict(args["signatures"])
   weights = pipeline.weights(spec, args["variant"], random=True, seed=args["seed"],
                              log=measure.log)

@@ -1,0 +1,151 @@
+"""A checkpoint is a model: `--checkpoint=DIR` (or a .gguf) without `--model` reads the model type
+and hyper-parameters from the checkpoint, picks the family and converts; what the zoo cannot build
+is refused in one line naming the model type (with those it builds) or the field."""
+
+import json
+
+import pytest
+
+from litezoo import families, pipeline
+from litezoo.core.spec import UnsupportedConfigError
+from litezoo.sources import random_weights
+from litezoo.tests import family_configs, testing
+
+
+def _checkpoint(tmp_path, name, **changes):
+  directory = tmp_path / name
+  testing.write_checkpoint({**family_configs.TINY[name], **changes}, directory)
+  return directory
+
+
+def test_checkpoint_spec_reads_the_family_and_defaults(tmp_path):
+  spec = pipeline.checkpoint_spec(_checkpoint(tmp_path, "qwen2"), log=lambda _: None)
+  assert spec.name == "qwen2" and spec.family.name == "qwen2"
+  assert list(spec.variants) == [pipeline.CHECKPOINT_VARIANT]
+  assert spec.signatures.kv_cache_max_len == 1024 and spec.default_recipe == "dynamic_int8"
+  assert "architectures" not in spec.variant(None).config
+
+
+def test_every_family_config_picks_its_family():
+  expected = {"llama3": "llama", "ministral": "mistral", "qwen2_sliding": "qwen2",
+              "phi3_longrope": "phi3"}
+  for name, config in family_configs.TINY.items():
+    family = families.by_model_type(config["model_type"])
+    assert family.name == expected.get(name, name)
+    family.config(config)
+  assert len({t for f in families.FAMILIES for t in f.model_types}) >= 12
+
+
+def test_convert_without_model_writes_the_checkpoint_as_its_own_model(tmp_path):
+  directory = _checkpoint(tmp_path, "qwen3")
+  run = testing.run_tool("convert", f"--checkpoint={directory}", "--quantize=none",
+                         "--prefill_seq_lens=8", "--kv_cache_max_len=16", "--output_dir=out",
+                         cwd=tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  (manifest,) = (tmp_path / "out").glob("*.json")
+  written = json.loads(manifest.read_text())
+  assert written["model"] == "qwen3" and written["variant"] == "checkpoint"
+  assert (tmp_path / "out" / written["file"]).stat().st_size > 0
+
+
+def test_generate_runs_a_checkpoint_like_a_plugin_model(tmp_path):
+  """`generate --checkpoint=DIR` on a Qwen3 directory as a user has it (config, weights,
+  tokenizer): converted on first use, and the text is transformers' own greedy continuation."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  directory = _checkpoint(tmp_path, "qwen3")
+  random_weights.write_tokenizer(directory, family_configs.TINY["qwen3"]["vocab_size"])
+  run = testing.run_tool("generate", f"--checkpoint={directory}", "--prompt=hello world",
+                         "--max_new_tokens=8", "--quantize=none", "--prefill_seq_lens=8",
+                         "--kv_cache_max_len=32", cwd=tmp_path)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "converting qwen3-checkpoint (none) on first use" in run.stderr
+  tok = transformers.AutoTokenizer.from_pretrained(directory)
+  model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+  prompt = tok("hello world", return_tensors="pt").input_ids
+  out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+  expected = tok.decode(out[0, prompt.shape[1]:])
+  assert expected.strip() and run.stdout.rstrip("\n") == expected
+
+
+def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):
+  directory = tmp_path / "gpt2"
+  directory.mkdir()
+  (directory / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+  run = testing.run_tool("convert", f"--checkpoint={directory}", "--output_dir=out",
+                         cwd=tmp_path)
+  line = testing.one_line_error(run, "convert")
+  assert "model_type 'gpt2' is not one the zoo can build; it builds: " in line
+  for model_type in ("gemma2", "llama", "phi3", "qwen2", "qwen3", "smollm3", "olmo2"):
+    assert model_type in line
+
+
+@pytest.mark.parametrize("name, changes, field", [
+    ("llama3", dict(rope_scaling=dict(rope_type="yarn", factor=4.0,
+                                      original_max_position_embeddings=64)), "rope_scaling"),
+    ("llama3", dict(rope_scaling=dict(rope_type="dynamic", factor=4.0)), "rope_scaling"),
+    ("qwen2", dict(num_experts=4), "num_experts"),
+    ("mistral", dict(num_local_experts=8), "num_local_experts"),
+    ("gemma2", dict(use_bidirectional_attention=True), "use_bidirectional_attention"),
+    ("olmo2", dict(sliding_window=8), "sliding_window"),
+    ("granite", dict(attn_logit_softcapping=30.0), "attn_logit_softcapping"),
+])
+def test_a_field_the_family_does_not_implement_is_refused_by_name(tmp_path, name, changes,
+                                                                    field):
+  directory = tmp_path / name
+  directory.mkdir()
+  (directory / "config.json").write_text(
+      json.dumps({**family_configs.TINY[name], **changes}))
+  with pytest.raises(UnsupportedConfigError) as e:
+    pipeline.checkpoint_spec(directory, log=lambda _: None)
+  assert str(e.value).startswith(f"{field}=")
+
+
+def test_the_tools_refuse_a_field_in_one_line(tmp_path):
+  directory = tmp_path / "m"
+  directory.mkdir()
+  (directory / "config.json").write_text(
+      json.dumps({**family_configs.TINY["qwen2"], "num_experts": 4}))
+  line = testing.one_line_error(
+      testing.run_tool("generate", f"--checkpoint={directory}", "--prompt=hi"), "generate")
+  assert "num_experts=4: the qwen2 family does not implement this field" in line
+
+
+def test_a_longrope_kv_cache_past_the_original_context_is_refused(tmp_path):
+  directory = _checkpoint(tmp_path, "phi3_longrope")
+  run = testing.run_tool("convert", f"--checkpoint={directory}", "--quantize=none",
+                         "--prefill_seq_lens=8", "--kv_cache_max_len=128", "--output_dir=out",
+                         cwd=tmp_path)
+  assert testing.one_line_error(run, "convert").endswith(
+      "pass --kv_cache_max_len=64 or less")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "give --model=NAME or --checkpoint=DIR"),
+    (("--variant=tiny", "--checkpoint=CKPT"), "--variant applies to a registered --model"),
+    (("--checkpoint=nowhere",), "nowhere does not exist"),
+])
+def test_selection_errors_are_one_line(tmp_path, args, message):
+  directory = _checkpoint(tmp_path, "olmo2")
+  args = [a.replace("CKPT", str(directory)) for a in args]
+  line = testing.one_line_error(testing.run_tool("convert", *args, "--output_dir=out",
+                                                 cwd=tmp_path), "convert")
+  assert message in line
+
+
+def test_a_directory_without_config_is_refused_with_the_fix(tmp_path):
+  directory = tmp_path / "weights-only"
+  directory.mkdir()
+  (directory / "model.safetensors").write_bytes(b"")
+  line = testing.one_line_error(testing.run_tool("convert", f"--checkpoint={directory}",
+                                                 cwd=tmp_path), "convert")
+  assert "has no config.json" in line and "--model=NAME" in line
+
+
+def test_the_benchmark_takes_a_checkpoint_as_the_model_not_beside_one(tmp_path):
+  """benchmark makes its own random weights: --checkpoint there names the model by its config."""
+  directory = _checkpoint(tmp_path, "granite")
+  line = testing.one_line_error(
+      testing.run_tool("benchmark", "--model=tinyllama", f"--checkpoint={directory}",
+                       "--peers=zoo", cwd=tmp_path), "benchmark")
+  assert "give --model or --checkpoint, not both" in line
