@@ -154,7 +154,7 @@ class Session:
     self.history = []
 
   def generate(self, context: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
-               on_token: Callable[[int], bool | None] = lambda _: None,
+               on_token: Callable[[int], bool | None] = lambda _: None, *,
                speculative: PromptLookup | None = None,
                constraint: Constraint | None = None) -> tuple[list[int], Stats]:
     """Continues from `context`, the whole token sequence so far (the cache keeps the part that
@@ -310,7 +310,8 @@ class Chat:
     """Adds the user's `text`, generates the reply; returns (reply text, stats)."""
     messages = [*self.messages, {"role": "user", "content": text}]
     context = self.tokenizer.chat(messages)  # raises before anything changes
-    out, stats = self.session.generate(context, max_new_tokens, sampling, on_token, speculative)
+    out, stats = self.session.generate(context, max_new_tokens, sampling, on_token,
+                                       speculative=speculative)
     reply = self.tokenizer.decode(out)
     self.messages = [*messages, {"role": "assistant", "content": reply}]
     return reply, stats

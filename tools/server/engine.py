@@ -222,7 +222,8 @@ class Engine:
       constraint = (self._grammars.constraint(job.grammar) if job.grammar is not None
                     else None)
       max_new = job.max_tokens or self.capacity
-      out, stats = session.generate(job.context, max_new, job.sampling, on_token, constraint)
+      out, stats = session.generate(job.context, max_new, job.sampling, on_token,
+                                    constraint=constraint)
     except Cancelled:
       with self._cond:
         self.counts["cancelled"] += 1
