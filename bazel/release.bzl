@@ -6,7 +6,8 @@ ZooDescribe (files + lock + figures -> manifest.json, MODEL_CARD.md).
 """
 
 # Fixed, so the actions' keys do not depend on the machine; Python finds the venv itself.
-_ENV = {
+# Shared with zoo_artifact (bazel/artifact.bzl).
+ACTION_ENV = {
     "PATH": "/usr/bin:/bin",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
@@ -32,7 +33,7 @@ def _zoo_release_impl(ctx):
         arguments = common + weight_args + ["--step=convert", "--tflite=" + tflite.path],
         inputs = weights,
         outputs = [tflite, tflite_manifest],
-        env = _ENV,
+        env = ACTION_ENV,
         mnemonic = "ZooConvert",
         progress_message = "Converting %s for its release" % model,
         execution_requirements = requirements,
@@ -45,7 +46,7 @@ def _zoo_release_impl(ctx):
         ] + ["--%s=%s" % (fmt, f.path) for fmt, f in bundles.items()],
         inputs = weights + [tflite, tflite_manifest],
         outputs = bundles.values(),
-        env = _ENV,
+        env = ACTION_ENV,
         mnemonic = "ZooBundle",
         progress_message = "Bundling %s (%s)" % (model, ", ".join(["." + f for f in bundles])),
         execution_requirements = requirements,
@@ -62,7 +63,7 @@ def _zoo_release_impl(ctx):
         ] + ["--figures=" + f.path for f in ctx.files.figures],
         inputs = [tflite, tflite_manifest, ctx.file.lock] + bundles.values() + ctx.files.figures,
         outputs = [manifest, card],
-        env = _ENV,
+        env = ACTION_ENV,
         mnemonic = "ZooDescribe",
         progress_message = "Writing the manifest and model card of %s" % model,
     )

@@ -21,7 +21,7 @@ from typing import Callable
 
 from litezoo.artifacts import files, manifest as manifest_lib
 from litezoo.core.errors import ZooError
-from litezoo.core.spec import HubPin, ModelSpec, PackagedFile
+from litezoo.core.spec import HubPin, ModelSpec, PackagedFile, Signatures
 from litezoo.quant import recipes
 from litezoo.sources import pins as pins_lib
 from litezoo.sources import weights as weights_lib
@@ -131,19 +131,42 @@ def _own_cache(scratch: pathlib.Path) -> None:
   os.environ["LITEZOO_CACHE"] = str(scratch / "cache")
 
 
+def _move(artifact: manifest_lib.Artifact, out_tflite: pathlib.Path) -> None:
+  """Moves a converted artifact to the declared output, its manifest naming the new file."""
+  moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(artifact.manifest,
+                                                                file=out_tflite.name))
+  os.replace(artifact.path, out_tflite)
+  moved.write_manifest()
+
+
 def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
-                 out_tflite: pathlib.Path, log: Callable[[str], None] = print) -> None:
-  """The release's .tflite and its manifest (`<stem>.manifest.json` beside it)."""
+                 out_tflite: pathlib.Path, recipe: str | None = None,
+                 signatures: Signatures | None = None,
+                 log: Callable[[str], None] = print) -> None:
+  """Converts to `out_tflite` and its manifest (`<stem>.manifest.json` beside it): the release's
+  .tflite (the plugin's recipe and signatures), or a zoo_artifact's (bazel/artifact.bzl)."""
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
     scratch = pathlib.Path(scratch)
     _own_cache(scratch)
-    artifact = convert.convert(spec, variant, weights_from(spec, variant, inputs, scratch),
-                               output_dir=scratch, log=log)
-    moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(artifact.manifest,
-                                                                  file=out_tflite.name))
-    os.replace(artifact.path, out_tflite)
-    moved.write_manifest()
+    _move(convert.convert(spec, variant, weights_from(spec, variant, inputs, scratch),
+                          output_dir=scratch, recipe=recipe, signatures=signatures, log=log),
+          out_tflite)
+
+
+def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, recipe: str,
+                  out_tflite: pathlib.Path, log: Callable[[str], None] = print) -> None:
+  """Quantizes a converted float artifact (a zoo_artifact's input) to `out_tflite`: seconds, as
+  the artifact cache does (pipeline.artifact), instead of a second conversion."""
+  from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
+  source = manifest_lib.Artifact.read(float_tflite)
+  if (source.manifest.model, source.manifest.variant) != (spec.name, variant):
+    raise ReleaseError(f"{float_tflite.name} holds {source.manifest.model}-"
+                       f"{source.manifest.variant}, not {spec.name}-{variant}")
+  with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
+    scratch = pathlib.Path(scratch)
+    _own_cache(scratch)
+    _move(convert.quantize(spec, source, recipe, output_dir=scratch, log=log), out_tflite)
 
 
 def bundle_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
