@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from litezoo import pipeline
+from litezoo.artifacts import manifest as manifest_lib
 from litezoo.conversion import loader
 from litezoo.reference.reauthored import TorchDecoder
 from litezoo.sources import open_checkpoint
@@ -22,6 +23,32 @@ from litezoo.sources.random_weights import random_model
 RUNFILES_ROOT = pathlib.Path(__file__).absolute().parents[2]  # not resolve(): runfiles are symlinks
 # Tokens every suite can feed a tiny (256-token vocabulary) model.
 PROMPT = [1, 15, 200, 7, 42, 99, 3, 128, 5, 77]
+
+
+def zoo_artifact(label: str, weights: pipeline.Weights | None = None,
+                 required: bool = True) -> manifest_lib.Artifact | None:
+  """The zoo_artifact `label` ("//tests:tinyllama_tiny_float", bazel/artifact.bzl) that Bazel
+  converted and gave this test as `data`, opened with its manifest and checked (sha256, size, the
+  LiteRT verifier). Tests share these instead of converting the same tiny model each.
+
+  With `weights`, also asserts the artifact was converted from them (its manifest's checkpoint
+  identity: for random weights, config and seed), so a PyTorch twin loaded from `weights` holds
+  the artifact's weights.
+
+  Missing (a test run outside Bazel, or a target without the `data`): AssertionError naming the
+  target to add, or None when not `required` (the caller converts through the pipeline).
+  """
+  package, _, name = label.removeprefix("//").partition(":")
+  path = RUNFILES_ROOT / "litezoo" / package / f"{name}.tflite"
+  if not path.exists():
+    assert not required, (f"{label} is not in this test's runfiles: add it to the test's `data` "
+                          "in its BUILD file and run the test with `bazel test`")
+    return None
+  artifact = manifest_lib.open_verified(path)
+  if weights is not None:
+    assert dict(artifact.manifest.checkpoint) == dict(weights.identity), (
+        f"{label} was converted from {dict(artifact.manifest.checkpoint)}, not from {weights}")
+  return artifact
 
 
 def write_checkpoint(config: Mapping[str, Any], directory, seed: int = 0, **save_kwargs):
