@@ -1,8 +1,9 @@
 """A converted model as a Bazel action: `zoo_artifact`, a .tflite and its manifest.
 
-Tests take tiny conversions as `data` (tests/testing.py `built_artifact` opens one), so a model is
+A test can take one as `data` (tests/testing.py `zoo_artifact` opens it, verified), so a model is
 converted once per change of its inputs instead of once per test process, and the conversion is
-cached like any action: locally, in a shared remote cache, or run by a remote executor.
+cached like any action: locally, in a shared remote cache, or run by a remote executor
+(tests/remote_execution_test.py). The default suite's tests still convert in their own processes.
 
 One action per artifact, run by the plugin's own `artifact_tool` (tools/artifact.py):
 ZooArtifact converts (declared inputs: the plugin's code and the lock through the Python
