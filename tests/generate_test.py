@@ -12,18 +12,15 @@ from litezoo import pipeline
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner
-from litezoo.sources import random_weights
-from litezoo.tests import testing
+from litezoo.tests import serving, testing
 
 SPEC = registry.Registry().get("tinyllama")
 # What the CLI flags below give with the plugin's verify_8 (its decode windows do not fit 64).
 SIGNATURES = Signatures((8, 16), 64, verify_lengths=(8,))
 CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64")
-# A chat template in plain text: the tiny tokenizer has no special tokens.
-CHAT_TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
-                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+# The chat model's plain-text template, refusing a system message.
 NO_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
-             "supported') }}{% endif %}" + CHAT_TEMPLATE)
+             "supported') }}{% endif %}" + serving.CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +38,7 @@ def tiny():
 def chat_checkpoint(tmp_path_factory):
   """A local checkpoint of a tiny chat model: random weights written by transformers, a tokenizer
   with a chat template (what a user's fine-tuned checkpoint directory holds)."""
-  directory = tmp_path_factory.mktemp("chat")
-  config = registry.Registry().get("smollm2").variant("tiny").config
-  testing.write_checkpoint(config, directory)
-  random_weights.write_tokenizer(directory, config["vocab_size"])
-  settings = json.loads((directory / "tokenizer_config.json").read_text())
-  (directory / "tokenizer_config.json").write_text(json.dumps({**settings,
-                                                               "chat_template": CHAT_TEMPLATE}))
-  return directory
+  return serving.write_chat_checkpoint(tmp_path_factory.mktemp("chat"))
 
 
 def _torch_greedy(model, context, steps):

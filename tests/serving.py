@@ -24,7 +24,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfo
 
 def write_chat_checkpoint(directory):
   """A tiny chat model in `directory`: random weights written by transformers and a tokenizer
-  with a chat template (tests/generate_test.py makes the same)."""
+  with a chat template (generate_test and serve_test share it)."""
   config = registry.Registry().get("smollm2").variant("tiny").config
   testing.write_checkpoint(config, directory)
   random_weights.write_tokenizer(directory, config["vocab_size"])
