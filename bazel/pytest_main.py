@@ -32,7 +32,8 @@ if __name__ == "__main__":
   if "TEST_TMPDIR" in os.environ:  # under `bazel test`; a developer's plain pytest keeps their env
     os.environ.update(own_home(pathlib.Path(os.environ["TEST_TMPDIR"]) / "litezoo-test"))
     tempfile.tempdir = None  # re-read TMPDIR
-  code = pytest.main(["-p", "no:cacheprovider", "-q", *sys.argv[1:]])
+  # The slowest cases go to the test log: where a target's time goes, for keeping the suite fast.
+  code = pytest.main(["-p", "no:cacheprovider", "-q", "--durations=8", *sys.argv[1:]])
   # A shard of a sharded suite may hold no case (fewer models than shards): not a failure.
   if code == NO_TESTS_COLLECTED and os.environ.get("TEST_TOTAL_SHARDS"):
     code = 0

@@ -6,8 +6,14 @@ For each model: the re-authored PyTorch model matches transformers on a checkpoi
 transformers (architecture + tensor names); the float .tflite matches PyTorch through every prefill
 signature and decode steps (conversion); the int8 .tflite keeps the greedy tokens. A new plugin gets
 all of it for free. LITEZOO_CONFORMANCE_MODELS=a,b limits the run to some models.
+
+The imported model types share the configurable decoder's conversion path, so the default suite
+(//tests:conformance_test) checks their PyTorch models against transformers and converts only the
+registered plugins; //tests:conformance_imported_test (integration tier) converts the imported
+ones. LITEZOO_CONFORMANCE_CONVERT=plugins|imported picks the converted set (unset: all).
 """
 
+import functools
 import os
 
 import numpy as np
@@ -22,14 +28,26 @@ from litezoo.sources import random_weights
 from litezoo.tests import family_configs, testing
 
 REGISTRY = registry.Registry()
-MODELS = [m for m in [*REGISTRY.names(), *family_configs.TINY]
-          if not os.environ.get("LITEZOO_CONFORMANCE_MODELS")
-          or m in os.environ["LITEZOO_CONFORMANCE_MODELS"].split(",")]
-# Bazel shards this suite by model (shard_count in tests/BUILD), so models run in parallel.
-if os.environ.get("TEST_TOTAL_SHARDS"):
-  MODELS = MODELS[int(os.environ["TEST_SHARD_INDEX"])::int(os.environ["TEST_TOTAL_SHARDS"])]
-  if os.environ.get("TEST_SHARD_STATUS_FILE"):
-    open(os.environ["TEST_SHARD_STATUS_FILE"], "w").close()  # tells Bazel sharding is understood
+
+
+def _models(convert: str) -> tuple[list[str], list[str]]:
+  """The models to check, and of them the ones to convert: this shard's, if Bazel shards."""
+  chosen = os.environ.get("LITEZOO_CONFORMANCE_MODELS")
+  models = [m for m in [*REGISTRY.names(), *family_configs.TINY]
+            if not chosen or m in chosen.split(",")]
+  # Bazel shards this suite by model (shard_count in tests/BUILD), so models run in parallel.
+  if os.environ.get("TEST_TOTAL_SHARDS"):
+    models = models[int(os.environ["TEST_SHARD_INDEX"])::int(os.environ["TEST_TOTAL_SHARDS"])]
+    if os.environ.get("TEST_SHARD_STATUS_FILE"):
+      open(os.environ["TEST_SHARD_STATUS_FILE"], "w").close()  # sharding is understood
+  if convert not in ("", "plugins", "imported"):
+    raise ValueError(f"LITEZOO_CONFORMANCE_CONVERT={convert!r}: use plugins, imported or unset")
+  converted = [m for m in models if not convert
+               or (m in family_configs.TINY) == (convert == "imported")]
+  return models, converted
+
+
+MODELS, CONVERTED = _models(os.environ.get("LITEZOO_CONFORMANCE_CONVERT", ""))
 # The float file has every kind of signature: verify_8, and decode windows 12 and 24 that the
 # decode steps below cross into the full cache; the int8 one the plain ones.
 SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40, verify_lengths=(8,),
@@ -59,14 +77,22 @@ class Case:
     self.config = self.spec.variant(self.variant).config
     self.reference, self.model = pipeline.original_and_ours(
         self.spec, self.variant, weights, SIGNATURES.kv_cache_max_len, log=lambda _: None)
-    self.artifacts = {
-        recipe: pipeline.artifact(self.spec, self.variant, weights, recipe=recipe,
+    self.weights = weights
+    vocab = self.config["vocab_size"]
+    self.prompt = [int(t) for t in np.random.default_rng(0).integers(3, vocab, 16)]
+
+  @functools.cached_property
+  def artifacts(self):
+    """The float and int8 conversions, made on first use (the artifact cache keeps them)."""
+    return {
+        recipe: pipeline.artifact(self.spec, self.variant, self.weights, recipe=recipe,
                                   signatures=signatures, log=lambda _: None)
         for recipe, signatures in (("none", SIGNATURES), ("dynamic_int8", INT8_SIGNATURES))
     }
-    self.files = {recipe: a.path for recipe, a in self.artifacts.items()}
-    vocab = self.config["vocab_size"]
-    self.prompt = [int(t) for t in np.random.default_rng(0).integers(3, vocab, 16)]
+
+  @property
+  def files(self):
+    return {recipe: a.path for recipe, a in self.artifacts.items()}
 
   def torch_logits(self, tokens):
     return testing.zoo_logits(self.model, tokens, SIGNATURES.kv_cache_max_len)
@@ -78,14 +104,30 @@ class Case:
     return tokens[len(prompt):]
 
 
+_CASES: dict[str, Case] = {}
+
+
+def _case(name: str) -> Case:
+  if name not in _CASES:
+    _CASES[name] = Case(name)
+  return _CASES[name]
+
+
 @pytest.fixture(scope="module", params=MODELS)
+def model(request):
+  """Every model of the run, for the checks that convert nothing."""
+  return _case(request.param)
+
+
+@pytest.fixture(scope="module", params=CONVERTED)
 def case(request):
-  return Case(request.param)
+  """The models the run converts."""
+  return _case(request.param)
 
 
-def test_pytorch_matches_transformers(case):
-  np.testing.assert_allclose(case.torch_logits(case.prompt),
-                             testing.hf_logits(case.reference, case.prompt), atol=FLOAT_ATOL,
+def test_pytorch_matches_transformers(model):
+  np.testing.assert_allclose(model.torch_logits(model.prompt),
+                             testing.hf_logits(model.reference, model.prompt), atol=FLOAT_ATOL,
                              rtol=0)
 
 
