@@ -3,35 +3,31 @@
 The snag: litert-torch 0.10.0's `generative/layers/lora.py` does
 `from tensorflow.lite.python import schema_py_generated`, and lora.py is imported by
 `layers.attention`, `utilities.model_builder` and `utilities.converter`, i.e. by everything we use.
-litert-torch does not depend on TensorFlow, so without it those imports fail.
+litert-torch does not depend on TensorFlow, and nothing else on the zoo's path needs it.
 
-setup.sh installs tensorflow-cpu (the design card lists it), which makes the import work as is. When
-TensorFlow is absent we register a stand-in for that one module: the same flatbuffer schema bindings
-ship in `ai_edge_litert.schema_py_generated`, and lora.py only uses them to read LoRA tensors.
-Every other zoo module imports the Generative API from here, never from litert_torch directly.
+Importing TensorFlow for that one module costs 9 s of every process that builds a model (every
+tool start, every test). So the import is served by a stand-in whether TensorFlow is installed or
+not: the same flatbuffer schema bindings ship in `ai_edge_litert.schema_py_generated`, and lora.py
+only uses them to read LoRA tensors. The stand-in packages are removed from `sys.modules` once
+litert-torch is imported, so a later `import tensorflow` (setup.sh installs tensorflow-cpu, which
+the design card lists) loads the real package. If TensorFlow is already imported, it serves the
+import itself.
 """
 
 import importlib
 import importlib.machinery
-import importlib.util
 import sys
 import types
 
-_SCHEMA_MODULE = "tensorflow.lite.python.schema_py_generated"
-
-
-def _tensorflow_importable() -> bool:
-  try:
-    return importlib.util.find_spec("tensorflow") is not None
-  except (ImportError, ValueError):
-    return False
+_STAND_IN = ("tensorflow", "tensorflow.lite", "tensorflow.lite.python",
+             "tensorflow.lite.python.schema_py_generated")
 
 
 def _install_schema_stand_in() -> None:
   """Makes `from tensorflow.lite.python import schema_py_generated` resolve without TensorFlow."""
   schema = importlib.import_module("ai_edge_litert.schema_py_generated")
   parent = None
-  for name in ("tensorflow", "tensorflow.lite", "tensorflow.lite.python"):
+  for name in _STAND_IN[:-1]:
     module = types.ModuleType(name)
     module.__path__ = []  # a package, so the submodule import machinery accepts it
     # A spec, because other libraries probe `importlib.util.find_spec("tensorflow")`.
@@ -41,27 +37,35 @@ def _install_schema_stand_in() -> None:
     sys.modules[name] = module
     parent = module
   parent.schema_py_generated = schema
-  sys.modules[_SCHEMA_MODULE] = schema
+  sys.modules[_STAND_IN[-1]] = schema
 
 
-USING_TENSORFLOW = _tensorflow_importable()
-if not USING_TENSORFLOW:
+def _remove_schema_stand_in() -> None:
+  for name in _STAND_IN:
+    sys.modules.pop(name, None)
+
+
+STAND_IN = "tensorflow" not in sys.modules  # TensorFlow already loaded serves the import itself
+if STAND_IN:
   _install_schema_stand_in()
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from litert_torch._convert import interface as converter  # noqa: E402
-from litert_torch.generative.layers import attention  # noqa: E402
-from litert_torch.generative.layers import builder  # noqa: E402
-from litert_torch.generative.layers import kv_cache  # noqa: E402
-from litert_torch.generative.layers import model_config as cfg  # noqa: E402
-from litert_torch.generative.quantize import quant_attrs  # noqa: E402
-from litert_torch.generative.quantize import quant_recipe  # noqa: E402
-from litert_torch.generative.quantize import quant_recipes  # noqa: E402
-from litert_torch.generative.utilities import export_config  # noqa: E402
-from litert_torch.generative.utilities import model_builder  # noqa: E402
-from litert_torch.quantize import translate_recipe  # noqa: E402
+try:
+  # pylint: disable=g-import-not-at-top,wrong-import-position
+  from litert_torch._convert import interface as converter  # noqa: E402
+  from litert_torch.generative.layers import attention  # noqa: E402
+  from litert_torch.generative.layers import builder  # noqa: E402
+  from litert_torch.generative.layers import kv_cache  # noqa: E402
+  from litert_torch.generative.layers import model_config as cfg  # noqa: E402
+  from litert_torch.generative.quantize import quant_attrs  # noqa: E402
+  from litert_torch.generative.quantize import quant_recipe  # noqa: E402
+  from litert_torch.generative.quantize import quant_recipes  # noqa: E402
+  from litert_torch.generative.utilities import export_config  # noqa: E402
+  from litert_torch.generative.utilities import model_builder  # noqa: E402
+  from litert_torch.quantize import translate_recipe  # noqa: E402
+finally:
+  if STAND_IN:
+    _remove_schema_stand_in()
 
 __all__ = [
-    "USING_TENSORFLOW", "attention", "builder", "cfg", "converter", "export_config", "kv_cache", "model_builder",
+    "STAND_IN", "attention", "builder", "cfg", "converter", "export_config", "kv_cache", "model_builder",
     "quant_attrs", "quant_recipe", "quant_recipes", "translate_recipe",
 ]

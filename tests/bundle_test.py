@@ -10,6 +10,7 @@ tokenizer carries a chat template.
 import hashlib
 import json
 import pathlib
+import shutil
 import tomllib
 import zipfile
 import zlib
@@ -47,19 +48,16 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chat(tmp_path_factory):
-  """A local checkpoint of the tiny model whose tokenizer has a chat template."""
-  directory = tmp_path_factory.mktemp("chat")
-  config = SPEC.variant("tiny").config
-  testing.write_checkpoint(config, directory)
-  random_weights.write_tokenizer(directory, config["vocab_size"])
+def chat(tiny, tmp_path_factory):
+  """The tiny model's checkpoint with a chat template in its tokenizer: the same weights, so the
+  tiny artifact is its conversion."""
+  artifact, _, weights, _ = tiny
+  directory = tmp_path_factory.mktemp("chat") / "checkpoint"
+  shutil.copytree(weights.path, directory)
   settings = json.loads((directory / "tokenizer_config.json").read_text())
   (directory / "tokenizer_config.json").write_text(
       json.dumps({**settings, "chat_template": CHAT_TEMPLATE}))
-  weights = pipeline.weights(SPEC, "tiny", directory)
-  artifact = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
-                               log=lambda _: None)
-  tok = pipeline.tokenizer(weights)
+  tok = pipeline.tokenizer(pipeline.weights(SPEC, "tiny", directory))
   bundles = bundle.write_bundles(artifact, tok, directory, tmp_path_factory.mktemp("chat_out"),
                                  formats=("litertlm",), log=lambda _: None)
   return artifact, tok, bundles["litertlm"]

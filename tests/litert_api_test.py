@@ -1,5 +1,6 @@
-"""The Generative API import snag is handled in core/litert_api.py: with TensorFlow it imports
-as is; without it, a stand-in schema module from ai_edge_litert makes the same imports work."""
+"""The Generative API import snag is handled in conversion/litert.py: litert-torch's one
+TensorFlow import is served by ai_edge_litert's schema bindings, with or without TensorFlow
+installed, and TensorFlow is left importable for whoever really needs it."""
 
 import subprocess
 import sys
@@ -29,10 +30,45 @@ def _python(code: str) -> subprocess.CompletedProcess:
                         check=False)
 
 
-def test_uses_tensorflow_when_installed():
-  from litezoo.conversion import litert as litert_api  # pylint: disable=g-import-not-at-top
-  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-  assert litert_api.USING_TENSORFLOW
+def _plain_python(code: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                        text=True, env={"PYTHONPATH": str(testing.RUNFILES_ROOT)}, timeout=300,
+                        check=False)
+
+
+def test_tensorflow_installed_is_not_imported_yet_stays_importable():
+  # 9 s of every tool start went to importing TensorFlow for lora.py's schema bindings.
+  result = _plain_python("""
+      import sys, types
+      from litezoo.conversion import litert as litert_api
+      from litert_torch.generative.layers import lora
+      import ai_edge_litert.schema_py_generated as schema
+      assert litert_api.STAND_IN and lora.schema_fb is schema
+      assert not [m for m in sys.modules if m.split(".")[0] == "tensorflow"]
+      # No module kept a reference to a stand-in package.
+      held = [name for name, module in list(sys.modules.items()) if module is not None
+              for value in list(vars(module).values())
+              if isinstance(value, types.ModuleType) and value.__name__.startswith("tensorflow")]
+      assert not held, held
+      import tensorflow as tf  # the real package, loaded now
+      assert tf.constant([1, 2]).numpy().tolist() == [1, 2]
+      print(tf.__version__)
+  """)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().startswith("2.")
+
+
+def test_tensorflow_imported_first_serves_the_import_itself():
+  result = _plain_python("""
+      import tensorflow
+      from tensorflow.lite.python import schema_py_generated
+      from litezoo.conversion import litert as litert_api
+      from litert_torch.generative.layers import lora
+      assert not litert_api.STAND_IN and lora.schema_fb is schema_py_generated
+      print("ok")
+  """)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "ok"
 
 
 def test_without_tensorflow_litert_torch_alone_fails():
@@ -49,7 +85,7 @@ def test_without_tensorflow_the_stand_in_makes_the_api_work():
       from litezoo.conversion import litert as litert_api
       from litert_torch.generative.layers import lora
       import ai_edge_litert.schema_py_generated as schema
-      assert not litert_api.USING_TENSORFLOW
+      assert litert_api.STAND_IN
       assert lora.schema_fb is schema
       config = litert_api.cfg.ModelConfig
       print("ok")

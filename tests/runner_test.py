@@ -33,9 +33,12 @@ def models(tmp_path_factory):
   files before manifest format 3 return), no verify and no windows."""
   directory = tmp_path_factory.mktemp("tiny")
   weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
-  found = {recipe: convert.convert(SPEC, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
-                                   output_dir=directory / recipe, log=lambda _: None).path
-           for recipe in ("none", "dynamic_int8")}
+  float_artifact = convert.convert(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
+                                   output_dir=directory / "none", log=lambda _: None)
+  found = {"none": float_artifact.path,
+           "dynamic_int8": convert.quantize(SPEC, float_artifact, "dynamic_int8",
+                                            output_dir=directory / "dynamic_int8",
+                                            log=lambda _: None).path}
   found["none-default-layout"] = convert.convert(
       SPEC, "tiny", weights, recipe="none",
       signatures=Signatures((8, 16), 64, kv_layout="default", prefill_logits="all"),
