@@ -84,17 +84,12 @@ def checkpoint_spec(path: str | pathlib.Path, log: Callable[[str], None] = print
   if path.suffix == ".gguf":
     family, config = _gguf_config(path)
   else:
-    found = path / "config.json" if path.is_dir() else None
-    if found is None or not found.is_file():
+    from litezoo.sources import safetensors  # pylint: disable=g-import-not-at-top
+    config = safetensors.read_config(path)
+    if config is None:
       raise CheckpointSpecError(
           f"{path} has no config.json, so the zoo cannot tell what model it holds; pass a Hugging "
           "Face checkpoint directory (config.json + safetensors), a .gguf file, or --model=NAME")
-    try:
-      config = json.loads(found.read_text())
-    except (OSError, ValueError) as e:
-      raise CheckpointSpecError(f"{found} is not readable JSON ({e})") from e
-    if not isinstance(config, dict):
-      raise CheckpointSpecError(f"{found} holds a {type(config).__name__}, not a JSON object")
     config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
     family = families.by_model_type(config.get("model_type"))
   family.config(config)  # refuses a field the family cannot build, naming it

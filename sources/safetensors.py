@@ -114,13 +114,19 @@ class SafetensorsSource:
 
   def config(self) -> Mapping[str, Any] | None:
     """The directory's config.json, if it has one."""
-    found = self.path / "config.json" if self.path.is_dir() else None
-    if found is None or not found.is_file():
-      return None
-    try:
-      config = json.loads(found.read_text())
-    except (OSError, ValueError) as e:
-      raise CheckpointError(f"{found} is not readable JSON ({e})") from e
-    if not isinstance(config, dict):
-      raise CheckpointError(f"{found} holds a {type(config).__name__}, not a JSON object")
-    return config
+    return read_config(self.path)
+
+
+def read_config(path: pathlib.Path) -> dict[str, Any] | None:
+  """The config.json of checkpoint directory `path`, or None if it has none (or `path` is a
+  file). Raises CheckpointError when it is not a readable JSON object."""
+  found = path / "config.json" if path.is_dir() else None
+  if found is None or not found.is_file():
+    return None
+  try:
+    config = json.loads(found.read_text())
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{found} is not readable JSON ({e})") from e
+  if not isinstance(config, dict):
+    raise CheckpointError(f"{found} holds a {type(config).__name__}, not a JSON object")
+  return config

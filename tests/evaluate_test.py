@@ -17,6 +17,19 @@ from litezoo.tests import testing
 from litezoo.tools.evaluation import perplexity as evaluate
 
 SPEC = registry.Registry().get("tinyllama")
+# What tools/evaluate converts for --window=64 on the tiny variant: prefill 32 (the plugin's
+# lengths up to the window), a KV cache of 128, every position's logits.
+EVALUATE_SIGNATURES = Signatures((32,), 128, prefill_logits="all")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+  """One artifact cache for the module, fresh: the CLI test finds the float file the perplexity
+  test converted."""
+  with pytest.MonkeyPatch.context() as patch:
+    root = tmp_path_factory.mktemp("cache")
+    patch.setenv("LITEZOO_CACHE", str(root))
+    yield root
 CONFIG = SPEC.variant("tiny").config
 
 
@@ -54,10 +67,9 @@ def test_perplexity_matches_transformers_loss(tmp_path):
   """The same text scored three ways: transformers' cross-entropy loss (the reference, computed
   by someone else), the zoo's PyTorch model, and the float .tflite through its KV cache."""
   weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
-  original, model = pipeline.original_and_ours(SPEC, "tiny", weights, 64, log=lambda _: None)
-  path = pipeline.artifact(SPEC, "tiny", weights, recipe="none",
-                           signatures=Signatures((8, 16), 64, prefill_logits="all"),
-                           log=lambda _: None).path  # as tools/evaluate converts: every position
+  original, model = pipeline.original_and_ours(SPEC, "tiny", weights, 128, log=lambda _: None)
+  path = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=EVALUATE_SIGNATURES,
+                           log=lambda _: None).path
   tokens = [int(t) for t in np.random.default_rng(0).integers(0, 256, 100)]
   window = 32  # 3 windows, the last 4 tokens dropped
   losses = []
@@ -66,7 +78,7 @@ def test_perplexity_matches_transformers_loss(tmp_path):
       ids = torch.tensor([chunk])
       losses.append(float(original(ids, labels=ids).loss))  # mean over the window's 31 targets
   expected = float(np.exp(np.mean(losses)))
-  baseline, scores = evaluate.evaluate(TorchDecoder(model, 64), {"none": runner.Runner(path)},
+  baseline, scores = evaluate.evaluate(TorchDecoder(model, 128), {"none": runner.Runner(path)},
                                        tokens, window, progress=lambda _: None)
   assert baseline.tokens == scores["none"].tokens == 3 * 31
   assert baseline.perplexity == pytest.approx(expected, rel=1e-5)
@@ -81,8 +93,7 @@ def test_windows_start_with_the_prefix_and_cover_the_text_once():
   assert evaluate.windows(text, 8) == [text[0:8], text[8:16]]
 
 
-def test_cli_writes_json_table_and_plot(tmp_path, monkeypatch):
-  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+def test_cli_writes_json_table_and_plot(tmp_path):
   result = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--quantize=none",
                             "--quantize=dynamic_int4_block32,embedding=int8", "--window=64",
                             "--max_tokens=256", "--output_dir=out", cwd=tmp_path)

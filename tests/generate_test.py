@@ -23,6 +23,16 @@ NO_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System ro
              "supported') }}{% endif %}" + serving.CHAT_TEMPLATE)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+  """One artifact cache for the module, fresh: the tools started by the CLI tests find the float
+  file the fixtures converted and only quantize it."""
+  with pytest.MonkeyPatch.context() as patch:
+    root = tmp_path_factory.mktemp("cache")
+    patch.setenv("LITEZOO_CACHE", str(root))
+    yield root
+
+
 @pytest.fixture(scope="module")
 def tiny():
   """A converted tiny model (float) and its PyTorch twin (the same random weights)."""
@@ -244,8 +254,8 @@ def test_text_stream_never_splits_a_character():
   assert "".join(written) == "né ✓" and all("\ufffd" not in w for w in written)
 
 
-def test_cli_converts_once_then_reuses_the_cached_artifact(tmp_path, monkeypatch):
-  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
+  del tiny  # its float file is cached: the first run only quantizes it
   args = ("--model=tinyllama", "--variant=tiny", "--prompt=hello", "--max_new_tokens=5", *CLI)
   first = testing.run_tool("generate", *args)
   assert first.returncode == 0, first.stderr[-3000:]
