@@ -22,14 +22,10 @@ SPEC = registry.Registry().get("tinyllama")
 EVALUATE_SIGNATURES = Signatures((32,), 128, prefill_logits="all")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-  """One artifact cache for the module, fresh: the CLI test finds the float file the perplexity
-  test converted."""
-  with pytest.MonkeyPatch.context() as patch:
-    root = tmp_path_factory.mktemp("cache")
-    patch.setenv("LITEZOO_CACHE", str(root))
-    yield root
+# One fresh artifact cache for the module (autouse): CLI runs reuse the fixtures' float files.
+module_artifact_cache = testing.module_artifact_cache
+
+
 CONFIG = SPEC.variant("tiny").config
 
 

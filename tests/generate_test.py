@@ -23,14 +23,8 @@ NO_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System ro
              "supported') }}{% endif %}" + serving.CHAT_TEMPLATE)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-  """One artifact cache for the module, fresh: the tools started by the CLI tests find the float
-  file the fixtures converted and only quantize it."""
-  with pytest.MonkeyPatch.context() as patch:
-    root = tmp_path_factory.mktemp("cache")
-    patch.setenv("LITEZOO_CACHE", str(root))
-    yield root
+# One fresh artifact cache for the module (autouse): CLI runs reuse the fixtures' float files.
+module_artifact_cache = testing.module_artifact_cache
 
 
 @pytest.fixture(scope="module")

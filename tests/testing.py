@@ -9,6 +9,7 @@ import sys
 from typing import Any, Mapping
 
 import numpy as np
+import pytest
 import torch
 import transformers
 
@@ -49,6 +50,16 @@ def zoo_artifact(label: str, weights: pipeline.Weights | None = None,
     assert dict(artifact.manifest.checkpoint) == dict(weights.identity), (
         f"{label} was converted from {dict(artifact.manifest.checkpoint)}, not from {weights}")
   return artifact
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_artifact_cache(tmp_path_factory):
+  """A fresh artifact cache (LITEZOO_CACHE) for the whole module that imports this fixture: tools
+  a test starts find the float files the module's fixtures converted and only quantize them."""
+  with pytest.MonkeyPatch.context() as patch:
+    root = tmp_path_factory.mktemp("cache")
+    patch.setenv("LITEZOO_CACHE", str(root))
+    yield root
 
 
 def write_checkpoint(config: Mapping[str, Any], directory, seed: int = 0, **save_kwargs):
