@@ -1,13 +1,21 @@
 """The artifact cache's keys: a converted model is reused while nothing that affects its bytes
 changed (plugin version and config, variant, recipe, signatures, the weights' identity, the
 converter's versions). `litezoo.pipeline.artifact` looks up, locks and fills it.
+
+Below the cache sits an optional read-only layer, `$LITEZOO_PREBUILT`: artifacts converted
+elsewhere (a Bazel zoo_artifact action, a CI job) that fill the cache on a miss when their
+manifest carries the wanted key, so the same model is converted once, not once per process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import pathlib
+import shutil
+from typing import Any, Callable, Mapping
 
 from litezoo.artifacts import files, manifest
 from litezoo.core.spec import ModelSpec, Signatures
@@ -15,13 +23,18 @@ from litezoo.quant import recipes
 from litezoo.sources.weights import Weights
 
 
-def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures, weights: Weights,
-        transform: str | None = None) -> str:
-  """20 hex digits of the sha256 of everything that decides the artifact's bytes."""
+PREBUILT_ENV = "LITEZOO_PREBUILT"
+
+
+def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
+        weights: Weights | Mapping[str, Any], transform: str | None = None) -> str:
+  """20 hex digits of the sha256 of everything that decides the artifact's bytes. `weights` is
+  a Weights or its identity (what a manifest's `checkpoint` records, less `transform`)."""
+  identity = weights.identity if isinstance(weights, Weights) else weights
   described = {
       "format": manifest.FORMAT, "model": spec.name, "plugin_version": spec.version,
       "variant": variant, "config": dict(spec.variant(variant).config), "recipe": recipe,
-      "signatures": signatures.as_dict(), "checkpoint": dict(weights.identity),
+      "signatures": signatures.as_dict(), "checkpoint": dict(identity),
       "transform": transform, "versions": manifest.versions(),
   }
   if recipe != "none":  # how a recipe name becomes quantizer entries; float files keep their keys
@@ -31,3 +44,32 @@ def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures, weig
 
 def directory(spec: ModelSpec, variant: str, recipe_tag: str, cache_key: str) -> pathlib.Path:
   return files.cache_root() / "artifacts" / f"{spec.name}-{variant}_{recipe_tag}-{cache_key}"
+
+
+def prebuilt(cache_key: str, log: Callable[[str], None]) -> manifest.Artifact | None:
+  """The artifact among `$LITEZOO_PREBUILT` (.tflite paths separated by os.pathsep; each with
+  its manifest beside it) whose manifest carries `cache_key`, checked like a cached file (sha256,
+  size, the LiteRT verifier); else None. A listed file that is missing, unreadable or whose bytes
+  do not match its manifest is skipped with a log line, never trusted."""
+  for entry in filter(None, os.environ.get(PREBUILT_ENV, "").split(os.pathsep)):
+    path = pathlib.Path(entry)
+    try:
+      if not path.is_file():
+        raise files.ArtifactError(f"{path} does not exist")
+      if manifest.Artifact.read(path).manifest.cache_key != cache_key:
+        continue
+      return manifest.open_verified(path)
+    except files.ArtifactError as e:
+      log(f"ignoring prebuilt {path} (from ${PREBUILT_ENV}): {e}")
+  return None
+
+
+def fill_from(found: manifest.Artifact, final: pathlib.Path) -> manifest.Artifact:
+  """A copy of the prebuilt artifact `found` at the cache path `final`, manifest first (as a
+  conversion writes it), the bytes through a temp file so no reader sees half a file."""
+  copied = manifest.Artifact(final, dataclasses.replace(found.manifest, file=final.name))
+  final.parent.mkdir(parents=True, exist_ok=True)
+  with files.atomic_path(final) as tmp:
+    shutil.copyfile(found.path, tmp)
+    copied.write_manifest()
+  return copied

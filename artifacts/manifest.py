@@ -59,6 +59,9 @@ class Manifest:
   versions: Mapping[str, str]  # converter packages and Python
   conversion: Mapping[str, Any]  # seconds per stage, peak RSS
   format: int = FORMAT
+  # The artifact cache's key of the settings that made it (artifacts/cache.py): how a prebuilt
+  # file (LITEZOO_PREBUILT) is matched to a request. Empty in manifests written before it.
+  cache_key: str = ""
 
   @property
   def recipe_name(self) -> str:

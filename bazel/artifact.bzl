@@ -1,9 +1,10 @@
 """A converted model as a Bazel action: `zoo_artifact`, a .tflite and its manifest.
 
-A test can take one as `data` (tests/testing.py `zoo_artifact` opens it, verified), so a model is
+A test can take one as `artifacts` (bazel/defs.bzl zoo_py_test): the artifact cache's prebuilt
+layer ($LITEZOO_PREBUILT) hands it to the test and to every tool the test starts, so a model is
 converted once per change of its inputs instead of once per test process, and the conversion is
 cached like any action: locally, in a shared remote cache, or run by a remote executor
-(tests/remote_execution_test.py). The default suite's tests still convert in their own processes.
+(tests/remote_execution_test.py). tests/testing.py `zoo_artifact` opens one by label, verified.
 
 One action per artifact, run by the plugin's own `artifact_tool` (tools/artifact.py):
 ZooArtifact converts (declared inputs: the plugin's code and the lock through the Python
@@ -47,7 +48,8 @@ def _zoo_artifact_impl(ctx):
     inputs = []
     requirements = {}
     if ctx.attr.float:
-        if ctx.attr.prefill_seq_lens or ctx.attr.kv_cache_max_len or ctx.attr.kv_layout:
+        if (ctx.attr.prefill_seq_lens or ctx.attr.kv_cache_max_len or ctx.attr.kv_layout or
+            ctx.attr.verify_lengths or ctx.attr.decode_windows):
             fail("a quantized zoo_artifact keeps the signatures of its float one; set them there")
         if ctx.attr.weights:
             fail("a quantized zoo_artifact reads no weights: `weights` cannot apply with `float`")
@@ -64,6 +66,12 @@ def _zoo_artifact_impl(ctx):
             args.append("--kv_cache_max_len=%d" % ctx.attr.kv_cache_max_len)
         if ctx.attr.kv_layout:
             args.append("--kv_layout=" + ctx.attr.kv_layout)
+        for flag in ("verify_lengths", "decode_windows"):
+            values = getattr(ctx.attr, flag)
+            if values == ["none"]:
+                args.append("--%s=none" % flag)
+            elif values:
+                args.append("--%s=%s" % (flag, ",".join(values)))
         if ctx.attr.weights:
             weights = ctx.attr.weights[ZooWeightsInfo]
             inputs = weights.files.to_list()
@@ -94,6 +102,9 @@ _zoo_artifact = rule(
         "prefill_seq_lens": attr.int_list(),
         "kv_cache_max_len": attr.int(),
         "kv_layout": attr.string(),
+        # Strings: lengths, or ["none"] for no such signatures (unset: the plugin's that fit).
+        "verify_lengths": attr.string_list(),
+        "decode_windows": attr.string_list(),
         "float": attr.label(allow_files = True),
         "weights": attr.label(providers = [ZooWeightsInfo]),
         "tool": attr.label(mandatory = True, executable = True, cfg = "exec"),
@@ -108,12 +119,15 @@ def zoo_artifact(
         prefill_seq_lens = [],
         kv_cache_max_len = 0,
         kv_layout = "",
+        verify_lengths = [],
+        decode_windows = [],
         float = None,
         pinned_weights = False,
         **kwargs):
     """`<name>.tflite` and `<name>.manifest.json`: `model`'s `variant` converted with `recipe`.
 
-    Signatures left unset are the plugin's. With `float` (a zoo_artifact with recipe "none"), the
+    Signatures left unset are the plugin's (`verify_lengths`/`decode_windows`: lengths, or
+    ["none"] for no such signatures). With `float` (a zoo_artifact with recipe "none"), the
     artifact is that one quantized with `recipe` (seconds) instead of a second conversion.
     `pinned_weights` says the variant loads the plugin's pinned weights (`//plugins/<model>:weights`
     become inputs); test-sized variants have seeded random weights and read nothing but code.
@@ -126,6 +140,8 @@ def zoo_artifact(
         prefill_seq_lens = prefill_seq_lens,
         kv_cache_max_len = kv_cache_max_len,
         kv_layout = kv_layout,
+        verify_lengths = [str(n) for n in verify_lengths],
+        decode_windows = [str(n) for n in decode_windows],
         float = float,
         weights = "//plugins/%s:weights" % model if pinned_weights else None,
         tool = "//plugins/%s:artifact_tool" % model,

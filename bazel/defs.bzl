@@ -3,15 +3,24 @@
 load("//bazel:artifact.bzl", "zoo_weights")
 load("//bazel:release.bzl", "zoo_release")
 
-def zoo_py_test(name, srcs, deps = [], data = [], args = [], **kwargs):
-    """A py_test that runs its test files under pytest."""
+def zoo_py_test(name, srcs, deps = [], data = [], args = [], artifacts = [], env = {}, **kwargs):
+    """A py_test that runs its test files under pytest.
+
+    `artifacts` are zoo_artifact conversions (bazel/artifact.bzl) the test and every tool it
+    starts find through the artifact cache's prebuilt layer ($LITEZOO_PREBUILT): a model that
+    several tests convert is converted once, as a cached action.
+    """
+    if artifacts:
+        env = dict(env)
+        env["LITEZOO_TEST_ARTIFACTS"] = " ".join(["$(rootpaths %s)" % a for a in artifacts])
     native.py_test(
         name = name,
         srcs = srcs + ["//bazel:pytest_main.py"],
         main = "//bazel:pytest_main.py",
         args = ["$(location %s)" % src for src in srcs] + args,
         deps = deps,
-        data = data,
+        data = data + artifacts,
+        env = env,
         python_version = "PY3",
         **kwargs
     )

@@ -28,10 +28,19 @@ def own_home(root: pathlib.Path) -> dict[str, str]:
   return {**{k: str(v) for k, v in env.items()}, "HF_HUB_OFFLINE": "1"}
 
 
+def prebuilt(test_artifacts: str) -> str:
+  """$LITEZOO_PREBUILT for the zoo_artifacts a test names (`artifacts`, bazel/defs.bzl): their
+  runfiles paths (space-separated, relative to the test's working directory) made absolute, so
+  tools started in other directories find them; .tflite files only (manifests sit beside)."""
+  return os.pathsep.join(os.path.abspath(p) for p in test_artifacts.split() if p.endswith(".tflite"))
+
+
 if __name__ == "__main__":
   if "TEST_TMPDIR" in os.environ:  # under `bazel test`; a developer's plain pytest keeps their env
     os.environ.update(own_home(pathlib.Path(os.environ["TEST_TMPDIR"]) / "litezoo-test"))
     tempfile.tempdir = None  # re-read TMPDIR
+  if os.environ.get("LITEZOO_TEST_ARTIFACTS"):
+    os.environ["LITEZOO_PREBUILT"] = prebuilt(os.environ["LITEZOO_TEST_ARTIFACTS"])
   # The slowest cases go to the test log: where a target's time goes, for keeping the suite fast.
   code = pytest.main(["-p", "no:cacheprovider", "-q", "--durations=8", *sys.argv[1:]])
   # A shard of a sharded suite may hold no case (fewer models than shards): not a failure.

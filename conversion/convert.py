@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from litezoo.artifacts import files, flatbuffer
+from litezoo.artifacts import cache, files, flatbuffer
 from litezoo.artifacts.manifest import Artifact, Manifest, versions
 from litezoo.conversion import loader
 from litezoo.core.errors import ZooError
@@ -214,6 +214,8 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
         checkpoint={**weights.identity,
                     **({"transform": transform.name} if transform is not None else {})},
         versions=versions(),
+        cache_key=cache.key(spec, variant, recipe, signatures, weights,
+                            transform.name if transform is not None else None),
         conversion={"seconds": round(time.monotonic() - start, 2),
                     "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes()}))
     # The manifest lands first: an artifact is never visible without one.
@@ -235,6 +237,7 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
   if source.recipe_name != "none" or not float_artifact.intact():
     raise ConvertError(f"{float_artifact.path} is not an intact float32 artifact")
   recipe = recipes.check(recipe)
+  identity = {k: v for k, v in source.checkpoint.items() if k != "transform"}
   with torch.device("meta"):  # only the config object is needed: allocate nothing
     model_config = spec.family.build(spec.family.config(source.config),
                                      source.signatures.kv_cache_max_len).config
@@ -253,6 +256,8 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
         source, file=final.name, sha256=files.sha256_file(tmp), size_bytes=tmp.stat().st_size,
         recipe=recipes.describe(recipe), signature_details=signature_details(tmp),
         weights=weights_report(tmp, recipe, log), versions=versions(),
+        cache_key=cache.key(spec, source.variant, recipe, source.signatures, identity,
+                            source.checkpoint.get("transform")),
         conversion={"seconds": round(time.monotonic() - start, 2),
                     "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes(),
                     "quantized_from": {"file": source.file, "sha256": source.sha256,

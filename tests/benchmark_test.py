@@ -13,9 +13,9 @@ import pytest
 from litezoo.tests import testing
 from litezoo.tools.bench import measure, report, serving, weights
 
-TINY = ["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,32", "--kv_cache_max_len=64",
-        "--depths=4,16", "--decode_tokens=3", "--repeats=2", "--ttft_prompt=8",
-        "--bandwidth_mib=16"]
+# The suites' shared signatures: the zoo's float file is //tests:tinyllama_tiny_float's.
+TINY = ["--model=tinyllama", "--variant=tiny", *testing.TINY_FLAGS, "--depths=4,16",
+        "--decode_tokens=3", "--repeats=2", "--ttft_prompt=8", "--bandwidth_mib=16"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_results_hold_every_figure_for_each_peer_that_ran(results):
   _, r, _ = results
   assert r["schema"] == report.SCHEMA
   assert (r["model"], r["variant"], r["recipe"]) == ("tinyllama", "tiny", "dynamic_int8")
-  assert r["plan"]["threads"] == 2 and r["plan"]["prefill_lengths"] == [8, 32]
+  assert r["plan"]["threads"] == 2 and r["plan"]["prefill_lengths"] == [8, 16]
   assert r["signatures"]["kv_layout"] == "transposed"  # the plugin's
   assert r["bandwidth"]["bytes_per_s"] > 0 and len(r["machine"]["load_average_start"]) == 3
   assert {"torch", "ai-edge-litert", "litert-torch", "python"} <= set(r["versions"])
@@ -40,7 +40,7 @@ def test_results_hold_every_figure_for_each_peer_that_ran(results):
     peer = r["peers"][name]
     assert peer["status"] == "ok", peer
     assert set(report.PEER_KEYS) <= set(peer)
-    assert sorted(peer["prefill_tps"]) == ["32", "8"]
+    assert sorted(peer["prefill_tps"]) == ["16", "8"]
     assert sorted(peer["decode_tps"]) == ["16", "4"]
     assert all(v > 0 for v in [*peer["prefill_tps"].values(), *peer["decode_tps"].values()])
     # The recorded file size is the file's.

@@ -21,14 +21,16 @@ from litezoo import pipeline
 from litezoo.artifacts import bundle
 from litezoo.artifacts.manifest import Artifact
 from litezoo.core import registry
-from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner, tokenizer
 from litezoo.sources import random_weights
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
-# As the plugins ship: verify_<k> and a decode window beside prefill and decode.
-SIGNATURES = Signatures((8, 16), 64, verify_lengths=(8,), decode_windows=(32,))
+# As the plugins ship, verify_<k> and decode windows beside prefill and decode: the suites'
+# shared signatures (//tests:tinyllama_tiny_float holds them converted).
+SIGNATURES = testing.TINY_SIGNATURES
+# One fresh artifact cache for the module (autouse).
+module_artifact_cache = testing.module_artifact_cache
 PROMPTS = ["The quick brown fox", "zq", "Paris? London! Rome.", "0123456789abcdefghij"]
 # BOS from the template, as Llama 3's and Gemma's templates write it: LiteRT-LM renders bos_token
 # empty and puts the start token first, so both sides feed the same tokens.

@@ -22,7 +22,6 @@ import pytest
 from litezoo import pipeline
 from litezoo.conversion import convert
 from litezoo.core import registry
-from litezoo.core.spec import Signatures
 from litezoo.runtime import runner
 from litezoo.sources import random_weights
 from litezoo.tests import family_configs, testing
@@ -48,10 +47,10 @@ def _models(convert: str) -> tuple[list[str], list[str]]:
 
 
 MODELS, CONVERTED = _models(os.environ.get("LITEZOO_CONFORMANCE_CONVERT", ""))
-# Every kind of signature: verify_8, and decode windows 12 and 24 that the decode steps below
-# cross into the full cache. The int8 file is the float one quantized (no second conversion).
-SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40, verify_lengths=(8,),
-                        decode_windows=(12, 24))
+# Every kind of signature (the suites' shared ones: the tiny TinyLlama's conversion is
+# //tests:tinyllama_tiny_float): verify_4 and verify_8, decode windows 16 and 32 that the decode
+# steps below cross into the full cache. The int8 file is the float one quantized.
+SIGNATURES = testing.TINY_SIGNATURES
 FLOAT_ATOL = 1e-4  # float32 .tflite vs PyTorch, on logits of magnitude ~1
 INT8_ATOL = 0.25   # dynamic_int8 vs float, measured ~0.02-0.05 on these tiny models
 DECODE_STEPS = 6
@@ -128,10 +127,11 @@ def test_pytorch_matches_transformers(model):
                              rtol=0)
 
 
-@pytest.mark.parametrize("prompt_len", [5, 8, 16, 23])  # padded, exact, larger, chunked (16 + 7)
+@pytest.mark.parametrize("prompt_len", [5, 8, 13, 30])  # padded, exact, padded 16, chunked 16+14
 def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, prompt_len):
   """Every position through verify_8, the last one through prefill, then decode steps through
-  the windows (5..10 in 12; 8..13 from 12 into 24; 16..21 in 24; 23..28 into the full cache)."""
+  the windows (5..10 and 8..13 in 16; 13..18 from 16 into 32; 30..35 from 32 into the full
+  cache)."""
   rng = np.random.default_rng(prompt_len)
   prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
   run = runner.Runner(case.files["none"])

@@ -10,14 +10,15 @@ import pytest
 
 from litezoo import pipeline
 from litezoo.core import registry
-from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner
 from litezoo.tests import serving, testing
 
 SPEC = registry.Registry().get("tinyllama")
-# What the CLI flags below give with the plugin's verify_8 (its decode windows do not fit 64).
-SIGNATURES = Signatures((8, 16), 64, verify_lengths=(8,))
-CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64")
+# The suites' shared signatures (//tests:tinyllama_tiny_float holds them converted), as flags.
+SIGNATURES, CLI = testing.TINY_SIGNATURES, testing.TINY_FLAGS
+# The chat model's: prefill and decode only (a conversation uses nothing else).
+CHAT_CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64", "--verify_lengths=none",
+            "--decode_windows=none")
 # The chat model's plain-text template, refusing a system message.
 NO_SYSTEM = ("{% if messages[0].role == 'system' %}{{ raise_exception('System role not "
              "supported') }}{% endif %}" + serving.CHAT_TEMPLATE)
@@ -300,7 +301,7 @@ def test_cli_bad_options_and_options_that_cannot_apply_are_one_line(args, messag
 
 def _chat(checkpoint, stdin, *args):
   return testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
-                          f"--checkpoint={checkpoint}", "--chat", "--max_new_tokens=4", *CLI,
+                          f"--checkpoint={checkpoint}", "--chat", "--max_new_tokens=4", *CHAT_CLI,
                           *args, stdin=stdin)
 
 
@@ -326,7 +327,8 @@ def test_a_chat_template_that_refuses_a_role_is_one_line(chat_checkpoint, tmp_pa
   (no_system / "tokenizer_config.json").write_text(json.dumps({**settings,
                                                                "chat_template": NO_SYSTEM}))
   run = testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
-                         f"--checkpoint={no_system}", "--prompt=hi", "--system=Be brief.", *CLI)
+                         f"--checkpoint={no_system}", "--prompt=hi", "--system=Be brief.",
+                         *CHAT_CLI)
   assert testing.one_line_error(run, "generate") == (
       "generate: error: the model's chat template refuses this conversation (roles: system, "
       "user): System role not supported; drop what it objects to (e.g. --system, which some "

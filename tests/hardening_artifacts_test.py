@@ -161,6 +161,60 @@ def test_a_flipped_byte_in_the_cache_is_detected_and_rebuilt(killed_then_raced, 
                      "converting again")
 
 
+def test_a_prebuilt_file_fills_the_cache_only_if_its_key_matches_and_its_bytes_check(
+    killed_then_raced, monkeypatch, tmp_path):
+  """$LITEZOO_PREBUILT (a Bazel zoo_artifact, a CI job's file): the artifact whose manifest
+  carries the wanted key is copied into an empty cache instead of converting; one for other
+  signatures is passed over; a copy with a flipped byte is named and never trusted."""
+  monkeypatch.setenv("LITEZOO_CACHE", str(killed_then_raced["cache"]))
+  weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
+  source = pipeline.artifact(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
+                             log=pytest.fail)
+  prebuilt = tmp_path / "prebuilt" / "tiny.tflite"
+  prebuilt.parent.mkdir()
+  shutil.copy(source.path, prebuilt)
+  manifest_lib.Artifact(prebuilt, source.manifest).write_manifest()
+  converted = []
+
+  def convert(spec, variant, weights, **kwargs):
+    converted.append(kwargs["signatures"])
+    raise RuntimeError("converted")
+
+  monkeypatch.setattr(convert_lib, "convert", convert)
+  monkeypatch.setenv("LITEZOO_PREBUILT", f"{tmp_path / 'missing.tflite'}:{prebuilt}")
+
+  def fresh_cache(name):
+    monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / name))
+    return pipeline.weights(SPEC, "tiny", log=lambda _: None)
+
+  logs = []
+  found = pipeline.artifact(SPEC, "tiny", fresh_cache("a"), recipe="none", signatures=SIGNATURES,
+                            log=logs.append)
+  assert not converted and found.path.is_relative_to(tmp_path / "a") and _intact(found.path)
+  assert found.manifest.sha256 == source.manifest.sha256 and found.manifest.file == found.path.name
+  assert logs[-1] == f"using prebuilt {prebuilt} for tinyllama-tiny (none)"
+  assert any("missing.tflite" in line and "does not exist" in line for line in logs)
+  # Quantized on first use from the prebuilt float file, without a conversion.
+  pipeline.artifact(SPEC, "tiny", fresh_cache("b"), recipe="dynamic_int8", signatures=SIGNATURES,
+                    log=lambda _: None)
+  assert not converted
+  other = Signatures((16,), 64)
+  with pytest.raises(RuntimeError, match="converted"):
+    pipeline.artifact(SPEC, "tiny", fresh_cache("c"), recipe="none", signatures=other,
+                      log=lambda _: None)
+  assert converted == [other]
+  data = bytearray(prebuilt.read_bytes())
+  data[len(data) // 2] ^= 0x01
+  prebuilt.write_bytes(bytes(data))
+  logs.clear()
+  with pytest.raises(RuntimeError, match="converted"):
+    pipeline.artifact(SPEC, "tiny", fresh_cache("d"), recipe="none", signatures=SIGNATURES,
+                      log=logs.append)
+  assert converted == [other, SIGNATURES]
+  assert any(line.startswith(f"ignoring prebuilt {prebuilt} (from $LITEZOO_PREBUILT): ")
+             and "sha256" in line for line in logs), logs
+
+
 def _mutants(data: bytes, rng: np.random.Generator, count: int):
   """(kind, bytes): single flipped bytes anywhere, flips in the flatbuffer's tables (the first
   and last 64 KiB, around the weights), and truncations."""

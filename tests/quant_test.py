@@ -16,10 +16,14 @@ from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
 from litezoo.runtime import runner
+from litezoo.tests import testing
 
 REGISTRY = registry.Registry()
+# One fresh artifact cache for the module (autouse).
+module_artifact_cache = testing.module_artifact_cache
+# Few signatures for the model converted only here; the tiny TinyLlama takes the suites' shared
+# ones (//tests:tinyllama_tiny_float holds them converted).
 SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
-USES = 2 * len(SIGNATURES.names)  # the lookup and the LM head of every signature
 
 
 @pytest.mark.parametrize("text, name", [
@@ -79,12 +83,13 @@ def test_plain_recipes_give_the_quantizer_what_litert_torch_gives_it(name):
 class Model:
   """A tiny variant's float artifact and its float logits on a prompt."""
 
-  def __init__(self, name):
+  def __init__(self, name, signatures=SIGNATURES):
     self.spec = REGISTRY.get(name)
+    self.uses = 2 * len(signatures.names)  # the lookup and the LM head of every signature
     self.config = self.spec.variant("tiny").config
     weights = pipeline.weights(self.spec, "tiny", log=lambda _: None)
     self.float = pipeline.artifact(self.spec, "tiny", weights, recipe="none",
-                                   signatures=SIGNATURES, log=lambda _: None)
+                                   signatures=signatures, log=lambda _: None)
     rng = np.random.default_rng(0)
     self.prompt = [int(t) for t in rng.integers(3, self.config["vocab_size"], 16)]
     self.float_logits = runner.Runner(self.float.path).prefill(self.prompt)
@@ -101,7 +106,7 @@ def smollm2():  # tied embedding, hidden 64, intermediate 128
 
 @pytest.fixture(scope="module")
 def tinyllama():  # untied LM head
-  return Model("tinyllama")
+  return Model("tinyllama", testing.TINY_SIGNATURES)
 
 
 @pytest.mark.parametrize("recipe, types, table", [
@@ -118,7 +123,7 @@ def test_the_tied_table_is_one_buffer_read_by_the_lookup_and_every_head(smollm2,
   found = flatbuffer.weights(artifact.path)
   vocab, hidden = smollm2.config["vocab_size"], smollm2.config["hidden_size"]
   assert set(found.params_by_type) == types  # nothing left float
-  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 1, "uses": USES,
+  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 1, "uses": smollm2.uses,
                                   "types": [table]}
   assert artifact.manifest.weights["largest_matrix"] == found.largest_matrix
   # The file still computes the model (random tiny weights: loose, as for int8 in conformance).
@@ -128,7 +133,7 @@ def test_the_tied_table_is_one_buffer_read_by_the_lookup_and_every_head(smollm2,
 
 def test_the_float_file_itself_shares_the_table(smollm2):
   found = flatbuffer.weights(smollm2.float.path)
-  assert found.largest_matrix["buffers"] == 1 and found.largest_matrix["uses"] == USES
+  assert found.largest_matrix["buffers"] == 1 and found.largest_matrix["uses"] == smollm2.uses
 
 
 def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama, tmp_path):
@@ -136,7 +141,8 @@ def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama,
                                                 tmp_path).path)
   vocab, hidden = tinyllama.config["vocab_size"], tinyllama.config["hidden_size"]
   # Two [vocab, hidden] matrices, the lookup's int8 and the head's int4, one buffer each.
-  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 2, "uses": USES,
+  assert found.largest_matrix == {"shape": [vocab, hidden], "buffers": 2,
+                                  "uses": tinyllama.uses,
                                   "types": ["INT4", "INT8"]}
 
 

@@ -22,8 +22,11 @@ from litezoo.runtime import runner
 from litezoo.tests import testing
 
 SPEC = registry.Registry().get("tinyllama")
-# verify_4 and decode windows of 16 and 32 entries, so a session crosses both into the full cache.
-SIGNATURES = Signatures((8, 16), 64, verify_lengths=(4,), decode_windows=(16, 32))
+# verify_4 and verify_8, decode windows of 16 and 32 entries, so a session crosses both into the
+# full cache: the suites' shared signatures (//tests:tinyllama_tiny_float, converted once).
+SIGNATURES = testing.TINY_SIGNATURES
+# The module's artifact cache (autouse), where the fixture below puts its files.
+module_artifact_cache = testing.module_artifact_cache
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +34,14 @@ def models(tmp_path_factory):
   """Converted tiny models, float and dynamic int8 (same seeded random weights), and the float
   one again with litert-torch's default KV cache layout and all-position prefill logits (what
   files before manifest format 3 return), no verify and no windows."""
-  directory = tmp_path_factory.mktemp("tiny")
   weights = pipeline.weights(SPEC, "tiny", log=lambda _: None)
-  float_artifact = convert.convert(SPEC, "tiny", weights, recipe="none", signatures=SIGNATURES,
-                                   output_dir=directory / "none", log=lambda _: None)
-  found = {"none": float_artifact.path,
-           "dynamic_int8": convert.quantize(SPEC, float_artifact, "dynamic_int8",
-                                            output_dir=directory / "dynamic_int8",
-                                            log=lambda _: None).path}
+  found = {recipe: pipeline.artifact(SPEC, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
+                                     log=lambda _: None).path
+           for recipe in ("none", "dynamic_int8")}
   found["none-default-layout"] = convert.convert(
       SPEC, "tiny", weights, recipe="none",
       signatures=Signatures((8, 16), 64, kv_layout="default", prefill_logits="all"),
-      output_dir=directory / "default", log=lambda _: None).path
+      output_dir=tmp_path_factory.mktemp("default"), log=lambda _: None).path
   found["weights"] = weights.path
   return found
 
@@ -89,7 +88,7 @@ def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
   reference = runner.Runner(models[recipe], backend="interpreter")
   assert fast.backend == "compiled" and reference.backend == "interpreter"
   assert fast.prefill_lengths == reference.prefill_lengths == [8, 16]
-  assert fast.verify_lengths == reference.verify_lengths == [4]
+  assert fast.verify_lengths == reference.verify_lengths == [4, 8]
   assert fast.windows == reference.windows == [16, 32]
   assert fast.kv_cache_max_len == reference.kv_cache_max_len == 64
   got, got_greedy = _drive(fast, tokens)

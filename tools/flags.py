@@ -140,6 +140,11 @@ class _Defined:
       spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
     spec.variant(variant)
+    if self.weights:  # flag combinations first: no file read, no seconds of imports
+      from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
+      weights_lib.check(spec, variant, checkpoint, random=self.random.value,
+                        seed=self.seed.value if given("weights_seed") else None,
+                        allow_pickle=self.allow_pickle.value)
     signatures = None
     if self.signatures:
       signatures = Signatures(
@@ -159,7 +164,7 @@ class _Defined:
               w for w in signatures.decode_windows if w < kv))
       signatures.validate()
       family = spec.family
-      if hasattr(family, "check_kv_cache"):  # before any work, not at step 1 of a conversion
+      if family.check_kv_cache is not None:  # before any work, not at step 1 of a conversion
         family.check_kv_cache(family.config(spec.variant(variant).config),
                               signatures.kv_cache_max_len)
     recipe = None

@@ -328,13 +328,6 @@ def prepare(selection, *, work_dir: pathlib.Path, corrupt: int | None = None,
   artifact cache), verifies per layer, exports, and builds both overlays. `corrupt` perturbs one
   block of the re-authored model (and so of its conversion) to show what a broken layer looks
   like. Raises ExploreError naming a bad layer or length."""
-  # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
-  # pylint: disable=g-import-not-at-top
-  from litezoo import pipeline
-  from litezoo.conversion.litert import export_config
-  from litezoo.conversion import export
-  from litezoo.reference import compare
-  from litezoo.runtime import runner
   spec, variant, recipe, signatures = (selection.spec, selection.variant, selection.recipe,
                                        selection.signatures)
   del work_dir  # every file lives in the artifact cache
@@ -342,6 +335,13 @@ def prepare(selection, *, work_dir: pathlib.Path, corrupt: int | None = None,
   if corrupt is not None and not 0 <= corrupt < layers:
     raise ExploreError(f"--corrupt_layer={corrupt} is not a layer of {spec.name}-{variant}: pass "
                        f"0..{layers - 1}")
+  # Imported only after the checks: the Generative API takes seconds to import.
+  # pylint: disable=g-import-not-at-top
+  from litezoo import pipeline
+  from litezoo.conversion.litert import export_config
+  from litezoo.conversion import export
+  from litezoo.reference import compare
+  from litezoo.runtime import runner
   kv_cache_max_len = signatures.kv_cache_max_len
   prefill_len = min(signatures.prefill_seq_lens)
   weights = selection.weights
