@@ -281,7 +281,8 @@ def _long_stream_no_key(server):
 
 
 def test_a_base_model_serves_completions_equal_to_generate():
-  args = ("--model=tinyllama", "--variant=tiny", *SIGNATURES)
+  # The suites' shared float file (//tests:tinyllama_tiny_float): no conversion here.
+  args = ("--model=tinyllama", "--variant=tiny", *testing.TINY_FLAGS, "--quantize=none")
   s = Server(*args)
   try:
     c = openai.OpenAI(base_url=s.v1, api_key="none", max_retries=0)
