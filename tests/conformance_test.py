@@ -22,6 +22,7 @@ import pytest
 from litezoo import pipeline
 from litezoo.conversion import convert
 from litezoo.core import registry
+from litezoo.core.spec import Signatures
 from litezoo.runtime import runner
 from litezoo.sources import random_weights
 from litezoo.tests import family_configs, testing
@@ -47,10 +48,14 @@ def _models(convert: str) -> tuple[list[str], list[str]]:
 
 
 MODELS, CONVERTED = _models(os.environ.get("LITEZOO_CONFORMANCE_CONVERT", ""))
-# Every kind of signature (the suites' shared ones: the tiny TinyLlama's conversion is
-# //tests:tinyllama_tiny_float): verify_4 and verify_8, decode windows 16 and 32 that the decode
-# steps below cross into the full cache. The int8 file is the float one quantized.
-SIGNATURES = testing.TINY_SIGNATURES
+# Every kind of signature once: prefill 16, decode, verify_8, and a decode window of 32 that the
+# decode steps below cross into the full cache. The tiny TinyLlama takes the suites' shared set
+# instead (two of each kind; converted once for every suite, //tests:tinyllama_tiny_float). The
+# int8 file is the float one quantized.
+SIGNATURES = Signatures((16,), 64, verify_lengths=(8,), decode_windows=(32,))
+SHARED = {"tinyllama": testing.TINY_SIGNATURES}
+KV_CACHE = SIGNATURES.kv_cache_max_len
+assert all(s.kv_cache_max_len == KV_CACHE for s in SHARED.values())
 FLOAT_ATOL = 1e-4  # float32 .tflite vs PyTorch, on logits of magnitude ~1
 INT8_ATOL = 0.25   # dynamic_int8 vs float, measured ~0.02-0.05 on these tiny models
 DECODE_STEPS = 6
@@ -73,8 +78,9 @@ class Case:
       # models load it, the artifact cache converts it.
       weights = pipeline.weights(self.spec, self.variant, log=lambda _: None)
     self.config = self.spec.variant(self.variant).config
+    self.signatures = SHARED.get(name, SIGNATURES)
     self.reference, self.model = pipeline.original_and_ours(
-        self.spec, self.variant, weights, SIGNATURES.kv_cache_max_len, log=lambda _: None)
+        self.spec, self.variant, weights, KV_CACHE, log=lambda _: None)
     self.weights = weights
     vocab = self.config["vocab_size"]
     self.prompt = [int(t) for t in np.random.default_rng(0).integers(3, vocab, 16)]
@@ -83,7 +89,7 @@ class Case:
   def artifacts(self):
     """The float and int8 conversions, made on first use (the artifact cache keeps them)."""
     return {recipe: pipeline.artifact(self.spec, self.variant, self.weights, recipe=recipe,
-                                      signatures=SIGNATURES, log=lambda _: None)
+                                      signatures=self.signatures, log=lambda _: None)
             for recipe in ("none", "dynamic_int8")}
 
   @property
@@ -91,7 +97,7 @@ class Case:
     return {recipe: a.path for recipe, a in self.artifacts.items()}
 
   def torch_logits(self, tokens):
-    return testing.zoo_logits(self.model, tokens, SIGNATURES.kv_cache_max_len)
+    return testing.zoo_logits(self.model, tokens, KV_CACHE)
 
   def torch_greedy(self, prompt, steps):
     tokens = list(prompt)
@@ -127,11 +133,11 @@ def test_pytorch_matches_transformers(model):
                              rtol=0)
 
 
-@pytest.mark.parametrize("prompt_len", [5, 8, 13, 30])  # padded, exact, padded 16, chunked 16+14
+@pytest.mark.parametrize("prompt_len", [5, 8, 13, 30])  # padded, (exact), padded, chunked 16+14
 def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, prompt_len):
   """Every position through verify_8, the last one through prefill, then decode steps through
-  the windows (5..10 and 8..13 in 16; 13..18 from 16 into 32; 30..35 from 32 into the full
-  cache)."""
+  the windows (30..35 from window 32 into the full cache; with the shared set's windows 16 and
+  32 also 13..18 from 16 into 32)."""
   rng = np.random.default_rng(prompt_len)
   prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
   run = runner.Runner(case.files["none"])
@@ -148,10 +154,10 @@ def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, pr
 
 def test_every_signature_is_exercised(case):
   run = runner.Runner(case.files["none"])
-  assert run.prefill_lengths == sorted(SIGNATURES.prefill_seq_lens)
-  assert run.verify_lengths == sorted(SIGNATURES.verify_lengths)
-  assert run.windows == sorted(SIGNATURES.decode_windows)
-  assert run.kv_cache_max_len == SIGNATURES.kv_cache_max_len
+  assert run.prefill_lengths == sorted(case.signatures.prefill_seq_lens)
+  assert run.verify_lengths == sorted(case.signatures.verify_lengths)
+  assert run.windows == sorted(case.signatures.decode_windows)
+  assert run.kv_cache_max_len == KV_CACHE
 
 
 def test_int8_keeps_greedy_tokens_and_logits_within_tolerance(case):
