@@ -4,6 +4,7 @@ against an independent reference (transformers, SentencePiece, the kernel's rusa
 Speeds are not asserted: the real-size figures come from running the benchmark."""
 
 import json
+import re
 import pathlib
 import sys
 
@@ -194,3 +195,15 @@ def test_the_readme_table_is_the_one_generated_from_the_committed_json():
   results = json.loads((root / "docs" / "bench" / "tinyllama-1.1b.json").read_text())
   assert results["schema"] == report.SCHEMA
   assert report.markdown(results).strip() in readme
+
+
+def test_the_tools_the_benchmark_starts_are_in_its_runfiles():
+  """`bazel run //tools:benchmark -- --serving` starts `python -m litezoo.tools.serve` (and
+  bundle): those modules must be in the benchmark binary's runfiles, which this test's data
+  (//tools:benchmark) brings. (They were not: "No module named litezoo.tools.serve".)"""
+  tools = testing.RUNFILES_ROOT / "litezoo" / "tools"
+  started = set()
+  for source in (tools / "benchmark.py", *sorted((tools / "bench").glob("*.py"))):
+    started |= set(re.findall(r'"-m", "litezoo\.tools\.(\w+)"', source.read_text()))
+  assert {"serve", "bundle"} <= started
+  assert [m for m in sorted(started) if not (tools / f"{m}.py").exists()] == []
