@@ -262,9 +262,11 @@ def markdown(data: dict) -> str:
       rows.append(f"| {peer} | skipped: {r['skipped'][:80]} | | | | | |")
       continue
     c1, c4 = r["c1"], r["c4"]
+    cached = c1["last_turn_cached_tokens"]  # None: the server does not report it
+    cached = ("not reported" if cached is None
+              else f"{cached} of {c1['last_turn_prompt_tokens']}")
     rows.append(f"| {peer} | {c1['ttft_first_turn_s'] * 1e3:.0f} ms | "
-                f"{c1['ttft_last_turn_s'] * 1e3:.0f} ms | "
-                f"{c1['last_turn_cached_tokens']} of {c1['last_turn_prompt_tokens']} | "
+                f"{c1['ttft_last_turn_s'] * 1e3:.0f} ms | {cached} | "
                 f"{c1['decode_tps_per_stream']:.1f} | "
                 f"{c4['ttft_follow_up_s'] * 1e3:.0f} ms | {c4['aggregate_tps']:.1f} |")
   return "\n".join(rows) + "\n"
