@@ -123,7 +123,8 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
   Every recipe quantizes the one cached float conversion (seconds, not a conversion). Processes
   asking for the same artifact wait on a lock and convert once; a cached file whose bytes no
   longer match its manifest is converted again. On a miss, a prebuilt file with the same key
-  (`$LITEZOO_PREBUILT`, artifacts/cache.py) is copied in instead of converting. Raises what `convert.convert` raises.
+  (`$LITEZOO_PREBUILT`, artifacts/cache.py) is copied in instead of converting. Raises what
+  `convert.convert` raises.
   """
   variant = variant or spec.default_variant
   spec.variant(variant)
@@ -141,14 +142,15 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
     found = manifest.find(final)
     if found is not None and found.intact():
       return found
-    # Imported only on a miss: a cached artifact runs without torch (180 MiB, a second).
-    from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
     if final.exists():
       log(f"cached {final.name} does not match its manifest's sha256: converting again")
     prebuilt = cache.prebuilt(key, log)
     if prebuilt is not None:
       log(f"using prebuilt {prebuilt.path} for {spec.name}-{variant} ({recipe})")
       return cache.fill_from(prebuilt, final)
+    # Imported only to convert: a cached or prebuilt artifact runs without torch (180 MiB, a
+    # second).
+    from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
     if recipe == "none":
       log(f"converting {spec.name}-{variant} ({recipe}) on first use into {directory}")
       return convert.convert(spec, variant, weights_, output_dir=directory, recipe=recipe,
