@@ -158,7 +158,20 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
     float_artifact = artifact(spec, variant, weights_, recipe="none", signatures=signatures,
                               transform=transform, log=log)
     log(f"quantizing {spec.name}-{variant} ({recipe}) on first use into {directory}")
-    return convert.quantize(spec, float_artifact, recipe, output_dir=directory, log=log)
+    windows = (calibration_windows(spec, variant, weights_, log)
+               if recipes.calibrated(recipe) else None)
+    return convert.quantize(spec, float_artifact, recipe, output_dir=directory,
+                            calibration=windows, weights=weights_, log=log)
+
+
+def calibration_windows(spec: ModelSpec, variant: str, weights_: Weights,
+                        log: Callable[[str], None] = print) -> list[list[int]]:
+  """The calibration text (quant/calibration.py) in the model's tokens: windows of at most the
+  model's context."""
+  from litezoo.quant import calibration  # pylint: disable=g-import-not-at-top
+  tok = tokenizer(weights_, log)
+  context = spec.variant(variant).config.get("max_position_embeddings") or calibration.WINDOW
+  return calibration.windows(tok.encode, tok.bos_id, min(calibration.WINDOW, context))
 
 
 def tokenizer(weights_: Weights, log: Callable[[str], None] = lambda _: None):

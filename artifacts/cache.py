@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from litezoo.artifacts import files, manifest
 from litezoo.core.spec import ModelSpec, Signatures
-from litezoo.quant import recipes
+from litezoo.quant import calibration, recipes
 from litezoo.sources.weights import Weights
 
 
@@ -39,6 +39,8 @@ def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
   }
   if recipe != "none":  # how a recipe name becomes quantizer entries; float files keep their keys
     described["recipe_format"] = recipes.FORMAT
+  if recipes.calibrated(recipe):  # and what the model read to fit it
+    described["calibration"] = calibration.identity()
   return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -13,6 +13,7 @@ import math
 import pathlib
 import resource
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -114,6 +115,16 @@ def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len
   return build_loaded(spec, config, source, kv_cache_max_len), config
 
 
+def calibrate(spec: ModelSpec, variant: str, weights: Weights,
+              windows: Sequence[Sequence[int]]) -> dict:
+  """The Hessians of every linear layer (conversion/gptq.py) as the model built from `weights`
+  reads the calibration `windows` (token ids), each from an empty KV cache."""
+  from litezoo.conversion import gptq  # pylint: disable=g-import-not-at-top
+  length = max(len(w) for w in windows)
+  model, _ = load_model(spec, variant, weights, length, log=lambda _: None)
+  return gptq.hessians(model, windows, length)
+
+
 def signature_details(path: str | pathlib.Path) -> dict:
   """Each signature's input and output names, dtypes and shapes, read back from the file."""
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
@@ -164,17 +175,22 @@ class _Stages:
 
 def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str | pathlib.Path,
             recipe: str | None = None, signatures: Signatures | None = None,
-            transform=None,
+            transform=None, calibration: Sequence[Sequence[int]] | None = None,
             log: Callable[[str], None] = print) -> Artifact:
   """Converts one model variant to `<model>-<variant>_<recipe>_ekv<N>.tflite` plus manifest.
 
-  `transform` (pipeline.Transform) changes the loaded model before export. Raises
+  `transform` (pipeline.Transform) changes the loaded model before export. A calibrated recipe
+  (gptq) needs the `calibration` windows (token ids, quant/calibration.py). Raises
   ConfigMismatchError / LoadError before any export work when the checkpoint does not fit the
-  model, SignatureError for impossible signatures, OutputError for an unwritable directory.
+  model, SignatureError for impossible signatures, OutputError for an unwritable directory,
+  ConvertError for a calibrated recipe without windows or with a transform.
   """
   recipe = recipes.check(recipe or spec.default_recipe)
   signatures = signatures or spec.signatures
   spec.check_signatures(variant, signatures)
+  if recipes.calibrated(recipe) and (calibration is None or transform is not None):
+    raise ConvertError(f"{recipe} is calibrated: it needs calibration windows and an untransformed "
+                       "model (pipeline.artifact gives the windows)")
   output_dir = files.ensure_writable_dir(output_dir)
   # Imported only now: the Generative API takes seconds to import, bad input should not wait for it.
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
@@ -184,6 +200,10 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   # The checkpoint's own config is checked before any stage starts: a mismatch is bad input.
   source, config = open_checked(spec, variant, weights, log)
   stages = _Stages(log, total=4)
+  hessians = None
+  if recipes.calibrated(recipe):
+    stages.total += 1
+    hessians = stages.run("calibrate", calibrate, spec, variant, weights, calibration)
   model = stages.run("build and load weights", build_loaded, spec, config, source,
                      signatures.kv_cache_max_len)
   if transform is not None:
@@ -202,7 +222,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
         del model
         gc.collect()
         data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),
-                          quant_recipe)
+                          quant_recipe, hessians)
         stages.run("write", tmp.write_bytes, data)
         del data
     artifact = Artifact(final, Manifest(
@@ -227,10 +247,14 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
 
 
 def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
-             output_dir: str | pathlib.Path, log: Callable[[str], None] = print) -> Artifact:
+             output_dir: str | pathlib.Path, calibration: Sequence[Sequence[int]] | None = None,
+             weights: Weights | None = None, log: Callable[[str], None] = print) -> Artifact:
   """Quantizes an already converted float32 artifact: a recipe costs seconds, not a conversion.
 
-  The quantizer's output is the same whether its input was just exported or came from disk.
+  The quantizer's output is the same whether its input was just exported or came from disk. A
+  calibrated recipe (gptq) also needs the `weights` the float file was converted from and the
+  `calibration` windows (quant/calibration.py): the model reads them again to collect its
+  layers' statistics. Raises ConvertError when those are missing.
   """
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   source = float_artifact.manifest
@@ -247,9 +271,23 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
                                            source.signatures.kv_cache_max_len)
   start = time.monotonic()
   stages = _Stages(log, total=2)
+  hessians = None
+  if recipes.calibrated(recipe):
+    if calibration is None or weights is None:
+      raise ConvertError(f"{recipe} is calibrated: quantizing it needs the weights and the "
+                         "calibration windows (pipeline.artifact gives both)")
+    if "transform" in source.checkpoint:
+      raise ConvertError(f"{recipe} is calibrated, and {float_artifact.path.name} was converted "
+                         "from a transformed model: quantize it with an uncalibrated recipe")
+    if dict(weights.identity) != identity:
+      raise ConvertError(f"{float_artifact.path.name} was not converted from {weights.path}: "
+                         "calibrate with the weights it was converted from")
+    stages.total += 1
+    hessians = stages.run("calibrate", calibrate, spec, source.variant, weights, calibration)
   with files.atomic_path(final) as tmp:
     data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_artifact.path),
-                      recipes.resolve(recipe, model_config.lm_head_share_weight_with_embedding))
+                      recipes.resolve(recipe, model_config.lm_head_share_weight_with_embedding),
+                      hessians)
     stages.run("write", tmp.write_bytes, data)
     del data
     artifact = Artifact(final, dataclasses.replace(

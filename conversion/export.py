@@ -124,16 +124,19 @@ def converter_module(model: nn.Module, config, last_logits: bool = False) -> nn.
   return _WithExportConfig(model, config, last_logits).eval()
 
 
-def quantize_file(src: str, recipe: list[dict]) -> bytes:
+def quantize_file(src: str, recipe: list[dict], hessians: dict | None = None) -> bytes:
   """Quantizes the float .tflite at `src` with an ai-edge-quantizer recipe (quant.recipes.resolve).
 
-  Raises QuantizeError when the recipe cannot apply (e.g. a block size not dividing a weight).
+  `hessians` (conversion/gptq.py `hessians`) feed the recipe's gptq entries. Raises
+  QuantizeError when the recipe cannot apply (e.g. a block size not dividing a weight, a gptq
+  entry without statistics for a weight).
   """
   from ai_edge_quantizer import quantizer  # pylint: disable=g-import-not-at-top
-  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import gptq, int4_levels  # pylint: disable=g-import-not-at-top
   int4_levels.register()
   try:
-    result = quantizer.Quantizer(src, recipe).quantize()
+    with gptq.calibrated(hessians or {}):
+      result = quantizer.Quantizer(src, recipe).quantize()
   except ValueError as e:  # e.g. a weight dimension the block size does not divide
     raise QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
   return bytes(result.quantized_model)

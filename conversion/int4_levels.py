@@ -11,7 +11,8 @@ half the blocks gain a level. Blockwise scales are rounded through bfloat16 as t
 (the runtime's precision).
 
 Enabled per recipe entry by `algorithm_params: {"levels": 16}` in its weight_tensor_config (which
-the quantizer carries through and otherwise ignores); `register()` installs this function for the
+the quantizer carries through and otherwise ignores); `{"gptq": true}` there takes the codes and
+scales on the same grid from GPTQ instead (gptq.py); `register()` installs this function for the
 min-max FULLY_CONNECTED and EMBEDDING_LOOKUP ops through the quantizer's own registration API.
 Entries without the parameter get the quantizer's own min-max parameters, unchanged.
 """
@@ -23,15 +24,18 @@ import ml_dtypes
 import numpy as np
 
 
+def bf16(scale: np.ndarray) -> np.ndarray:
+  """float32 scales rounded through bfloat16, as XNNPACK's blockwise kernels read them."""
+  return scale.astype(ml_dtypes.bfloat16).astype(np.float16).astype(np.float32)
+
+
 def scales(lo: np.ndarray, hi: np.ndarray, blockwise: bool) -> np.ndarray:
   """Per-block (or per-channel) scales from each block's min `lo` and max `hi` (same shapes,
   float32): max|w|/8 where the extreme value is negative, else max|w|/7; bf16-rounded if
   blockwise. Quantized values are round(w / scale) clipped to [-8, 7]."""
   bound = np.maximum(np.maximum(-lo, hi), 1e-9)
   scale = np.where(-lo > hi, bound / 8, bound / 7).astype(np.float32)
-  if blockwise:
-    scale = scale.astype(ml_dtypes.bfloat16).astype(np.float16).astype(np.float32)
-  return scale
+  return bf16(scale) if blockwise else scale
 
 
 def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tensor_qsv=None):
@@ -54,12 +58,27 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
   params = naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config, None,
                                                           found)
   blockwise = uqt.is_blockwise(tensor_quant_config.granularity)
-  scale = scales(np.asarray(found["min"], np.float32), np.asarray(found["max"], np.float32),
-                 blockwise)
+  content = tensor_content
+  from litezoo.conversion import gptq  # pylint: disable=g-import-not-at-top
+  # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
+  # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
+  if tensor_quant_config.algorithm_params.get("gptq") and (
+      op_info.op_name != qtyping.TFLOperationName.EMBEDDING_LOOKUP or gptq.has_hessian(content)):
+    if not blockwise or content.ndim != 2:
+      raise gptq.CalibrationError("gptq applies to blockwise int4 weight matrices only")
+    codes, scale = gptq.quantized(content, params.block_size)
+    scale = scale.reshape(params.scale.shape)
+    # GPTQ's codes, written as the weights they stand for: quantizing those with the same scales
+    # gives the codes back exactly (|code * scale / scale - code| is far below one half).
+    content = (codes.reshape(len(codes), -1, params.block_size)
+               * scale.reshape(len(codes), -1, 1)).reshape(content.shape).astype(np.float32)
+  else:
+    scale = scales(np.asarray(found["min"], np.float32), np.asarray(found["max"], np.float32),
+                   blockwise)
   assert scale.shape == params.scale.shape, (scale.shape, params.scale.shape)
   params = dataclasses.replace(params, scale=scale)
   return dataclasses.replace(
-      params, quantized_data=uqt.uniform_quantize(tensor_content, params, blockwise))
+      params, quantized_data=uqt.uniform_quantize(content, params, blockwise))
 
 
 @functools.cache

@@ -7,6 +7,7 @@ recipe may carry `:option`s (the algorithm, int4 levels):
     dynamic_int8:hadamard                          # Hadamard-rotated int8 (best int8 measured)
     dynamic_int4_block32:levels16,embedding=int8   # int4 blocks on 16 levels, tied table int8
     dynamic_int4_block64:octav,attention=dynamic_int8,feedforward=dynamic_int4_block32
+    dynamic_int4_block32:gptq,embedding=int8       # GPTQ on calibration text (conversion/gptq.py)
 
 Resolving gives the ai-edge-quantizer recipe (a list of JSON entries) that conversion/export.py
 applies to the float .tflite. The zoo writes it itself rather than through litert-torch's
@@ -18,6 +19,7 @@ import dataclasses
 import re
 
 from litezoo.core.errors import ZooError
+from litezoo.quant import calibration
 
 # name -> what it does
 RECIPES: dict[str, str] = {
@@ -40,6 +42,7 @@ ALGORITHMS = {
     "minmax": "min_max_uniform_quantize",
     "octav": "OCTAV",  # data-free optimal clipping per channel/block (Sakr et al., ICML 2022)
     "hadamard": "DECOMPOSED_HADAMARD_ROTATION",  # rotate the input dimension, then OCTAV
+    "gptq": "min_max_uniform_quantize",  # the zoo's GPTQ on the levels16 grid (conversion/gptq.py)
 }
 OPTIONS = {
     "minmax": "min-max scales (the default)",
@@ -47,6 +50,8 @@ OPTIONS = {
     "hadamard": "Hadamard rotation of the input dimension (DECOMPOSED_HADAMARD_ROTATION), dynamic "
                 "recipes only",
     "levels16": "int4 min-max using all 16 levels (-8..7), see conversion/int4_levels.py",
+    "gptq": "GPTQ (Frantar et al. 2023) on calibration text, int4 blocks on 16 levels, see "
+            "conversion/gptq.py",
 }
 # Bumped when the same recipe name starts giving different bytes: part of quantized cache keys.
 FORMAT = 2
@@ -104,6 +109,8 @@ def _part(text: str, where: str) -> str:
   algorithm = algorithms[0] if algorithms else "minmax"
   if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
     raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where})")
+  if algorithm == "gptq" and not name.startswith("dynamic_int4_block"):
+    raise UnknownRecipeError(f"gptq applies to the int4 block recipes only ({text!r}{where})")
   if algorithm == "hadamard" and not name.startswith("dynamic_"):
     raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
                              "the rotation needs integer compute")
@@ -135,6 +142,13 @@ def parse(text: str) -> Recipe:
   return Recipe(default, tuple(sorted(overrides.items())))
 
 
+def calibrated(text: str) -> bool:
+  """Whether the recipe needs calibration statistics from the model (the `gptq` option)."""
+  recipe = parse(text)
+  return any("gptq" in part.split(":")[1:]
+             for part in [recipe.default, *(r for _, r in recipe.overrides)])
+
+
 def check(text: str) -> str:
   """The canonical name of a recipe string (raises on an invalid one)."""
   return parse(text).name
@@ -156,6 +170,8 @@ def _entry(regex: str, part: str) -> dict | None:
                "granularity": f"BLOCKWISE_{block.group(1)}" if block else "CHANNELWISE"}
     if "levels16" in options:  # read by conversion/int4_levels.py; ignored by the quantizer
       weights["algorithm_params"] = {"levels": 16}
+    if algorithm == "gptq":  # idem, codes and scales from conversion/gptq.py
+      weights["algorithm_params"] = {"levels": 16, "gptq": True}
     algorithm_key, integer = ALGORITHMS[algorithm], name.startswith("dynamic_")
   return {"regex": regex, "operation": "*", "algorithm_key": algorithm_key,
           "op_config": {"weight_tensor_config": weights,
@@ -200,4 +216,5 @@ def describe(text: str) -> dict:
       "components": {c: {"recipe": r, "description": description(r)}
                      for c, r in components.items()},
       "description": description(recipe.default),
+      **({"calibration": calibration.identity()} if calibrated(text) else {}),
   }

@@ -11,7 +11,7 @@ import pytest
 
 from litezoo import pipeline
 from litezoo.artifacts import flatbuffer
-from litezoo.conversion import convert, export
+from litezoo.conversion import convert, export, gptq, int4_levels
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
@@ -41,8 +41,10 @@ def test_options_have_one_canonical_name(text, name):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("dynamic_int8:gptq", "unknown option 'gptq' in 'dynamic_int8:gptq'; valid options: minmax, "
-     "octav, hadamard, levels16"),
+    ("dynamic_int8:sparse", "unknown option 'sparse' in 'dynamic_int8:sparse'; valid options: "
+     "minmax, octav, hadamard, levels16, gptq"),
+    ("dynamic_int8:gptq", "gptq applies to the int4 block recipes only"),
+    ("dynamic_int4_block32:gptq:levels16", "levels16 applies to min-max int4 recipes only"),
     ("dynamic_int4_block48", "unknown quantization recipe 'dynamic_int4_block48'"),
     ("dynamic_int8:levels16", "levels16 applies to min-max int4 recipes only"),
     ("dynamic_int4_block32:octav:levels16", "levels16 applies to min-max int4 recipes only"),
@@ -226,3 +228,139 @@ def test_levels16_uses_minus_8_as_llama_cpp_q4_0_does(smollm2, tmp_path):
   err16 = np.abs(got * scales.reshape(-1, 1) - blocks)[negative].mean()
   err15 = np.abs(plain.reshape(-1, 32) * plain_scales.reshape(-1, 1) - blocks)[negative].mean()
   assert err16 < err15
+
+
+# --- gptq: GPTQ on calibration text (conversion/gptq.py) ---------------------------------------
+
+
+def _layer(rng, rows=48, cols=128, samples=512):
+  """A weight [rows, cols] and the Hessian X^T X of correlated inputs X [samples, cols] with a
+  few large channels, as a transformer's layer inputs have."""
+  x = rng.standard_normal((samples, cols)) @ rng.standard_normal((cols, cols))
+  x[:, :4] *= 8
+  return rng.standard_normal((rows, cols)).astype(np.float32), x.T @ x
+
+
+def _output_error(w, codes, scales, h, block=32):
+  q = (codes.reshape(len(w), -1, block) * scales[:, :, None]).reshape(w.shape)
+  e = (w - q).astype(np.float64)
+  return float(np.trace(e @ h @ e.T))
+
+
+def _obs_reference(w, h, scales, order, block=32, damp=0.01):
+  """GPTQ from the paper's equations, the slow direct way (Frantar et al. 2023, eqs. 2-3): in
+  `order`, quantize column q, spread its error over the columns left with the inverse Hessian of
+  those columns, then drop q from that inverse by one Gaussian elimination step."""
+  w = w.astype(np.float64).copy()
+  h = h + damp * np.mean(np.diag(h)) * np.eye(len(h))
+  hinv = np.linalg.inv(h)
+  codes = np.zeros(w.shape, np.int8)
+  left = list(order)
+  for q in order:
+    s = scales[:, q // block].astype(np.float64)
+    codes[:, q] = np.clip(np.round(w[:, q] / s), -8, 7)
+    err = (w[:, q] - codes[:, q] * s) / hinv[q, q]
+    w[:, left] -= np.outer(err, hinv[q, left])
+    hinv -= np.outer(hinv[:, q], hinv[q, :]) / hinv[q, q]
+    left.remove(q)
+  return codes
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_gives_the_codes_of_the_papers_sequential_updates(act_order):
+  """The Cholesky form (the paper's section 3.3, lazy batches of 128 columns) is the same
+  algorithm as re-inverting the Hessian after every column; with the same scales both choose
+  the same int4 codes, in the natural column order and in decreasing diag(H) (act order)."""
+  w, h = _layer(np.random.default_rng(0))
+  blocks = w.reshape(len(w), -1, 32)
+  scales = int4_levels.scales(blocks.min(2), blocks.max(2), True)
+  codes, got = gptq.solve(w, h, 32, static_scales=scales, act_order=act_order)
+  np.testing.assert_array_equal(got, scales)
+  order = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(w.shape[1])
+  assert (codes == _obs_reference(w, h, scales, order)).mean() > 0.999
+  assert codes.min() == -8 and codes.max() <= 7
+
+
+def test_the_scale_search_never_does_worse_than_the_plain_grid_on_its_own_measure():
+  w, h = _layer(np.random.default_rng(2))
+  importance = np.diag(h)
+  blocks = w.reshape(len(w), -1, 32)
+  plain = int4_levels.scales(blocks.min(2), blocks.max(2), True)
+  found = gptq.search_scales(w, importance, 32)
+  np.testing.assert_array_equal(int4_levels.bf16(found), found)  # what the runtime reads
+
+  def error(scales):
+    q = np.clip(np.round(blocks / scales[:, :, None]), -8, 7) * scales[:, :, None]
+    return ((blocks - q) ** 2 * importance.reshape(1, -1, 32)).sum(2)
+
+  assert (error(found) <= error(plain) + 1e-9).all() and (found <= plain).all()
+  assert (found < plain).mean() > 0.2  # clipping paid off in many blocks
+
+
+def test_gptq_lowers_the_layers_output_error_below_rounding_to_nearest():
+  w, h = _layer(np.random.default_rng(1))
+  blocks = w.reshape(len(w), -1, 32)
+  scales = int4_levels.scales(blocks.min(2), blocks.max(2), True)
+  nearest = np.clip(np.round(blocks / scales[:, :, None]), -8, 7).reshape(w.shape)
+  rtn = _output_error(w, nearest, scales, h)
+  for act_order in (False, True):
+    codes, gptq_scales = gptq.solve(w, h, 32, act_order=act_order)
+    assert _output_error(w, codes, gptq_scales, h) < 0.7 * rtn
+  # Unused inputs (a zero row and column in H) cannot matter: their weights become 0.
+  h[:, 5] = h[5, :] = 0
+  codes, _ = gptq.solve(w, h, 32)
+  assert not codes[:, 5].any()
+  with pytest.raises(ValueError, match="block size 48 does not divide the weight's 128 input"):
+    gptq.solve(w, h, 48)
+
+
+def test_a_gptq_file_holds_the_solvers_codes_and_keeps_the_table_one_buffer(smollm2, tmp_path):
+  """pipeline.artifact calibrates on quant/data/lcet10.txt, solves each weight once and writes its
+  codes for every op that reads it: read back from the file, a projection holds exactly what
+  the solver gives for the Hessian the PyTorch model collects on the same windows."""
+  weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
+  recipe = "dynamic_int4_block32:gptq,embedding=int8"
+  artifact = pipeline.artifact(smollm2.spec, "tiny", weights, recipe=recipe,
+                               signatures=SIGNATURES, log=lambda _: None)
+  assert artifact.manifest.recipe["calibration"]["text"] == "lcet10.txt"
+  found = flatbuffer.weights(artifact.path)
+  c = smollm2.config
+  assert set(found.params_by_type) == {"INT4", "INT8"}
+  assert found.largest_matrix["buffers"] == 1 and found.largest_matrix["types"] == ["INT8"]
+  # The down projection of the last layer: [hidden, intermediate], GPTQ against its Hessian.
+  shape = (c["hidden_size"], c["intermediate_size"])
+  stored, scales = _int4_table(artifact.path, shape)
+  windows = pipeline.calibration_windows(smollm2.spec, "tiny", weights, log=lambda _: None)
+  hessians = convert.calibrate(smollm2.spec, "tiny", weights, windows)
+  model, _ = convert.load_model(smollm2.spec, "tiny", weights, 16, log=lambda _: None)
+  down = [m.weight.detach().numpy() for name, m in model.named_modules()
+          if name.endswith("down_proj") or name.endswith("ff.w2")]
+  solved = {gptq.digest(w): gptq.solve(w, hessians[gptq.digest(w)], 32) for w in down}
+  assert any(np.array_equal(codes, stored) and np.allclose(s, scales) for codes, s in
+             solved.values()), "the file's int4 codes are not the solver's"
+  nearest, _ = _int4_table(smollm2.quantize("dynamic_int4_block32:levels16,embedding=int8",
+                                            tmp_path).path, shape)
+  assert (nearest != stored).mean() > 0.05  # GPTQ moved codes off the nearest level
+  logits = runner.Runner(artifact.path).prefill(smollm2.prompt)
+  assert np.abs(logits - smollm2.float_logits).max() < 1.0
+
+
+def test_a_calibrated_recipe_needs_the_weights_and_its_cache_key_names_the_text(smollm2,
+                                                                               tmp_path):
+  with pytest.raises(convert.ConvertError, match="dynamic_int4_block32:gptq is calibrated: "
+                     "quantizing it needs the weights and the calibration windows"):
+    smollm2.quantize("dynamic_int4_block32:gptq", tmp_path)
+  weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
+  with pytest.raises(convert.ConvertError, match="it needs calibration windows"):
+    convert.convert(smollm2.spec, "tiny", weights, recipe="dynamic_int4_block32:gptq",
+                    signatures=SIGNATURES, output_dir=tmp_path, log=lambda _: None)
+  assert not list(tmp_path.iterdir())
+  from litezoo.artifacts import cache  # pylint: disable=g-import-not-at-top
+  from litezoo.quant import calibration  # pylint: disable=g-import-not-at-top
+  keys = [cache.key(smollm2.spec, "tiny", r, SIGNATURES, weights)
+          for r in ("dynamic_int4_block32:gptq", "dynamic_int4_block32:levels16")]
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(calibration, "WINDOWS", calibration.WINDOWS + 1)  # another calibration
+    again = [cache.key(smollm2.spec, "tiny", r, SIGNATURES, weights)
+             for r in ("dynamic_int4_block32:gptq", "dynamic_int4_block32:levels16")]
+  assert again[0] != keys[0] and again[1] == keys[1]

@@ -5,7 +5,9 @@
 
 from absl import flags
 
+from litezoo import pipeline
 from litezoo.artifacts import files
+from litezoo.quant import recipes
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 
@@ -17,9 +19,11 @@ def main(argv):
   del argv
   s = _SELECT.selection()
   output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))  # before any work
+  windows = (pipeline.calibration_windows(s.spec, s.variant, s.weights, console.log)
+             if recipes.calibrated(s.recipe) else None)
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top  (torch: seconds)
-  convert.convert(s.spec, s.variant, s.weights, output_dir=output_dir,
-                  recipe=s.recipe, signatures=s.signatures, log=console.log)
+  convert.convert(s.spec, s.variant, s.weights, output_dir=output_dir, recipe=s.recipe,
+                  signatures=s.signatures, calibration=windows, log=console.log)
   return 0
 
 

@@ -19,6 +19,7 @@ import re
 import tempfile
 from typing import Callable
 
+from litezoo import pipeline
 from litezoo.artifacts import files, manifest as manifest_lib
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import HubPin, ModelSpec, PackagedFile, Signatures
@@ -149,9 +150,11 @@ def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
   with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
     scratch = pathlib.Path(scratch)
     _own_cache(scratch)
-    _move(convert.convert(spec, variant, weights_from(spec, variant, inputs, scratch),
-                          output_dir=scratch, recipe=recipe, signatures=signatures, log=log),
-          out_tflite)
+    weights = weights_from(spec, variant, inputs, scratch)
+    windows = (pipeline.calibration_windows(spec, variant, weights, log)
+               if recipes.calibrated(recipe or spec.default_recipe) else None)
+    _move(convert.convert(spec, variant, weights, output_dir=scratch, recipe=recipe,
+                          signatures=signatures, calibration=windows, log=log), out_tflite)
 
 
 def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, recipe: str,

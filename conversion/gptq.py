@@ -1,0 +1,197 @@
+"""GPTQ for the int4 block recipes: the `gptq` recipe option.
+
+Rounding each weight to its nearest int4 level (min-max) ignores how the rounding errors of one
+row add up in the layer's output. GPTQ (Frantar et al., "GPTQ: Accurate Post-Training
+Quantization for Generative Pre-trained Transformers", ICLR 2023, arXiv:2210.17323, Algorithm 1)
+quantizes the input columns one at a time and moves each column's error onto the columns not yet
+quantized, weighted by the inverse Hessian H = X^T X of the layer's inputs X on calibration text,
+so the layer's output on that text changes least.
+
+The zoo collects H on the PyTorch model it converts, not inside ai-edge-quantizer (whose GPTQ
+keeps every intermediate tensor of every signature: 7.9 GB for SmolLM2 135M, then solves each
+weight once per consumer at about one op a second; docs/quality.md). `hessians` collects H per
+linear layer with forward hooks while the model reads the calibration text; `solve` turns a weight
+and its H into int4 codes and block scales; int4_levels.py hands those to the quantizer
+for every op that reads the weight, so a weight shared by several signatures stays one buffer.
+The grid is levels16's (all 16 levels, bf16 block scales, the runtime's format), so a `gptq` file
+runs on the same kernels as a min-max one.
+
+The calibration text and its windows: quant/calibration.py.
+"""
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from litezoo.quant.calibration import DAMP
+
+BATCH = 128  # columns per lazy batch update (the paper's B), rounded to whole blocks
+
+
+def digest(weight: np.ndarray) -> str:
+  """The key a weight is found by, in PyTorch and in the float .tflite: the sha1 of its float32
+  bytes in [out, in] order."""
+  return hashlib.sha1(np.ascontiguousarray(weight, np.float32).tobytes()).hexdigest()
+
+
+def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: int,
+             log=lambda _: None) -> dict[str, np.ndarray]:
+  """H = sum of x x^T over every input row x of every nn.Linear of `model` (the re-authored
+  model), as the model reads each window from an empty KV cache; keyed by `digest` of the
+  layer's weight, float64 [in, in]. Layers sharing one weight share one H (their inputs added)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from litezoo.reference.reauthored import TorchDecoder  # pylint: disable=g-import-not-at-top
+  sums: dict[int, torch.Tensor] = {}
+  layers = {id(m.weight): m for m in model.modules() if isinstance(m, torch.nn.Linear)}
+  last = [None, None]  # (input, its x^T x): the gate and up projections read the same input
+
+  def hook(module, inputs):
+    if inputs[0] is not last[0]:
+      x = inputs[0].reshape(-1, inputs[0].shape[-1]).float()
+      last[:] = inputs[0], (x.T @ x).double()  # float32 products, float64 sums
+    key = id(module.weight)
+    sums[key] = sums.get(key, 0) + last[1]
+
+  handles = [m.register_forward_pre_hook(hook) for m in layers.values()]
+  try:
+    decoder = TorchDecoder(model, kv_cache_max_len)
+    for i, window in enumerate(token_windows):
+      decoder.reset()
+      decoder.prefill(list(window)[:kv_cache_max_len])
+      log(f"calibration window {i + 1}/{len(token_windows)}")
+  finally:
+    last.clear()
+    for handle in handles:
+      handle.remove()
+  return {digest(layers[k].weight.detach().numpy()): h.numpy() for k, h in sums.items()}
+
+
+def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
+                  steps: int = 20) -> np.ndarray:
+  """Block scales [rows, cols / block] chosen to minimize the importance-weighted rounding error
+  sum_j importance_j (w_j - scale * round(w_j / scale))^2 of each block, among the levels16
+  scale (int4_levels.scales) shrunk by factors 1 down to 0.7 (clipping the extremes of a block
+  costs less than rounding its many small weights coarsely; llama.cpp's imatrix-weighted
+  quantization searches scales the same way). importance: [cols], e.g. diag(H).
+  """
+  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
+  rows, cols = weight.shape
+  blocks = weight.reshape(rows, -1, block).astype(np.float64)
+  base = int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
+                            True).astype(np.float64)
+  weights = importance.reshape(1, -1, block).astype(np.float64)
+  best, best_error = base, np.full(base.shape, np.inf)
+  for factor in np.linspace(1.0, 0.7, steps):
+    scale = int4_levels.bf16((base * factor).astype(np.float32)).astype(np.float64)
+    q = np.clip(np.round(blocks / scale[:, :, None]), -8, 7)
+    error = ((blocks - q * scale[:, :, None]) ** 2 * weights).sum(2)
+    better = error < best_error
+    best, best_error = np.where(better, scale, best), np.where(better, error, best_error)
+  return best.astype(np.float32)
+
+
+def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAMP,
+          static_scales: np.ndarray | None = None,
+          act_order: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """GPTQ of one weight on the levels16 int4 grid.
+
+  weight: float32 [rows, cols] ([out, in]); hessian: float [cols, cols]; block: the input
+  columns sharing one scale (divides cols). Returns (codes int8 [rows, cols] in [-8, 7], scales
+  float32 [rows, cols / block], bf16-representable, positive) with weight ~ codes * scale of the
+  column's block.
+
+  With `act_order` the columns are quantized in decreasing order of their input's energy
+  (diag H; the reference implementation's `--act-order`), so the few channels with very large
+  activations are fixed first and the others absorb their errors; the block scales are then
+  fixed beforehand from the weights (max|w| / 8 where a block's extreme is negative, else / 7:
+  int4_levels.scales), as they are without it when `static_scales` [rows, cols / block] gives
+  them. Otherwise a block's scale is set from its weights as GPTQ has updated them when the
+  block starts. Raises ValueError when `block` does not divide cols.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
+  rows, cols = weight.shape
+  if cols % block:
+    raise ValueError(f"block size {block} does not divide the weight's {cols} input columns")
+
+  def grid(w: np.ndarray) -> np.ndarray:  # [rows, k * block] -> levels16 scales [rows, k]
+    blocks = w.reshape(rows, -1, block)
+    return int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
+                              True)
+
+  if act_order and static_scales is None:
+    static_scales = search_scales(weight, np.diag(hessian), block)
+  w = torch.tensor(weight, dtype=torch.float64)
+  h = torch.tensor(hessian, dtype=torch.float64).clone()
+  dead = torch.diag(h) == 0  # inputs never seen: their weights cannot matter
+  h[dead, dead] = 1
+  w[:, dead] = 0
+  order = (torch.argsort(torch.diag(h), descending=True, stable=True) if act_order
+           else torch.arange(cols))
+  w, h = w[:, order], h[order][:, order]
+  h += damp * torch.mean(torch.diag(h)) * torch.eye(cols, dtype=torch.float64)
+  # The upper Cholesky factor of H^-1 gives every column's update row at once (the paper's 3.3).
+  hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+  codes = torch.zeros((rows, cols), dtype=torch.int8)
+  scales = (torch.tensor(static_scales, dtype=torch.float64) if static_scales is not None
+            else torch.zeros((rows, cols // block), dtype=torch.float64))
+  batch = max(BATCH // block, 1) * block  # whole blocks per lazy batch
+  for start in range(0, cols, batch):
+    end = min(start + batch, cols)
+    w1, hinv1 = w[:, start:end].clone(), hinv[start:end, start:end]
+    err1 = torch.zeros((rows, end - start), dtype=torch.float64)
+    for i in range(end - start):
+      column = int(order[start + i])
+      if static_scales is None and i % block == 0:
+        scales[:, column // block] = torch.tensor(grid(w1[:, i:i + block].numpy())[:, 0],
+                                                  dtype=torch.float64)
+      scale = scales[:, column // block]
+      q = torch.clamp(torch.round(w1[:, i] / scale), -8, 7)
+      codes[:, column] = q.to(torch.int8)
+      err = (w1[:, i] - q * scale) / hinv1[i, i]
+      w1[:, i:] -= err[:, None] * hinv1[i, i:][None, :]
+      err1[:, i] = err
+    w[:, end:] -= err1 @ hinv[start:end, end:]
+  return codes.numpy(), scales.numpy().astype(np.float32)
+
+
+_SOLVED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_HESSIANS: dict[str, np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def calibrated(found: dict[str, np.ndarray]) -> Iterator[None]:
+  """Makes `found` (from `hessians`) the Hessians the quantizer's gptq entries read, for the
+  duration of one quantization."""
+  global _HESSIANS
+  _HESSIANS = found
+  _SOLVED.clear()
+  try:
+    yield
+  finally:
+    _HESSIANS = None
+    _SOLVED.clear()
+
+
+class CalibrationError(ValueError):
+  pass
+
+
+def has_hessian(weight: np.ndarray) -> bool:
+  return _HESSIANS is not None and digest(weight) in _HESSIANS
+
+
+def quantized(weight: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+  """(codes, scales) of `weight` by GPTQ with the Hessian of the current `calibrated` block,
+  solved once per weight however many ops read it (so a shared buffer stays shared). Raises
+  CalibrationError when no Hessian was collected for this weight."""
+  key = digest(weight)
+  if key not in _SOLVED:
+    if _HESSIANS is None or key not in _HESSIANS:
+      raise CalibrationError(
+          f"no calibration statistics for a {list(weight.shape)} weight: gptq needs the model "
+          "that was exported (quantize through pipeline.artifact or convert, not a bare file)")
+    _SOLVED[key] = solve(weight, _HESSIANS[key], block)
+  return _SOLVED[key]
