@@ -202,6 +202,8 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   stages = _Stages(log, total=4)
   hessians = None
   if recipes.calibrated(recipe):
+    # On a model of its own, built at the windows' length, exactly as convert.quantize does:
+    # both paths give one cache key, so they must give the same bytes.
     stages.total += 1
     hessians = stages.run("calibrate", calibrate, spec, variant, weights, calibration)
   model = stages.run("build and load weights", build_loaded, spec, config, source,

@@ -68,6 +68,14 @@ def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: in
   return {digest(layers[k].weight.detach().numpy()): h.numpy() for k, h in sums.items()}
 
 
+def _levels16_scales(weight: np.ndarray, block: int) -> np.ndarray:
+  """int4_levels.scales of each block of `block` columns: [rows, cols] -> [rows, cols / block]."""
+  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
+  blocks = weight.reshape(len(weight), -1, block)
+  return int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
+                            True)
+
+
 def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
                   steps: int = 20) -> np.ndarray:
   """Block scales [rows, cols / block] chosen to minimize the importance-weighted rounding error
@@ -77,10 +85,9 @@ def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
   quantization searches scales the same way). importance: [cols], e.g. diag(H).
   """
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
-  rows, cols = weight.shape
+  rows = len(weight)
   blocks = weight.reshape(rows, -1, block).astype(np.float64)
-  base = int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
-                            True).astype(np.float64)
+  base = _levels16_scales(weight, block).astype(np.float64)
   weights = importance.reshape(1, -1, block).astype(np.float64)
   best, best_error = base, np.full(base.shape, np.inf)
   for factor in np.linspace(1.0, 0.7, steps):
@@ -105,21 +112,16 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
   With `act_order` the columns are quantized in decreasing order of their input's energy
   (diag H; the reference implementation's `--act-order`), so the few channels with very large
   activations are fixed first and the others absorb their errors; the block scales are then
-  fixed beforehand from the weights (max|w| / 8 where a block's extreme is negative, else / 7:
-  int4_levels.scales), as they are without it when `static_scales` [rows, cols / block] gives
-  them. Otherwise a block's scale is set from its weights as GPTQ has updated them when the
-  block starts. Raises ValueError when `block` does not divide cols.
+  fixed beforehand by `search_scales` against diag H, unless `static_scales`
+  [rows, cols / block] gives them (which fixes them without act order too). Otherwise a block's
+  scale is set from its weights as GPTQ has updated them when the block starts (max|w| / 8 where
+  the extreme is negative, else / 7: int4_levels.scales). Raises ValueError when `block` does
+  not divide cols.
   """
   import torch  # pylint: disable=g-import-not-at-top
-  from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
   rows, cols = weight.shape
   if cols % block:
     raise ValueError(f"block size {block} does not divide the weight's {cols} input columns")
-
-  def grid(w: np.ndarray) -> np.ndarray:  # [rows, k * block] -> levels16 scales [rows, k]
-    blocks = w.reshape(rows, -1, block)
-    return int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
-                              True)
 
   if act_order and static_scales is None:
     static_scales = search_scales(weight, np.diag(hessian), block)
@@ -145,8 +147,8 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
     for i in range(end - start):
       column = int(order[start + i])
       if static_scales is None and i % block == 0:
-        scales[:, column // block] = torch.tensor(grid(w1[:, i:i + block].numpy())[:, 0],
-                                                  dtype=torch.float64)
+        scales[:, column // block] = torch.tensor(
+            _levels16_scales(w1[:, i:i + block].numpy(), block)[:, 0], dtype=torch.float64)
       scale = scales[:, column // block]
       q = torch.clamp(torch.round(w1[:, i] / scale), -8, 7)
       codes[:, column] = q.to(torch.int8)
