@@ -1,6 +1,7 @@
 """tools/convert and the pipeline behind it: files, manifest, atomic writes, errors by message."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -164,13 +165,21 @@ def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
   old = tmp_path / "tinyllama-tiny_dynamic_int8_ekv32.tflite"
   old.write_bytes(b"the previous artifact")
 
+  exported = []
+
+  def export_float(model, signatures, path):  # the export is not the point: its scratch file is
+    exported.append(path)
+    pathlib.Path(path).write_bytes(b"a float export")
+
   def interrupted(*args, **kwargs):
     raise KeyboardInterrupt  # as if Ctrl-C arrived while quantizing
 
+  monkeypatch.setattr(export, "export_float", export_float)
   monkeypatch.setattr(export, "quantize_file", interrupted)
   weights = _tiny_weights(SPEC)
-  with pytest.raises(KeyboardInterrupt):  # prefill and decode only: the export is not the point
+  with pytest.raises(KeyboardInterrupt):
     convert.convert(SPEC, "tiny", weights, signatures=Signatures((8,), 32), output_dir=tmp_path,
                     log=lambda _: None)
+  assert exported and not pathlib.Path(exported[0]).exists()  # the scratch float is gone too
   assert [p.name for p in tmp_path.iterdir()] == [old.name]
   assert old.read_bytes() == b"the previous artifact"
