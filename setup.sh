@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything litezoo needs on a fresh Debian machine; safe to run again (idempotent).
 #   - Bazel 4 from Debian (bazel-bootstrap), and bazelisk from npm pointed at that local binary
-#   - nginx and chromium from Debian, for the remote-cache and Model Explorer tests
+#   - nginx, chromium and postgresql from Debian, for the remote-cache, Model Explorer and
+#     remote-execution tests (integration tier)
 #   - .venv, created from the hash-pinned requirements.lock (recreated when the lock changes)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,10 +17,12 @@ if ! command -v bazel-4 >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq bazel-bootstrap >/dev/null
 fi
-# nginx (WebDAV) serves as a Bazel remote cache in tests; chromium renders Model Explorer in tests.
+# nginx (WebDAV) serves as a Bazel remote cache in tests; chromium renders Model Explorer in tests;
+# BuildGrid's scheduler keeps its queue in PostgreSQL (tests/remote_execution_test.py).
 missing=""
 [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing="$missing postgresql"
 if [ -n "$missing" ]; then
   log "installing Debian packages:$missing"
   $SUDO apt-get update -qq

@@ -28,6 +28,9 @@ import numpy as np
 from litezoo.quant.calibration import DAMP
 
 BATCH = 128  # columns per lazy batch update (the paper's B), rounded to whole blocks
+# Rows per slice: every row is quantized on its own (they share only H), and a slice's lazy batch
+# (ROWS x BATCH float64, 8 MiB) stays in cache; a 262k-row embedding table in one piece did not.
+ROWS = 8192
 
 
 def digest(weight: np.ndarray) -> str:
@@ -85,18 +88,21 @@ def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
   quantization searches scales the same way). importance: [cols], e.g. diag(H).
   """
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
-  rows = len(weight)
-  blocks = weight.reshape(rows, -1, block).astype(np.float64)
-  base = _levels16_scales(weight, block).astype(np.float64)
   weights = importance.reshape(1, -1, block).astype(np.float64)
-  best, best_error = base, np.full(base.shape, np.inf)
-  for factor in np.linspace(1.0, 0.7, steps):
-    scale = int4_levels.bf16((base * factor).astype(np.float32)).astype(np.float64)
-    q = np.clip(np.round(blocks / scale[:, :, None]), -8, 7)
-    error = ((blocks - q * scale[:, :, None]) ** 2 * weights).sum(2)
-    better = error < best_error
-    best, best_error = np.where(better, scale, best), np.where(better, error, best_error)
-  return best.astype(np.float32)
+  found = []
+  for start in range(0, len(weight), 256):  # rows are independent: a slice's temporaries fit cache
+    part = weight[start:start + 256]
+    blocks = part.reshape(len(part), -1, block).astype(np.float64)
+    base = _levels16_scales(part, block).astype(np.float64)
+    best, best_error = base, np.full(base.shape, np.inf)
+    for factor in np.linspace(1.0, 0.7, steps):
+      scale = int4_levels.bf16((base * factor).astype(np.float32)).astype(np.float64)
+      q = np.clip(np.round(blocks / scale[:, :, None]), -8, 7)
+      error = ((blocks - q * scale[:, :, None]) ** 2 * weights).sum(2)
+      better = error < best_error
+      best, best_error = np.where(better, scale, best), np.where(better, error, best_error)
+    found.append(best.astype(np.float32))
+  return np.concatenate(found)
 
 
 def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAMP,
@@ -136,27 +142,49 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
   h += damp * torch.mean(torch.diag(h)) * torch.eye(cols, dtype=torch.float64)
   # The upper Cholesky factor of H^-1 gives every column's update row at once (the paper's 3.3).
   hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-  codes = torch.zeros((rows, cols), dtype=torch.int8)
-  scales = (torch.tensor(static_scales, dtype=torch.float64) if static_scales is not None
-            else torch.zeros((rows, cols // block), dtype=torch.float64))
+  # Kept transposed, [columns, rows] and [blocks, rows]: GPTQ reads and writes one column at a
+  # time, so a column is contiguous in memory this way round.
+  codes = torch.zeros((cols, rows), dtype=torch.int8)
+  scales = (torch.tensor(static_scales, dtype=torch.float64).T.contiguous()
+            if static_scales is not None
+            else torch.zeros((cols // block, rows), dtype=torch.float64))
+  threads = torch.get_num_threads()
+  # One thread: the column loop is thousands of small vector operations, which a second thread
+  # slows down (7x on a 2-core machine with other work running), never speeds up.
+  torch.set_num_threads(1)
+  try:
+    for r in range(0, rows, ROWS):
+      _solve_rows(w[r:r + ROWS].T.contiguous(), hinv, order, block, static_scales is not None,
+                  codes[:, r:r + ROWS], scales[:, r:r + ROWS])
+  finally:
+    torch.set_num_threads(threads)
+  return (np.ascontiguousarray(codes.T.numpy()),
+          np.ascontiguousarray(scales.T.numpy(), dtype=np.float32))
+
+
+def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales) -> None:
+  """GPTQ's column loop over one slice of rows; w: float64 [cols, rows], the columns in `order`
+  (updated in place). Writes the slice's codes [cols, rows] and, unless `static`, its scales
+  [cols / block, rows], both in the weight's own column order."""
+  import torch  # pylint: disable=g-import-not-at-top
+  cols = w.shape[0]
   batch = max(BATCH // block, 1) * block  # whole blocks per lazy batch
   for start in range(0, cols, batch):
     end = min(start + batch, cols)
-    w1, hinv1 = w[:, start:end].clone(), hinv[start:end, start:end]
-    err1 = torch.zeros((rows, end - start), dtype=torch.float64)
+    w1, hinv1 = w[start:end], hinv[start:end, start:end]
+    err1 = torch.zeros_like(w1)
     for i in range(end - start):
       column = int(order[start + i])
-      if static_scales is None and i % block == 0:
-        scales[:, column // block] = torch.tensor(
-            _levels16_scales(w1[:, i:i + block].numpy(), block)[:, 0], dtype=torch.float64)
-      scale = scales[:, column // block]
-      q = torch.clamp(torch.round(w1[:, i] / scale), -8, 7)
-      codes[:, column] = q.to(torch.int8)
-      err = (w1[:, i] - q * scale) / hinv1[i, i]
-      w1[:, i:] -= err[:, None] * hinv1[i, i:][None, :]
-      err1[:, i] = err
-    w[:, end:] -= err1 @ hinv[start:end, end:]
-  return codes.numpy(), scales.numpy().astype(np.float32)
+      if not static and i % block == 0:
+        scales[column // block] = torch.tensor(
+            _levels16_scales(w1[i:i + block].T.numpy(), block)[:, 0], dtype=torch.float64)
+      scale = scales[column // block]
+      q = torch.clamp(torch.round(w1[i] / scale), -8, 7)
+      codes[column] = q.to(torch.int8)
+      err = (w1[i] - q * scale) / hinv1[i, i]
+      w1[i:] -= hinv1[i, i:][:, None] * err[None, :]
+      err1[i] = err
+    w[end:] -= hinv[start:end, end:].T @ err1
 
 
 _SOLVED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -181,17 +209,17 @@ class CalibrationError(ValueError):
   pass
 
 
-def has_hessian(weight: np.ndarray) -> bool:
-  return _HESSIANS is not None and digest(weight) in _HESSIANS
-
-
-def quantized(weight: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+def quantized(weight: np.ndarray, block: int,
+              required: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
   """(codes, scales) of `weight` by GPTQ with the Hessian of the current `calibrated` block,
-  solved once per weight however many ops read it (so a shared buffer stays shared). Raises
-  CalibrationError when no Hessian was collected for this weight."""
+  solved once per weight however many ops read it (so a shared buffer stays shared); the weight
+  is hashed once per call. A weight without a Hessian (an untied embedding table reads no
+  linear layer's input) gives None if not `required`, else raises CalibrationError."""
   key = digest(weight)
   if key not in _SOLVED:
     if _HESSIANS is None or key not in _HESSIANS:
+      if not required:
+        return None
       raise CalibrationError(
           f"no calibration statistics for a {list(weight.shape)} weight: gptq needs the model "
           "that was exported (quantize through pipeline.artifact or convert, not a bare file)")

@@ -60,13 +60,17 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
   blockwise = uqt.is_blockwise(tensor_quant_config.granularity)
   content = tensor_content
   from litezoo.conversion import gptq  # pylint: disable=g-import-not-at-top
-  # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
-  # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
-  if tensor_quant_config.algorithm_params.get("gptq") and (
-      op_info.op_name != qtyping.TFLOperationName.EMBEDDING_LOOKUP or gptq.has_hessian(content)):
-    if not blockwise or content.ndim != 2:
+  solved = None
+  lookup = op_info.op_name == qtyping.TFLOperationName.EMBEDDING_LOOKUP
+  if tensor_quant_config.algorithm_params.get("gptq"):
+    if not lookup and (not blockwise or content.ndim != 2):
       raise gptq.CalibrationError("gptq applies to blockwise int4 weight matrices only")
-    codes, scale = gptq.quantized(content, params.block_size)
+    # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
+    # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
+    if blockwise and content.ndim == 2:
+      solved = gptq.quantized(content, params.block_size, required=not lookup)
+  if solved is not None:
+    codes, scale = solved
     scale = scale.reshape(params.scale.shape)
     # GPTQ's codes, written as the weights they stand for: quantizing those with the same scales
     # gives the codes back exactly (|code * scale / scale - code| is far below one half).

@@ -74,13 +74,19 @@ thread-pool-size: 20
 
 
 def _python313() -> str:
-  found = (os.environ.get("LITEZOO_PYTHON313") or shutil.which("python3.13")
-           or next(iter(sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13"))
-                               + sorted(glob.glob("/root/.pyenv/versions/3.13*/bin/python3.13")))),
-                   None))
-  assert found, ("BuildGrid 0.9.1 needs Python 3.13: none on PATH or under pyenv; set "
-                 "LITEZOO_PYTHON313=/path/to/python3.13")
-  return found
+  """The first python3.13 that runs: LITEZOO_PYTHON313, pyenv's versions, then PATH (where a
+  pyenv shim answers `python3.13` only when 3.13 is the active version: "command not found")."""
+  candidates = [os.environ.get("LITEZOO_PYTHON313"),
+                *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/bin/python3.13"))),
+                *sorted(glob.glob("/root/.pyenv/versions/3.13*/bin/python3.13")),
+                shutil.which("python3.13")]
+  for candidate in filter(None, candidates):
+    with contextlib.suppress(OSError):
+      if subprocess.run([candidate, "-c", "import venv"], capture_output=True,
+                        check=False).returncode == 0:
+        return candidate
+  pytest.fail("BuildGrid 0.9.1 needs Python 3.13: none runs from PATH or pyenv; set "
+              "LITEZOO_PYTHON313=/path/to/python3.13")
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +126,10 @@ def postgres(root: pathlib.Path):
   data, log = root / "data", root / "postgres.log"
   subprocess.run([*as_user, f"{bin_dir}/initdb", "-D", str(data), "--auth=trust", "-U", "bgd",
                   "-E", "UTF8"], check=True, capture_output=True)
+  # TCP only (-k ""): a Unix socket's path under Bazel's per-test temp dir is longer than the
+  # 107 bytes a socket path may have.
   server = subprocess.Popen([*as_user, f"{bin_dir}/postgres", "-D", str(data), "-h",
-                             "127.0.0.1", "-p", str(port), "-k", str(root)],
+                             "127.0.0.1", "-p", str(port), "-k", ""],
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"))  # pylint: disable=consider-using-with
   try:
     _wait_for_port(port, server, log, 60)
