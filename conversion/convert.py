@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import math
 import pathlib
 import resource
@@ -115,14 +116,23 @@ def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len
   return build_loaded(spec, config, source, kv_cache_max_len), config
 
 
+_CALIBRATED: dict[tuple, dict] = {}  # the last calibration: a process making several gptq files
+
+
 def calibrate(spec: ModelSpec, variant: str, weights: Weights,
               windows: Sequence[Sequence[int]]) -> dict:
   """The Hessians of every linear layer (conversion/gptq.py) as the model built from `weights`
-  reads the calibration `windows` (token ids), each from an empty KV cache."""
+  reads the calibration `windows` (token ids), each from an empty KV cache. The last result is
+  kept for the same model, weights and windows (evaluate quantizes several gptq recipes)."""
   from litezoo.conversion import gptq  # pylint: disable=g-import-not-at-top
-  length = max(len(w) for w in windows)
-  model, _ = load_model(spec, variant, weights, length, log=lambda _: None)
-  return gptq.hessians(model, windows, length)
+  key = (spec.name, spec.version, variant, json.dumps(dict(weights.identity), sort_keys=True),
+         tuple(tuple(int(t) for t in w) for w in windows))
+  if key not in _CALIBRATED:
+    length = max(len(w) for w in windows)
+    model, _ = load_model(spec, variant, weights, length, log=lambda _: None)
+    _CALIBRATED.clear()
+    _CALIBRATED[key] = gptq.hessians(model, windows, length)
+  return _CALIBRATED[key]
 
 
 def signature_details(path: str | pathlib.Path) -> dict:

@@ -343,6 +343,16 @@ def test_a_gptq_file_holds_the_solvers_codes_and_keeps_the_table_one_buffer(smol
   assert (nearest != stored).mean() > 0.05  # GPTQ moved codes off the nearest level
   logits = runner.Runner(artifact.path).prefill(smollm2.prompt)
   assert np.abs(logits - smollm2.float_logits).max() < 1.0
+  # A second gptq recipe in the same process reuses the calibration: the model is not run again.
+  runs = []
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(gptq, "hessians", lambda *a, **k: runs.append(a))
+    int4_table = pipeline.artifact(smollm2.spec, "tiny", weights,
+                                   recipe="dynamic_int4_block32:gptq", signatures=SIGNATURES,
+                                   log=lambda _: None)
+  assert not runs
+  again, _ = _int4_table(int4_table.path, shape)
+  assert np.array_equal(again, stored)
 
 
 def test_a_calibrated_recipe_needs_the_weights_and_its_cache_key_names_the_text(smollm2,
