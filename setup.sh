@@ -44,7 +44,7 @@ stamp=.venv/.requirements.lock.sha256
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sha" ] && .venv/bin/python -c "import litert_torch" 2>/dev/null; then
   log ".venv matches requirements.lock"
 else
-  log "creating .venv from requirements.lock (about 2 minutes)"
+  log "creating .venv from requirements.lock (2 to 5 minutes)"
   rm -rf .venv
   "$PYTHON" -m venv .venv
   # Nothing is resolved here: every distribution is pinned by version and sha256.

@@ -167,7 +167,8 @@ class Signatures:
     if not self.prefill_seq_lens:
       raise SignatureError("at least one prefill length is needed")
     if self.kv_cache_max_len <= 0:
-      raise SignatureError(f"kv cache length must be positive, got {self.kv_cache_max_len}")
+      raise SignatureError(f"kv cache length must be positive, got {self.kv_cache_max_len}: pass "
+                           "a positive --kv_cache_max_len")
     for length in self.prefill_seq_lens:
       if length <= 0 or length > self.kv_cache_max_len:
         raise SignatureError(

@@ -105,6 +105,13 @@ class HFTokenizer:
     try:
       return self._tok.apply_chat_template(messages, add_generation_prompt=generation_prompt,
                                            tokenize=False)
+    except (jinja2.TemplateSyntaxError, jinja2.UndefinedError) as e:
+      # The template's own fault (it refuses a conversation with raise_exception instead).
+      where = f" (line {e.lineno})" if getattr(e, "lineno", None) else ""
+      raise TokenizerError(
+          f"the model's chat template is broken{where}: {' '.join(str(e).split())}; fix the "
+          "template (chat_template.jinja or tokenizer_config.json's chat_template)"
+      ) from e
     except (jinja2.TemplateError, ValueError, TypeError, KeyError) as e:
       roles = ", ".join(sorted({m["role"] for m in messages}))
       raise TokenizerError(

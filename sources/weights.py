@@ -18,7 +18,8 @@ from litezoo.sources import PICKLE_SUFFIXES, CheckpointError, Source, open_check
 from litezoo.sources import pins, random_weights
 
 # Files of a checkpoint directory that decide what it holds (weights, config, tokenizer).
-_KEPT_SUFFIXES = (".safetensors", ".gguf", ".json", ".model", ".txt", *PICKLE_SUFFIXES)
+# transformers 5 saves the chat template on its own, as chat_template.jinja.
+_KEPT_SUFFIXES = (".safetensors", ".gguf", ".json", ".model", ".txt", ".jinja", *PICKLE_SUFFIXES)
 
 
 class WeightsError(ZooError, ValueError):

@@ -183,3 +183,31 @@ def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
   assert exported and not pathlib.Path(exported[0]).exists()  # the scratch float is gone too
   assert [p.name for p in tmp_path.iterdir()] == [old.name]
   assert old.read_bytes() == b"the previous artifact"
+
+
+def test_sigterm_mid_conversion_unwinds_like_ctrl_c(tmp_path):
+  """`timeout` or a CI runner's cancel sends SIGTERM: the tool removes its temp files, says so in
+  one line and exits 143 (Python's default would die on the spot, leaving a .partial file)."""
+  import os  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT),
+         "BUILD_WORKING_DIRECTORY": str(tmp_path)}
+  with subprocess.Popen([sys.executable, "-m", "litezoo.tools.convert", "--model=tinyllama",
+                         "--variant=tiny", "--quantize=none", "--prefill_seq_lens=8",
+                         "--kv_cache_max_len=32", "--output_dir=out"],
+                        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                        text=True) as proc:
+    seen = []
+    for line in proc.stderr:
+      seen.append(line)
+      if line.startswith("[2/4] export float ..."):  # the temp file exists from here on
+        assert list((tmp_path / "out").iterdir()), "no temp file to clean up"
+        proc.send_signal(signal.SIGTERM)
+        break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, "".join(seen) + rest
+  assert rest.strip().splitlines()[-1:] == [
+      "convert: terminated; nothing partial was left behind"], rest
+  assert list((tmp_path / "out").iterdir()) == []

@@ -115,3 +115,13 @@ def test_cli_writes_json_table_and_plot(tmp_path):
   assert "No llama.cpp rows: llama.cpp's llama-quantize is not built" in table
   assert "- 4-bit within +10% of float: `dynamic_int4_block32,embedding=dynamic_int8`" in table
   assert (out / "tinyllama-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--window=1", "--window must be at least 2, got 1"),
+    ("--max_tokens=-1", "--max_tokens must be at least 0, got -1"),
+    ("--threads=0", "--threads must be at least 1, got 0"),
+])
+def test_each_bad_flag_is_named_alone(arg, message):
+  run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", arg)
+  assert testing.one_line_error(run, "evaluate") == f"evaluate: error: {message}"

@@ -273,7 +273,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--temperature=-1", "--prompt=x"), "temperature must be >= 0, got -1.0"),
+    (("--temperature=-1", "--prompt=x"), "--temperature must be >= 0, got -1.0"),
+    (("--temperature=0.5", "--top_p=2", "--prompt=x"), "--top_p must be in (0, 1], got 2.0"),
     (("--max_new_tokens=0", "--prompt=x"), "--max_new_tokens must be positive, got 0"),
     ((), "give --prompt=TEXT, or --chat for a conversation"),
     (("--prompt=x", "--top_k=5"), "--top_k applies only when sampling: set --temperature above 0"),

@@ -168,3 +168,30 @@ def test_allow_pickle_loads_a_plain_state_dict(tmp_path):
   loader.load(model, testing.names(SPEC, CONFIG),
               sources.open_checkpoint(tmp_path, allow_pickle=True))
   assert torch.equal(model.final_norm.weight, reference.model.norm.weight)
+
+
+def test_an_edited_chat_template_is_read_again_and_a_broken_one_is_named(tmp_path):
+  """The tokenizer kept under the cache root is keyed on the checkpoint's files, chat_template.jinja
+  (where transformers 5 saves a template) included: an edited template is never served stale."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+  from litezoo.runtime import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  spec = registry.Registry().get("tinyllama")
+  directory = tmp_path / "ckpt"
+  shutil.copytree(pipeline.weights(spec, "tiny", log=lambda _: None).path, directory)
+  template = directory / "chat_template.jinja"
+  template.write_text("{% for m in messages %}{{ m.nope.deeper }}{% endfor %}")
+  hi = [{"role": "user", "content": "hi"}]
+
+  def tokenizer():
+    return pipeline.tokenizer(weights.resolve(spec, "tiny", directory, log=lambda _: None))
+
+  with pytest.raises(tokenizer_lib.TokenizerError,
+                     match=r"^the model's chat template is broken.*; fix the template "
+                           r"\(chat_template.jinja or tokenizer_config.json's chat_template\)$"):
+    tokenizer().chat_text(hi)
+  template.write_text("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}")
+  assert tokenizer().chat_text(hi) == "<user>hi"
+  template.write_text("{% for m in messages %}{{ m.content }{% endfor %}")  # a syntax error
+  with pytest.raises(tokenizer_lib.TokenizerError, match=r"chat template is broken \(line 1\)"):
+    tokenizer().chat_text(hi)

@@ -80,3 +80,8 @@ def test_verify_refuses_options_that_cannot_apply():
   assert testing.one_line_error(run, "verify") == (
       "verify: error: --quantize picks the .tflite to check, and --no_tflite checks none: drop "
       "one of them")
+  run = testing.run_tool("verify", "--model=tinyllama", "--variant=tiny", "--no_tflite",
+                         "--prefill_seq_lens=8", "--kv_layout=default")
+  assert testing.one_line_error(run, "verify") == (
+      "verify: error: --prefill_seq_lens, --kv_layout shape the .tflite, and --no_tflite checks "
+      "none: drop one of them")

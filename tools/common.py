@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import sys
 import time
 import traceback
@@ -25,9 +26,19 @@ def user_path(path: str) -> pathlib.Path:
   return pathlib.Path(base, os.path.expanduser(path))
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised where the process is, so cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise Terminated()
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
   """absl's app.run, quiet unless --verbose, with input errors printed as one line (exit 2), a
-  bug's traceback and saved log (exit 1), and Ctrl-C as exit 130."""
+  bug's traceback and saved log (exit 1), Ctrl-C as exit 130 and SIGTERM as exit 143, both
+  after every temp file is removed."""
   tool = pathlib.Path(sys.argv[0]).stem
   if tool == "__main__":
     tool = pathlib.Path(sys.argv[0]).parent.name
@@ -35,11 +46,17 @@ def run(main: Callable[[list[str]], int | None]) -> None:
   def guarded(argv):
     if not _VERBOSE.value:
       console.capture()
+    # SIGTERM (`timeout`, a service manager, a CI runner's cancel) unwinds like Ctrl-C, so every
+    # atomic write removes its temp file; Python's default would end the process on the spot.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
       return main(argv)
     except ZooError as e:
       console.log(f"{tool}: error: {e}")
       return 2
+    except Terminated:
+      console.log(f"{tool}: terminated; nothing partial was left behind")
+      return 143
     except KeyboardInterrupt:
       console.log(f"{tool}: interrupted; nothing partial was left behind")
       return 130

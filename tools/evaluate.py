@@ -51,8 +51,10 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "eval", "Where the JSON, table a
 
 def main(argv):
   del argv
-  if _WINDOW.value < 2 or _MAX_TOKENS.value < 0 or _THREADS.value < 1:
-    raise zoo_flags.FlagError("--window must be at least 2, --max_tokens >= 0, --threads >= 1")
+  for name, value, least in (("window", _WINDOW.value, 2), ("max_tokens", _MAX_TOKENS.value, 0),
+                             ("threads", _THREADS.value, 1)):
+    if value < least:
+      raise zoo_flags.FlagError(f"--{name} must be at least {least}, got {value}")
   s = _SELECT.selection()
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))

@@ -54,6 +54,10 @@ def _check_flags() -> generate.Sampling:
   if _THREADS.value <= 0:
     raise zoo_flags.FlagError(f"--threads must be at least 1, got {_THREADS.value}")
   sampling = generate.Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
+  try:
+    sampling.validate()
+  except generate.GenerationError as e:  # the same words, naming the flag
+    raise zoo_flags.FlagError(f"--{e}") from e
   sampling.validate()
   if _SPECULATIVE.value not in SPECULATIVE:
     raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of "
