@@ -1,6 +1,6 @@
 """The artifact cache's keys: a converted model is reused while nothing that affects its bytes
 changed (plugin version and config, variant, recipe, signatures, the weights' identity, the
-converter's versions). `litezoo.pipeline.artifact` looks up, locks and fills it.
+converter's versions, the zoo's own conversion code). `litezoo.pipeline.artifact` looks up, locks and fills it.
 
 Below the cache sits an optional read-only layer, `$LITEZOO_PREBUILT`: artifacts converted
 elsewhere (a Bazel zoo_artifact action, a CI job) that fill the cache on a miss when their
@@ -10,6 +10,7 @@ manifest carries the wanted key, so the same model is converted once, not once p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,23 @@ from litezoo.sources.weights import Weights
 
 
 PREBUILT_ENV = "LITEZOO_PREBUILT"
+# The zoo's packages whose code decides a conversion's bytes: a fix to a family or the exporter
+# must not be answered with a file the old code wrote.
+CODE_PACKAGES = ("core", "families", "sources", "conversion", "quant")
+
+
+@functools.cache
+def code_identity(root: pathlib.Path | None = None) -> str:
+  """16 hex digits of the sha256 of CODE_PACKAGES' Python files (paths and contents) under
+  `root`, by default this installation of the zoo."""
+  # Not resolved: under Bazel this is the runfiles tree, the files the converting process has.
+  root = root or pathlib.Path(__file__).absolute().parents[1]
+  digest = hashlib.sha256()
+  for package in CODE_PACKAGES:
+    for path in sorted((root / package).glob("*.py")):
+      digest.update(f"{package}/{path.name}\0".encode())
+      digest.update(path.read_bytes())
+  return digest.hexdigest()[:16]
 
 
 def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
@@ -35,7 +53,7 @@ def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
       "format": manifest.FORMAT, "model": spec.name, "plugin_version": spec.version,
       "variant": variant, "config": dict(spec.variant(variant).config), "recipe": recipe,
       "signatures": signatures.as_dict(), "checkpoint": dict(identity),
-      "transform": transform, "versions": manifest.versions(),
+      "transform": transform, "versions": manifest.versions(), "code": code_identity(),
   }
   if recipe != "none":  # how a recipe name becomes quantizer entries; float files keep their keys
     described["recipe_format"] = recipes.FORMAT

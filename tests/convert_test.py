@@ -61,11 +61,13 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
 
 
 def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
+  # No --prefill_seq_lens: of the plugin's (32, 128), the one that fits the 32-entry cache.
   result = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--quantize=none",
-                            "--prefill_seq_lens=8", "--kv_cache_max_len=32", "--kv_layout=default",
+                            "--kv_cache_max_len=32", "--kv_layout=default",
                             "--verify_lengths=none", "--output_dir=out", cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   manifest = json.loads((tmp_path / "out" / "tinyllama-tiny_none_ekv32.manifest.json").read_text())
+  assert manifest["signatures"]["prefill_seq_lens"] == [32]
   inputs = manifest["signature_details"]["decode"]["inputs"]
   assert inputs["kv_cache_k_0"]["shape"] == inputs["kv_cache_v_0"]["shape"] == [1, 32, 2, 16]
   bad = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--kv_layout=bshd",
@@ -211,3 +213,22 @@ def test_sigterm_mid_conversion_unwinds_like_ctrl_c(tmp_path):
   assert rest.strip().splitlines()[-1:] == [
       "convert: terminated; nothing partial was left behind"], rest
   assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_cache_key_covers_the_zoos_conversion_code(tmp_path):
+  """A fix to a family (or the exporter, the loader, a recipe) must not be answered with the
+  file the old code wrote: the zoo's conversion code is part of every artifact's key."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from litezoo.artifacts import cache  # pylint: disable=g-import-not-at-top
+  root = testing.RUNFILES_ROOT / "litezoo"
+  for package in cache.CODE_PACKAGES:
+    shutil.copytree(root / package, tmp_path / package)
+  assert cache.code_identity(tmp_path) == cache.code_identity(root) == cache.code_identity()
+  llama = tmp_path / "families" / "llama.py"
+  llama.write_text(llama.read_text().replace("gate_proj", "up_proj_swapped", 1))
+  assert cache.code_identity.__wrapped__(tmp_path) != cache.code_identity(root)
+  weights = _tiny_weights(SPEC)
+  with pytest.MonkeyPatch.context() as patch:
+    before = cache.key(SPEC, "tiny", "none", SMALL, weights)
+    patch.setattr(cache, "code_identity", lambda: "another version of the code")
+    assert cache.key(SPEC, "tiny", "none", SMALL, weights) != before

@@ -14,14 +14,18 @@ from litezoo.reference import hf as reference
 from litezoo.tests import testing
 
 
+KV_FLAG = f"--kv_cache_max_len={testing.TINY_SIGNATURES.kv_cache_max_len}"
+
+
 # The .tflite side on one plugin (the conformance suite checks every plugin's conversion; the
 # tiny TinyLlama's float file is the suites' shared one, //tests:tinyllama_tiny_float); the
 # PyTorch side, per layer, on each seed plugin.
 @pytest.mark.parametrize("model, tflite", [("tinyllama", True), ("phi2", False), ("gemma", False)])
 def test_verify_passes_for_the_seed_plugins(model, tflite):
   result = testing.run_tool("verify", f"--model={model}", "--variant=tiny", "--prompts=2",
-                            "--decode_steps=4", "--per_layer", *testing.TINY_FLAGS,
-                            *(() if tflite else ("--no_tflite",)))
+                            "--decode_steps=4", "--per_layer",
+                            # Without a .tflite only the KV length applies (the rest is refused).
+                            *(testing.TINY_FLAGS if tflite else ("--no_tflite", KV_FLAG)))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   lines = result.stdout.splitlines()
   assert lines[-1] == "PASS"

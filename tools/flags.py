@@ -156,8 +156,12 @@ class _Defined:
           _optional_ints(self.verify.value, "verify_lengths", spec.signatures.verify_lengths),
           _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows))
       kv = signatures.kv_cache_max_len
+      # The plugin's own lengths that do not fit a shorter cache are left out, as for verify and
+      # decode windows (a prefill chunk as long as the cache if none fits); given ones must fit.
+      fitting = tuple(n for n in signatures.prefill_seq_lens if n <= kv) or (kv,)
       signatures = dataclasses.replace(
           signatures,
+          prefill_seq_lens=signatures.prefill_seq_lens if self.prefill.value else fitting,
           verify_lengths=signatures.verify_lengths if self.verify.value is not None else tuple(
               k for k in signatures.verify_lengths if k <= kv),
           decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
