@@ -112,6 +112,11 @@ def plan(model: nn.Module, names: TensorNames) -> dict[str, _Mapped]:
       result[param] = _Mapped((f"{_field(names, _SIMPLE[part], param)}.{kind}",))
     else:
       raise LoadError(f"model parameter {param!r} has no tensor-name rule")
+  if names.lm_head and not any(p.startswith("lm_head.") for p in params):
+    # A tied head is the embedding (one parameter): a name for it would be silently unused.
+    raise LoadError(f"the tensor-name map names an LM head ({names.lm_head!r}), but the model "
+                    "ties its LM head to the embedding: give lm_head=None for tied configs "
+                    "(tie_word_embeddings)")
   return result
 
 

@@ -180,3 +180,16 @@ class _Copying:
 
   def __init__(self, source):
     self.names, self.shape, self.load = source.names, source.shape, source.load
+
+
+def test_an_lm_head_name_on_a_tied_model_is_refused():
+  """A tied model's head is its embedding: a family that still names `lm_head` would have that
+  name silently unused (a contributor's mistake the first-hour trial found)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from litezoo.plugins.smollm2 import smollm2  # pylint: disable=g-import-not-at-top
+  config = smollm2.SPEC.variant("tiny").config
+  assert config["tie_word_embeddings"]
+  names = dataclasses.replace(testing.names(smollm2.SPEC, config), lm_head="lm_head")
+  with pytest.raises(loader.LoadError, match=r"names an LM head \('lm_head'\), but the model "
+                                             r"ties its LM head to the embedding"):
+    loader.plan(testing.build(smollm2.SPEC, config, 16), names)

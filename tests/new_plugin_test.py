@@ -210,6 +210,12 @@ def test_unknown_family_is_refused_listing_the_families(tmp_path):
   assert testing.one_line_error(result, "new_plugin") == (
       "new_plugin: error: unknown family 'mamba'; families with a registered plugin: "
       + ", ".join(FAMILIES))
+  # A family the zoo builds but has no plugin of: there is no config to copy, a checkpoint has one.
+  result = testing.run_tool("new_plugin", "--name=mymodel", "--family=qwen3",
+                            f"--plugins_dir={tmp_path}")
+  assert testing.one_line_error(result, "new_plugin").startswith(
+      "new_plugin: error: family 'qwen3' has no registered plugin to copy a config from: "
+      "scaffold from its checkpoint's config.json with --from_checkpoint=DIR")
   assert not list(tmp_path.iterdir())
 
 

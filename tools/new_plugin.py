@@ -85,6 +85,11 @@ def from_family(family: str, specs: list[ModelSpec]) -> tuple[str, dict, dict, s
   """(family, config, tiny overrides, note) from the family's registered plugin."""
   found = representatives(specs)
   if family not in found:
+    from litezoo import families  # pylint: disable=g-import-not-at-top
+    if family in {f.name for f in families.FAMILIES}:
+      raise ScaffoldError(f"family {family!r} has no registered plugin to copy a config from: "
+                          "scaffold from its checkpoint's config.json with --from_checkpoint=DIR "
+                          f"(families with a plugin: {', '.join(sorted(found))})")
     raise ScaffoldError(f"unknown family {family!r}; families with a registered plugin: "
                         f"{', '.join(sorted(found))}")
   spec = found[family]
