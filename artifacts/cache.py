@@ -1,6 +1,7 @@
 """The artifact cache's keys: a converted model is reused while nothing that affects its bytes
 changed (plugin version and config, variant, recipe, signatures, the weights' identity, the
-converter's versions, the zoo's own conversion code). `litezoo.pipeline.artifact` looks up, locks and fills it.
+converter's versions, the zoo's own conversion code). `litezoo.pipeline.artifact` looks up,
+locks and fills it.
 
 Below the cache sits an optional read-only layer, `$LITEZOO_PREBUILT`: artifacts converted
 elsewhere (a Bazel zoo_artifact action, a CI job) that fill the cache on a miss when their

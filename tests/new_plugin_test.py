@@ -173,6 +173,39 @@ def test_heads_that_do_not_divide_are_named():
     llama.read_config(bad)
 
 
+def test_a_plugin_whose_config_the_family_refuses_is_named_before_any_work(tmp_path):
+  """The same mistake in a registered plugin's tiny variant: the tool names the plugin's config
+  (not a cache path) before writing random weights or converting anything."""
+  site = tmp_path / "site"
+  site.mkdir()
+  (site / "broken_plugin.py").write_text(
+      "from litezoo.core import ModelSpec, Signatures, Variant, hookimpl\n"
+      "from litezoo.families import llama\n"
+      "from litezoo.plugins.smollm2 import smollm2\n"
+      "TINY = {**smollm2.SPEC.variant('tiny').config, 'hidden_size': 96,\n"
+      "        'num_attention_heads': 6, 'num_key_value_heads': 4}\n"
+      "@hookimpl\n"
+      "def litezoo_register_models(register):\n"
+      "  register(ModelSpec(name='broken', version='1.0.0',\n"
+      "                     variants={'tiny': Variant(TINY, random_weights=True)},\n"
+      "                     default_variant='tiny', family=llama.FAMILY,\n"
+      "                     signatures=Signatures((8,), 16)))\n")
+  info = site / "broken-1.0.0.dist-info"
+  info.mkdir()
+  (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0.0\n")
+  (info / "entry_points.txt").write_text(
+      f"[{registry.ENTRY_POINT_GROUP}]\nbroken = broken_plugin\n")
+  cache = tmp_path / "cache"
+  run = testing.run_tool("generate", "--model=broken", "--prompt=hi",
+                         env={"PYTHONPATH": f"{testing.RUNFILES_ROOT}{os.pathsep}{site}",
+                              "LITEZOO_CACHE": str(cache)})
+  assert testing.one_line_error(run, "generate") == (
+      "generate: error: broken-tiny's config: num_attention_heads=6 is not a multiple of "
+      "num_key_value_heads=4: grouped-query attention shares each key/value head among a whole "
+      "number of query heads")
+  assert not cache.exists() or not any(cache.rglob("*.safetensors"))
+
+
 def test_a_wrong_real_size_fails_the_size_test_against_the_published_count():
   """Both the re-authored and the transformers model come from the same config, so only the
   published count catches a wrong num_key_value_heads."""

@@ -26,7 +26,7 @@ from absl import flags
 
 from litezoo.core.errors import ZooError
 from litezoo.core.registry import default_registry
-from litezoo.core.spec import KV_LAYOUTS, ModelSpec, Signatures
+from litezoo.core.spec import KV_LAYOUTS, ModelSpec, Signatures, UnsupportedConfigError
 from litezoo.tools import common, console
 
 FLAGS = flags.FLAGS
@@ -139,7 +139,10 @@ class _Defined:
                         "not both")
       spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
-    spec.variant(variant)
+    try:  # the plugin's own config, before any weights are written or read
+      model_config = spec.family.config(spec.variant(variant).config)
+    except UnsupportedConfigError as e:
+      raise UnsupportedConfigError(f"{spec.name}-{variant}'s config: {e}") from e
     if self.weights:  # flag combinations first: no file read, no seconds of imports
       from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
       weights_lib.check(spec, variant, checkpoint, random=self.random.value,
@@ -169,8 +172,7 @@ class _Defined:
       signatures.validate()
       family = spec.family
       if family.check_kv_cache is not None:  # before any work, not at step 1 of a conversion
-        family.check_kv_cache(family.config(spec.variant(variant).config),
-                              signatures.kv_cache_max_len)
+        family.check_kv_cache(model_config, signatures.kv_cache_max_len)
     recipe = None
     if self.recipe is not None:
       from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
