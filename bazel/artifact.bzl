@@ -51,8 +51,6 @@ def _zoo_artifact_impl(ctx):
         if (ctx.attr.prefill_seq_lens or ctx.attr.kv_cache_max_len or ctx.attr.kv_layout or
             ctx.attr.verify_lengths or ctx.attr.decode_windows):
             fail("a quantized zoo_artifact keeps the signatures of its float one; set them there")
-        if ctx.attr.weights:
-            fail("a quantized zoo_artifact reads no weights: `weights` cannot apply with `float`")
         source = [f for f in ctx.files.float if f.extension == "tflite"]
         if len(source) != 1:
             fail("`float` must be one zoo_artifact (a .tflite and its manifest)")
@@ -72,14 +70,16 @@ def _zoo_artifact_impl(ctx):
                 args.append("--%s=none" % flag)
             elif values:
                 args.append("--%s=%s" % (flag, ",".join(values)))
-        if ctx.attr.weights:
-            weights = ctx.attr.weights[ZooWeightsInfo]
-            inputs = weights.files.to_list()
-            args += ["--weights=" + f.path for f in inputs]
-            if weights.hub_cache:
-                requirements["no-sandbox"] = "1"
-                requirements["no-remote"] = "1"  # the cache is on this machine only
         mnemonic, what = "ZooArtifact", "Converting"
+    # A calibrated recipe (gptq) quantizing a float artifact reads the weights again (the tool
+    # refuses them for any other recipe).
+    if ctx.attr.weights:
+        weights = ctx.attr.weights[ZooWeightsInfo]
+        inputs = inputs + weights.files.to_list()
+        args += ["--weights=" + f.path for f in weights.files.to_list()]
+        if weights.hub_cache:
+            requirements["no-sandbox"] = "1"
+            requirements["no-remote"] = "1"  # the cache is on this machine only
     ctx.actions.run(
         executable = ctx.executable.tool,
         arguments = args,

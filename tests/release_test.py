@@ -2,6 +2,7 @@
 themselves (model card, manifest) from declared inputs only."""
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 
@@ -109,3 +110,39 @@ def test_model_card_names_source_license_files_and_quality():
   int8 = next(r for r in quality["recipes"] if r["recipe"] == "dynamic_int8")
   assert f"| `dynamic_int8` | {int8['perplexity_change']:+.2%} |" in card
   assert "litert-torch 0.10.0" in card
+
+
+def test_a_release_ships_other_recipes_beside_its_own_each_with_its_quality_row(tmp_path):
+  """bazel/release.bzl `recipes`: each shipped .tflite is quantized from the one float conversion;
+  the manifest lists every file with its own recipe and the card marks each file's quality row."""
+  from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+  from litezoo.artifacts import flatbuffer  # pylint: disable=g-import-not-at-top
+  spec = REGISTRY.get("tinyllama")
+  float_artifact = testing.zoo_artifact("//tests:tinyllama_tiny_float", required=False) or \
+      pipeline.artifact(spec, "tiny", pipeline.weights(spec, "tiny", log=lambda _: None),
+                        recipe="none", signatures=testing.TINY_SIGNATURES, log=lambda _: None)
+  out = tmp_path / "release"
+  out.mkdir()
+  main, extra = out / "tinyllama.tflite", out / "tinyllama-int4.tflite"
+  int4 = "dynamic_int4_block32:levels16"
+  release.quantize_step(spec, "tiny", float_artifact.path, spec.default_recipe, main,
+                        log=lambda _: None)
+  release.quantize_step(spec, "tiny", float_artifact.path, int4, extra, log=lambda _: None)
+  quality = tmp_path / "quality" / "tinyllama-tiny.json"
+  quality.parent.mkdir()
+  quality.write_text(json.dumps({"float_perplexity": 250.0, "recipes": [
+      {"recipe": "dynamic_int8", "perplexity_change": 0.01, "top1_agreement": 0.97},
+      {"recipe": "dynamic_int4_block32", "perplexity_change": 0.4, "top1_agreement": 0.6}]}))
+  manifest, card = out / "manifest.json", out / "MODEL_CARD.md"
+  release.describe_step(spec, "tiny", LOCK, [main, extra], manifest, card, quality=quality)
+  written = json.loads(manifest.read_text())
+  assert set(written["files"]) == {"tinyllama.tflite", "tinyllama-int4.tflite", "MODEL_CARD.md"}
+  assert written["files"]["tinyllama-int4.tflite"]["sha256"] == hashlib.sha256(extra.read_bytes()).hexdigest()
+  assert written["artifact"]["recipe"]["name"] == "dynamic_int8"
+  assert written["other_recipes"]["tinyllama-int4.tflite"]["recipe"]["name"] == int4
+  assert "INT4" in flatbuffer.weights(extra).params_by_type
+  text = card.read_text()
+  assert f"- Recipe: `dynamic_int8`; also `{int4}` in `tinyllama-int4.tflite`" in text
+  assert "| `dynamic_int8` | +1.00% | 97.0% | `tinyllama.tflite` |" in text
+  assert "| `dynamic_int4_block32` | +40.00% | 60.0% |  |" in text
+  assert f"Not measured: `{int4}`." in text

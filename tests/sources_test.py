@@ -108,20 +108,40 @@ def test_a_file_changed_after_pinning_is_refused(hub_cache, damage):
     pins.fetch_pinned(pin, cache_dir=cache)
 
 
-def test_missing_from_cache_while_offline_says_how_to_get_it(tmp_path, monkeypatch, no_network):
+PINNED = [(name, variant) for name in registry.Registry().names()
+          for variant, found in registry.Registry().get(name).variants.items()
+          if isinstance(found.source, HubPin)]
+
+
+def test_the_seed_models_are_pinned():
+  assert {("tinyllama", "1.1b"), ("gemma", "2b-it")} <= set(PINNED)
+
+
+@pytest.mark.parametrize("name, variant", PINNED)
+def test_missing_from_cache_while_offline_says_how_to_get_it(name, variant, tmp_path,
+                                                            monkeypatch, no_network):
   monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-  pin = SPEC.variant("1.1b").source
+  pin = registry.Registry().get(name).variant(variant).source
   with pytest.raises(pins.PinError) as e:
     pins.fetch_pinned(pin, cache_dir=tmp_path)
-  snapshot = (tmp_path / "models--TinyLlama--TinyLlama-1.1B-Chat-v1.0" / "snapshots" /
-              "fe8a4ea1ffedaf415f4da2f062534de366a451e6")
+  snapshot = (tmp_path / f"models--{pin.repo_id.replace('/', '--')}" / "snapshots" / pin.revision)
+  n = len(pin.sha256)
   assert str(e.value).startswith(
-      f"TinyLlama/TinyLlama-1.1B-Chat-v1.0@fe8a4ea1ffed: 7 of 7 pinned files are not in the "
+      f"{pin.repo_id}@{pin.revision[:12]}: {n} of {n} pinned files are not in the "
       f"Hugging Face cache at {snapshot} and the hub cannot be reached")
-  assert "config.json, generation_config.json, model.safetensors" in str(e.value)
-  assert ("`hf download TinyLlama/TinyLlama-1.1B-Chat-v1.0 --revision "
-          "fe8a4ea1ffedaf415f4da2f062534de366a451e6`") in str(e.value)
+  assert ", ".join(sorted(pin.sha256)[:3]) in str(e.value)
+  assert f"`hf download {pin.repo_id} --revision {pin.revision}`" in str(e.value)
   assert no_network == []
+
+
+@pytest.mark.parametrize("name, variant", PINNED)
+def test_a_pin_covers_the_config_the_weights_and_the_tokenizer(name, variant):
+  """A pinned snapshot holds everything a conversion reads: no unpinned file is trusted."""
+  pinned = set(registry.Registry().get(name).variant(variant).source.sha256)
+  assert "config.json" in pinned
+  assert pinned & {"tokenizer.json", "tokenizer.model"}
+  shards = {f for f in pinned if f.endswith(".safetensors")}
+  assert shards and ("model.safetensors.index.json" in pinned or shards == {"model.safetensors"})
 
 
 def test_pins_name_a_commit_not_a_branch():

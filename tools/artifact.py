@@ -12,6 +12,7 @@ import pathlib
 
 from absl import flags
 
+from litezoo.quant import recipes
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 from litezoo.tools.releases import pins as release
@@ -19,7 +20,8 @@ from litezoo.tools.releases import pins as release
 _SELECT = zoo_flags.define(weights=False)
 _WEIGHTS = flags.DEFINE_multi_string("weights", [], "Declared weight files of the variant.")
 _FLOAT = flags.DEFINE_string("float", None, "A converted float artifact of the same variant and "
-                             "signatures: quantize it (--quantize) instead of converting.")
+                             "signatures: quantize it (--quantize) instead of converting; a "
+                             "calibrated recipe also reads --weights.")
 _OUT = flags.DEFINE_string("out", None, "The .tflite to write; its manifest goes beside it.")
 
 
@@ -31,11 +33,15 @@ def main(argv):
   out = pathlib.Path(_OUT.value)
   if _FLOAT.value:
     if zoo_flags.given("prefill_seq_lens") or zoo_flags.given("kv_cache_max_len") or \
-        zoo_flags.given("kv_layout") or _WEIGHTS.value:
+        zoo_flags.given("kv_layout"):
       raise zoo_flags.FlagError("--float quantizes an artifact as it was converted: signatures "
-                                "and --weights cannot apply")
+                                "cannot apply")
+    if _WEIGHTS.value and not recipes.calibrated(selection.recipe):
+      raise zoo_flags.FlagError(f"--weights cannot apply with --float and {selection.recipe}: "
+                                "only a calibrated recipe (gptq) reads the weights again")
     release.quantize_step(selection.spec, selection.variant, pathlib.Path(_FLOAT.value),
-                          selection.recipe, out, log=console.log)
+                          selection.recipe, out, [pathlib.Path(w) for w in _WEIGHTS.value],
+                          log=console.log)
   else:
     release.convert_step(selection.spec, selection.variant,
                          [pathlib.Path(w) for w in _WEIGHTS.value], out,

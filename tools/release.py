@@ -19,8 +19,13 @@ _UPDATE_PINS = flags.DEFINE_bool("update_pins", False,
                                  "Record the plugin's version and pins in its release_pins.json.")
 _CHECK_PINS = flags.DEFINE_bool("check_pins", False,
                                 "Fail if pins changed without a version bump.")
-_STEP = flags.DEFINE_enum("step", None, ["convert", "bundle", "describe"],
+_STEP = flags.DEFINE_enum("step", None, ["convert", "quantize", "bundle", "describe"],
                           "One release action (run by bazel/release.bzl).")
+_RECIPE = flags.DEFINE_string("recipe", None, "--step=convert/quantize: the recipe (default: the "
+                              "plugin's; none: float32).")
+_FLOAT = flags.DEFINE_string("float", None, "--step=quantize: the float .tflite to quantize.")
+_EXTRA = flags.DEFINE_multi_string("extra_tflite", [], "--step=describe: more shipped .tflite "
+                                   "files (other recipes).")
 _WEIGHTS = flags.DEFINE_multi_string("weights", [], "Declared weight files of the variant.")
 _LOCK = flags.DEFINE_string("lock", None, "requirements.lock (default: the workspace's).")
 _TFLITE = flags.DEFINE_string("tflite", None, "The release's .tflite (output of convert).")
@@ -46,6 +51,11 @@ def main(argv):
   del argv
   selection = _SELECT.selection()
   spec, variant = selection.spec, selection.variant
+  for flag, steps in ((_RECIPE, ("convert", "quantize")), (_FLOAT, ("quantize",)),
+                      (_EXTRA, ("describe",))):
+    if flag.value and _STEP.value not in steps:
+      raise zoo_flags.FlagError(f"--{flag.name} cannot apply without --step="
+                                f"{' or '.join(steps)}")
   lock = _path(_LOCK) or _workspace() / "requirements.lock"
   plugin_dir = _workspace() / "plugins" / spec.name
   if _UPDATE_PINS.value:
@@ -55,14 +65,21 @@ def main(argv):
     console.out(f"{release.tag(spec)}: pins match {release.PINS_FILE}")
   elif _STEP.value == "convert":
     release.convert_step(spec, variant, [pathlib.Path(w) for w in _WEIGHTS.value],
-                         _path(_TFLITE), log=console.log)
+                         _path(_TFLITE), recipe=_RECIPE.value, log=console.log)
+  elif _STEP.value == "quantize":
+    if not _FLOAT.value:
+      raise zoo_flags.FlagError("--step=quantize needs --float=PATH.tflite")
+    release.quantize_step(spec, variant, _path(_FLOAT), _RECIPE.value or spec.default_recipe,
+                          _path(_TFLITE), [pathlib.Path(w) for w in _WEIGHTS.value],
+                          log=console.log)
   elif _STEP.value == "bundle":
     outputs = {fmt: _path(flag) for fmt, flag in (("task", _TASK), ("litertlm", _LITERTLM))
                if flag.value}
     release.bundle_step(spec, variant, [pathlib.Path(w) for w in _WEIGHTS.value],
                         _path(_TFLITE), outputs, log=console.log)
   elif _STEP.value == "describe":
-    released = [p for p in (_path(_TFLITE), _path(_TASK), _path(_LITERTLM)) if p]
+    released = [p for p in (_path(_TFLITE), *map(pathlib.Path, _EXTRA.value), _path(_TASK),
+                            _path(_LITERTLM)) if p]
     figures = {(p.parent.name, p.stem): p for p in map(pathlib.Path, _FIGURES.value)}
     release.describe_step(spec, variant, lock, released, _path(_MANIFEST), _path(_CARD),
                           quality=figures.get(("quality", f"{spec.name}-{variant}")),

@@ -1,20 +1,33 @@
-"""Gemma 2B (https://huggingface.co/google/gemma-2b)."""
+"""Gemma 2B (https://huggingface.co/google/gemma-2b) and its instruction-tuned 2B-it."""
 
-from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
+from litezoo.core import HubPin, ModelSpec, Signatures, Variant, hookimpl
 from litezoo.families import gemma
 
-# No source pin yet: a pin needs the sha256 of every file at one revision, and the public record
-# found so far is incomplete (searched 2026-11-30). Revision 9cf48e52b224239de00d483ec8eb84fb8d0f3a3a
-# is the one several public projects pin (e.g. a Megatron-Bridge Gemma 2B recipe). LFS sha256s
-# appear as blob names in a Hugging Face cache committed to github.com/SubhamZap/gemma, of an
-# unrecorded revision:
-#   model-00001-of-00002.safetensors  98caad07f1e1d17fede7734906d6881d4cb231e1d0cd2ebcf7fc8a6317eee4d6
-#   model-00002-of-00002.safetensors  3342a2f7db857bc9873c699eef1416eb2b320603e5e042a6f7736689b26382cb
-#   tokenizer.json                    d0d908b4f9326e0998815690e325b6abbd378978553e10627924dd825db7e243
-#   tokenizer.model                   61a7b147390c64585d6c3543dd6fc636906c9af3865a5548f27f31aee1d4c8e2
-# The small files (config.json, generation_config.json, model.safetensors.index.json,
-# special_tokens_map.json, tokenizer_config.json) are plain git blobs there, so no sha256 of theirs
-# is public: pin once someone who accepted the licence hashes them at the revision.
+# The instruction-tuned 2B at the commit that was `main` on 2024-02-29. Every sha256 was read from a
+# public copy of that commit's tree (github.com/ananddhanabal/gemma, a clone of the hub repository
+# with its commit ids): LFS files from their pointers, small files hashed from blobs whose git ids
+# match the commit's. The base 2B has no pin: the sha256 of its small files at a known revision are
+# not public (searched 2026-12-01); pass --checkpoint=DIR for it.
+SOURCE_2B_IT = HubPin(
+    repo_id="google/gemma-2b-it",
+    revision="718cb189da9c5b2e55abe86f2eeffee9b4ae0dad",
+    sha256={
+        "config.json": "4d8c4b061fad0e3f51df4f8501873531a4d9fc5b70a7b09e2231d18a12ad7d27",
+        "generation_config.json":
+            "c89f77c237d7bc5efa9931a84ad7dd4503adf229dd9ea78ddd1d629f3dfb5bdf",
+        "model.safetensors.index.json":
+            "1b32948684e244670c6d7c9a9dc723bce5d4b2b34319879c9c1844a0cbf1a15a",
+        "model-00001-of-00002.safetensors":
+            "561656f892a2a1ca0837ca529c5ce820a72b40f4f563b1cd0a1acc0b3899c30c",
+        "model-00002-of-00002.safetensors":
+            "20fe2ee66bf1361241a6c522091a5e0328fc6c1703f93734889fa381fcf8760c",
+        "special_tokens_map.json":
+            "5b36db1ae0240191639152e5edfc68785230efb3b3cbb3ba546687a5a9e9c680",
+        "tokenizer.json": "05e97791a5e007260de1db7e1692e53150e08cea481e2bf25435553380c147ee",
+        "tokenizer.model": "61a7b147390c64585d6c3543dd6fc636906c9af3865a5548f27f31aee1d4c8e2",
+        "tokenizer_config.json": "4667139abbffdcb4404e0222e68333dfe8a9c349a2807340f78f28ae41f23384",
+    },
+)
 
 # https://huggingface.co/google/gemma-2b/blob/main/config.json
 CONFIG_2B = dict(
@@ -42,12 +55,15 @@ CONFIG_TINY = {**CONFIG_2B, **dict(vocab_size=256, hidden_size=64, intermediate_
 
 SPEC = ModelSpec(
     name="gemma",
-    version="0.4.0",
-    description="Gemma 2B base",
+    version="0.5.0",
+    description="Gemma 2B (base and instruction-tuned)",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
-    variants={"2b": Variant(CONFIG_2B, params=2_506_172_416), "tiny": Variant(CONFIG_TINY, random_weights=True)},
-    default_variant="2b",
+    # 2b-it's config.json is byte-identical to 2b's.
+    variants={"2b-it": Variant(CONFIG_2B, source=SOURCE_2B_IT, params=2_506_172_416),
+              "2b": Variant(CONFIG_2B, params=2_506_172_416),
+              "tiny": Variant(CONFIG_TINY, random_weights=True)},
+    default_variant="2b-it",
     family=gemma.FAMILY,
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024,
                           verify_lengths=(8,)),  # verify_8: speculative decoding

@@ -4,10 +4,12 @@ from litezoo.core import ModelSpec, Signatures, Variant, hookimpl
 from litezoo.families import phi
 
 # No source pin yet: a pin needs the sha256 of every file at one revision, and the public record
-# found so far is incomplete (searched 2026-11-30): revision 810d367871c1d460086d9f82db8696f2e0a0fcd0
-# with vocab.json 3ba3c3109ff33976c4bd966589c11ee14fcaa1f4c9e5e154c2ed7f99d80709e7 and merges.txt
-# 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5 (a Julia tokenizer package's
-# pinned assets); no public listing of the two safetensors shards' sha256 at a known revision.
+# is incomplete (searched 2026-11-30 and 2026-12-01). At revision
+# 810d367871c1d460086d9f82db8696f2e0a0fcd0: vocab.json 3ba3c3109ff33976c4bd966589c11ee14fcaa1f4c9e5e154c2ed7f99d80709e7
+# and merges.txt 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5 (a Julia tokenizer
+# package's pinned assets), model-00001-of-00002.safetensors
+# 7fbcdefa72edf7527bf5da40535b57d9f5bd3d16829b94a9d25d2b457df62e84 (one public download script);
+# the second shard, the index, config and tokenizer files are not public anywhere found.
 
 # https://huggingface.co/microsoft/phi-2/blob/main/config.json
 CONFIG_2_7B = dict(

@@ -17,7 +17,7 @@ import os
 import pathlib
 import re
 import tempfile
-from typing import Callable
+from typing import Callable, Sequence
 
 from litezoo import pipeline
 from litezoo.artifacts import files, manifest as manifest_lib
@@ -158,9 +158,12 @@ def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
 
 
 def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, recipe: str,
-                  out_tflite: pathlib.Path, log: Callable[[str], None] = print) -> None:
+                  out_tflite: pathlib.Path, inputs: Sequence[pathlib.Path] = (),
+                  log: Callable[[str], None] = print) -> None:
   """Quantizes a converted float artifact (a zoo_artifact's input) to `out_tflite`: seconds, as
-  the artifact cache does (pipeline.artifact), instead of a second conversion."""
+  the artifact cache does (pipeline.artifact), instead of a second conversion. A calibrated
+  recipe (gptq) reads the variant's weights from `inputs` (as convert_step does) and calibrates
+  on them first. Raises ReleaseError when the file holds another model."""
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
   source = manifest_lib.Artifact.read(float_tflite)
   if (source.manifest.model, source.manifest.variant) != (spec.name, variant):
@@ -169,7 +172,12 @@ def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, rec
   with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
     scratch = pathlib.Path(scratch)
     _own_cache(scratch)
-    _move(convert.quantize(spec, source, recipe, output_dir=scratch, log=log), out_tflite)
+    weights = windows = None
+    if recipes.calibrated(recipe):
+      weights = weights_from(spec, variant, list(inputs), scratch)
+      windows = pipeline.calibration_windows(spec, variant, weights, log)
+    _move(convert.quantize(spec, source, recipe, output_dir=scratch, calibration=windows,
+                           weights=weights, log=log), out_tflite)
 
 
 def bundle_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
@@ -197,13 +205,19 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
                   released: list[pathlib.Path], out_manifest: pathlib.Path,
                   out_card: pathlib.Path, quality: pathlib.Path | None = None,
                   speed: pathlib.Path | None = None) -> None:
-  """Writes the model card, then the manifest naming every file's sha256 (the card's too)."""
-  tflite = next(f for f in released if f.suffix == ".tflite")
+  """Writes the model card, then the manifest naming every file's sha256 (the card's too). The
+  first .tflite of `released` is the plugin's recipe's; later ones are the release's other
+  recipes (bazel/release.bzl `recipes`)."""
+  tflite, *others = [f for f in released if f.suffix == ".tflite"]
   artifact = manifest_lib.Artifact.read(tflite)
+  extras = {f.name: manifest_lib.Artifact.read(f).manifest for f in others}
   recipe = dict(artifact.manifest.recipe)
   listed = {f.name: {"sha256": files.sha256_file(f), "size_bytes": f.stat().st_size}
             for f in released}
-  card = model_card(spec, variant, lock, listed, recipe, _figures(quality), _figures(speed))
+  shipped = {recipe["name"]: tflite.name,
+             **{m.recipe["name"]: name for name, m in extras.items()}}
+  card = model_card(spec, variant, lock, listed, recipe, _figures(quality), _figures(speed),
+                    shipped=shipped)
   with files.atomic_path(out_card) as tmp:
     tmp.write_text(card)
   listed[out_card.name] = {"sha256": files.sha256_file(out_card),
@@ -216,13 +230,19 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
       "variant": variant,
       "pins": pins(spec, lock),
       "artifact": artifact.manifest.to_json(),
+      "other_recipes": {name: m.to_json() for name, m in sorted(extras.items())},
       "files": dict(sorted(listed.items())),
   }
   files.write_json(out_manifest, manifest)
 
 
 def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, recipe: dict,
-               quality: dict | None, speed: dict | None) -> str:
+               quality: dict | None, speed: dict | None,
+               shipped: dict[str, str] | None = None) -> str:
+  """The release's MODEL_CARD.md. `shipped` maps each released recipe's name to its .tflite (the
+  quality table marks those rows); `quality`/`speed` are tools/evaluate's and tools/benchmark's
+  JSON for this variant, or None."""
+  shipped = shipped or {recipe["name"]: next((n for n in listed if n.endswith(".tflite")), "")}
   source = spec.variant(variant).source
   source_line = {
       HubPin: lambda s: f"`{s.repo_id}` at revision `{s.revision}`, every file "
@@ -237,7 +257,9 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
       f"- Original model: {spec.url or 'n/a'}",
       f"- License of the weights: {spec.license or 'see the original model'}",
       f"- Variant: `{variant}`; weights: {source_line}",
-      f"- Recipe: `{recipe['name']}`",
+      f"- Recipe: `{recipe['name']}`" + "".join(
+          f"; also `{name}` in `{file}`" for name, file in shipped.items()
+          if name != recipe["name"]),
       f"- Signatures: {', '.join(signatures.names)}, sharing one set of weights; KV cache "
       f"{signatures.kv_cache_max_len} tokens; prefill returns the logits of "
       f"{'the last token' if signatures.prefill_logits == 'last' else 'every token'}",
@@ -253,9 +275,14 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
   if quality:
     lines += ["Perplexity on the evaluation text against the float model "
               f"({quality['float_perplexity']:.3f}), measured by `tools/evaluate`:", "",
-              "| recipe | perplexity vs float | top-1 agreement |", "|---|---|---|"]
-    lines += [f"| `{r['recipe']}` | {r['perplexity_change']:+.2%} | {r['top1_agreement']:.1%} |"
+              "| recipe | perplexity vs float | top-1 agreement | shipped as |",
+              "|---|---|---|---|"]
+    lines += [f"| `{r['recipe']}` | {r['perplexity_change']:+.2%} | {r['top1_agreement']:.1%} | "
+              f"{'`%s`' % shipped[r['recipe']] if r['recipe'] in shipped else ''} |"
               for r in quality["recipes"] if "perplexity_change" in r]
+    unmeasured = sorted(set(shipped) - {r["recipe"] for r in quality["recipes"]})
+    if unmeasured:
+      lines += ["", "Not measured: " + ", ".join(f"`{n}`" for n in unmeasured) + "."]
   else:
     lines.append("Not measured for this variant (`bazel run //tools:evaluate -- "
                  f"--model={spec.name}` writes docs/quality/).")
