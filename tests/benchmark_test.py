@@ -179,31 +179,33 @@ def test_unknown_serving_peer_is_an_error():
       "benchmark: error: unknown --serving_peers vllm; peers: zoo")
 
 
-def test_the_readme_serving_table_is_the_one_generated_from_the_committed_json():
-  root = testing.RUNFILES_ROOT / "litezoo"
-  readme = (root / "README.md").read_text()
-  results = json.loads((root / "docs" / "bench" / "serving-smollm2-135m.json").read_text())
+BENCH = testing.RUNFILES_ROOT / "litezoo" / "docs" / "bench"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("serving-*.json")))
+def test_the_readme_serving_tables_are_the_ones_generated_from_the_committed_json(name):
+  readme = (testing.RUNFILES_ROOT / "litezoo" / "README.md").read_text()
+  results = json.loads((BENCH / name).read_text())
   assert results["schema"] == serving.SCHEMA
   assert serving.markdown(results).strip() in readme
   assert serving.conditions(results) in readme  # the figures with the load they were taken at
 
 
-def test_the_readme_table_is_the_one_generated_from_the_committed_json():
-  """The README's figures are regenerated from docs/bench/*.json, never typed by hand."""
-  root = testing.RUNFILES_ROOT / "litezoo"
-  readme = (root / "README.md").read_text()
-  results = json.loads((root / "docs" / "bench" / "tinyllama-1.1b.json").read_text())
+@pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("*.json")
+                                        if not p.name.startswith("serving-")))
+def test_the_readme_tables_are_the_ones_generated_from_the_committed_json(name):
+  """The README's figures are regenerated from docs/bench/*.json (every recipe measured), never
+  typed by hand."""
+  readme = (testing.RUNFILES_ROOT / "litezoo" / "README.md").read_text()
+  results = json.loads((BENCH / name).read_text())
   assert results["schema"] == report.SCHEMA
   assert report.markdown(results).strip() in readme
 
 
-def test_the_tools_the_benchmark_starts_are_in_its_runfiles():
-  """`bazel run //tools:benchmark -- --serving` starts `python -m litezoo.tools.serve` (and
-  bundle): those modules must be in the benchmark binary's runfiles, which this test's data
-  (//tools:benchmark) brings. (They were not: "No module named litezoo.tools.serve".)"""
-  tools = testing.RUNFILES_ROOT / "litezoo" / "tools"
-  started = set()
-  for source in (tools / "benchmark.py", *sorted((tools / "bench").glob("*.py"))):
-    started |= set(re.findall(r'"-m", "litezoo\.tools\.(\w+)"', source.read_text()))
-  assert {"serve", "bundle"} <= started
-  assert [m for m in sorted(started) if not (tools / f"{m}.py").exists()] == []
+@pytest.mark.parametrize("recipe, kind", [
+    ("dynamic_int4_block32", "Q4_0"), ("dynamic_int4_block32:levels16", "Q4_0"),
+    ("dynamic_int4_block32:gptq,embedding=int8", "Q4_0"), ("dynamic_int8:hadamard", "Q8_0"),
+    ("dynamic_int4_block64", None)])
+def test_llama_cpp_is_measured_on_the_type_of_the_recipes_layout(recipe, kind):
+  from litezoo.tools.bench import llamacpp  # pylint: disable=g-import-not-at-top
+  assert llamacpp.gguf_type(recipe) == kind

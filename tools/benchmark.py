@@ -94,7 +94,8 @@ def main(argv):
   out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   stem = results["model"] + "-" + results["variant"]
   if results["recipe"] != default_recipe:
-    stem += "_" + results["recipe"]
+    from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+    stem += "_" + recipes.parse(results["recipe"]).file_tag
   artifacts.write_json(out / f"{stem}.json", results)
   with artifacts.atomic_path(out / f"{stem}.md") as tmp:
     tmp.write_text(report.markdown(results))
@@ -243,6 +244,9 @@ def _serving() -> int:
   results["seconds"] = round(time.time() - started, 1)
   out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   stem = f"serving-{name}"
+  if s.recipe != s.spec.default_recipe:  # one file per recipe: another recipe does not overwrite it
+    from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+    stem += "_" + recipes.parse(s.recipe).file_tag
   artifacts.write_json(out / f"{stem}.json", results)
   table = serving.markdown(results)
   with artifacts.atomic_path(out / f"{stem}.md") as tmp:

@@ -9,9 +9,17 @@ next-token distributions; file size and bits per weight. When llama.cpp is built
 (tools/setup_llamacpp.sh) and the weights are a GGUF, llama.cpp's F16/Q8_0/Q4_0/Q4_K_M of the same
 file join the table (tools/evaluation/llamacpp.py). Writes JSON, a markdown table with the
 project's quality targets and by how much each is missed, and a plot.
+
+`--tasks=all` (or task names, or paths of .jsonl files) adds accuracy on the offline task sets of
+quant/data/tasks (multiple choice by lm-eval's log-likelihood method, short answers by greedy
+generation; tools/evaluation/tasks.py) for the float PyTorch model and each recipe's .tflite, and
+with `--tasks_litertlm` for each recipe's .litertlm in Google's LiteRT-LM engine too:
+
+  bazel run //tools:evaluate -- --model=smollm2 --quantize=dynamic_int8 --tasks=all
 """
 
 import pathlib
+import tempfile
 
 from absl import flags
 
@@ -23,7 +31,7 @@ from litezoo.quant import recipes
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
-from litezoo.tools.evaluation import llamacpp, perplexity, report
+from litezoo.tools.evaluation import llamacpp, perplexity, report, tasks
 
 TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wonderland.txt"
 # The named recipes worth a row, and the options that improve them (docs/quality.md). fp16 is left
@@ -44,9 +52,20 @@ _WINDOW = flags.DEFINE_integer("window", 256, "Tokens per scored window.")
 _MAX_TOKENS = flags.DEFINE_integer("max_tokens", 8192, "Score this many tokens of the text "
                                    "(0: all of it).")
 _KV_LEN = flags.DEFINE_integer("kv_cache_max_len", 0, "KV cache length of the evaluated files "
-                               "(default: the window, at least 128); scores do not depend on it.")
+                               "(default: the window, at least 128, and room for the longest "
+                               "--tasks prompt); scores do not depend on it.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "eval", "Where the JSON, table and plot go.")
+_TASKS = flags.DEFINE_list(
+    "tasks", None, "Also score these offline task sets on the float model and every recipe: "
+    f"names in quant/data/tasks ({', '.join(tasks.available())}), `all`, or paths of .jsonl "
+    "files (format: quant/data/tasks/README.md).")
+_TASK_LIMIT = flags.DEFINE_integer("task_limit", 0, "With --tasks: score the first N items of "
+                                   "each task (0: all of them).")
+_TASKS_LITERTLM = flags.DEFINE_bool(
+    "tasks_litertlm", False, "With --tasks: also bundle each recipe's .tflite as a .litertlm "
+    "and score the tasks in Google's LiteRT-LM engine, as a user's engine runs the file (its "
+    "default CPU activations).")
 
 
 def main(argv):
@@ -55,17 +74,36 @@ def main(argv):
                              ("threads", _THREADS.value, 1)):
     if value < least:
       raise zoo_flags.FlagError(f"--{name} must be at least {least}, got {value}")
+  if _TASKS.value is None:
+    for name in ("task_limit", "tasks_litertlm"):
+      if flags.FLAGS[name].present:
+        raise zoo_flags.FlagError(f"--{name} applies to --tasks, which is not given")
+  elif not _TASKS.value:
+    raise zoo_flags.FlagError("--tasks is empty: name tasks ("
+                              f"{', '.join(tasks.available())}), all, or .jsonl files")
+  if _TASK_LIMIT.value < 0:
+    raise zoo_flags.FlagError(f"--task_limit must be at least 0, got {_TASK_LIMIT.value}")
+  # Read and checked before any model is loaded: a bad line fails in a second.
+  task_list = [t.limited(_TASK_LIMIT.value)
+               for t in tasks.resolve(_TASKS.value or [], common.user_path)]
   s = _SELECT.selection()
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   kv_len = _KV_LEN.value or max(_WINDOW.value, 128)
   if kv_len < _WINDOW.value:
     raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} is shorter than --window")
+  tok = pipeline.tokenizer(s.weights, console.log)
+  if task_list:
+    needed = tasks.tokens_needed(task_list, tok)
+    if _KV_LEN.value and kv_len < needed:
+      raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} cannot hold the longest task "
+                                f"prompt with its answer ({needed} tokens): raise it or leave it "
+                                "out")
+    kv_len = max(kv_len, -(-needed // 64) * 64)
   # Scoring reads every position: prefill returns them all (one call per window).
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
                                 if n <= _WINDOW.value) or (_WINDOW.value,), kv_len,
                           prefill_logits="all")
-  tok = pipeline.tokenizer(s.weights, console.log)
   tokens = tok.encode(TEXT.read_text())
   prefix = []
   if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:
@@ -91,6 +129,16 @@ def main(argv):
   baseline, scores = perplexity.evaluate(TorchDecoder(model, signatures.kv_cache_max_len),
                                          runners, tokens, _WINDOW.value, progress=console.log,
                                          prefix=prefix)
+  float_tasks, task_rows, litertlm_skipped, litertlm_failed = {}, {}, None, {}
+  if task_list:
+    float_tasks = tasks.score(tasks.DecoderBackend(
+        TorchDecoder(model, signatures.kv_cache_max_len), tok), task_list, "float", console.log)
+    for recipe, run in runners.items():
+      task_rows[recipe] = {"tasks": tasks.score(tasks.DecoderBackend(run, tok), task_list, recipe,
+                                                console.log)}
+    if _TASKS_LITERTLM.value:
+      litertlm_skipped = _score_litertlm(s, artifacts, tok, task_list, task_rows,
+                                         litertlm_failed)
   params = sum(p.numel() for p in model.parameters())
   rows = []
   for recipe, score in scores.items():
@@ -104,6 +152,8 @@ def main(argv):
         "top1_agreement": score.top1_agreement, "mean_kl": score.mean_kl,
         "tokens": score.tokens,
     })
+    for key, results in task_rows.get(recipe, {}).items():
+      rows[-1][key] = {n: r.to_json(float_tasks[n]) for n, r in results.items()}
   chunks = max(1, len(tokens) // _WINDOW.value)  # as much of the text as the zoo's rows
   try:
     llama_rows = llamacpp.evaluate(s.weights.path, TEXT, _WINDOW.value, chunks, _THREADS.value,
@@ -118,10 +168,17 @@ def main(argv):
             "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
             "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped},
             "versions": versions()}
+  if task_list:
+    result["tasks"] = {
+        "files": {t.name: _shown(t.path) for t in task_list}, "limit": _TASK_LIMIT.value,
+        "float": {n: r.to_json() for n, r in float_tasks.items()},
+        "litertlm": (None if not _TASKS_LITERTLM.value else
+                     {"skipped": litertlm_skipped, "failed": litertlm_failed,
+                      "activations": "the engine's CPU default"})}
   files.write_json(out / f"{name}.json", result)
-  markdown = (f"{report.table(name, rows + llama_rows)}\n\nPyTorch float32 perplexity "
-              f"{baseline.perplexity:.3f} over {baseline.tokens} scored tokens ({TEXT.name}, "
-              f"windows of {_WINDOW.value}).\n")
+  markdown = (f"{report.table(name, rows + llama_rows, result.get('tasks'))}\n\nPyTorch float32 "
+              f"perplexity {baseline.perplexity:.3f} over {baseline.tokens} scored tokens "
+              f"({TEXT.name}, windows of {_WINDOW.value}).\n")
   if llama_rows:
     markdown += (f"\nllama.cpp rows: `llama-quantize` of the same GGUF, `llama-perplexity -c "
                  f"{_WINDOW.value} --chunks {chunks}` on the same text, each relative to llama.cpp's "
@@ -129,6 +186,8 @@ def main(argv):
                  "second half of each chunk, so only the changes compare).\n")
   else:
     markdown += f"\nNo llama.cpp rows: {llama_skipped}\n"
+  if task_list:
+    markdown += report.task_notes(result["tasks"])
   markdown += report.targets(rows, llama_rows)
   for recipe, reason in skipped.items():
     markdown += f"\n`{recipe}` does not apply: {reason}\n"
@@ -138,6 +197,45 @@ def main(argv):
   console.out(markdown)
   console.out(f"wrote {out / name}.json, .md and .png")
   return 0
+
+
+def _shown(path) -> str:
+  """A task file's path as the JSON records it: relative to the zoo for a shipped one."""
+  try:
+    return str(path.relative_to(tasks.TASKS_DIR.parents[2]))
+  except ValueError:
+    return str(path)
+
+
+def _score_litertlm(s, artifacts, tok, task_list, task_rows, failed) -> str | None:
+  """Scores the tasks on each recipe's .litertlm (written to a temp dir, one at a time) in
+  LiteRT-LM's engine, into task_rows[recipe]["tasks_litertlm"]; a recipe whose file could not be
+  written or run gets the reason in `failed`. Returns why none ran (no engine, no bundle for this
+  model), or None."""
+  from litezoo.artifacts import bundle  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory(prefix="litezoo-tasks-") as scratch:
+    for recipe in task_rows:
+      try:
+        path = bundle.write_bundles(artifacts[recipe], tok, s.weights.path, pathlib.Path(scratch),
+                                    formats=("litertlm",),
+                                    litertlm_type=s.spec.family.litertlm_type,
+                                    log=console.log)["litertlm"]
+      except bundle.BundleError as e:  # the tokenizer, the same for every recipe
+        console.log(f"no LiteRT-LM task scores: {e}")
+        return f"the .litertlm could not be written: {e}"
+      try:
+        backend = tasks.LiteRTLMBackend(path, threads=_THREADS.value)
+        task_rows[recipe]["tasks_litertlm"] = tasks.score(backend, task_list,
+                                                          f"{recipe} .litertlm", console.log)
+        del backend  # the engine holds the file's weights
+      except tasks.Skipped as e:
+        console.log(f"no LiteRT-LM task scores: {e}")
+        return str(e)
+      except RuntimeError as e:  # the engine's own refusal, e.g. an op its CPU path lacks
+        console.log(f"{recipe}: LiteRT-LM failed: {e}")
+        failed[recipe] = str(e)
+      path.unlink()
+  return None
 
 
 if __name__ == "__main__":

@@ -17,17 +17,51 @@ PYTHON="${PYTHON:-$HERE/.venv/bin/python}"
 JOBS="${JOBS:-$(nproc)}"
 
 TARGETS="llama-bench llama-quantize llama-perplexity llama-tokenize llama-server"
-have_all() { for t in $TARGETS; do [[ -x "$ROOT/bin/$t" ]] || return 1; done; }
-if have_all && [[ -f "$ROOT/DONE" ]]; then
-  echo "llama.cpp $VERSION already built in $ROOT"
-  exit 0
-fi
-for tool in cmake c++; do
+for tool in cmake c++ cc; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found; install it (Debian: apt-get install -y cmake g++)" >&2; exit 2; }
 done
 
+# GGML_NATIVE builds for what the CPU reports. Some VMs report AMX but fault on its tile
+# instructions (SIGILL in ggml's AMX matmul): run one tile instruction first, and build without
+# AMX where it faults.
+EXTRA_FLAGS=""
+if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+  probe=$(mktemp -d)
+  cat > "$probe/amx.c" <<'C'
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+  unsigned char cfg[64];
+  if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) return 1;
+  memset(cfg, 0, sizeof cfg);
+  cfg[0] = 1; cfg[16] = 64; cfg[48] = 16;  /* palette 1; tile 0: 16 rows of 64 bytes */
+  _tile_loadconfig(cfg);
+  _tile_zero(0);
+  _tile_release();
+  return 0;
+}
+C
+  if ! { cc -O1 -mamx-tile "$probe/amx.c" -o "$probe/amx" 2>/dev/null && "$probe/amx"; } 2>/dev/null; then
+    echo "this CPU reports AMX but its tile instructions fault here: building llama.cpp without AMX"
+    EXTRA_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  fi
+  rm -rf "$probe"
+fi
+
+have_all() { for t in $TARGETS; do [[ -x "$ROOT/bin/$t" ]] || return 1; done; }
+if have_all && [[ -f "$ROOT/DONE" ]] && [[ "$(cat "$ROOT/DONE")" == "$EXTRA_FLAGS" ]]; then
+  echo "llama.cpp $VERSION already built in $ROOT"
+  exit 0
+fi
+
 mkdir -p "$ROOT"
 cd "$ROOT"
+rm -f DONE
+if [[ -f "$ROOT/FLAGS" && "$(cat "$ROOT/FLAGS")" != "$EXTRA_FLAGS" ]]; then
+  rm -rf build  # built for other CPU flags
+fi
 if [[ -f "$ROOT/src/vendor/llama.cpp/CMakeLists.txt" && -d "$ROOT/build" ]]; then
   echo "reusing unpacked source and build tree in $ROOT"
   SRC="$ROOT/src/vendor/llama.cpp"
@@ -47,7 +81,9 @@ SRC="$ROOT/src/vendor/llama.cpp"
 fi
 
 echo "[3/3] building $TARGETS with $JOBS jobs (about 9 minutes on 2 cores)"
+echo "$EXTRA_FLAGS" > FLAGS
 cmake -S "$SRC" -B build -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+  -DCMAKE_C_FLAGS="$EXTRA_FLAGS" -DCMAKE_CXX_FLAGS="$EXTRA_FLAGS" \
   -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
   >cmake.log
 cmake --build build --target $TARGETS -j "$JOBS" >build.log
@@ -57,5 +93,5 @@ for t in $TARGETS; do cp "build/bin/$t" bin/; done
 find build/bin -maxdepth 1 -name '*.so*' -exec cp -P {} bin/ \;
 ln -sfn "$SRC" llama.cpp
 bin/llama-bench --help >/dev/null
-touch DONE
+echo "$EXTRA_FLAGS" > DONE
 echo "built $ROOT/bin/llama-bench and llama-quantize; converter: $ROOT/llama.cpp/convert_hf_to_gguf.py"

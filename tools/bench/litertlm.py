@@ -39,11 +39,11 @@ def run_zoo_bundle(target: Target) -> dict:
 
 def run_export_hf(target: Target) -> dict:
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
-  parsed = recipes.parse(target.recipe)
-  if parsed.default == "none":
+  base = recipes.parse(target.recipe).default.split(":")[0]  # options keep the layout
+  if base == "none":
     quant = []
-  elif parsed.default in EXPORT_HF_RECIPES:
-    quant = [f"--quantization_recipe={EXPORT_HF_RECIPES[parsed.default]}"]
+  elif base in EXPORT_HF_RECIPES:
+    quant = [f"--quantization_recipe={EXPORT_HF_RECIPES[base]}"]
   else:
     raise Skipped(f"no export_hf quantization recipe matches {target.recipe}")
   out = target.work / "export_hf"

@@ -23,6 +23,13 @@ GGUF_TYPES = {"dynamic_int8": "Q8_0", "weight_only_int8": "Q8_0", "dynamic_int4_
               "dynamic_int4_block128": "Q4_0", "fp16": "F16", "none": "F32"}
 
 
+def gguf_type(recipe: str) -> str | None:
+  """The llama.cpp type a zoo recipe is measured against (Q4_0 for int4 blocks), or None. Options
+  (levels16, gptq, ...) change the values, not the layout: the base recipe decides."""
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+  return GGUF_TYPES.get(recipes.parse(recipe).default.split(":")[0])
+
+
 def default_dir() -> pathlib.Path:
   return files.cache_root() / "llama.cpp" / VERSION
 
@@ -37,8 +44,7 @@ def _build(target: Target) -> pathlib.Path:
 
 def run_export(target: Target) -> dict:
   root = _build(target)
-  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
-  kind = GGUF_TYPES.get(recipes.parse(target.recipe).default)
+  kind = gguf_type(target.recipe)
   if kind is None:
     raise Skipped(f"no GGUF type matches {target.recipe}")
   out = target.work / "llamacpp"

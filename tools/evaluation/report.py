@@ -9,15 +9,57 @@ INT8_MAX_CHANGE, INT8_MIN_TOP1 = 0.01, 0.95
 INT4_MAX_CHANGE = 0.10
 
 
-def table(model: str, rows: list[dict]) -> str:
+def table(model: str, rows: list[dict], task_info: dict | None = None) -> str:
+  """The markdown table; with `task_info` (evaluate's JSON "tasks"), a column per task (and per
+  task through LiteRT-LM, when scored): each row's accuracy and its change from the float PyTorch
+  model in points."""
+  float_tasks = (task_info or {}).get("float", {})
+  columns = [("tasks", n, n) for n in float_tasks]
+  if any(r.get("tasks_litertlm") for r in rows):
+    columns += [("tasks_litertlm", n, f"{n} (LiteRT-LM)") for n in float_tasks]
   lines = [f"| {model} recipe | size (MiB) | bits/weight | perplexity | vs float | top-1 agree | "
-           "mean KL |", "|---|---|---|---|---|---|---|"]
+           "mean KL |" + "".join(f" {title} |" for _, _, title in columns),
+           "|---|---|---|---|---|---|---|" + "---|" * len(columns)]
   for r in rows:
     top1 = "—" if r.get("top1_agreement") is None else f"{r['top1_agreement']:.2%}"
     kl = "—" if r.get("mean_kl") is None else f"{r['mean_kl']:.4f}"
-    lines.append(f"| `{r['recipe']}` | {r['size_bytes'] / 2**20:.1f} | {r['bits_per_weight']:.2f} | "
-                 f"{r['perplexity']:.3f} | {r['perplexity_change']:+.2%} | {top1} | {kl} |")
+    cells = ""
+    for key, name, _ in columns:
+      score = r.get(key, {}).get(name)
+      cells += (" — |" if score is None else f" {score['accuracy']:.1%} "
+                f"({(score['accuracy'] - float_tasks[name]['accuracy']) * 100:+.1f} pt) |")
+    lines.append(f"| `{r['recipe']}` | {r['size_bytes'] / 2**20:.1f} | "
+                 f"{r['bits_per_weight']:.2f} | {r['perplexity']:.3f} | "
+                 f"{r['perplexity_change']:+.2%} | {top1} | {kl} |" + cells)
   return "\n".join(lines)
+
+
+def task_notes(task_info: dict) -> str:
+  """Markdown lines under the table: the float model's task scores and how they were measured."""
+  parts = []
+  for name, score in task_info["float"].items():
+    if score["kind"] == "multiple_choice":
+      parts.append(f"{name} {score['accuracy']:.1%} (length-normalised "
+                   f"{score['accuracy_norm']:.1%})")
+    else:
+      parts.append(f"{name} {score['accuracy']:.1%} exact ({score['prefix_accuracy']:.1%} prefix)")
+  counts = ", ".join(f"{n} {s['items']}" for n, s in task_info["float"].items())
+  lines = [f"\nTasks ({counts} items; {', '.join(task_info['files'].values())}): PyTorch float32 "
+           f"{', '.join(parts)}. Multiple choice: lm-eval's log-likelihood of each choice after "
+           "the question, the largest picked; short answers: greedy, cut at a newline, period or "
+           "comma, normalised exact match. Columns: accuracy through each recipe's .tflite and the "
+           "zoo's runner (change from the float model in points); agreement with the float "
+           "model's picks and answers is in the JSON."]
+  litertlm = task_info.get("litertlm")
+  if litertlm and litertlm.get("skipped"):
+    lines.append(f"\nNo LiteRT-LM task scores: {litertlm['skipped']}")
+  elif litertlm:
+    lines.append("\nLiteRT-LM columns: each recipe's .litertlm in Google's LiteRT-LM engine with "
+                 "its default CPU settings, as a user's engine runs it; choices scored by its "
+                 "run_text_scoring.")
+    lines += [f"\n`{recipe}` did not run in LiteRT-LM: {reason}"
+              for recipe, reason in litertlm.get("failed", {}).items()]
+  return "\n".join(lines) + "\n"
 
 
 def _is_int4(recipe: str) -> bool:
