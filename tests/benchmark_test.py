@@ -202,6 +202,23 @@ def test_the_readme_tables_are_the_ones_generated_from_the_committed_json(name):
   assert report.markdown(results).strip() in readme
 
 
+def test_the_committed_figures_include_int8_and_a_4bit_recipe():
+  measured = {json.loads(p.read_text())["recipe"] for p in BENCH.glob("tinyllama-1.1b*.json")}
+  assert "dynamic_int8" in measured and any("int4" in r for r in measured), measured
+
+
+def test_the_tools_the_benchmark_starts_are_in_its_runfiles():
+  """`bazel run //tools:benchmark -- --serving` starts `python -m litezoo.tools.serve` (and
+  bundle): those modules must be in the benchmark binary's runfiles, which this test's data
+  (//tools:benchmark) brings. (They were not: "No module named litezoo.tools.serve".)"""
+  tools = testing.RUNFILES_ROOT / "litezoo" / "tools"
+  started = set()
+  for source in (tools / "benchmark.py", *sorted((tools / "bench").glob("*.py"))):
+    started |= set(re.findall(r'"-m", "litezoo\.tools\.(\w+)"', source.read_text()))
+  assert {"serve", "bundle"} <= started
+  assert [m for m in sorted(started) if not (tools / f"{m}.py").exists()] == []
+
+
 @pytest.mark.parametrize("recipe, kind", [
     ("dynamic_int4_block32", "Q4_0"), ("dynamic_int4_block32:levels16", "Q4_0"),
     ("dynamic_int4_block32:gptq,embedding=int8", "Q4_0"), ("dynamic_int8:hadamard", "Q8_0"),
