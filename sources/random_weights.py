@@ -116,7 +116,14 @@ def checkpoint(name: str, config: Mapping[str, Any], seed: int = 0,
     model = random_model(config, seed)
     model.save_pretrained(scratch, safe_serialization=True)
     del model
-    write_tokenizer(scratch, int(config["vocab_size"]))
+    vocab_size = int(config["vocab_size"])
+    write_tokenizer(scratch, vocab_size)
+    # transformers loads a tokenizer by the config's model_type, and some (Qwen2's) add special
+    # tokens of their own: shrink the pieces so the loaded tokenizer fits the model's logits.
+    import transformers  # pylint: disable=g-import-not-at-top
+    added = len(transformers.AutoTokenizer.from_pretrained(scratch)) - vocab_size
+    if added > 0:
+      write_tokenizer(scratch, vocab_size - added)
     (scratch / _READY).write_text("complete\n")
     shutil.rmtree(directory, ignore_errors=True)
     scratch.rename(directory)

@@ -118,6 +118,21 @@ def test_random_checkpoint_tokenizer_matches_sentencepiece(tmp_path):
   assert hf(text).input_ids == [sp.bos_id()] + sp.encode(text)  # BOS first, as Llama's
 
 
+def test_a_random_checkpoints_tokenizer_fits_the_logits_whatever_its_model_type(tmp_path,
+                                                                              monkeypatch):
+  """transformers loads Qwen2's tokenizer class for a qwen2 config, which adds <|endoftext|>: the
+  random checkpoint's tokenizer still has exactly vocab_size tokens (the .litertlm bundle of a
+  Qwen-shaped benchmark was refused: 151937 tokens for 151936 logits)."""
+  import transformers  # pylint: disable=g-import-not-at-top
+  from litezoo.sources import random_weights  # pylint: disable=g-import-not-at-top
+  from litezoo.tests import family_configs  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path))
+  for kind in ("qwen2", "llama3"):
+    config = family_configs.TINY[kind]
+    directory = random_weights.checkpoint(f"tiny-{kind}", config, log=lambda _: None)
+    assert len(transformers.AutoTokenizer.from_pretrained(directory)) == config["vocab_size"]
+
+
 @pytest.mark.parametrize("model, variant", [("tinyllama", "1.1b"), ("phi2", "2.7b"),
                                             ("smollm2", "135m")])
 def test_decode_read_fraction_matches_transformers_parameter_counts(model, variant):
