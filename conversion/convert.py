@@ -273,6 +273,9 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
   if source.recipe_name != "none" or not float_artifact.intact():
     raise ConvertError(f"{float_artifact.path} is not an intact float32 artifact")
   recipe = recipes.check(recipe)
+  if recipe == "none":
+    raise ConvertError(f"{float_artifact.path.name} is already the float32 (none) artifact: "
+                       "quantize it with a quantized recipe")
   identity = {k: v for k, v in source.checkpoint.items() if k != "transform"}
   with torch.device("meta"):  # only the config object is needed: allocate nothing
     model_config = spec.family.build(spec.family.config(source.config),

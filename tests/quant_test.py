@@ -401,7 +401,34 @@ def test_a_release_quantizes_a_float_artifact_with_gptq_as_the_pipeline_does(tin
     assert built.path.read_bytes() == direct.path.read_bytes()
 
 
+def test_quantizing_to_none_is_refused(tinyllama, tmp_path):
+  with pytest.raises(convert.ConvertError, match="is already the float32 .none. artifact"):
+    tinyllama.quantize("none", tmp_path)
+  assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--float={d}/missing.tflite", "--out={d}/o.tflite"),
+     "--float={d}/missing.tflite is not a file: give a converted float .tflite"),
+    (("--float={d}/f.tflite", "--out={d}/f.tflite"),
+     "--out is the --float file: write the quantized artifact elsewhere"),
+    (("--float={d}/f.tflite", "--out={d}/nodir/o.tflite"),
+     "--out={d}/nodir/o.tflite must be a file path in an existing directory"),
+    (("--float={d}/f.tflite", "--out={d}"),
+     "--out={d} must be a file path in an existing directory"),
+])
+def test_the_artifact_tool_refuses_paths_that_cannot_work(args, message, tmp_path):
+  """Found by a first-hour trial: these gave tracebacks, and --out=--float overwrote the input."""
+  (tmp_path / "f.tflite").write_bytes(b"kept")
+  run = testing.run_tool("artifact", "--model=tinyllama", "--variant=tiny",
+                         "--quantize=dynamic_int8", *(a.format(d=tmp_path) for a in args))
+  assert testing.one_line_error(run, "artifact").endswith(message.format(d=tmp_path))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tflite"]
+  assert (tmp_path / "f.tflite").read_bytes() == b"kept"
+
+
 def test_the_artifact_tool_refuses_weights_for_an_uncalibrated_quantization(tmp_path):
+  (tmp_path / "float.tflite").write_bytes(b"kept")
   run = testing.run_tool("artifact", "--model=tinyllama", "--variant=tiny",
                          "--quantize=dynamic_int8", f"--float={tmp_path / 'float.tflite'}",
                          f"--weights={tmp_path / 'model.safetensors'}",
@@ -409,4 +436,4 @@ def test_the_artifact_tool_refuses_weights_for_an_uncalibrated_quantization(tmp_
   assert testing.one_line_error(run, "artifact").endswith(
       "--weights cannot apply with --float and dynamic_int8: only a calibrated recipe (gptq) "
       "reads the weights again")
-  assert not list(tmp_path.iterdir())
+  assert [p.name for p in tmp_path.iterdir()] == ["float.tflite"]

@@ -146,3 +146,22 @@ def test_a_release_ships_other_recipes_beside_its_own_each_with_its_quality_row(
   assert "| `dynamic_int8` | +1.00% | 97.0% | `tinyllama.tflite` |" in text
   assert "| `dynamic_int4_block32` | +40.00% | 60.0% |  |" in text
   assert f"Not measured: `{int4}`." in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--step=quantize", "--float={d}/f.tflite"), "--step=quantize needs --tflite=PATH.tflite"),
+    (("--step=convert",), "--step=convert needs --tflite=PATH.tflite"),
+    (("--step=describe",), "--step=describe needs --tflite=PATH.tflite"),
+    (("--update_pins", "--check_pins"), "choose one of --update_pins and --check_pins"),
+    (("--update_pins", "--step=describe", "--tflite={d}/x.tflite"),
+     "choose one of --update_pins and --step=describe"),
+    (("--step=quantize", "--float={d}/missing.tflite", "--tflite={d}/x.tflite"),
+     "--float={d}/missing.tflite is not a file: give a converted float .tflite"),
+])
+def test_the_release_tool_refuses_incomplete_or_conflicting_actions(args, message, tmp_path):
+  """Found by a first-hour trial: these gave tracebacks or were silently ignored."""
+  (tmp_path / "f.tflite").write_bytes(b"kept")
+  run = testing.run_tool("release", "--model=tinyllama", "--variant=tiny",
+                         *(a.format(d=tmp_path) for a in args))
+  assert testing.one_line_error(run, "release").endswith(message.format(d=tmp_path))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tflite"]

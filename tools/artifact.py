@@ -31,7 +31,15 @@ def main(argv):
   if not _OUT.value:
     raise zoo_flags.FlagError("give --out=PATH.tflite (bazel/artifact.bzl does)")
   out = pathlib.Path(_OUT.value)
+  if out.is_dir() or not out.parent.is_dir():
+    raise zoo_flags.FlagError(f"--out={out} must be a file path in an existing directory")
   if _FLOAT.value:
+    source = pathlib.Path(_FLOAT.value)
+    if not source.is_file():
+      raise zoo_flags.FlagError(f"--float={source} is not a file: give a converted float .tflite")
+    if source.resolve() == out.resolve():
+      raise zoo_flags.FlagError("--out is the --float file: write the quantized artifact "
+                                "elsewhere")
     if zoo_flags.given("prefill_seq_lens") or zoo_flags.given("kv_cache_max_len") or \
         zoo_flags.given("kv_layout"):
       raise zoo_flags.FlagError("--float quantizes an artifact as it was converted: signatures "

@@ -56,6 +56,16 @@ def main(argv):
     if flag.value and _STEP.value not in steps:
       raise zoo_flags.FlagError(f"--{flag.name} cannot apply without --step="
                                 f"{' or '.join(steps)}")
+  actions = [name for name, given in (("--update_pins", _UPDATE_PINS.value),
+                                       ("--check_pins", _CHECK_PINS.value),
+                                       (f"--step={_STEP.value}", _STEP.value)) if given]
+  if len(actions) > 1:
+    raise zoo_flags.FlagError(f"choose one of {' and '.join(actions)}")
+  if _STEP.value and not _TFLITE.value:
+    raise zoo_flags.FlagError(f"--step={_STEP.value} needs --tflite=PATH.tflite")
+  if _FLOAT.value and not pathlib.Path(_FLOAT.value).is_file():
+    raise zoo_flags.FlagError(f"--float={_FLOAT.value} is not a file: give a converted float "
+                              ".tflite")
   lock = _path(_LOCK) or _workspace() / "requirements.lock"
   plugin_dir = _workspace() / "plugins" / spec.name
   if _UPDATE_PINS.value:
