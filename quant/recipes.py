@@ -81,6 +81,12 @@ class Recipe:
     return ",".join([self.default] + [f"{c}={r}" for c, r in self.overrides])
 
   @property
+  def base(self) -> str:
+    """The default's recipe name without its options: what decides the file's layout (levels16,
+    gptq, ... change the values only)."""
+    return self.default.split(":")[0]
+
+  @property
   def file_tag(self) -> str:
     """The name as it appears in an artifact's file name."""
     return self.name.replace(",", "+").replace("=", "-").replace(":", "@")

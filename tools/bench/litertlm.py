@@ -39,7 +39,7 @@ def run_zoo_bundle(target: Target) -> dict:
 
 def run_export_hf(target: Target) -> dict:
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
-  base = recipes.parse(target.recipe).default.split(":")[0]  # options keep the layout
+  base = recipes.parse(target.recipe).base
   if base == "none":
     quant = []
   elif base in EXPORT_HF_RECIPES:

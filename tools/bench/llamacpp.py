@@ -27,7 +27,7 @@ def gguf_type(recipe: str) -> str | None:
   """The llama.cpp type a zoo recipe is measured against (Q4_0 for int4 blocks), or None. Options
   (levels16, gptq, ...) change the values, not the layout: the base recipe decides."""
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
-  return GGUF_TYPES.get(recipes.parse(recipe).default.split(":")[0])
+  return GGUF_TYPES.get(recipes.parse(recipe).base)
 
 
 def default_dir() -> pathlib.Path:
