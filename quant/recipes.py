@@ -34,8 +34,9 @@ RECIPES: dict[str, str] = {
 }
 # Short names accepted in overrides.
 ALIASES = {"int8": "dynamic_int8", "int4": "dynamic_int4_block32", "float16": "fp16"}
-# The building blocks' parts a recipe can treat differently. A tied LM head is the embedding.
-COMPONENTS = ("embedding", "attention", "feedforward")
+# The building blocks' parts a recipe can treat differently, broadest first: a later one wins
+# where they overlap (down_proj is part of feedforward). A tied LM head is the embedding.
+COMPONENTS = ("embedding", "attention", "feedforward", "down_proj")
 # Options a quantized recipe can take; at most one algorithm. minmax is the default (and dropped
 # from canonical names).
 ALGORITHMS = {
@@ -63,6 +64,9 @@ _LM_HEAD = "logits_output"  # the LM head FC of every signature: `<signature>_lo
 _REGEX = {
     "attention": r"layers\.attention\.CausalSelfAttention",
     "feedforward": r"layers\.feed_forward\.",
+    # The MLP's output projection (litert-torch's w2): its inputs carry the largest activations,
+    # so it loses most at 4 bits (llama.cpp's Q4_K_M gives ffn_down more bits for the same reason).
+    "down_proj": r"layers\.feed_forward\.\w+/torch\.nn\.modules\.linear\.Linear_w2;",
 }
 
 
@@ -197,7 +201,9 @@ def resolve(text: str, tied_embedding: bool) -> list[dict] | None:
   if recipe.default == "none" and not recipe.overrides:
     return None
   entries = [_entry(".*", recipe.default)]
-  for component, part in recipe.overrides:
+  overrides = dict(recipe.overrides)
+  for component in (c for c in COMPONENTS if c in overrides):
+    part = overrides[component]
     if component == "embedding":
       regex = f"{_EMBEDDING}|{_LM_HEAD}" if tied_embedding else _EMBEDDING
     else:

@@ -162,6 +162,19 @@ def test_component_overrides_reach_their_components(tinyllama, tmp_path):
   assert found.params_by_type["INT8"] == 2 * c["vocab_size"] * hidden
 
 
+@pytest.mark.parametrize("recipe", [
+    "dynamic_int4_block32,feedforward=fp16,down_proj=int8",
+    "dynamic_int4_block32,down_proj=int8,feedforward=fp16",  # the narrower one wins either way
+])
+def test_down_proj_overrides_the_feedforward_it_is_part_of(tinyllama, recipe, tmp_path):
+  c = tinyllama.config
+  hidden, inter, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+  found = flatbuffer.weights(tinyllama.quantize(recipe, tmp_path).path)
+  assert found.params_by_type["INT8"] == layers * hidden * inter  # the down projections
+  assert found.params_by_type["FLOAT16"] == layers * 2 * hidden * inter  # gate and up
+  assert recipes.check(recipe) == "dynamic_int4_block32,down_proj=dynamic_int8,feedforward=fp16"
+
+
 def test_block_sizes_that_do_not_divide_are_refused(smollm2, tmp_path):
   with pytest.raises(export.QuantizeError, match="not divisible by block size 128"):
     smollm2.quantize("dynamic_int4_block128", tmp_path)

@@ -10,7 +10,8 @@ values), converted by its own tool, and is measured in a fresh process: conversi
 RSS, file size, load time, first call, prefill tok/s per length, decode tok/s per context depth,
 time to first token, runtime peak RSS; plus the machine's read bandwidth and the decode bound it
 implies. A peer that cannot run is recorded as skipped, with the reason. Writes
-docs/bench/<model>-<variant>.{json,md,png}. llama.cpp needs tools/setup_llamacpp.sh first.
+docs/bench/<model>-<variant>.{json,md,png}. llama.cpp needs tools/setup_llamacpp.sh first,
+ExecuTorch tools/setup_executorch.sh.
 """
 
 import datetime
@@ -52,11 +53,11 @@ _MARKDOWN_FROM = flags.DEFINE_string("markdown_from", None,
                                      "Print the markdown table of a results JSON and exit.")
 
 PEERS = ("zoo", "zoo-interpreter", "reference", "llamacpp", "litertlm", "export_hf", "torch",
-         "llamacpp-gguf")
+         "llamacpp-gguf", "executorch")
 
 
 def _peer_runner(name: str):
-  from litezoo.tools.bench import litertlm, llamacpp, reference, torch_eager, zoo  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench import executorch, litertlm, llamacpp, reference, torch_eager, zoo  # pylint: disable=g-import-not-at-top
   return {
       "zoo": lambda t: zoo.run(t, "compiled"),
       "zoo-interpreter": lambda t: zoo.run(t, "interpreter"),
@@ -66,6 +67,7 @@ def _peer_runner(name: str):
       "export_hf": litertlm.run_export_hf,
       "torch": torch_eager.run,
       "llamacpp-gguf": llamacpp.run_source_gguf,
+      "executorch": executorch.run,
   }[name]
 
 
