@@ -45,17 +45,34 @@ def artifact_name(model: str, variant: str, recipe_tag: str, kv_cache_max_len: i
   return f"{model}-{variant}_{recipe_tag}_ekv{kv_cache_max_len}.tflite"
 
 
+# Directories ensure_writable_dir made in this process, outermost first: a tool that then fails
+# removes those still empty (remove_empty_created_dirs), so a refusal leaves nothing behind.
+CREATED_DIRS: list[pathlib.Path] = []
+
+
 def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
   """Creates `path` if needed and proves it writable, before any expensive work starts."""
   path = pathlib.Path(path)
+  missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
   try:
     path.mkdir(parents=True, exist_ok=True)
+    CREATED_DIRS.extend(missing)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".litezoo-probe-"):
       pass
   except OSError as e:
     raise OutputError(f"output directory {path} is not writable ({e.strerror or e}); "
                       "choose another with --output_dir") from e
   return path
+
+
+def remove_empty_created_dirs() -> None:
+  """Removes the directories ensure_writable_dir created that are still empty, innermost first."""
+  for path in reversed(CREATED_DIRS):
+    try:
+      path.rmdir()  # only when empty
+    except OSError:
+      pass
+  CREATED_DIRS.clear()
 
 
 PARTIAL = ".partial"

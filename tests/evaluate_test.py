@@ -125,3 +125,12 @@ def test_cli_writes_json_table_and_plot(tmp_path):
 def test_each_bad_flag_is_named_alone(arg, message):
   run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", arg)
   assert testing.one_line_error(run, "evaluate") == f"evaluate: error: {message}"
+
+
+def test_a_refusal_after_the_output_dir_was_made_leaves_no_directory(tmp_path):
+  run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--window=64",
+                         "--kv_cache_max_len=32", "--output_dir=new/out", cwd=tmp_path)
+  assert testing.one_line_error(run, "evaluate") == (
+      "evaluate: error: --kv_cache_max_len=32 is shorter than --window")
+  assert list(tmp_path.iterdir()) == []  # neither out nor its new parent stays behind
+

@@ -109,6 +109,12 @@ def test_model_card_names_source_license_files_and_quality():
   assert f"| `smollm2.tflite` | 138.8 MiB | `{'ab' * 32}` |" in card
   int8 = next(r for r in quality["recipes"] if r["recipe"] == "dynamic_int8")
   assert f"| `dynamic_int8` | {int8['perplexity_change']:+.2%} |" in card
+  # The task accuracy a user of the file gets, beside the float model's (docs/quality has both).
+  row = next(line for line in card.splitlines() if line.startswith("| `dynamic_int8` |"))
+  for task, found in int8["tasks"].items():
+    change = found["accuracy"] - quality["tasks"]["float"][task]["accuracy"]
+    assert f"| {found['accuracy']:.1%} ({change * 100:+.1f} pt) |" in row, task
+    assert f"{task.replace('_', ' ')} {quality['tasks']['float'][task]['accuracy']:.1%}" in card
   assert "litert-torch 0.10.0" in card
 
 

@@ -34,9 +34,7 @@ def main(argv):
   if out.is_dir() or not out.parent.is_dir():
     raise zoo_flags.FlagError(f"--out={out} must be a file path in an existing directory")
   if _FLOAT.value:
-    source = pathlib.Path(_FLOAT.value)
-    if not source.is_file():
-      raise zoo_flags.FlagError(f"--float={source} is not a file: give a converted float .tflite")
+    source = zoo_flags.float_tflite(_FLOAT.value)
     if source.resolve() == out.resolve():
       raise zoo_flags.FlagError("--out is the --float file: write the quantized artifact "
                                 "elsewhere")

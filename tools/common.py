@@ -49,20 +49,23 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     # SIGTERM (`timeout`, a service manager, a CI runner's cancel) unwinds like Ctrl-C, so every
     # atomic write removes its temp file; Python's default would end the process on the spot.
     signal.signal(signal.SIGTERM, _terminate)
+    from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
     try:
       return main(argv)
     except ZooError as e:
+      files.remove_empty_created_dirs()  # an --output_dir made before the refusal
       console.log(f"{tool}: error: {e}")
       return 2
     except Terminated:
+      files.remove_empty_created_dirs()
       console.log(f"{tool}: terminated; nothing partial was left behind")
       return 143
     except KeyboardInterrupt:
+      files.remove_empty_created_dirs()
       console.log(f"{tool}: interrupted; nothing partial was left behind")
       return 130
     except Exception:  # pylint: disable=broad-except
       console.log(traceback.format_exc().rstrip())
-      from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
       saved = files.cache_root() / "logs" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}.log"
       saved.parent.mkdir(parents=True, exist_ok=True)
       if console.save_log(saved):

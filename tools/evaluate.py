@@ -42,7 +42,8 @@ DEFAULT_RECIPES = [
     "dynamic_int8:hadamard", "dynamic_int4_block32", "dynamic_int4_block32,embedding=int8",
     "dynamic_int4_block32:octav,embedding=int8", "dynamic_int4_block32:levels16,embedding=int8",
     "dynamic_int4_block128:levels16,embedding=int8", "dynamic_int4_block32:gptq",
-    "dynamic_int4_block32:gptq,embedding=int8",
+    "dynamic_int4_block32:gptq,embedding=int8", "dynamic_int4_block32:gptq,down_proj=int8",
+    "dynamic_int4_block32:gptq,embedding=int8,down_proj=int8",
 ]
 
 _SELECT = zoo_flags.define(recipe=False, signatures=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 from typing import Callable
 
 from absl import flags
@@ -62,6 +63,14 @@ def int_list(values: list[str], flag: str) -> tuple[int, ...]:
   except ValueError as e:
     raise FlagError(f"--{flag} must be a comma-separated list of integers, got "
                     f"{','.join(values)!r}") from e
+
+
+def float_tflite(value: str) -> pathlib.Path:
+  """The `--float` file a quantize step reads; FlagError when it is not a file."""
+  path = pathlib.Path(value)
+  if not path.is_file():
+    raise FlagError(f"--float={value} is not a file: give a converted float .tflite")
+  return path
 
 
 def given(name: str) -> bool:

@@ -63,9 +63,8 @@ def main(argv):
     raise zoo_flags.FlagError(f"choose one of {' and '.join(actions)}")
   if _STEP.value and not _TFLITE.value:
     raise zoo_flags.FlagError(f"--step={_STEP.value} needs --tflite=PATH.tflite")
-  if _FLOAT.value and not pathlib.Path(_FLOAT.value).is_file():
-    raise zoo_flags.FlagError(f"--float={_FLOAT.value} is not a file: give a converted float "
-                              ".tflite")
+  if _FLOAT.value:
+    zoo_flags.float_tflite(_FLOAT.value)
   lock = _path(_LOCK) or _workspace() / "requirements.lock"
   plugin_dir = _workspace() / "plugins" / spec.name
   if _UPDATE_PINS.value:

@@ -273,12 +273,29 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
             for name, f in sorted(listed.items())]
   lines += ["", "## Quality", ""]
   if quality:
-    lines += ["Perplexity on the evaluation text against the float model "
-              f"({quality['float_perplexity']:.3f}), measured by `tools/evaluate`:", "",
-              "| recipe | perplexity vs float | top-1 agreement | shipped as |",
-              "|---|---|---|---|"]
+    # Task accuracy (tools/evaluate --tasks) where it was measured: what a user of each file loses.
+    tasks = sorted((quality.get("tasks") or {}).get("float") or {})
+    float_tasks = ", ".join(
+        f"{name.replace('_', ' ')} {quality['tasks']['float'][name]['accuracy']:.1%}"
+        for name in tasks)
+    lines += ["Each recipe against the float model (perplexity "
+              f"{quality['float_perplexity']:.3f} on the evaluation text"
+              + (f"; {float_tasks} on the offline task set, quant/data/tasks" if tasks else "")
+              + "), measured by `tools/evaluate`:",
+              "", "| recipe | perplexity vs float | top-1 agreement | "
+              + "".join(f"{name.replace('_', ' ')} | " for name in tasks) + "shipped as |",
+              "|---|---|---|" + "---|" * len(tasks) + "---|"]
+
+    def task_cell(row: dict, name: str) -> str:
+      found = (row.get("tasks") or {}).get(name)
+      if not found:
+        return "not measured"
+      change = found["accuracy"] - quality["tasks"]["float"][name]["accuracy"]
+      return f"{found['accuracy']:.1%} ({change * 100:+.1f} pt)"
+
     lines += [f"| `{r['recipe']}` | {r['perplexity_change']:+.2%} | {r['top1_agreement']:.1%} | "
-              f"{'`%s`' % shipped[r['recipe']] if r['recipe'] in shipped else ''} |"
+              + "".join(f"{task_cell(r, name)} | " for name in tasks)
+              + f"{'`%s`' % shipped[r['recipe']] if r['recipe'] in shipped else ''} |"
               for r in quality["recipes"] if "perplexity_change" in r]
     unmeasured = sorted(set(shipped) - {r["recipe"] for r in quality["recipes"]})
     if unmeasured:
