@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import sys
+from typing import Callable
 
 from litezoo.tools import console
 from litezoo.tools.bench import measure
@@ -54,20 +55,27 @@ def decode_read_fraction(spec, variant: str) -> float:
   return (total - (0 if tied else embedding)) / total
 
 
-def main(argv: list[str]) -> int:
-  job, args = argv[1], json.loads(argv[2])
+def report(job: Callable[[dict], dict], args: dict) -> int:
+  """Runs `job(args)` and prints its result as the last stdout line, `BENCH_RESULT {json}`; an
+  exception becomes `{"error": ...}` (the traceback goes to stderr) for the parent to record."""
   if not os.environ.get("LITEZOO_VERBOSE"):
     console.capture()  # the libraries' output stays aside; measure.log reaches the real stderr
   try:
-    module, function = JOBS[job]
-    result = getattr(importlib.import_module(f"litezoo.tools.bench.{module}"), function)(args)
+    result = job(args)
   except Exception as e:  # pylint: disable=broad-except
-    # The parent records the peer as failed with this reason (the traceback is on stderr).
     import traceback  # pylint: disable=g-import-not-at-top
     traceback.print_exc()
     result = {"error": f"{type(e).__name__}: {e}"}
   console.out(measure.RESULT_MARK + json.dumps(result))
   return 0
+
+
+def main(argv: list[str]) -> int:
+  job, args = argv[1], json.loads(argv[2])
+  module, function = JOBS[job]
+  return report(
+      lambda a: getattr(importlib.import_module(f"litezoo.tools.bench.{module}"), function)(a),
+      args)
 
 
 if __name__ == "__main__":

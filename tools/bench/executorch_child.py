@@ -260,20 +260,9 @@ JOBS = {"export": export_child, "measure": measure_child, "logits": logits_child
 
 
 def main(argv: list[str]) -> int:
-  from litezoo.tools import console  # pylint: disable=g-import-not-at-top
-  from litezoo.tools.bench import measure  # pylint: disable=g-import-not-at-top
-  job, args = argv[1], json.loads(argv[2])
-  if not os.environ.get("LITEZOO_VERBOSE"):
-    console.capture()  # ExecuTorch's export logs stay aside; measure.log reaches the real stderr
-  try:
-    result = JOBS[job](args)
-  except Exception as e:  # pylint: disable=broad-except
-    # The parent records the peer as failed with this reason (the traceback is on stderr).
-    import traceback  # pylint: disable=g-import-not-at-top
-    traceback.print_exc()
-    result = {"error": f"{type(e).__name__}: {e}"}
-  console.out(measure.RESULT_MARK + json.dumps(result))
-  return 0
+  # ExecuTorch's export logs stay aside (child.report captures them), as the other peers' do.
+  from litezoo.tools.bench import child  # pylint: disable=g-import-not-at-top
+  return child.report(JOBS[argv[1]], json.loads(argv[2]))
 
 
 if __name__ == "__main__":
