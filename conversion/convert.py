@@ -277,9 +277,18 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
     raise ConvertError(f"{float_artifact.path.name} is already the float32 (none) artifact: "
                        "quantize it with a quantized recipe")
   identity = {k: v for k, v in source.checkpoint.items() if k != "transform"}
-  with torch.device("meta"):  # only the config object is needed: allocate nothing
-    model_config = spec.family.build(spec.family.config(source.config),
-                                     source.signatures.kv_cache_max_len).config
+  with torch.device("meta"):  # only the config and the shapes are needed: allocate nothing
+    meta_model = spec.family.build(spec.family.config(source.config),
+                                   source.signatures.kv_cache_max_len)
+  model_config = meta_model.config
+  # A block size that cannot apply is refused now, not after calibrating (the quantizer would
+  # say so only in its own terms, about a tensor).
+  try:
+    recipes.check_blocks(recipe, {
+        name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))})
+  except recipes.UnknownRecipeError as e:  # as the quantizer's refusal is, for the callers
+    raise export.QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
   output_dir = files.ensure_writable_dir(output_dir)
   final = output_dir / files.artifact_name(spec.name, source.variant,
                                            recipes.parse(recipe).file_tag,

@@ -143,12 +143,17 @@ def parse(text: str) -> Recipe:
     if component in overrides:
       raise UnknownRecipeError(f"{component} is overridden twice in {text!r}")
     value = _part(value, f" for {component}")
-    if value == "none" and default != "none":
+    if value == "none" and default != "none" and component != "down_proj":  # that one: below
       raise UnknownRecipeError(
           f"{component}=none: keeping one component float under a quantized default is not "
           "something the quantizer's recipe can express; pick a float default with quantized "
           "overrides instead, e.g. none,feedforward=dynamic_int8")
     overrides[component] = value
+  if overrides.get("down_proj") == "none" and overrides.get("feedforward", default) != "none":
+    raise UnknownRecipeError(
+        f"down_proj=none inside a quantized feedforward ({text!r}) is not something the "
+        "quantizer's recipe can express (an entry can add quantization, not take it away); "
+        "keep the down projections at 8 bits instead: down_proj=int8")
   return Recipe(default, tuple(sorted(overrides.items())))
 
 
@@ -210,6 +215,39 @@ def resolve(text: str, tied_embedding: bool) -> list[dict] | None:
       regex = _REGEX[component]
     entries.append(_entry(regex, part))
   return [e for e in entries if e is not None]
+
+
+def component_of(module: str) -> str | None:
+  """The component a re-authored model's module (its `named_modules` name) belongs to, or None
+  for the parts only the default covers."""
+  if "tok_embedding" in module or module.startswith("lm_head"):
+    return "embedding"  # the lookup, and the LM head: a tied one reads the same table
+  if ".atten_func." in module:
+    return "attention"
+  if ".ff." in module:
+    return "down_proj" if module.endswith(".w2") else "feedforward"
+  return None
+
+
+def check_blocks(text: str, inputs: dict[str, int]) -> None:
+  """Refuses a recipe whose int4 block size does not divide the input width of a matrix it would
+  quantize, naming the component, before any calibration or quantization runs. `inputs` maps the
+  model's module names (component_of) to their input widths (a table's: its rows' length).
+  Raises UnknownRecipeError."""
+  recipe = parse(text)
+  overrides = dict(recipe.overrides)
+  for module, width in sorted(inputs.items()):
+    component = component_of(module)
+    part = overrides.get(component, recipe.default)
+    if component == "down_proj" and "down_proj" not in overrides:
+      part = overrides.get("feedforward", recipe.default)
+    block = re.fullmatch(r"dynamic_int4_block(\d+)", part.split(":")[0])
+    if block and width % int(block.group(1)):
+      where = f"{component}={part}" if part != recipe.default else f"the default {part}"
+      raise UnknownRecipeError(
+          f"{where} cannot apply: its blocks of {block.group(1)} do not divide the {width} "
+          f"inputs of {module}; pick a block size that divides {width} (32 or 64 usually "
+          "do) or an int8 recipe there")
 
 
 def describe(text: str) -> dict:

@@ -5,6 +5,7 @@ lookup and every signature's LM head, int4 on 16 levels checked against llama.cp
 implementation of ggml's reference quantizer)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,10 @@ def test_options_have_one_canonical_name(text, name):
     ("weight_only_int8:hadamard", "hadamard applies to the dynamic recipes only"),
     ("fp16:octav", "fp16 takes no options"),
     ("int8:octav:octav", "an option is repeated"),
+    # A float part inside a quantized feedforward: an entry can add quantization, not remove it.
+    ("dynamic_int4_block32,down_proj=none", "down_proj=none inside a quantized feedforward"),
+    ("none,feedforward=int4,down_proj=none", "keep the down projections at 8 bits instead"),
+    ("int8,down_proj=none,down_proj=int8", "down_proj is overridden twice"),
 ])
 def test_bad_options_are_refused_in_one_line(text, message):
   with pytest.raises(recipes.UnknownRecipeError) as e:
@@ -175,9 +180,18 @@ def test_down_proj_overrides_the_feedforward_it_is_part_of(tinyllama, recipe, tm
   assert recipes.check(recipe) == "dynamic_int4_block32,down_proj=dynamic_int8,feedforward=fp16"
 
 
-def test_block_sizes_that_do_not_divide_are_refused(smollm2, tmp_path):
-  with pytest.raises(export.QuantizeError, match="not divisible by block size 128"):
-    smollm2.quantize("dynamic_int4_block128", tmp_path)
+@pytest.mark.parametrize("recipe, message", [
+    ("dynamic_int4_block128", "the default dynamic_int4_block128 cannot apply: its blocks of 128 "
+     "do not divide the 64 inputs of lm_head"),
+    # Named by its component, and refused before GPTQ calibrates (no weights are given here).
+    ("dynamic_int4_block32:gptq,down_proj=dynamic_int4_block256:gptq",
+     "down_proj=dynamic_int4_block256:gptq cannot apply: its blocks of 256 do not divide the 128 "
+     "inputs of transformer_blocks.0.ff.w2"),
+])
+def test_block_sizes_that_do_not_divide_are_refused(smollm2, recipe, message, tmp_path):
+  assert smollm2.config["hidden_size"] == 64 and smollm2.config["intermediate_size"] == 128
+  with pytest.raises(export.QuantizeError, match=re.escape(message)):
+    smollm2.quantize(recipe, tmp_path)
   assert not list(tmp_path.glob("*.tflite"))
 
 

@@ -15,6 +15,8 @@
 set -euo pipefail
 
 VERSION=1.5.1
+[[ -n "${LITEZOO_CACHE:-}" || -n "${HOME:-}" ]] || {
+  echo "error: neither LITEZOO_CACHE nor HOME is set: set one (the install goes under it)" >&2; exit 2; }
 PARENT="${LITEZOO_CACHE:-$HOME/.cache/litezoo}/executorch"
 ROOT="$PARENT/$VERSION"
 PYTHON="${PYTHON:-python3.11}"
@@ -22,7 +24,8 @@ PYTHON="${PYTHON:-python3.11}"
 # The wheel is cp311 only.
 command -v "$PYTHON" >/dev/null 2>&1 || {
   echo "error: $PYTHON not found; ExecuTorch $VERSION ships cp311 wheels only: install Python 3.11 or set PYTHON=" >&2; exit 2; }
-pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || {
+  echo "error: $PYTHON does not run (a pyenv shim without that version?); ExecuTorch $VERSION ships cp311 wheels only: set PYTHON= to a Python 3.11" >&2; exit 2; }
 [[ "$pyver" == 3.11 ]] || {
   echo "error: $PYTHON is Python $pyver; ExecuTorch $VERSION ships cp311 wheels only: set PYTHON= to a Python 3.11" >&2; exit 2; }
 
@@ -43,11 +46,12 @@ if [[ -f "$ROOT/DONE" ]] && check "$ROOT" 2>/dev/null; then
   exit 0
 fi
 
-mkdir -p "$PARENT"
+mkdir -p "$PARENT" 2>/dev/null || {
+  echo "error: cannot create $PARENT (is LITEZOO_CACHE a file, or read-only?): point LITEZOO_CACHE at a writable directory" >&2; exit 2; }
 TMP=$(mktemp -d "$PARENT/.$VERSION.partial.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-# Every distribution the install resolved to on 2026-12-02 (Python 3.11, Linux x86-64), pinned:
+# Every distribution the install resolved to on 2026-12-01 (Python 3.11, Linux x86-64), pinned:
 # a later run gets the same set. torch 2.13.0 is the CPU build where pip's configuration finds one
 # (find-links here); PyPI's own torch 2.13.0 for Linux pulls the CUDA libraries too.
 cat > "$TMP/requirements.txt" <<'PINS'

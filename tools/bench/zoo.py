@@ -1,4 +1,4 @@
-"""The zoo's own path: tools/convert on the shared checkpoint, run by core/runner.py.
+"""The zoo's own path: tools/convert on the shared checkpoint, run by runtime/runner.py.
 
 Peers: `zoo` (the default CompiledModel backend: a cold start packs the weights into a new XNNPACK
 weight cache, the measured session maps them) and `zoo-interpreter` (the Interpreter backend, the
@@ -57,7 +57,7 @@ def run(target: Target, backend: str) -> dict:
   path, record = convert(target)
   args = {"model": str(path), "backend": backend, "plan": target.plan.to_json(),
           "vocab": target.vocab()}
-  result = {"engine": f"litezoo core/runner.py ({backend})", "artifact": artifact_info(path, "tflite"),
+  result = {"engine": f"litezoo runtime/runner.py ({backend})", "artifact": artifact_info(path, "tflite"),
             "conversion": record}
   if backend != "compiled":
     measured, error = measure.run_child("zoo", args)
