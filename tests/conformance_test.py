@@ -201,7 +201,7 @@ def test_every_recipe_quantizes_every_weight_matrix(case, recipe, tmp_path):
   block = 128 if "block128" in recipe else 32 if "block32" in recipe else 1
   dims = (case.config["hidden_size"], case.config["intermediate_size"])
   if any(d % block for d in dims):  # the quantizer needs whole blocks: a clear error, no file
-    with pytest.raises(export.QuantizeError, match=f"not divisible by block size {block}"):
+    with pytest.raises(export.QuantizeError, match=f"its blocks of {block} do not divide"):
       convert.quantize(case.spec, case.artifacts["none"], recipe, output_dir=tmp_path,
                        log=lambda _: None)
     assert not list(tmp_path.glob("*.tflite"))
