@@ -90,6 +90,14 @@ class Recipe:
     gptq, ... change the values only)."""
     return self.default.split(":")[0]
 
+  def part(self, component: str | None) -> str:
+    """The recipe `component` gets (None: a part only the default covers); down_proj, inside
+    feedforward, gets feedforward's unless it is overridden itself."""
+    overrides = dict(self.overrides)
+    if component == "down_proj" and component not in overrides:
+      component = "feedforward"
+    return overrides.get(component, self.default)
+
   @property
   def file_tag(self) -> str:
     """The name as it appears in an artifact's file name."""
@@ -235,12 +243,9 @@ def check_blocks(text: str, inputs: dict[str, int]) -> None:
   model's module names (component_of) to their input widths (a table's: its rows' length).
   Raises UnknownRecipeError."""
   recipe = parse(text)
-  overrides = dict(recipe.overrides)
   for module, width in sorted(inputs.items()):
     component = component_of(module)
-    part = overrides.get(component, recipe.default)
-    if component == "down_proj" and "down_proj" not in overrides:
-      part = overrides.get("feedforward", recipe.default)
+    part = recipe.part(component)
     block = re.fullmatch(r"dynamic_int4_block(\d+)", part.split(":")[0])
     if block and width % int(block.group(1)):
       where = f"{component}={part}" if part != recipe.default else f"the default {part}"
@@ -253,7 +258,7 @@ def check_blocks(text: str, inputs: dict[str, int]) -> None:
 def describe(text: str) -> dict:
   """What the manifest records: the full resolved recipe, component by component."""
   recipe = parse(text)
-  components = {c: dict(recipe.overrides).get(c, recipe.default) for c in COMPONENTS}
+  components = {c: recipe.part(c) for c in COMPONENTS}
 
   def description(part: str) -> str:
     name, *options = part.split(":")

@@ -178,6 +178,12 @@ def test_down_proj_overrides_the_feedforward_it_is_part_of(tinyllama, recipe, tm
   assert found.params_by_type["INT8"] == layers * hidden * inter  # the down projections
   assert found.params_by_type["FLOAT16"] == layers * 2 * hidden * inter  # gate and up
   assert recipes.check(recipe) == "dynamic_int4_block32,down_proj=dynamic_int8,feedforward=fp16"
+  # What the manifest says each part got; without its own override down_proj follows feedforward.
+  assert {c: d["recipe"] for c, d in recipes.describe(recipe)["components"].items()} == {
+      "embedding": "dynamic_int4_block32", "attention": "dynamic_int4_block32",
+      "feedforward": "fp16", "down_proj": "dynamic_int8"}
+  assert recipes.describe("int4,feedforward=int8")["components"]["down_proj"]["recipe"] == (
+      "dynamic_int8")
 
 
 @pytest.mark.parametrize("recipe, message", [
