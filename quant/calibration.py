@@ -15,7 +15,7 @@ import numpy as np
 
 TEXT = pathlib.Path(__file__).resolve().parent / "data" / "lcet10.txt"
 WINDOW = 256  # tokens per calibration window, BOS included
-WINDOWS = 32  # windows read: 8,192 tokens
+WINDOWS = 128  # windows read: 32,768 tokens (32 overfitted: see docs/quality.md)
 DAMP = 0.01  # GPTQ's dampening: this fraction of mean(diag(H)) is added to H's diagonal
 
 

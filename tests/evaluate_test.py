@@ -117,6 +117,50 @@ def test_cli_writes_json_table_and_plot(tmp_path):
   assert (out / "tinyllama-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
+  """--update re-measures only the named recipes: the table's other rows stay as they were, a
+  calibrated row from another calibration is dropped, and other settings are refused."""
+  common = ["--model=tinyllama", "--variant=tiny", "--window=64", "--max_tokens=128",
+            "--output_dir=out"]
+  first = testing.run_tool("evaluate", *common, "--quantize=none", "--quantize=dynamic_int8",
+                           cwd=tmp_path)
+  assert first.returncode == 0, first.stderr[-3000:]
+  path = tmp_path / "out" / "tinyllama-tiny.json"
+  before = json.loads(path.read_text())
+  stale = dict(before["recipes"][1], recipe="dynamic_int4_block32:gptq")  # no calibration recorded
+  path.write_text(json.dumps(dict(before, recipes=before["recipes"] + [stale])))
+  update = testing.run_tool("evaluate", *common, "--update",
+                            "--quantize=dynamic_int4_block32:levels16", cwd=tmp_path)
+  assert update.returncode == 0, update.stderr[-3000:]
+  assert ("dropping dynamic_int4_block32:gptq: calibrated otherwise than the code calibrates "
+          "now") in update.stderr
+  after = json.loads(path.read_text())
+  assert [r["recipe"] for r in after["recipes"]] == ["none", "dynamic_int8",
+                                                     "dynamic_int4_block32:levels16"]
+  assert after["recipes"][:2] == before["recipes"]  # kept, not measured again
+  new = after["recipes"][2]
+  assert new["perplexity_change"] == pytest.approx(
+      new["perplexity"] / after["float_perplexity"] - 1)
+  assert new["top1_agreement"] < 1.0 and set(new["weight_types"]) >= {"INT4"}
+  table = (tmp_path / "out" / "tinyllama-tiny.md").read_text()
+  assert "`dynamic_int4_block32:levels16`" in table and "`dynamic_int8`" in table
+  assert "gptq" not in table
+  for args, message in [
+      (["--window=32"], "tinyllama-tiny.json has window 64 and this run 32; give the "
+       "same settings; run without --update to measure the whole table again"),
+      (["--output_dir=elsewhere"], "elsewhere/tinyllama-tiny.json to merge into"),
+      (["--quantize=none", "--max_tokens=64"], "--update: the table's tokens_scored is 126 and "
+       "this run's 63"),
+  ]:
+    run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8", *args,
+                           cwd=tmp_path)
+    assert message in testing.one_line_error(run, "evaluate"), run.stderr[-2000:]
+  run = testing.run_tool("evaluate", *common, "--update", cwd=tmp_path)
+  assert testing.one_line_error(run, "evaluate") == (
+      "evaluate: error: --update re-measures the --quantize recipes: name them")
+  assert json.loads(path.read_text()) == after  # refusals leave the table alone
+
+
 @pytest.mark.parametrize("arg, message", [
     ("--window=1", "--window must be at least 2, got 1"),
     ("--max_tokens=-1", "--max_tokens must be at least 0, got -1"),

@@ -16,8 +16,18 @@ generation; tools/evaluation/tasks.py) for the float PyTorch model and each reci
 with `--tasks_litertlm` for each recipe's .litertlm in Google's LiteRT-LM engine too:
 
   bazel run //tools:evaluate -- --model=smollm2 --quantize=dynamic_int8 --tasks=all
+
+`--update` measures only the `--quantize` recipes and merges their rows into the table already in
+`--output_dir` (the same text, window, tokens and tasks, checked), so a change to one algorithm
+re-measures its rows, not the hour of the whole table:
+
+  bazel run //tools:evaluate -- --model=smollm2 --tasks=all --max_tokens=1024 \
+      --output_dir=docs/quality --update --quantize=dynamic_int4_block32:gptq
 """
 
+import datetime
+import json
+import math
 import pathlib
 import tempfile
 
@@ -25,9 +35,10 @@ from absl import flags
 
 from litezoo import pipeline
 from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
 from litezoo.artifacts.manifest import versions
 from litezoo.core.spec import Signatures
-from litezoo.quant import recipes
+from litezoo.quant import calibration, recipes
 from litezoo.runtime import runner
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
@@ -67,6 +78,60 @@ _TASKS_LITERTLM = flags.DEFINE_bool(
     "tasks_litertlm", False, "With --tasks: also bundle each recipe's .tflite as a .litertlm "
     "and score the tasks in Google's LiteRT-LM engine, as a user's engine runs the file (its "
     "default CPU activations).")
+_UPDATE = flags.DEFINE_bool(
+    "update", False, "Measure only the --quantize recipes and merge their rows into the JSON "
+    "already in --output_dir, keeping its other rows (a calibrated recipe's row only if it was "
+    "calibrated as the code calibrates now); the settings must be that file's.")
+
+
+class UpdateError(ZooError, ValueError):
+  pass
+
+
+def _previous(path: pathlib.Path, settings: dict) -> dict:
+  """The table `--update` merges into, checked against this run's `settings` (before any model
+  is loaded). Raises UpdateError."""
+  again = "; run without --update to measure the whole table again"
+  if not path.is_file():
+    raise UpdateError(f"--update: there is no {path} to merge into{again}")
+  try:
+    previous = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise UpdateError(f"--update: {path} is not a table evaluate wrote ({e}){again}") from e
+  if not isinstance(previous, dict) or not isinstance(previous.get("recipes"), list):
+    raise UpdateError(f"--update: {path} is not a table evaluate wrote{again}")
+  for key, value in settings.items():
+    if previous.get(key) != value:
+      raise UpdateError(f"--update: {path} has {key} {previous.get(key)!r} and this run "
+                        f"{value!r}; give the same settings{again}")
+  return previous
+
+
+def _merged(previous: dict, rows: list[dict], result: dict) -> list[dict]:
+  """`previous`'s rows with this run's in their place (new recipes at the end); rows of calibrated
+  recipes whose calibration is not today's are dropped as stale. Raises UpdateError when the
+  float baseline differs (another float model or text)."""
+  for key in ("tokens_scored", "float_perplexity"):
+    if not (isinstance(previous.get(key), (int, float))
+            and math.isclose(previous[key], result[key], rel_tol=1e-6)):
+      raise UpdateError(f"--update: the table's {key} is {previous.get(key)!r} and this run's "
+                        f"{result[key]!r}: the float model or the text changed; run without "
+                        "--update to measure the whole table again")
+  old_tasks = (previous.get("tasks") or {}).get("float")
+  new_tasks = (result.get("tasks") or {}).get("float")
+  if old_tasks != new_tasks:
+    raise UpdateError("--update: the float model's task results differ from the table's (other "
+                      "tasks, limit or model); run without --update to measure it all again")
+  fresh = {r["recipe"]: r for r in rows}
+  merged = []
+  for row in previous["recipes"]:
+    if row["recipe"] in fresh:
+      merged.append(fresh.pop(row["recipe"]))
+    elif recipes.calibrated(row["recipe"]) and row.get("calibration") != calibration.identity():
+      console.log(f"dropping {row['recipe']}: calibrated otherwise than the code calibrates now")
+    else:
+      merged.append(row)
+  return merged + list(fresh.values())
 
 
 def main(argv):
@@ -88,8 +153,13 @@ def main(argv):
   task_list = [t.limited(_TASK_LIMIT.value)
                for t in tasks.resolve(_TASKS.value or [], common.user_path)]
   s = _SELECT.selection()
+  if _UPDATE.value and not _QUANTIZE.value:
+    raise zoo_flags.FlagError("--update re-measures the --quantize recipes: name them")
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  settings = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
+              "window": _WINDOW.value}
+  previous = _previous(out / f"{s.name}.json", settings) if _UPDATE.value else None
   kv_len = _KV_LEN.value or max(_WINDOW.value, 128)
   if kv_len < _WINDOW.value:
     raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} is shorter than --window")
@@ -152,6 +222,9 @@ def main(argv):
         "perplexity_change": score.perplexity / baseline.perplexity - 1,
         "top1_agreement": score.top1_agreement, "mean_kl": score.mean_kl,
         "tokens": score.tokens,
+        "measured_on": datetime.date.today().isoformat(),
+        **({"calibration": manifest.recipe["calibration"]}
+           if "calibration" in manifest.recipe else {}),
     })
     for key, results in task_rows.get(recipe, {}).items():
       rows[-1][key] = {n: r.to_json(float_tasks[n]) for n, r in results.items()}
@@ -164,8 +237,7 @@ def main(argv):
     console.log(f"no llama.cpp rows: {e}")
     llama_rows, llama_skipped = [], str(e)
   name = s.name
-  result = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
-            "window": _WINDOW.value, "tokens_scored": baseline.tokens, "parameters": params,
+  result = {**settings, "tokens_scored": baseline.tokens, "parameters": params,
             "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
             "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped},
             "versions": versions()}
@@ -176,6 +248,10 @@ def main(argv):
         "litertlm": (None if not _TASKS_LITERTLM.value else
                      {"skipped": litertlm_skipped, "failed": litertlm_failed,
                       "activations": "the engine's CPU default"})}
+  if previous is not None:
+    rows = result["recipes"] = _merged(previous, rows, result)
+    result["skipped"] = {**{r: why for r, why in previous.get("skipped", {}).items()
+                            if r not in chosen}, **skipped}
   files.write_json(out / f"{name}.json", result)
   markdown = (f"{report.table(name, rows + llama_rows, result.get('tasks'))}\n\nPyTorch float32 "
               f"perplexity {baseline.perplexity:.3f} over {baseline.tokens} scored tokens "
