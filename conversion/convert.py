@@ -120,7 +120,8 @@ _CALIBRATED: dict[tuple, dict] = {}  # the last calibration: a process making se
 
 
 def calibrate(spec: ModelSpec, variant: str, weights: Weights,
-              windows: Sequence[Sequence[int]]) -> dict:
+              windows: Sequence[Sequence[int]],
+              log: Callable[[str], None] = lambda _: None) -> dict:
   """The Hessians of every linear layer (conversion/gptq.py) as the model built from `weights`
   reads the calibration `windows` (token ids), each from an empty KV cache. The last result is
   kept for the same model, weights and windows (evaluate quantizes several gptq recipes)."""
@@ -131,7 +132,7 @@ def calibrate(spec: ModelSpec, variant: str, weights: Weights,
     length = max(len(w) for w in windows)
     model, _ = load_model(spec, variant, weights, length, log=lambda _: None)
     _CALIBRATED.clear()
-    _CALIBRATED[key] = gptq.hessians(model, windows, length)
+    _CALIBRATED[key] = gptq.hessians(model, windows, length, log)
   return _CALIBRATED[key]
 
 
@@ -215,7 +216,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
     # On a model of its own, built at the windows' length, exactly as convert.quantize does:
     # both paths give one cache key, so they must give the same bytes.
     stages.total += 1
-    hessians = stages.run("calibrate", calibrate, spec, variant, weights, calibration)
+    hessians = stages.run("calibrate", calibrate, spec, variant, weights, calibration, log)
   model = stages.run("build and load weights", build_loaded, spec, config, source,
                      signatures.kv_cache_max_len)
   if transform is not None:
@@ -307,7 +308,7 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
       raise ConvertError(f"{float_artifact.path.name} was not converted from {weights.path}: "
                          "calibrate with the weights it was converted from")
     stages.total += 1
-    hessians = stages.run("calibrate", calibrate, spec, source.variant, weights, calibration)
+    hessians = stages.run("calibrate", calibrate, spec, source.variant, weights, calibration, log)
   with files.atomic_path(final) as tmp:
     data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_artifact.path),
                       recipes.resolve(recipe, model_config.lm_head_share_weight_with_embedding),

@@ -39,11 +39,21 @@ def digest(weight: np.ndarray) -> str:
   return hashlib.sha1(np.ascontiguousarray(weight, np.float32).tobytes()).hexdigest()
 
 
+class _HeadReached(Exception):
+  """Ends a calibration pass at the LM head, once every layer's input has been seen."""
+
+
+def _stop_at_head(module, inputs):
+  raise _HeadReached
+
+
 def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: int,
              log=lambda _: None) -> dict[str, np.ndarray]:
   """H = sum of x x^T over every input row x of every nn.Linear of `model` (the re-authored
   model), as the model reads each window from an empty KV cache; keyed by `digest` of the
-  layer's weight, float64 [in, in]. Layers sharing one weight share one H (their inputs added)."""
+  layer's weight, float64 [in, in]. Layers sharing one weight share one H (their inputs added).
+  Each pass stops at the LM head's input (its logits are not needed); `log` hears every 16th
+  window."""
   import torch  # pylint: disable=g-import-not-at-top
   from litezoo.reference.reauthored import TorchDecoder  # pylint: disable=g-import-not-at-top
   sums: dict[int, torch.Tensor] = {}
@@ -58,12 +68,19 @@ def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: in
     sums[key] = sums.get(key, 0) + last[1]
 
   handles = [m.register_forward_pre_hook(hook) for m in layers.values()]
+  head = getattr(model, "lm_head", None)
+  if head is not None:
+    # After the head's own hook has its H: the logits themselves are never needed (Gemma 3's
+    # 262k-row head is the largest matmul of the pass).
+    handles.append(head.register_forward_pre_hook(_stop_at_head))
   try:
     decoder = TorchDecoder(model, kv_cache_max_len)
     for i, window in enumerate(token_windows):
       decoder.reset()
-      decoder.prefill(list(window)[:kv_cache_max_len])
-      log(f"calibration window {i + 1}/{len(token_windows)}")
+      with contextlib.suppress(_HeadReached):
+        decoder.prefill(list(window)[:kv_cache_max_len])
+      if (i + 1) % 16 == 0 or i + 1 == len(token_windows):
+        log(f"calibration window {i + 1}/{len(token_windows)}")
   finally:
     last.clear()
     for handle in handles:

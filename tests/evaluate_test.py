@@ -2,19 +2,25 @@
 transformers' own loss, and the tool's JSON, table and plot."""
 
 import json
+import os
+import pathlib
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 from litezoo import pipeline
+from litezoo.artifacts import files
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
 from litezoo.reference.reauthored import TorchDecoder
 from litezoo.runtime import runner
 from litezoo.tests import testing
+from litezoo.tools import evaluate as evaluate_tool
 from litezoo.tools.evaluation import perplexity as evaluate
+from litezoo.tools.evaluation import report
 
 SPEC = registry.Registry().get("tinyllama")
 # What tools/evaluate converts for --window=64 on the tiny variant: prefill 32 (the plugin's
@@ -142,15 +148,26 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   assert new["perplexity_change"] == pytest.approx(
       new["perplexity"] / after["float_perplexity"] - 1)
   assert new["top1_agreement"] < 1.0 and set(new["weight_types"]) >= {"INT4"}
+  assert after["dropped"] == {"dynamic_int4_block32:gptq": (
+      "calibrated otherwise than the code calibrates now (quant/calibration.py); measure it "
+      "again with --update")}
   table = (tmp_path / "out" / "tinyllama-tiny.md").read_text()
   assert "`dynamic_int4_block32:levels16`" in table and "`dynamic_int8`" in table
-  assert "gptq" not in table
+  assert ("`dynamic_int4_block32:gptq` was dropped from the table: calibrated otherwise than the "
+          "code calibrates now") in table
+  assert "| `dynamic_int4_block32:gptq`" not in table
+  assert (after["max_tokens"], after["kv_cache_max_len"], after["task_sets"],
+          after["task_limit"]) == (128, 128, [], 0)
+  # Every setting the numbers depend on is checked before a model loads; so is the float model.
   for args, message in [
       (["--window=32"], "tinyllama-tiny.json has window 64 and this run 32; give the "
        "same settings; run without --update to measure the whole table again"),
       (["--output_dir=elsewhere"], "elsewhere/tinyllama-tiny.json to merge into"),
-      (["--quantize=none", "--max_tokens=64"], "--update: the table's tokens_scored is 126 and "
-       "this run's 63"),
+      (["--max_tokens=64"], "has max_tokens 128 and this run 64"),
+      (["--kv_cache_max_len=192"], "has kv_cache_max_len 128 and this run 192"),
+      (["--tasks=multiple_choice", "--task_limit=2"],
+       "has task_sets [] and this run ['multiple_choice']"),
+      (["--quantize=none", "--weights_seed=1"], "--update: the table's float_perplexity is "),
   ]:
     run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8", *args,
                            cwd=tmp_path)
@@ -159,6 +176,60 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   assert testing.one_line_error(run, "evaluate") == (
       "evaluate: error: --update re-measures the --quantize recipes: name them")
   assert json.loads(path.read_text()) == after  # refusals leave the table alone
+  # A table evaluate did not write (or a hand-edited one) is refused in one line.
+  for broken, message in [
+      (dict(after, recipes=after["recipes"] + [{"perplexity": 1.0}]),
+       f"row 4 of {path} has no recipe name"),
+      (dict(after, skipped=["dynamic_int8"]), "out/tinyllama-tiny.json is not a table evaluate "
+       "wrote"),
+      (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int3")]),
+       "names a recipe this version cannot make, 'dynamic_int3' (unknown quantization recipe "
+       "'dynamic_int3'"),
+  ]:
+    path.write_text(json.dumps(broken))
+    run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8",
+                           cwd=tmp_path)
+    assert message in testing.one_line_error(run, "evaluate"), run.stderr[-2000:]
+  (tmp_path / "dir" / "tinyllama-tiny.png").mkdir(parents=True)
+  run = testing.run_tool("evaluate", *common[:-1], "--output_dir=dir", cwd=tmp_path)
+  assert testing.one_line_error(run, "evaluate").endswith(
+      "dir/tinyllama-tiny.png is not a file: move it away or choose another --output_dir")
+
+
+def test_the_json_table_and_plot_are_written_all_or_none(tmp_path, monkeypatch):
+  """Ctrl-C while plotting leaves the previous three files; Ctrl-C during the renames waits
+  until all three are in place."""
+  paths = [tmp_path / f"m{suffix}" for suffix in (".json", ".md", ".png")]
+  for path in paths:
+    path.write_text("old")
+  rows = [{"recipe": "none", "engine": "zoo", "bits_per_weight": 32.0, "perplexity_change": 0.0}]
+
+  def interrupted(*args):
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as patch:
+    patch.setattr(report, "plot", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+      evaluate_tool._write_together(paths, "m", {"new": 1}, "table", rows)
+  assert [p.read_text() for p in paths] == ["old"] * 3
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.md", "m.png"]
+  real_replace, renamed = os.replace, []
+
+  def replace_then_interrupt(source, target):
+    real_replace(source, target)
+    renamed.append(pathlib.Path(target).name)
+    if len(renamed) == 1:
+      os.kill(os.getpid(), signal.SIGINT)
+
+  with monkeypatch.context() as patch:
+    patch.setattr(files.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+      evaluate_tool._write_together(paths, "m", {"new": 1}, "table", rows)
+  assert sorted(renamed) == ["m.json", "m.md", "m.png"]
+  assert json.loads(paths[0].read_text()) == {"new": 1}
+  assert paths[1].read_text() == "table"
+  assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.md", "m.png"]
 
 
 @pytest.mark.parametrize("arg, message", [

@@ -16,6 +16,7 @@ from litezoo.conversion import convert, export, gptq, int4_levels
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
+from litezoo.reference.reauthored import TorchDecoder
 from litezoo.runtime import runner
 from litezoo.tests import testing
 
@@ -369,6 +370,21 @@ def test_a_gptq_file_holds_the_solvers_codes_and_keeps_the_table_one_buffer(smol
   down = [m.weight.detach().numpy() for name, m in model.named_modules()
           if name.endswith("down_proj") or name.endswith("ff.w2")]
   solved = {gptq.digest(w): gptq.solve(w, hessians[gptq.digest(w)], 32) for w in down}
+  # Calibration stops at the LM head: the tied table's H is still that of the head's inputs, the
+  # final norm's outputs over every window, collected here by a full pass of each window.
+  length = max(len(w) for w in windows)
+  full, _ = convert.load_model(smollm2.spec, "tiny", weights, length, log=lambda _: None)
+  head_inputs = []
+  handle = full.final_norm.register_forward_hook(
+      lambda module, inputs, output: head_inputs.append(output.reshape(-1, output.shape[-1])))
+  decoder = TorchDecoder(full, length)
+  for window in windows:
+    decoder.reset()
+    decoder.prefill(list(window))
+  handle.remove()
+  expected = sum((x.T @ x).double() for x in head_inputs).numpy()
+  table = full.tok_embedding.weight.detach().numpy()
+  np.testing.assert_allclose(hessians[gptq.digest(table)], expected, rtol=1e-12)
   assert any(np.array_equal(codes, stored) and np.allclose(s, scales) for codes, s in
              solved.values()), "the file's int4 codes are not the solver's"
   nearest, _ = _int4_table(smollm2.quantize("dynamic_int4_block32:levels16,embedding=int8",

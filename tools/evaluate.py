@@ -18,17 +18,19 @@ with `--tasks_litertlm` for each recipe's .litertlm in Google's LiteRT-LM engine
   bazel run //tools:evaluate -- --model=smollm2 --quantize=dynamic_int8 --tasks=all
 
 `--update` measures only the `--quantize` recipes and merges their rows into the table already in
-`--output_dir` (the same text, window, tokens and tasks, checked), so a change to one algorithm
-re-measures its rows, not the hour of the whole table:
+`--output_dir` (the same text, window, tokens, tasks and KV cache length, checked before any
+model loads), so a change to one algorithm re-measures its rows, not the hour of the whole table:
 
   bazel run //tools:evaluate -- --model=smollm2 --tasks=all --max_tokens=1024 \
       --output_dir=docs/quality --update --quantize=dynamic_int4_block32:gptq
 """
 
+import contextlib
 import datetime
 import json
 import math
 import pathlib
+import signal
 import tempfile
 
 from absl import flags
@@ -90,7 +92,8 @@ class UpdateError(ZooError, ValueError):
 
 def _previous(path: pathlib.Path, settings: dict) -> dict:
   """The table `--update` merges into, checked against this run's `settings` (before any model
-  is loaded). Raises UpdateError."""
+  is loaded) and read as evaluate writes it: every row names a recipe this version can make.
+  Raises UpdateError."""
   again = "; run without --update to measure the whole table again"
   if not path.is_file():
     raise UpdateError(f"--update: there is no {path} to merge into{again}")
@@ -98,8 +101,19 @@ def _previous(path: pathlib.Path, settings: dict) -> dict:
     previous = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise UpdateError(f"--update: {path} is not a table evaluate wrote ({e}){again}") from e
-  if not isinstance(previous, dict) or not isinstance(previous.get("recipes"), list):
+  if (not isinstance(previous, dict) or not isinstance(previous.get("recipes"), list)
+      or not isinstance(previous.get("skipped", {}), dict)):
     raise UpdateError(f"--update: {path} is not a table evaluate wrote{again}")
+  for i, row in enumerate(previous["recipes"]):
+    if not isinstance(row, dict) or not isinstance(row.get("recipe"), str):
+      raise UpdateError(f"--update: row {i + 1} of {path} has no recipe name: it is not a table "
+                        f"evaluate wrote{again}")
+    try:
+      if recipes.check(row["recipe"]) != row["recipe"]:
+        raise recipes.UnknownRecipeError(f"its canonical name is {recipes.check(row['recipe'])}")
+    except recipes.UnknownRecipeError as e:
+      raise UpdateError(f"--update: {path} names a recipe this version cannot make, "
+                        f"{row['recipe']!r} ({e}){again}") from e
   for key, value in settings.items():
     if previous.get(key) != value:
       raise UpdateError(f"--update: {path} has {key} {previous.get(key)!r} and this run "
@@ -107,10 +121,10 @@ def _previous(path: pathlib.Path, settings: dict) -> dict:
   return previous
 
 
-def _merged(previous: dict, rows: list[dict], result: dict) -> list[dict]:
+def _merged(previous: dict, rows: list[dict], result: dict, dropped: dict) -> list[dict]:
   """`previous`'s rows with this run's in their place (new recipes at the end); rows of calibrated
-  recipes whose calibration is not today's are dropped as stale. Raises UpdateError when the
-  float baseline differs (another float model or text)."""
+  recipes whose calibration is not today's are dropped as stale, with the reason in `dropped`.
+  Raises UpdateError when the float baseline differs (another float model or text)."""
   for key in ("tokens_scored", "float_perplexity"):
     if not (isinstance(previous.get(key), (int, float))
             and math.isclose(previous[key], result[key], rel_tol=1e-6)):
@@ -128,7 +142,9 @@ def _merged(previous: dict, rows: list[dict], result: dict) -> list[dict]:
     if row["recipe"] in fresh:
       merged.append(fresh.pop(row["recipe"]))
     elif recipes.calibrated(row["recipe"]) and row.get("calibration") != calibration.identity():
-      console.log(f"dropping {row['recipe']}: calibrated otherwise than the code calibrates now")
+      dropped[row["recipe"]] = ("calibrated otherwise than the code calibrates now "
+                                "(quant/calibration.py); measure it again with --update")
+      console.log(f"dropping {row['recipe']}: {dropped[row['recipe']]}")
     else:
       merged.append(row)
   return merged + list(fresh.values())
@@ -157,9 +173,11 @@ def main(argv):
     raise zoo_flags.FlagError("--update re-measures the --quantize recipes: name them")
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
-  settings = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
-              "window": _WINDOW.value}
-  previous = _previous(out / f"{s.name}.json", settings) if _UPDATE.value else None
+  outputs = [out / f"{s.name}{suffix}" for suffix in (".json", ".md", ".png")]
+  for path in outputs:  # found now, not after an hour of measuring
+    if path.exists() and not path.is_file():
+      raise files.OutputError(f"{path} is not a file: move it away or choose another "
+                              "--output_dir")
   kv_len = _KV_LEN.value or max(_WINDOW.value, 128)
   if kv_len < _WINDOW.value:
     raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} is shorter than --window")
@@ -171,6 +189,12 @@ def main(argv):
                                 f"prompt with its answer ({needed} tokens): raise it or leave it "
                                 "out")
     kv_len = max(kv_len, -(-needed // 64) * 64)
+  # What the table's numbers depend on (sizes on the KV length too): --update must match them.
+  settings = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
+              "window": _WINDOW.value, "max_tokens": _MAX_TOKENS.value,
+              "task_sets": [t.name for t in task_list], "task_limit": _TASK_LIMIT.value,
+              "kv_cache_max_len": kv_len}
+  previous = _previous(outputs[0], settings) if _UPDATE.value else None
   # Scoring reads every position: prefill returns them all (one call per window).
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
                                 if n <= _WINDOW.value) or (_WINDOW.value,), kv_len,
@@ -249,10 +273,12 @@ def main(argv):
                      {"skipped": litertlm_skipped, "failed": litertlm_failed,
                       "activations": "the engine's CPU default"})}
   if previous is not None:
-    rows = result["recipes"] = _merged(previous, rows, result)
+    dropped = {}
+    rows = result["recipes"] = _merged(previous, rows, result, dropped)
     result["skipped"] = {**{r: why for r, why in previous.get("skipped", {}).items()
                             if r not in chosen}, **skipped}
-  files.write_json(out / f"{name}.json", result)
+    if dropped:
+      result["dropped"] = dropped
   markdown = (f"{report.table(name, rows + llama_rows, result.get('tasks'))}\n\nPyTorch float32 "
               f"perplexity {baseline.perplexity:.3f} over {baseline.tokens} scored tokens "
               f"({TEXT.name}, windows of {_WINDOW.value}).\n")
@@ -266,14 +292,48 @@ def main(argv):
   if task_list:
     markdown += report.task_notes(result["tasks"])
   markdown += report.targets(rows, llama_rows)
-  for recipe, reason in skipped.items():
+  for recipe, reason in result["skipped"].items():
     markdown += f"\n`{recipe}` does not apply: {reason}\n"
-  with files.atomic_path(out / f"{name}.md") as tmp:
-    tmp.write_text(markdown)
-  report.plot(name, rows + llama_rows, out / f"{name}.png")
+  for recipe, reason in result.get("dropped", {}).items():
+    markdown += f"\n`{recipe}` was dropped from the table: {reason}\n"
+  _write_together(outputs, name, result, markdown, rows + llama_rows)
   console.out(markdown)
   console.out(f"wrote {out / name}.json, .md and .png")
   return 0
+
+
+@contextlib.contextmanager
+def _signals_held():
+  """Holds SIGINT and SIGTERM for the block, then delivers the first that came."""
+  caught = []
+  held = (signal.SIGINT, signal.SIGTERM)
+  before = {n: signal.signal(n, lambda number, frame: caught.append(number)) for n in held}
+  try:
+    yield
+  finally:
+    for number, handler in before.items():
+      signal.signal(number, handler)
+    if caught:
+      signal.raise_signal(caught[0])
+
+
+def _write_together(paths: list[pathlib.Path], name: str, result: dict, markdown: str,
+                    rows: list[dict]) -> None:
+  """Writes the JSON, the markdown table and the plot (`paths`, in that order) all or none: each
+  goes to a temp file, and the three renames run with SIGINT and SIGTERM held, so Ctrl-C while
+  plotting leaves the previous three as they were. Raises files.OutputError."""
+  try:
+    with contextlib.ExitStack() as signals:
+      with contextlib.ExitStack() as renames:
+        json_tmp, md_tmp, png_tmp = (renames.enter_context(files.atomic_path(p)) for p in paths)
+        json_tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        md_tmp.write_text(markdown)
+        report.plot(name, rows, png_tmp)
+        signals.enter_context(_signals_held())  # released once every rename is done
+  except OSError as e:
+    raise files.OutputError(f"could not write {paths[0].with_name(name)}.json, .md and .png "
+                            f"({e.strerror or e}); free space or choose another --output_dir"
+                            ) from e
 
 
 def _shown(path) -> str:

@@ -2,7 +2,6 @@
 
 import pathlib
 
-from litezoo.artifacts import files
 
 # The project's quality targets (issue 16).
 INT8_MAX_CHANGE, INT8_MIN_TOP1 = 0.01, 0.95
@@ -124,7 +123,8 @@ def targets(rows: list[dict], llama_rows: list[dict]) -> str:
 
 def plot(model: str, rows: list[dict], path: pathlib.Path) -> None:
   """Perplexity change vs each engine's own float against bits/weight (the zoo's rows and
-  llama.cpp's on one scale: absolute perplexities differ between the two protocols)."""
+  llama.cpp's on one scale: absolute perplexities differ between the two protocols), written to
+  `path` as it is (the caller writes it atomically with the table it belongs to)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -148,6 +148,7 @@ def plot(model: str, rows: list[dict], path: pathlib.Path) -> None:
   ax.set_title(f"{model}: quality against size")
   ax.legend(fontsize=8)
   fig.tight_layout()
-  with files.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=120)
-  plt.close(fig)
+  try:
+    fig.savefig(path, format="png", dpi=120)
+  finally:
+    plt.close(fig)
