@@ -6,6 +6,7 @@ the bounded queue, body limits, a short load test and a drain on SIGTERM.
 
 The full load test (200 requests) is serve_load_test (tier `integration`)."""
 
+import asyncio
 import json
 import re
 import shutil
@@ -16,11 +17,13 @@ import time
 
 import httpx
 import jsonschema
+import numpy as np
 import openai
 import pytest
 
+from litezoo.runtime import generate
 from litezoo.tests import serving, testing
-from litezoo.tools.server import load
+from litezoo.tools.server import engine, load
 
 KEY = "test-key"
 Server = serving.Server
@@ -230,6 +233,70 @@ def test_a_client_that_leaves_mid_stream_cancels_its_generation(server):
   while server.health()["cancelled"] == before and time.time() < deadline:
     time.sleep(0.05)
   assert server.health()["cancelled"] == before + 1
+
+
+class _Counting:
+  """A decoder for scheduling tests: the next token is (last token + 1) % 50, logged per call
+  under this decoder's name; its first prefill waits until `gate()` is true."""
+
+  def __init__(self, name, calls, gate=lambda: True):
+    self.name, self.calls, self.gate = name, calls, gate
+    self.kv_cache_max_len, self.position = 100, 0
+
+  def reset(self):
+    self.position = 0
+
+  def _logits(self, token):
+    logits = np.zeros(50, np.float32)
+    logits[(token + 1) % 50] = 1.0
+    return logits
+
+  def prefill(self, tokens, all_logits=False):
+    deadline = time.time() + 30
+    while not self.gate() and time.time() < deadline:
+      time.sleep(0.001)
+    self.calls.append((self.name, "prefill"))
+    self.position += len(tokens)
+    return self._logits(tokens[-1])[None]
+
+  def decode(self, token):
+    self.calls.append((self.name, "decode"))
+    self.position += 1
+    return self._logits(token)
+
+
+def test_running_replies_take_turns_one_model_call_each():
+  """A request that arrives while a reply runs is prefilled after that reply's next step, and the
+  two then alternate one decode step each: its answer does not wait for the long one to end."""
+  calls = []
+  made = []
+
+  def make_session():
+    # The first slot's prefill waits until the second job waits for its turn.
+    gate = (lambda: len(engine_._turns._waiting) == 1) if not made else (lambda: True)
+    made.append(_Counting(f"slot{len(made)}", calls, gate))
+    return generate.Session(made[-1], stop_ids=set())
+
+  engine_ = engine.Engine(make_session, decode=lambda ids: " ".join(map(str, ids)), slots=2,
+                          max_queue=4, log=lambda _: None)
+
+  async def main():
+    long = engine.Job([1], 8, generate.Sampling(), [], None, stream=False)
+    short = engine.Job([10], 3, generate.Sampling(), [], None, stream=False)
+    engine_.submit(long)
+    while engine_.status()["running"] == 0:
+      await asyncio.sleep(0.001)
+    engine_.submit(short)
+    return [await job.events.get() for job in (short, long)]
+
+  (short_kind, short_result), (long_kind, long_result) = asyncio.run(main())
+  engine_.stop()
+  assert (short_kind, long_kind) == ("done", "done")
+  assert short_result.text == "11 12 13" and long_result.text == "2 3 4 5 6 7 8 9"
+  assert calls[:7] == [("slot0", "prefill"), ("slot1", "prefill"), ("slot0", "decode"),
+                       ("slot1", "decode"), ("slot0", "decode"), ("slot1", "decode"),
+                       ("slot0", "decode")]
+  assert calls[7:] == [("slot0", "decode")] * 4  # the long reply goes on alone
 
 
 def test_the_queue_is_bounded_with_retry_after(server):

@@ -28,7 +28,8 @@ _API_KEY = flags.DEFINE_string("api_key", None, "If set, requests need 'Authoriz
 _MAX_QUEUE = flags.DEFINE_integer("max_queue", 16, "Requests that may wait for the model; more "
                                   "are answered 429 with Retry-After.")
 _SLOTS = flags.DEFINE_integer("slots", 4, "KV caches kept (conversations whose next turn "
-                              "prefills only what is new); each holds kv_cache_max_len tokens.")
+                              "prefills only what is new), and requests run at once, taking "
+                              "turns on the model; each holds kv_cache_max_len tokens.")
 _PREFIX_REUSE = flags.DEFINE_bool("prefix_reuse", True, "Keep the KV cache between requests so "
                                    "a prompt extending an earlier one prefills only what is new "
                                    "(--noprefix_reuse: prefill every prompt whole, to measure it).")

@@ -1,2 +1,3 @@
 """The OpenAI-compatible server behind tools/serve.py: protocol (requests and errors), engine
-(queue, worker, KV-cache slots), grammar (constrained decoding), app (the HTTP API)."""
+(queue, dispatcher, KV-cache slots taking turns on the model), grammar (constrained decoding),
+app (the HTTP API)."""

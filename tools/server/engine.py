@@ -1,13 +1,16 @@
-"""One model instance serving requests one at a time from a bounded queue.
+"""One model instance serving up to `slots` requests at once, in turns, from a bounded queue.
 
-A worker thread owns the model: it takes jobs in arrival order and streams each one's text back
-to its asyncio handler. The model keeps `slots` KV caches (one runner each, sharing the packed
-weights through the XNNPACK weight cache); a job goes to the slot whose cached tokens share the
-longest prefix with its prompt, so the next turn of a conversation prefills only what is new
-even when other conversations ran in between (as llama-server's slots do).
+The model keeps `slots` KV caches (one runner each, sharing the packed weights through the
+XNNPACK weight cache). A dispatcher thread takes jobs in arrival order and starts each on a free
+slot, the one whose cached tokens share the longest prefix with its prompt, so the next turn of
+a conversation prefills only what is new even when other conversations ran in between (as
+llama-server's slots do). The running jobs take turns on the model (`Turns`): one model call
+each (a prompt's prefill, or one decode step), in arrival order, so a new request's first token
+waits for one step of each running reply, not for the replies to finish. Calls never overlap:
+each already uses every thread it is given, and the weights are read once per step either way.
 
 Cancelling a job (its client went away) removes it from the queue, or stops its generation at
-the next token.
+its next turn.
 """
 
 from __future__ import annotations
@@ -91,6 +94,39 @@ class TextAssembler:
     return self._take(len(self.text))
 
 
+class Turns:
+  """Hands the model to one job at a time, first come first served: a job holds its turn while
+  it calls the model and passes it on after each token (`yield_turn`) when others wait."""
+
+  def __init__(self):
+    self._cond = threading.Condition()
+    self._waiting: collections.deque[object] = collections.deque()
+    self._held = False
+
+  def take(self) -> None:
+    """Blocks until it is this thread's turn."""
+    me = object()
+    with self._cond:
+      self._waiting.append(me)
+      while self._held or self._waiting[0] is not me:
+        self._cond.wait()
+      self._waiting.popleft()
+      self._held = True
+
+  def give(self) -> None:
+    with self._cond:
+      self._held = False
+      self._cond.notify_all()
+
+  def yield_turn(self) -> None:
+    """Lets every job that waits have its turn first (returns at once if none waits)."""
+    with self._cond:
+      if not self._waiting:
+        return
+    self.give()
+    self.take()
+
+
 class Job:
   """One request on its way through the engine; its handler reads `events`:
   ("text", str) while streaming, then ("done", Result) or ("error", Exception)."""
@@ -109,7 +145,8 @@ class Job:
 
 
 class Engine:
-  """The worker thread and its queue. `make_session()` gives a Session on a fresh runner."""
+  """The dispatcher thread, its queue and the slots. `make_session()` gives a Session on a fresh
+  runner."""
 
   def __init__(self, make_session: Callable[[], generate.Session], decode, slots: int,
                max_queue: int, grammars=None, log: Callable[[str], None] = print,
@@ -117,17 +154,19 @@ class Engine:
     self.prefix_reuse = prefix_reuse
     self._sessions = [make_session() for _ in range(slots)]
     self._used = [0.0] * slots  # last use, for least-recently-used among equal prefixes
+    self._busy = [False] * slots
+    self._turns = Turns()
+    self._threads: list[threading.Thread] = []
     self.capacity = self._sessions[0].runner.kv_cache_max_len
     self._decode, self._grammars, self._log = decode, grammars, log
     self.max_queue = max_queue
     self._queue: collections.deque[Job] = collections.deque()
     self._cond = threading.Condition()
     self._stopping = False
-    self.running: Job | None = None
     self.counts = collections.Counter()
     self.max_queued_seen = 0
     self._recent: collections.deque[float] = collections.deque(maxlen=16)
-    self._thread = threading.Thread(target=self._work, name="litezoo-engine", daemon=True)
+    self._thread = threading.Thread(target=self._dispatch, name="litezoo-engine", daemon=True)
     self._thread.start()
 
   # --- the handlers' side (event loop thread) ---------------------------------------------------
@@ -155,39 +194,46 @@ class Engine:
 
   def status(self) -> dict:
     with self._cond:
-      return {"queued": len(self._queue), "running": int(self.running is not None),
+      return {"queued": len(self._queue), "running": sum(self._busy),
               "max_queue": self.max_queue, "max_queued_seen": self.max_queued_seen,
               "slots": len(self._sessions), **{k: self.counts[k] for k in
                                                ("served", "cancelled", "rejected", "errors")}}
 
   def stop(self) -> None:
-    """Finishes the running job and every queued one, then ends the worker."""
+    """Finishes the running jobs and every queued one, then ends the dispatcher."""
     with self._cond:
       self._stopping = True
-      self._cond.notify()
+      self._cond.notify_all()
     self._thread.join()
 
   def _retry_after(self) -> int:
     per_job = sum(self._recent) / len(self._recent) if self._recent else 1.0
-    return max(1, math.ceil(per_job * (len(self._queue) + 1)))
+    return max(1, math.ceil(per_job * (len(self._queue) + 1) / len(self._sessions)))
 
-  # --- the worker thread ------------------------------------------------------------------------
+  # --- the dispatcher and the jobs' threads -----------------------------------------------------
 
-  def _work(self) -> None:
+  def _dispatch(self) -> None:
     while True:
       with self._cond:
-        while not self._queue and not self._stopping:
+        while not (self._queue and not all(self._busy)) and not (self._stopping
+                                                                 and not self._queue):
           self._cond.wait()
-        if not self._queue:
-          return
-        job = self.running = self._queue.popleft()
-      try:
-        self._run(job)
-      finally:
-        with self._cond:
-          self.running = None
+        if not self._queue:  # stopping, nothing left to start
+          break
+        job = self._queue.popleft()
+        slot = self._slot(job.context)
+        self._busy[slot] = True
+        self._used[slot] = time.perf_counter()
+      thread = threading.Thread(target=self._run_on, args=(job, slot), daemon=True,
+                                name=f"litezoo-slot-{slot}")
+      self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+      thread.start()
+    for thread in self._threads:
+      thread.join()
 
   def _slot(self, context: list[int]) -> int:
+    """The free slot whose cache shares the longest prefix with `context` (least recently used
+    among equals); called with the lock held and a slot free."""
     def shared(history: list[int]) -> int:
       n = 0
       for a, b in zip(history, context):
@@ -195,14 +241,21 @@ class Engine:
           break
         n += 1
       return n
-    return max(range(len(self._sessions)),
+    return max((i for i, busy in enumerate(self._busy) if not busy),
                key=lambda i: (shared(self._sessions[i].history), -self._used[i]))
 
-  def _run(self, job: Job) -> None:
+  def _run_on(self, job: Job, slot: int) -> None:
+    self._turns.take()
+    try:
+      self._run(job, self._sessions[slot])
+    finally:
+      self._turns.give()
+      with self._cond:
+        self._busy[slot] = False
+        self._cond.notify_all()
+
+  def _run(self, job: Job, session: generate.Session) -> None:
     started = time.perf_counter()
-    slot = self._slot(job.context)
-    self._used[slot] = started
-    session = self._sessions[slot]
     if not self.prefix_reuse:
       session.reset()  # for measuring what reuse saves: every prompt prefilled whole
     text = TextAssembler(self._decode, job.stops)
@@ -216,9 +269,14 @@ class Engine:
       chunk = text.add(token)
       if chunk and job.stream:
         job.emit("text", chunk)
+      self._turns.yield_turn()  # one step each: the other running jobs and a new one's prefill
+      if job.cancelled.is_set():
+        raise Cancelled()
       return text.stopped
 
     try:
+      if job.cancelled.is_set():  # its client left while it waited for its turn
+        raise Cancelled()
       constraint = (self._grammars.constraint(job.grammar) if job.grammar is not None
                     else None)
       max_new = job.max_tokens or self.capacity
