@@ -210,7 +210,9 @@ def _serving() -> int:
   if s.weights.is_random:
     raise ZooError(f"{s.name} has no real weights; --serving compares real answers")
   name = f"{s.spec.name}-{s.variant}"
-  work = artifacts.cache_root() / "bench" / "serving" / f"{name}-{s.recipe}"
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+  # The recipe's file tag, not its name: litert-lm reads commas and `=` in a model path as options.
+  work = artifacts.cache_root() / "bench" / "serving" / f"{name}-{recipes.parse(s.recipe).file_tag}"
   work.mkdir(parents=True, exist_ok=True)
 
   def bundle() -> pathlib.Path:
@@ -247,7 +249,6 @@ def _serving() -> int:
   out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   stem = f"serving-{name}"
   if s.recipe != s.spec.default_recipe:  # one file per recipe: another recipe does not overwrite it
-    from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
     stem += "_" + recipes.parse(s.recipe).file_tag
   artifacts.write_json(out / f"{stem}.json", results)
   table = serving.markdown(results)

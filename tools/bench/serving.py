@@ -240,7 +240,9 @@ def run(ctx: dict, peers: list[str], log) -> dict:
               url, model, ctx["turns"], ctx["max_tokens"], log)}
     except (Skipped, RuntimeError, httpx.HTTPError) as e:
       log(f"  failed: {e}")
-      results[peer] = {"skipped": f"{type(e).__name__}: {e}"}
+      # One line: a server's error page is HTML.
+      results[peer] = {"skipped": " ".join(re.sub(r"<[^>]*>", " ", f"{type(e).__name__}: {e}")
+                                           .split())[:500]}
     finally:
       process.stop()
   return results
@@ -257,9 +259,13 @@ def markdown(data: dict) -> str:
   rows = [f"| server | TTFT turn 1 (c=1) | TTFT turn {turns} (c=1) | cached tokens turn {turns} | "
           "decode tok/s (c=1) | TTFT follow-up (c=4) | aggregate tok/s (c=4) |",
           "|---|---|---|---|---|---|---|"]
-  for peer, r in data["results"].items():
+  # PEERS' order, whatever order the JSON was read in (it is written with sorted keys).
+  for peer, r in sorted(data["results"].items(),
+                        key=lambda item: (PEERS.index(item[0]) if item[0] in PEERS else len(PEERS),
+                                          item[0])):
     if "skipped" in r:
-      rows.append(f"| {peer} | skipped: {r['skipped'][:80]} | | | | | |")
+      reason = " ".join(r["skipped"].split()).replace("|", "/")[:200]
+      rows.append(f"| {peer} | skipped: {reason} | | | | | |")
       continue
     c1, c4 = r["c1"], r["c4"]
     cached = c1["last_turn_cached_tokens"]  # None: the server does not report it
