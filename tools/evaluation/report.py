@@ -25,14 +25,19 @@ def table(model: str, rows: list[dict], task_info: dict | None = None) -> str:
     cells = ""
     for key, name, _ in columns:
       score = r.get(key, {}).get(name)
-      cells += (" — |" if score is None else f" {score['accuracy']:.1%} "
-                f"({(score['accuracy'] - float_tasks[name]['accuracy']) * 100:+.1f} pt) |")
+      cells += " — |" if score is None else f" {task_cell(score, float_tasks[name])} |"
     # The float file against PyTorch differs in the 6th digit: no "-0.00%".
     change = 0.0 if abs(r["perplexity_change"]) < 5e-5 else r["perplexity_change"]
     lines.append(f"| `{r['recipe']}` | {r['size_bytes'] / 2**20:.1f} | "
                  f"{r['bits_per_weight']:.2f} | {r['perplexity']:.3f} | "
                  f"{change:+.2%} | {top1} | {kl} |" + cells)
   return "\n".join(lines)
+
+
+def task_cell(score: dict, float_score: dict) -> str:
+  """A task's accuracy and its change from the float model's, in points: `61.7% (-5.0 pt)`."""
+  change = (score["accuracy"] - float_score["accuracy"]) * 100
+  return f"{score['accuracy']:.1%} ({change:+.1f} pt)"
 
 
 def task_notes(task_info: dict) -> str:

@@ -26,6 +26,7 @@ from litezoo.core.spec import HubPin, ModelSpec, PackagedFile, Signatures
 from litezoo.quant import recipes
 from litezoo.sources import pins as pins_lib
 from litezoo.sources import weights as weights_lib
+from litezoo.tools.evaluation import report
 
 PINS_FILE = "release_pins.json"
 # The lock's packages that decide a release's bytes: converter, quantizer, bundlers.
@@ -288,10 +289,8 @@ def model_card(spec: ModelSpec, variant: str, lock: pathlib.Path, listed: dict, 
 
     def task_cell(row: dict, name: str) -> str:
       found = (row.get("tasks") or {}).get(name)
-      if not found:
-        return "not measured"
-      change = found["accuracy"] - quality["tasks"]["float"][name]["accuracy"]
-      return f"{found['accuracy']:.1%} ({change * 100:+.1f} pt)"
+      return (report.task_cell(found, quality["tasks"]["float"][name]) if found
+              else "not measured")
 
     lines += [f"| `{r['recipe']}` | {r['perplexity_change']:+.2%} | {r['top1_agreement']:.1%} | "
               + "".join(f"{task_cell(r, name)} | " for name in tasks)
