@@ -13,6 +13,7 @@ Two backends run the same kernels (XNNPACK) and give the same logits:
 """
 
 import contextlib
+import copy
 import functools
 import hashlib
 import os
@@ -105,6 +106,15 @@ class Runner:
     """True if prefill(all_logits=True) works: prefill returns every position, or the file has
     verify_<k> signatures."""
     return self.prefill_all_logits or bool(self.verify_lengths)
+
+  def share(self) -> "Runner":
+    """Another runner on the same loaded model (its weights, packed weights, arena and thread
+    pool) with a KV cache of its own, starting empty: how a server keeps several conversations.
+    Calls on runners that share a model must not overlap."""
+    other = copy.copy(self)
+    other._backend = self._backend.share()  # pylint: disable=protected-access
+    other.reset()
+    return other
 
   def reset(self) -> None:
     self._backend.clear_cache()
@@ -229,6 +239,9 @@ class _InterpreterBackend:
   def rows(self, signature: str) -> int:
     return int(self._runners[signature].get_output_details()["logits"]["shape"][1])
 
+  def share(self) -> "_InterpreterBackend":
+    return copy.copy(self)  # the caches are replaced, not updated, by every call
+
   def clear_cache(self) -> None:
     self.caches = {window: {n: np.zeros(shape, dtype) for n, (shape, dtype) in spec.items()}
                    for window, spec in self._specs.items()}
@@ -282,6 +295,15 @@ class _CompiledBackend:
     self.cache_spec = {}
     if "decode" not in self.signatures:
       return  # not a zoo LLM: Runner says so
+    self._make_buffers()
+
+  def share(self) -> "_CompiledBackend":
+    """The same compiled model with buffers of its own."""
+    other = copy.copy(self)
+    other._make_buffers()  # pylint: disable=protected-access
+    return other
+
+  def _make_buffers(self) -> None:
     # Feeding a signature's cache output back as its input is safe: each cache input is read only
     # by the DYNAMIC_UPDATE_SLICE that writes the output, and tests/runner_test.py checks every
     # step against the interpreter.

@@ -233,3 +233,40 @@ def test_the_cache_key_covers_the_zoos_conversion_code(tmp_path):
     before = cache.key(SPEC, "tiny", "none", SMALL, weights)
     patch.setattr(cache, "code_identity", lambda: "another version of the code")
     assert cache.key(SPEC, "tiny", "none", SMALL, weights) != before
+
+
+SWALLOWING_TOOL = '''
+import os, signal
+from litezoo.tools import common, console
+
+def main(argv):
+  try:  # a library's bare except around an import, as some do
+    os.kill(os.getpid(), signal.{signal})
+    for _ in range(10**7):
+      pass
+  except:  # noqa: E722
+    pass
+  console.log("next stage")
+  console.out("finished")
+  return 0
+
+common.run(main)
+'''
+
+
+@pytest.mark.parametrize("signal_name, code, message", [
+    ("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_signal_a_library_swallows_still_stops_the_tool(tmp_path, signal_name, code, message):
+  """Ctrl-C or SIGTERM whose exception a library's bare `except:` swallowed (seen while the
+  converter imports) stops the tool at its next progress line, as if nothing had caught it."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = tmp_path / "swallowing_tool.py"
+  script.write_text(SWALLOWING_TOOL.replace("{signal}", signal_name))
+  run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}, check=False)
+  assert run.returncode == code, run.stderr[-2000:]
+  assert run.stderr.strip().splitlines()[-1] == (
+      f"swallowing_tool: {message}; nothing partial was left behind")
+  assert "next stage" not in run.stderr and "finished" not in run.stdout

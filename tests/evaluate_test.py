@@ -185,6 +185,15 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
       (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int3")]),
        "names a recipe this version cannot make, 'dynamic_int3' (unknown quantization recipe "
        "'dynamic_int3'"),
+      (dict(after, recipes=[dict(after["recipes"][1], perplexity="high")]),
+       "(dynamic_int8) has no valid perplexity: it is not a table evaluate wrote"),
+      (dict(after, recipes=[{k: v for k, v in after["recipes"][1].items() if k != "size_bytes"}]),
+       "has no valid size_bytes"),
+      (dict(after, tasks=[1]), "tinyllama-tiny.json is not a table evaluate wrote"),
+      (dict(after, tokens_scored="126"), "tinyllama-tiny.json is not a table evaluate wrote"),
+      (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int8,embedding=int8")]),
+       "names 'dynamic_int8,embedding=int8', which this version calls "
+       "'dynamic_int8,embedding=dynamic_int8': rename it in the table"),
   ]:
     path.write_text(json.dumps(broken))
     run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8",

@@ -103,6 +103,32 @@ def test_compiled_runner_gives_the_interpreter_logits(models, recipe, atol):
         [w.reshape(-1, w.shape[-1]).argmax(-1).tolist() for w in want]
 
 
+@pytest.mark.parametrize("backend", runner.BACKENDS)
+def test_runners_sharing_a_model_keep_their_caches_apart(models, backend):
+  """Two sequences driven step by step in turns on one loaded model (Runner.share, as the server's
+  slots are) give exactly the logits of each driven alone on a runner of its own."""
+  rng = np.random.default_rng(3)
+  prompts = [[int(t) for t in rng.integers(0, 256, n)] for n in (5, 21)]
+  alone = []
+  for prompt in prompts:
+    own = runner.Runner(models["none"], backend=backend)
+    out = [own.prefill(prompt)[-1]]
+    for _ in range(30):  # through windows 16 and 32 into the full cache
+      out.append(own.decode(int(out[-1].argmax())))
+    alone.append(out)
+  first = runner.Runner(models["none"], backend=backend)
+  first.prefill([7, 7, 7])  # a sibling starts empty, whatever its origin holds
+  pair = [first, first.share()]
+  assert pair[1].position == 0
+  first.reset()
+  turns = [[run.prefill(prompt)[-1]] for run, prompt in zip(pair, prompts)]
+  for _ in range(30):
+    for run, out in zip(pair, turns):
+      out.append(run.decode(int(out[-1].argmax())))
+  for got, want in zip(turns, alone):
+    np.testing.assert_array_equal(np.stack(got), np.stack(want))
+
+
 def test_both_kv_cache_layouts_give_the_same_logits(models):
   """The zoo exports the transposed layout; litert-torch's default must read back just as well.
   The default-layout file also has all-position prefill and no windows: the last-token graph and

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -171,6 +172,11 @@ def test_json_object_and_regex_and_grammar(client):
      "response_format.json_schema.schema", None),
     (dict(max_tokens=0), 400, "max_tokens", None),
     (dict(stop=["a", "b", "c", "d", "e"]), 400, "stop", None),
+    (dict(messages=[{"role": ["user"], "content": "hi"}]), 400, "messages[0].role", None),
+    (dict(temperature=10**400), 400, "temperature", None),
+    (dict(n=True), 400, "n", "unsupported_parameter"),
+    (dict(max_tokens=10**9), 400, "max_tokens", "context_length_exceeded"),
+    (dict(max_completion_tokens=2000), 400, "max_completion_tokens", "context_length_exceeded"),
 ])
 def test_errors_in_openai_format(client, kwargs, status, param, code):
   request = dict(model="smollm2-tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
@@ -189,6 +195,8 @@ def test_a_wrong_api_key_is_401_and_unknown_paths_404(server):
   assert raised.value.code == "invalid_api_key"
   r = httpx.get(server.url + "/v1/nothing", headers={"Authorization": f"Bearer {KEY}"})
   assert r.status_code == 404 and r.json()["error"]["message"]
+  r = httpx.get(server.v1 + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"})
+  assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(server, client):
@@ -198,6 +206,12 @@ def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(serve
   r = httpx.post(server.v1 + "/chat/completions", content=b"[" + b"1," * 40000 + b"1]",
                  headers=headers)
   assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+  r = httpx.post(server.v1 + "/chat/completions", content=b"[" * 30000 + b"]" * 30000,
+                 headers=headers)
+  assert r.status_code == 400 and "nests too deeply" in r.json()["error"]["message"]
+  r = httpx.post(server.v1 + "/chat/completions", headers=headers, content=(
+      b'{"model": "smollm2-tiny", "messages": [{"role": "user", "content": "\\ud800 hi"}]}'))
+  assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content", r.text
   assert ask(client, "still there?", max_tokens=2).usage.completion_tokens == 2
 
 
@@ -299,6 +313,30 @@ def test_running_replies_take_turns_one_model_call_each():
   assert calls[7:] == [("slot0", "decode")] * 4  # the long reply goes on alone
 
 
+@pytest.mark.parametrize("max_queue", [0, 1])
+def test_the_queue_bound_counts_only_requests_that_wait_for_a_slot(max_queue):
+  """With 2 slots, 2 requests run at once whatever --max_queue is; it bounds the ones after."""
+  release, calls = threading.Event(), []
+  engine_ = engine.Engine(
+      lambda: generate.Session(_Counting("slot", calls, release.is_set), stop_ids=set()),
+      decode=str, slots=2, max_queue=max_queue, log=lambda _: None)
+
+  async def main():
+    jobs = [engine.Job([1], 2, generate.Sampling(), [], None, stream=False)
+            for _ in range(2 + max_queue)]
+    for job in jobs:  # an idle engine: every one is taken, however fast the dispatcher is
+      engine_.submit(job)
+    with pytest.raises(engine.QueueFull):
+      engine_.submit(engine.Job([1], 2, generate.Sampling(), [], None, stream=False))
+    assert engine_.status()["queued"] == max_queue
+    release.set()
+    return [(await job.events.get())[0] for job in jobs]
+
+  assert asyncio.run(main()) == ["done"] * (2 + max_queue)
+  engine_.stop()
+  assert engine_.status()["rejected"] == 1 and engine_.status()["served"] == 2 + max_queue
+
+
 def test_the_queue_is_bounded_with_retry_after(server):
   results = []
 
@@ -369,7 +407,19 @@ def test_a_base_model_serves_completions_equal_to_generate():
     (("--model=tinyllama", "--port=70000"), "--port must be in 0..65535, got 70000"),
     (("--model=nosuchmodel",), "unknown model"),
     (("--model=tinyllama", "--slots=0"), "--slots must be at least 1"),
+    (("--model=tinyllama", "--port=eighty"), "flag --port=eighty"),
+    (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
 ])
 def test_bad_flags_are_one_line_errors(args, message):
   run = testing.run_tool("serve", *args)
   assert message in testing.one_line_error(run, "serve")
+
+
+def test_a_taken_port_is_refused_before_any_model_loads():
+  """TinyLlama 1.1B has no weights offline: the port's error comes first, at once."""
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    run = testing.run_tool("serve", "--model=tinyllama", f"--port={port}")
+  assert f"cannot listen on 127.0.0.1:{port}" in testing.one_line_error(run, "serve")

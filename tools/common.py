@@ -30,9 +30,12 @@ class Terminated(KeyboardInterrupt):
   """SIGTERM, raised where the process is, so cleanup runs as for Ctrl-C."""
 
 
-def _terminate(signum, frame):
-  del signum, frame
-  raise Terminated()
+def _interrupt(signum, frame):
+  """Ctrl-C and SIGTERM: raised where the process is, and kept pending (console.pending) until
+  run() has handled it, in case a library swallows the exception."""
+  del frame
+  console.pending.append(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
+  raise console.pending[-1]()
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
@@ -48,7 +51,8 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       console.capture()
     # SIGTERM (`timeout`, a service manager, a CI runner's cancel) unwinds like Ctrl-C, so every
     # atomic write removes its temp file; Python's default would end the process on the spot.
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
     try:
       return main(argv)
@@ -57,10 +61,12 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       console.log(f"{tool}: error: {e}")
       return 2
     except Terminated:
+      console.pending.clear()
       files.remove_empty_created_dirs()
       console.log(f"{tool}: terminated; nothing partial was left behind")
       return 143
     except KeyboardInterrupt:
+      console.pending.clear()
       files.remove_empty_created_dirs()
       console.log(f"{tool}: interrupted; nothing partial was left behind")
       return 130
@@ -72,4 +78,12 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         console.log(f"{tool}: this is a bug; the libraries' output is in {saved}")
       return 1
 
-  app.run(guarded)
+  def parse(argv):
+    # absl's own parser prints "FATAL Flags parsing error" and a second line of advice.
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      sys.stderr.write(f"{tool}: error: {e} (--helpshort lists the flags)\n")
+      sys.exit(2)
+
+  app.run(guarded, flags_parser=parse)

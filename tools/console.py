@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 from typing import IO
 
 _real: dict[str, IO[str]] = {}
@@ -51,8 +52,17 @@ def out(text: str, end: str = "\n") -> None:
   stream.flush()
 
 
+# A signal the tool has not finished handling (tools/common.py): the exception it raised can be
+# swallowed by a library's bare `except:` (seen while the converter imports), so every progress
+# line of the main thread raises it again until the tool has stopped.
+pending: list[type[BaseException]] = []
+
+
 def log(message: str) -> None:
-  """Writes a progress line to the real stderr."""
+  """Writes a progress line to the real stderr; first raises again a Ctrl-C or SIGTERM that a
+  library swallowed (main thread only)."""
+  if pending and threading.current_thread() is threading.main_thread():
+    raise pending[0]()
   stream = stderr()
   stream.write(message + "\n")
   stream.flush()

@@ -101,24 +101,54 @@ def _previous(path: pathlib.Path, settings: dict) -> dict:
     previous = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise UpdateError(f"--update: {path} is not a table evaluate wrote ({e}){again}") from e
+  skipped = previous.get("skipped", {}) if isinstance(previous, dict) else None
+  task_info = previous.get("tasks") if isinstance(previous, dict) else None
   if (not isinstance(previous, dict) or not isinstance(previous.get("recipes"), list)
-      or not isinstance(previous.get("skipped", {}), dict)):
+      or not (task_info is None or isinstance(task_info, dict))
+      or not isinstance(skipped, dict) or not all(isinstance(v, str) for v in skipped.values())
+      or not _numbers(previous, ("tokens_scored", "float_perplexity"))
+      or not _task_scores((task_info or {}).get("float"))):
     raise UpdateError(f"--update: {path} is not a table evaluate wrote{again}")
   for i, row in enumerate(previous["recipes"]):
+    where = f"row {i + 1} of {path}"
     if not isinstance(row, dict) or not isinstance(row.get("recipe"), str):
-      raise UpdateError(f"--update: row {i + 1} of {path} has no recipe name: it is not a table "
-                        f"evaluate wrote{again}")
+      raise UpdateError(f"--update: {where} has no recipe name: it is not a table evaluate "
+                        f"wrote{again}")
+    bad = [key for key in ROW_NUMBERS if not _numbers(row, (key,))] + [
+        key for key in ("top1_agreement", "mean_kl")
+        if row.get(key) is not None and not _numbers(row, (key,))] + [
+        key for key in ("tasks", "tasks_litertlm") if not _task_scores(row.get(key))]
+    if bad:
+      raise UpdateError(f"--update: {where} ({row['recipe']}) has no valid {', '.join(bad)}: it "
+                        f"is not a table evaluate wrote{again}")
     try:
-      if recipes.check(row["recipe"]) != row["recipe"]:
-        raise recipes.UnknownRecipeError(f"its canonical name is {recipes.check(row['recipe'])}")
+      canonical = recipes.check(row["recipe"])
     except recipes.UnknownRecipeError as e:
       raise UpdateError(f"--update: {path} names a recipe this version cannot make, "
                         f"{row['recipe']!r} ({e}){again}") from e
+    if canonical != row["recipe"]:
+      raise UpdateError(f"--update: {where} names {row['recipe']!r}, which this version calls "
+                        f"{canonical!r}: rename it in the table")
   for key, value in settings.items():
     if previous.get(key) != value:
       raise UpdateError(f"--update: {path} has {key} {previous.get(key)!r} and this run "
                         f"{value!r}; give the same settings{again}")
   return previous
+
+
+# What a table's row must hold for the markdown table and plot to be written from it.
+ROW_NUMBERS = ("size_bytes", "bits_per_weight", "perplexity", "perplexity_change")
+
+
+def _numbers(mapping: dict, keys) -> bool:
+  return all(isinstance(mapping.get(k), (int, float)) and not isinstance(mapping.get(k), bool)
+             for k in keys)
+
+
+def _task_scores(scores) -> bool:
+  """Whether `scores` is absent or maps task names to results with a numeric accuracy."""
+  return scores is None or (isinstance(scores, dict) and all(
+      isinstance(r, dict) and _numbers(r, ("accuracy",)) for r in scores.values()))
 
 
 def _merged(previous: dict, rows: list[dict], result: dict, dropped: dict) -> list[dict]:
@@ -321,7 +351,8 @@ def _write_together(paths: list[pathlib.Path], name: str, result: dict, markdown
                     rows: list[dict]) -> None:
   """Writes the JSON, the markdown table and the plot (`paths`, in that order) all or none: each
   goes to a temp file, and the three renames run with SIGINT and SIGTERM held, so Ctrl-C while
-  plotting leaves the previous three as they were. Raises files.OutputError."""
+  plotting leaves the previous three as they were (only a rename the OS refuses, e.g. a
+  directory made at a path meanwhile, can leave them mixed). Raises files.OutputError."""
   try:
     with contextlib.ExitStack() as signals:
       with contextlib.ExitStack() as renames:
@@ -331,9 +362,10 @@ def _write_together(paths: list[pathlib.Path], name: str, result: dict, markdown
         report.plot(name, rows, png_tmp)
         signals.enter_context(_signals_held())  # released once every rename is done
   except OSError as e:
-    raise files.OutputError(f"could not write {paths[0].with_name(name)}.json, .md and .png "
-                            f"({e.strerror or e}); free space or choose another --output_dir"
-                            ) from e
+    target = e.filename2 or e.filename or f"{paths[0].with_name(name)}.json, .md and .png"
+    raise files.OutputError(f"could not write {target} ({e.strerror or e}); if a rename failed, "
+                            "the .json, .md and .png may now be from different runs: fix that "
+                            "path and run again") from e
 
 
 def _shown(path) -> str:

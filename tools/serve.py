@@ -52,8 +52,9 @@ def _check_flags() -> None:
     raise zoo_flags.FlagError("--api_key must not be empty")
 
 
-def _listen(host: str, port: int) -> socket.socket:
-  """The bound listening socket; a ZooError naming the address when it cannot be had."""
+def _bind(host: str, port: int) -> socket.socket:
+  """A socket bound to the address, not yet listening (a client is refused, not left waiting,
+  while the model loads); a FlagError naming the address when it cannot be had."""
   try:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
   except socket.gaierror as e:
@@ -67,18 +68,17 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.close()
     raise zoo_flags.FlagError(f"cannot listen on {host}:{port}: {e.strerror}; choose another "
                               "--port (or --port=0 for any free one)") from e
-  sock.listen(128)
   return sock
 
 
 def main(argv):
   del argv
   _check_flags()
+  sock = _bind(_HOST.value, _PORT.value)  # before converting: a taken port fails at once
   s = _SELECT.selection()
   tok = pipeline.tokenizer(s.weights, console.log)
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
-  sock = _listen(_HOST.value, _PORT.value)  # before loading: a taken port fails at once
 
   # pylint: disable=g-import-not-at-top
   import uvicorn
@@ -95,9 +95,12 @@ def main(argv):
     with tok_lock:
       return tok.decode(ids)
 
+  # One loaded model; each slot has its own KV cache on it (one thread pool: pools of their own
+  # would spin on the CPUs while another slot's turn runs).
+  model = runner.Runner(artifact.path, num_threads=_THREADS.value)
+  caches = iter([model] + [model.share() for _ in range(_SLOTS.value - 1)])
   engine = server_engine.Engine(
-      lambda: generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),
-                               tok.stop_ids),
+      lambda: generate.Session(next(caches), tok.stop_ids),
       decode, slots=_SLOTS.value, max_queue=_MAX_QUEUE.value, grammars=grammars,
       log=console.log, prefix_reuse=_PREFIX_REUSE.value)
   served = server_app.Served(
@@ -107,6 +110,11 @@ def main(argv):
   config = uvicorn.Config(server_app.create_app(served), log_level="warning", access_log=False,
                           timeout_graceful_shutdown=int(_DRAIN.value) + 5,
                           timeout_keep_alive=30)
+  try:
+    sock.listen(128)
+  except OSError as e:  # another server took the port while this one converted
+    raise zoo_flags.FlagError(f"cannot listen on {_HOST.value}:{_PORT.value}: {e.strerror}; "
+                              "choose another --port (or --port=0 for any free one)") from e
   host, port = sock.getsockname()[:2]
   shown = f"[{host}]" if ":" in host else host
   console.log(f"serving {s.name} ({artifact.path.name}) at http://{shown}:{port}/v1; "

@@ -135,6 +135,15 @@ def create_app(served: Served) -> FastAPI:
                      f"{'messages' if req.endpoint == 'chat' else 'prompt'} take {len(context)}:"
                      " shorten them", param="messages" if req.endpoint == "chat" else "prompt",
                      code="context_length_exceeded")
+    # A limit the client set that cannot be reached is refused, as OpenAI does; the default
+    # (completions: 16) stops at the cache's end.
+    name = req.max_tokens_param
+    if name is not None and len(context) + req.max_tokens > capacity:
+      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but the "
+                     f"{'messages' if req.endpoint == 'chat' else 'prompt'} take {len(context)} "
+                     f"and {name} asks for {req.max_tokens} more: lower {name} to at most "
+                     f"{capacity - len(context)} (or leave it out to fill the context)",
+                     param=name, code="context_length_exceeded")
     return context
 
   async def _generate(request: Request, parse):

@@ -1,10 +1,10 @@
 """One model instance serving up to `slots` requests at once, in turns, from a bounded queue.
 
-The model keeps `slots` KV caches (one runner each, sharing the packed weights through the
-XNNPACK weight cache). A dispatcher thread takes jobs in arrival order and starts each on a free
-slot, the one whose cached tokens share the longest prefix with its prompt, so the next turn of
-a conversation prefills only what is new even when other conversations ran in between (as
-llama-server's slots do). The running jobs take turns on the model (`Turns`): one model call
+The model keeps `slots` KV caches (one runner each, all sharing one loaded model: its weights,
+arena and thread pool; runner.Runner.share). A dispatcher thread takes jobs in arrival order and
+starts each on a free slot, the one whose cached tokens share the longest prefix with its
+prompt, so the next turn of a conversation prefills only what is new even when other
+conversations ran in between (as llama-server's slots do). The running jobs take turns on the model (`Turns`): one model call
 each (a prompt's prefill, or one decode step), in arrival order, so a new request's first token
 waits for one step of each running reply, not for the replies to finish. Calls never overlap:
 each already uses every thread it is given, and the weights are read once per step either way.
@@ -175,12 +175,17 @@ class Engine:
     """Queues `job`; raises QueueFull (with a Retry-After estimate in seconds) when max_queue
     jobs already wait, or when the engine is stopping."""
     with self._cond:
-      if self._stopping or len(self._queue) >= self.max_queue:
+      # Queued jobs that a free slot is about to take do not wait: only the rest count.
+      if self._stopping or self._waiting(extra=1) > self.max_queue:
         self.counts["rejected"] += 1
         raise QueueFull(self._retry_after())
       self._queue.append(job)
-      self.max_queued_seen = max(self.max_queued_seen, len(self._queue))
+      self.max_queued_seen = max(self.max_queued_seen, self._waiting())
       self._cond.notify()
+
+  def _waiting(self, extra: int = 0) -> int:
+    """Jobs that wait for a slot, with `extra` more queued (lock held)."""
+    return max(0, len(self._queue) + extra - self._busy.count(False))
 
   def cancel(self, job: Job) -> None:
     """Forgets a waiting job, or stops a running one at its next token (idempotent)."""
@@ -194,7 +199,7 @@ class Engine:
 
   def status(self) -> dict:
     with self._cond:
-      return {"queued": len(self._queue), "running": sum(self._busy),
+      return {"queued": self._waiting(), "running": sum(self._busy),
               "max_queue": self.max_queue, "max_queued_seen": self.max_queued_seen,
               "slots": len(self._sessions), **{k: self.counts[k] for k in
                                                ("served", "cancelled", "rejected", "errors")}}
@@ -208,7 +213,7 @@ class Engine:
 
   def _retry_after(self) -> int:
     per_job = sum(self._recent) / len(self._recent) if self._recent else 1.0
-    return max(1, math.ceil(per_job * (len(self._queue) + 1) / len(self._sessions)))
+    return max(1, math.ceil(per_job * (self._waiting() + 1) / len(self._sessions)))
 
   # --- the dispatcher and the jobs' threads -----------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from typing import Any
 
 from litezoo.runtime.generate import Sampling
@@ -31,9 +32,9 @@ class ApiError(Exception):
                headers: dict[str, str] | None = None):
     super().__init__(message)
     self.status, self.message, self.param, self.code = status, message, param, code
-    self.kind = kind or {400: "invalid_request_error", 401: "invalid_request_error",
-                         404: "invalid_request_error", 413: "invalid_request_error",
-                         429: "rate_limit_error", 503: "server_error"}.get(status, "server_error")
+    # OpenAI's types: every client error but 429 is an invalid request (405 and 413 included).
+    self.kind = kind or ("rate_limit_error" if status == 429 else
+                         "invalid_request_error" if 400 <= status < 500 else "server_error")
     self.headers = headers or {}
 
   def body(self) -> dict:
@@ -59,13 +60,40 @@ class Request:
   stream: bool
   include_usage: bool
   response_format: dict | None
+  max_tokens_param: str | None = None  # which parameter set max_tokens (None: the default)
+
+
+MAX_DEPTH = 128  # JSON nesting; requests (JSON schemas included) stay far below it
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[][{}]")
+
+
+def _too_deep(raw: bytes) -> bool:
+  """Whether `raw` nests arrays and objects deeper than MAX_DEPTH (outside its strings). The
+  converter's import raises Python's recursion limit to 100,000, so json.loads would recurse on
+  the C stack until the process crashes rather than raise RecursionError."""
+  if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+    return False
+  depth = 0
+  for bracket in _BRACKETS.finditer(_STRINGS.sub(b"", raw)):
+    depth += 1 if bracket.group() in (b"[", b"{") else -1
+    if depth > MAX_DEPTH:
+      return True
+  return False
 
 
 def parse_json(raw: bytes) -> dict:
+  """The request's JSON object; ApiError 400 for anything else. Raises before parsing a body
+  that nests deeper than MAX_DEPTH."""
+  if _too_deep(raw):
+    raise ApiError(400, f"the request body nests too deeply to read (more than {MAX_DEPTH} "
+                   "levels)", code="invalid_json")
   try:
     body = json.loads(raw)
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from e
+  except RecursionError as e:
+    raise ApiError(400, "the request body nests too deeply to read", code="invalid_json") from e
   if not isinstance(body, dict):
     raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
   return body
@@ -75,8 +103,12 @@ def _number(body: dict, name: str, low: float, high: float, default: float) -> f
   value = body.get(name)
   if value is None:
     return default
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-    raise bad(name, f"{name} must be a number, got {value!r}")
+  try:
+    finite = not isinstance(value, bool) and math.isfinite(value)
+  except (TypeError, OverflowError):  # not a number, or an integer beyond any float
+    finite = False
+  if not finite:
+    raise bad(name, f"{name} must be a number, got {str(value)[:40]}")
   if not low <= value <= high:
     raise bad(name, f"{name} must be between {low} and {high}, got {value}")
   return float(value)
@@ -93,6 +125,16 @@ def _integer(body: dict, name: str, low: int, default: int | None) -> int | None
   return value
 
 
+def _unicode(text: str, where: str) -> str:
+  """`text` if it encodes as UTF-8 (JSON's \\ud800 escapes can make lone surrogates)."""
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raise bad(where, f"{where} is not valid Unicode text (a lone surrogate at character "
+              f"{e.start})") from e
+  return text
+
+
 def _stop(body: dict) -> list[str]:
   stop = body.get("stop")
   if stop is None:
@@ -104,13 +146,13 @@ def _stop(body: dict) -> list[str]:
     raise bad("stop", f"stop takes at most {MAX_STOPS} sequences, got {len(stops)}")
   if any(not s for s in stops):
     raise bad("stop", "a stop sequence must not be empty")
-  return list(stops)
+  return [_unicode(s, "stop") for s in stops]
 
 
 def _content(content: Any, where: str) -> str:
   """A message's text: a string, or a list of text parts (any other part is refused)."""
   if isinstance(content, str):
-    return content
+    return _unicode(content, f"{where}.content")
   if isinstance(content, list):
     texts = []
     for j, part in enumerate(content):
@@ -119,7 +161,7 @@ def _content(content: Any, where: str) -> str:
         what = kind or type(part).__name__
         raise bad(f"{where}.content[{j}]", f"{where}.content[{j}] is a {what} part; this model "
                   "takes text only", code="unsupported_content")
-      texts.append(part["text"])
+      texts.append(_unicode(part["text"], f"{where}.content[{j}].text"))
     return "".join(texts)
   raise bad(f"{where}.content", f"{where}.content must be a string or a list of text parts")
 
@@ -135,7 +177,7 @@ def _messages(body: dict) -> list[dict]:
     if not isinstance(m, dict):
       raise bad(where, f"{where} must be an object with role and content")
     role = m.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
       raise bad(f"{where}.role", f"{where}.role {role!r} is not supported; roles: "
                 f"{', '.join(ROLES)}", code="unsupported_role")
     for key in ("tool_calls", "function_call"):
@@ -193,7 +235,9 @@ def _common(body: dict, keys: set[str]) -> None:
     raise bad("model", "model must be given (GET /v1/models lists it)",
               code="missing_required_parameter")
   for name, neutral in _NEUTRAL.items():
-    if name in body and body[name] is not None and body[name] != neutral:
+    value = body.get(name)
+    wrong_type = isinstance(value, bool) != isinstance(neutral, bool)  # `true` == 1 in Python
+    if value is not None and (value != neutral or wrong_type):
       raise bad(name, f"{name}={body[name]!r} is not supported by this server (only "
                 f"{json.dumps(neutral)})", code="unsupported_parameter")
   if body.get("tools"):
@@ -235,13 +279,14 @@ def chat_request(body: dict) -> Request:
   """Raises ApiError naming the first parameter it cannot honour."""
   _common(body, _CHAT_KEYS)
   messages = _messages(body)
-  max_tokens = _integer(body, "max_completion_tokens", 1, None)
-  if max_tokens is None:
-    max_tokens = _integer(body, "max_tokens", 1, None)
+  given = {name: value for name in ("max_completion_tokens", "max_tokens")
+           if (value := _integer(body, name, 1, None)) is not None}
+  param = next(iter(given), None)  # the newer name wins, as in OpenAI's API
+  max_tokens = given.get(param)
   sampling = _sampling(body)
   stream, include_usage = _stream(body)
   return Request(body["model"], "chat", messages, None, max_tokens, sampling, _stop(body),
-                 stream, include_usage, _response_format(body))
+                 stream, include_usage, _response_format(body), param)
 
 
 def completion_request(body: dict) -> Request:
@@ -254,8 +299,10 @@ def completion_request(body: dict) -> Request:
               code="missing_required_parameter" if prompt is None else None)
   if not prompt:
     raise bad("prompt", "prompt must not be empty")
+  _unicode(prompt, "prompt")
   max_tokens = _integer(body, "max_tokens", 1, 16)  # OpenAI's default for completions
   sampling = _sampling(body)
   stream, include_usage = _stream(body)
   return Request(body["model"], "completion", None, prompt, max_tokens, sampling, _stop(body),
-                 stream, include_usage, None)
+                 stream, include_usage, None,
+                 "max_tokens" if body.get("max_tokens") is not None else None)
