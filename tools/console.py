@@ -58,6 +58,12 @@ def out(text: str, end: str = "\n") -> None:
 pending: list[type[BaseException]] = []
 
 
+def handled() -> None:
+  """Marks a pending Ctrl-C as handled: for a tool whose normal way to stop is Ctrl-C (a server
+  that a library runs and stops), which then goes on to log and exit 0."""
+  pending.clear()
+
+
 def log(message: str) -> None:
   """Writes a progress line to the real stderr; first raises again a Ctrl-C or SIGTERM that a
   library swallowed (main thread only)."""

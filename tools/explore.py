@@ -60,6 +60,8 @@ def main(argv):
                 "free port) ...")
     explore.serve(config, _HOST.value, _PORT.value, open_browser=not _NO_BROWSER.value,
                   log=console.log, out=console.out)
+    console.handled()  # Model Explorer stops on Ctrl-C by design; that is not an interruption
+    console.log("server stopped")
   return 0
 
 

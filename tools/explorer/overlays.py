@@ -442,4 +442,3 @@ def serve(config, host: str, port: int, open_browser: bool,
   threading.Thread(target=announce, daemon=True).start()
   model_explorer.visualize_from_config(config=config, host=host, port=port,
                                        no_open_in_browser=not open_browser)
-  log("server stopped")
