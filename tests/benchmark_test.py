@@ -204,6 +204,20 @@ def test_the_readme_serving_tables_are_the_ones_generated_from_the_committed_jso
   assert results["schema"] == serving.SCHEMA
   assert serving.markdown(results).strip() in readme
   assert serving.conditions(results) in readme  # the figures with the load they were taken at
+  assert results["machine"]["cpu"] in serving.conditions(results)  # and the CPU they ran on
+
+
+def test_markdown_from_a_serving_json_prints_its_table_and_conditions(tmp_path):
+  name = sorted(p.name for p in BENCH.glob("serving-*.json"))[0]
+  results = json.loads((BENCH / name).read_text())
+  run = testing.run_tool("benchmark", f"--markdown_from={BENCH / name}")
+  assert run.returncode == 0, run.stderr
+  assert run.stdout == serving.markdown(results) + "\n" + serving.conditions(results) + "\n"
+  other = tmp_path / "other.json"
+  other.write_text(json.dumps({"schema": "something-else"}))
+  run = testing.run_tool("benchmark", f"--markdown_from={other}")
+  assert testing.one_line_error(run, "benchmark").startswith(
+      f"benchmark: error: {other} is not a benchmark result")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("*.json")

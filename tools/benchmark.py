@@ -3,6 +3,7 @@
   bazel run //tools:benchmark -- --model=tinyllama --variant=1.1b --quantize=dynamic_int8
   bazel run //tools:benchmark -- --checkpoint=DIR --peers=zoo,litertlm,export_hf   # by config
   bazel run //tools:benchmark -- --markdown_from=docs/bench/tinyllama-1.1b.json   # README table
+  (--markdown_from takes a serving comparison's JSON too)
   bazel run //tools:benchmark -- --model=smollm2 --serving    # servers: tools/bench/serving.py
 
 Every peer reads the same seeded random weights of the real size (speed does not depend on
@@ -79,11 +80,7 @@ def main(argv):
   del argv
   from litezoo.tools.bench import report  # pylint: disable=g-import-not-at-top
   if _MARKDOWN_FROM.value:
-    results = json.loads(common.user_path(_MARKDOWN_FROM.value).read_text())
-    if results.get("schema") != report.SCHEMA:
-      raise ZooError(f"{_MARKDOWN_FROM.value} is not a benchmark result ({report.SCHEMA})")
-    console.out(report.markdown(results), end="")
-    return 0
+    return _markdown_from(common.user_path(_MARKDOWN_FROM.value))
   if _SERVING.value:
     return _serving()
   peers = _PEERS.value or list(PEERS)
@@ -192,6 +189,27 @@ def run(peers: list[str]) -> tuple[dict, str]:
   results["targets"] = report.targets(results_peers, prefill_key)
   results["summary"] = report.summary(results)
   return results, spec.default_recipe
+
+
+def _markdown_from(path: pathlib.Path) -> int:
+  """Prints the markdown of a benchmark's or a serving comparison's results JSON."""
+  from litezoo.tools.bench import report, serving  # pylint: disable=g-import-not-at-top
+  try:
+    results = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ZooError(f"--markdown_from: cannot read {path} as JSON ({e})") from e
+  schema = results.get("schema") if isinstance(results, dict) else None
+  if schema not in (report.SCHEMA, serving.SCHEMA):
+    raise ZooError(f"{path} is not a benchmark result ({report.SCHEMA} or {serving.SCHEMA}); "
+                   "pass a .json that tools/benchmark wrote")
+  try:
+    text = (serving.markdown(results) + "\n" + serving.conditions(results) + "\n"
+            if schema == serving.SCHEMA else report.markdown(results))
+  except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    raise ZooError(f"{path} says {schema} but a field is missing or malformed ({e!r}); "
+                   "pass a .json that tools/benchmark wrote") from e
+  console.out(text, end="")
+  return 0
 
 
 def _serving() -> int:

@@ -146,13 +146,20 @@ def memory_bandwidth(threads: int, mib: int = 1024, repeats: int = 5) -> dict:
           "method": "numpy sum over a float64 array, one slice per thread; best of repeats"}
 
 
+# The vector extensions that decide which kernels XNNPACK and ggml pick: figures from machines
+# that differ in these are not comparable.
+ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
 def machine() -> dict:
-  cpu = ""
+  """The CPU (model name and the ISA extensions it reports), CPUs, memory in bytes, OS, Python."""
+  cpu, flags = "", set()
   try:
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
+      if line.startswith("model name") and not cpu:
         cpu = line.split(":", 1)[1].strip()
-        break
+      elif line.startswith("flags") and not flags:
+        flags = set(line.split(":", 1)[1].split())
   except OSError:
     pass
   mem = 0
@@ -162,7 +169,8 @@ def machine() -> dict:
         mem = int(line.split()[1]) * 1024
   except OSError:
     pass
-  return {"cpu": cpu or platform.processor(), "cpus": os.cpu_count(), "memory_bytes": mem,
+  return {"cpu": cpu or platform.processor(), "isa": [f for f in ISA if f in flags],
+          "cpus": os.cpu_count(), "memory_bytes": mem,
           "platform": platform.platform(), "python": platform.python_version()}
 
 

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import pathlib
-import platform
 import re
 import socket
 import statistics
@@ -31,6 +30,7 @@ import time
 import httpx
 
 from litezoo.artifacts import files
+from litezoo.tools.bench import measure
 
 SCHEMA = "litezoo-serving-bench-1"
 PEERS = ("zoo", "zoo_no_reuse", "llamacpp", "litertlm")
@@ -249,9 +249,7 @@ def run(ctx: dict, peers: list[str], log) -> dict:
 
 
 def machine() -> dict:
-  load = os.getloadavg()
-  return {"cpus": os.cpu_count(), "platform": platform.platform(),
-          "load_average_at_end": [round(x, 2) for x in load]}
+  return {**measure.machine(), "load_average_at_end": measure.load_average()}
 
 
 def markdown(data: dict) -> str:
@@ -281,6 +279,7 @@ def markdown(data: dict) -> str:
 def conditions(data: dict) -> str:
   """One line: when, the machine and its load (the figures depend on it)."""
   m = data["machine"]
-  return (f"Measured {data['started'][:16]} UTC on {m['cpus']} CPUs, load average "
+  cpu = f" ({m['cpu']}; {', '.join(m['isa']) or 'no AVX2'})" if "isa" in m else ""
+  return (f"Measured {data['started'][:16]} UTC on {m['cpus']} CPUs{cpu}, load average "
           f"{data['load_average_start'][0]:.1f} at the start and "
           f"{m['load_average_at_end'][0]:.1f} at the end; {data['seconds']:.0f} s in all.")
