@@ -207,6 +207,15 @@ def test_the_readme_serving_tables_are_the_ones_generated_from_the_committed_jso
   assert results["machine"]["cpu"] in serving.conditions(results)  # and the CPU they ran on
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("serving-*.json")))
+def test_each_serving_json_has_its_plot_beside_it_and_the_plot_is_redrawn_from_it(name, tmp_path):
+  from matplotlib import image  # pylint: disable=g-import-not-at-top
+  committed = image.imread(BENCH / name.replace(".json", ".png"), format="png")
+  serving.plot(json.loads((BENCH / name).read_text()), tmp_path / "again.png")
+  again = image.imread(tmp_path / "again.png", format="png")
+  assert committed.shape == again.shape and committed.shape[1] > 1000
+
+
 def test_markdown_from_a_serving_json_prints_its_table_and_conditions(tmp_path):
   name = sorted(p.name for p in BENCH.glob("serving-*.json"))[0]
   results = json.loads((BENCH / name).read_text())

@@ -271,10 +271,12 @@ def _serving() -> int:
   artifacts.write_json(out / f"{stem}.json", results)
   table = serving.markdown(results)
   with artifacts.atomic_path(out / f"{stem}.md") as tmp:
-    tmp.write_text(f"# Serving {name} ({s.recipe}, {_THREADS.value} threads)\n\n{table}\n"
-                   f"{serving.conditions(results)}\n")
+    tmp.write_text(f"# Serving {name} ({s.recipe}, {_THREADS.value} threads)\n\n"
+                   f"![serving]({stem}.png)\n\n{table}\n{serving.conditions(results)}\n")
+  with artifacts.atomic_path(out / f"{stem}.png") as tmp:
+    serving.plot(results, tmp)
   console.out(table)
-  console.out(f"wrote {out / stem}.json and .md")
+  console.out(f"wrote {out / stem}.json, .md and .png")
   return 0
 
 

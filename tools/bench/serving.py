@@ -276,6 +276,43 @@ def markdown(data: dict) -> str:
   return "\n".join(rows) + "\n"
 
 
+def plot(data: dict, path) -> None:
+  """Two panels of grouped bars, one group per measured server: time to first token in ms
+  (turn 1 and the last turn at concurrency 1, a follow-up turn at concurrency 4; lower is
+  better) and tokens/s (decode per stream at concurrency 1, aggregate at concurrency 4)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  peers = [p for p in PEERS if "c1" in data["results"].get(p, {})]
+  turns = data["results"][peers[0]]["c1"]["turns"] if peers else "last"
+  panels = (
+      ("time to first token (ms, lower is better)", 1e3,
+       (("turn 1, c=1", "c1", "ttft_first_turn_s"), (f"turn {turns}, c=1", "c1",
+                                                         "ttft_last_turn_s"),
+        ("follow-up, c=4", "c4", "ttft_follow_up_s"))),
+      ("tokens/s (higher is better)", 1.0,
+       (("decode per stream, c=1", "c1", "decode_tps_per_stream"),
+        ("aggregate, c=4", "c4", "aggregate_tps"))))
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+  width = 0.8 / max(1, len(peers))
+  for ax, (title, scale, figures) in zip(axes, panels):
+    for i, peer in enumerate(peers):
+      r = data["results"][peer]
+      xs = [j + i * width for j in range(len(figures))]
+      bars = ax.bar(xs, [r[c][key] * scale for _, c, key in figures], width, label=peer)
+      ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks([j + width * (len(peers) - 1) / 2 for j in range(len(figures))],
+                  [label for label, _, _ in figures], fontsize=8)
+    ax.set_title(title)
+  axes[0].set_yscale("log")  # one slow server's follow-up would flatten every other bar
+  axes[0].legend(fontsize=8)
+  fig.suptitle(f"serving {data['model']}-{data['variant']} {data['recipe']}, "
+               f"{data['threads']} threads, {data['machine'].get('cpu', '')}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100, format="png")
+  plt.close(fig)
+
+
 def conditions(data: dict) -> str:
   """One line: when, the machine and its load (the figures depend on it)."""
   m = data["machine"]
