@@ -115,6 +115,33 @@ class Transform:
   apply: Callable[[Any], None]  # (torch.nn.Module) -> None, changes it in place
 
 
+def _place(spec: ModelSpec, variant: str | None, weights_: Weights, recipe: str | None,
+           signatures: Signatures | None, transform: Transform | None):
+  """(variant, recipe, signatures, cache key, directory, .tflite path) of an artifact, defaults
+  filled in; raises ZooError for settings the model cannot take, before any work."""
+  variant = variant or spec.default_variant
+  spec.variant(variant)
+  recipe = recipes.check(recipe or spec.default_recipe)
+  signatures = signatures or spec.signatures
+  spec.check_signatures(variant, signatures)
+  tag = recipes.parse(recipe).file_tag
+  key = cache.key(spec, variant, recipe, signatures, weights_,
+                  transform.name if transform is not None else None)
+  directory = cache.directory(spec, variant, tag, key)
+  final = directory / files.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
+  return variant, recipe, signatures, key, directory, final
+
+
+def cached_artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *,
+                    recipe: str | None = None, signatures: Signatures | None = None,
+                    transform: Transform | None = None) -> Artifact | None:
+  """The cached .tflite of these settings if it is there and intact, else None: what
+  `artifact` would return without converting (no lock taken, nothing written)."""
+  final = _place(spec, variant, weights_, recipe, signatures, transform)[-1]
+  found = manifest.find(final)
+  return found if found is not None and found.intact() else None
+
+
 def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe: str | None = None,
              signatures: Signatures | None = None, transform: Transform | None = None,
              log: Callable[[str], None] = print) -> Artifact:
@@ -126,16 +153,8 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
   (`$LITEZOO_PREBUILT`, artifacts/cache.py) is copied in instead of converting. Raises what
   `convert.convert` raises.
   """
-  variant = variant or spec.default_variant
-  spec.variant(variant)
-  recipe = recipes.check(recipe or spec.default_recipe)
-  signatures = signatures or spec.signatures
-  spec.check_signatures(variant, signatures)  # bad input fails before any work
-  tag = recipes.parse(recipe).file_tag
-  key = cache.key(spec, variant, recipe, signatures, weights_,
-                  transform.name if transform is not None else None)
-  directory = cache.directory(spec, variant, tag, key)
-  final = directory / files.artifact_name(spec.name, variant, tag, signatures.kv_cache_max_len)
+  variant, recipe, signatures, key, directory, final = _place(spec, variant, weights_, recipe,
+                                                              signatures, transform)
   # Not with_suffix: a name like tinyllama-1.1b_... would lose ".1b_..." and collide with the
   # float artifact's lock, which a quantized conversion takes while holding its own.
   with files.locked(directory.parent / (directory.name + ".lock")):

@@ -65,6 +65,15 @@ def test_models_and_health(server, client):
   assert health["status"] == "ok" and health["max_queue"] == 3 and health["slots"] == 2
 
 
+def test_a_first_run_converts_in_a_child_and_serves_without_the_converter(server):
+  """The module's first server converted its model (a fresh cache) in a forked child: the
+  converter's TensorFlow, hundreds of MiB resident for as long as the server runs, never loads
+  in the server."""
+  assert "on first use" in server.log(), server.log()[-2000:]
+  with open(f"/proc/{server.proc.pid}/maps") as maps:
+    assert "tensorflow" not in maps.read()
+
+
 def test_greedy_chat_equals_tools_generate(server, client, chat_checkpoint):
   reply = ask(client, "Tell me a story.", max_tokens=10)
   generated = testing.run_tool("generate", *chat_args(chat_checkpoint), "--prompt=Tell me a story.",
@@ -176,17 +185,43 @@ def test_json_object_and_regex_and_grammar(client):
     (dict(temperature=10**400), 400, "temperature", None),
     (dict(n=True), 400, "n", "unsupported_parameter"),
     (dict(max_tokens=10**9), 400, "max_tokens", "context_length_exceeded"),
-    (dict(max_completion_tokens=2000), 400, "max_completion_tokens", "context_length_exceeded"),
+    (dict(max_completion_tokens=2000, max_tokens=None), 400, "max_completion_tokens",
+     "context_length_exceeded"),
+    (dict(max_completion_tokens=3, max_tokens=500), 400, "max_tokens", None),
+    (dict(model=5), 400, "model", None),
+    (dict(temperature=0, top_p=0.5), 400, "top_p", None),
+    (dict(temperature=0, extra_body={"top_k": 3}), 400, "top_k", None),
+    (dict(messages=[{"role": "user", "content": "hi", "name": "bob"}]), 400, "messages[0].name",
+     "unsupported_parameter"),
+    (dict(stream=True, stream_options={"include_usage": "no"}), 400,
+     "stream_options.include_usage", None),
+    (dict(stream=True, stream_options={"include_obfuscation": True}), 400,
+     "stream_options.include_obfuscation", "unsupported_parameter"),
 ])
 def test_errors_in_openai_format(client, kwargs, status, param, code):
   request = dict(model="smollm2-tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
   with pytest.raises(openai.APIStatusError) as raised:
+    if kwargs.get("stream"):  # a stream's error comes with the response, before any event
+      with client.chat.completions.create(**{**request, **kwargs}):
+        pass
     client.chat.completions.create(**{**request, **kwargs})
   e = raised.value
   assert e.status_code == status and e.param == param, e.body
   if code:
     assert e.code == code
   assert "Traceback" not in json.dumps(e.body)
+
+
+def test_neutral_values_and_empty_message_fields_are_accepted(client):
+  """What clients send by default, or echo back from a reply, is not an option that cannot
+  apply: top_p 1 and a seed with greedy decoding, an assistant message with refusal=None."""
+  first = ask(client, "Hi!", max_tokens=4, top_p=1, seed=7)
+  again = client.chat.completions.create(
+      model="smollm2-tiny", max_tokens=4, temperature=0, max_completion_tokens=4,
+      messages=[{"role": "user", "content": "Hi!"},
+                first.choices[0].message.model_dump(),  # refusal, tool_calls ... all None
+                {"role": "user", "content": "And?", "name": None}])
+  assert first.choices[0].message.content and again.usage.completion_tokens == 4
 
 
 def test_a_wrong_api_key_is_401_and_unknown_paths_404(server):
@@ -197,6 +232,10 @@ def test_a_wrong_api_key_is_401_and_unknown_paths_404(server):
   assert r.status_code == 404 and r.json()["error"]["message"]
   r = httpx.get(server.v1 + "/chat/completions", headers={"Authorization": f"Bearer {KEY}"})
   assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+  # No redirect to the path without the slash: a client following it would post twice.
+  r = httpx.post(server.v1 + "/chat/completions/", headers={"Authorization": f"Bearer {KEY}"},
+                 json={})
+  assert r.status_code == 404 and r.json()["error"]["message"]
 
 
 def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(server, client):
@@ -367,16 +406,17 @@ def test_a_short_load_test(server):
   assert report.max_queued_seen <= 3 and report.completion_tokens > 0
 
 
-def test_sigterm_drains_requests_under_way(chat_checkpoint):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_drain_requests_under_way(chat_checkpoint, signum):
   s = Server(*chat_args(chat_checkpoint))
   with _long_stream_no_key(s) as r:
     lines = r.iter_lines()
     next(lines)
-    s.proc.send_signal(signal.SIGTERM)
+    s.proc.send_signal(signum)
     rest = list(lines)
   assert "data: [DONE]" in rest
-  assert s.proc.wait(60) == 0
-  assert "stopped (" in s.log() and "Traceback" not in s.log()
+  assert s.proc.wait(60) == 0, s.log()[-2000:]
+  assert "stopped (1 request" in s.log() and "Traceback" not in s.log()
 
 
 def _long_stream_no_key(server):
@@ -407,7 +447,9 @@ def test_a_base_model_serves_completions_equal_to_generate():
     (("--model=tinyllama", "--port=70000"), "--port must be in 0..65535, got 70000"),
     (("--model=nosuchmodel",), "unknown model"),
     (("--model=tinyllama", "--slots=0"), "--slots must be at least 1"),
-    (("--model=tinyllama", "--port=eighty"), "flag --port=eighty"),
+    (("--model=tinyllama", "--port=eighty"), "--port takes an integer, got 'eighty'"),
+    (("--model=tinyllama", "stray"), "unexpected argument 'stray'"),
+    (("--model=tinyllama", "--host=192.0.2.1"), "--host=192.0.2.1 is not an address of this"),
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
 ])
 def test_bad_flags_are_one_line_errors(args, message):

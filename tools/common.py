@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import sys
 import time
@@ -36,6 +37,19 @@ def _interrupt(signum, frame):
   del frame
   console.pending.append(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
   raise console.pending[-1]()
+
+
+_NOT_A_NUMBER = re.compile(r"^flag --(\w+)=(.*): (invalid literal for int\(\)|could not "
+                           r"convert string to float)")
+
+
+def _flag_error(e: Exception) -> str:
+  """absl's message, with Python's int()/float() wording replaced by the flag's type."""
+  found = _NOT_A_NUMBER.match(str(e))
+  if not found:
+    return str(e)
+  name, value, kind = found.groups()
+  return f"--{name} takes {'an integer' if 'int' in kind else 'a number'}, got {value!r}"
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:
@@ -81,9 +95,14 @@ def run(main: Callable[[list[str]], int | None]) -> None:
   def parse(argv):
     # absl's own parser prints "FATAL Flags parsing error" and a second line of advice.
     try:
-      return flags.FLAGS(argv)
+      rest = flags.FLAGS(argv)
     except flags.Error as e:
-      sys.stderr.write(f"{tool}: error: {e} (--helpshort lists the flags)\n")
+      sys.stderr.write(f"{tool}: error: {_flag_error(e)} (--helpshort lists the flags)\n")
       sys.exit(2)
+    if len(rest) > 1:  # no tool takes positional arguments: a stray word is a mistake
+      sys.stderr.write(f"{tool}: error: unexpected argument {rest[1]!r}: every option is a "
+                       "--flag=value (--helpshort lists the flags)\n")
+      sys.exit(2)
+    return rest
 
   app.run(guarded, flags_parser=parse)

@@ -50,7 +50,9 @@ class Served:
 
 
 def create_app(served: Served) -> FastAPI:
-  app = FastAPI(title="litezoo", docs_url=None, redoc_url=None, openapi_url=None)
+  # No redirect from /v1/models/ to /v1/models: a client that follows it would POST twice.
+  app = FastAPI(title="litezoo", docs_url=None, redoc_url=None, openapi_url=None,
+                redirect_slashes=False)
   engine = served.engine
 
   @app.exception_handler(ApiError)
@@ -87,7 +89,7 @@ def create_app(served: Served) -> FastAPI:
     return {"id": served.model_id, "object": "model", "created": served.created,
             "owned_by": "litezoo"}
 
-  async def _body(request: Request) -> dict:
+  async def _body(request: Request) -> bytes:
     limit = served.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -100,7 +102,7 @@ def create_app(served: Served) -> FastAPI:
         raise ApiError(413, f"the request body is over the limit of {limit} bytes",
                        code="request_too_large")
       chunks.append(chunk)
-    return protocol.parse_json(b"".join(chunks))
+    return b"".join(chunks)
 
   @app.get("/health")
   async def health():
@@ -130,27 +132,30 @@ def create_app(served: Served) -> FastAPI:
       else:
         context = tok.encode(req.prompt)
     capacity = engine.capacity
+    what = "the messages take" if req.endpoint == "chat" else "the prompt takes"
     if len(context) >= capacity:
-      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but the "
-                     f"{'messages' if req.endpoint == 'chat' else 'prompt'} take {len(context)}:"
-                     " shorten them", param="messages" if req.endpoint == "chat" else "prompt",
+      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
+                     f"{len(context)}: shorten {'them' if req.endpoint == 'chat' else 'it'}",
+                     param="messages" if req.endpoint == "chat" else "prompt",
                      code="context_length_exceeded")
     # A limit the client set that cannot be reached is refused, as OpenAI does; the default
     # (completions: 16) stops at the cache's end.
     name = req.max_tokens_param
     if name is not None and len(context) + req.max_tokens > capacity:
-      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but the "
-                     f"{'messages' if req.endpoint == 'chat' else 'prompt'} take {len(context)} "
-                     f"and {name} asks for {req.max_tokens} more: lower {name} to at most "
+      raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
+                     f"{len(context)} and {name} asks for {req.max_tokens} more: lower {name} to at most "
                      f"{capacity - len(context)} (or leave it out to fill the context)",
                      param=name, code="context_length_exceeded")
     return context
 
   async def _generate(request: Request, parse):
     _authorize(request)
-    req = parse(await _body(request))
+    body = await _body(request)
+    # Reading a big body and rendering and tokenizing its messages take a while: in a thread,
+    # so the event loop goes on streaming the running replies (and answering /health).
+    req = await asyncio.to_thread(lambda: parse(protocol.parse_json(body)))
     _model(req.model)
-    context = _context(req)
+    context = await asyncio.to_thread(_context, req)
     grammar = None
     if req.response_format is not None:
       if served.grammars is None:
@@ -160,8 +165,8 @@ def create_app(served: Served) -> FastAPI:
     try:
       engine.submit(job)
     except QueueFull as e:
-      raise ApiError(429, f"the server is busy ({engine.max_queue} requests wait already); "
-                     f"retry after {e.retry_after} s", code="queue_full",
+      raise ApiError(429, f"the server is busy: its queue of {engine.max_queue} waiting "
+                     f"requests is full (--max_queue); retry after {e.retry_after} s", code="queue_full",
                      headers={"Retry-After": str(e.retry_after)}) from e
     ident = ("chatcmpl-" if req.endpoint == "chat" else "cmpl-") + uuid.uuid4().hex
     if req.stream:

@@ -183,6 +183,14 @@ def _messages(body: dict) -> list[dict]:
     for key in ("tool_calls", "function_call"):
       if m.get(key):
         raise bad(f"{where}.{key}", f"{where}.{key}: tool calls are not supported")
+    # A field left empty does not apply (the openai client echoes an assistant reply back with
+    # refusal=None and the like); one with a value the chat template has no place for is refused.
+    extra = sorted(k for k, v in m.items() if k not in ("role", "content") and v not in
+                   (None, "", [], {}))
+    if extra:
+      raise bad(f"{where}.{extra[0]}", f"{where}.{extra[0]} is not supported: this server "
+                "passes a message's role and content to the chat template, nothing else",
+                code="unsupported_parameter")
     if m.get("content") is None:
       raise bad(f"{where}.content", f"{where}.content is missing")
     out.append({"role": ROLES[role], "content": _content(m["content"], where)})
@@ -231,9 +239,11 @@ def _common(body: dict, keys: set[str]) -> None:
   if unknown:
     raise bad(unknown[0], f"unrecognized request argument: {unknown[0]}",
               code="unknown_parameter")
-  if not isinstance(body.get("model"), str) or not body["model"]:
+  if not body.get("model"):
     raise bad("model", "model must be given (GET /v1/models lists it)",
               code="missing_required_parameter")
+  if not isinstance(body["model"], str):
+    raise bad("model", f"model must be a string, got {json.dumps(body['model'])[:40]}")
   for name, neutral in _NEUTRAL.items():
     value = body.get(name)
     wrong_type = isinstance(value, bool) != isinstance(neutral, bool)  # `true` == 1 in Python
@@ -254,6 +264,13 @@ def _sampling(body: dict) -> Sampling:
     raise bad("top_p", "top_p must be above 0")
   top_k = _integer(body, "top_k", 0, 0)
   seed = _integer(body, "seed", -2**63, None)
+  # As tools/generate refuses --top_p with --temperature=0: an option that cannot apply is an
+  # error, not ignored. The neutral values clients send by default (top_p 1, top_k 0) are fine.
+  if temperature == 0:
+    for name, given in (("top_p", top_p != 1.0), ("top_k", top_k != 0)):
+      if given:
+        raise bad(name, f"{name} applies only when sampling; with temperature 0 decoding is "
+                  f"greedy: leave {name} out or set temperature above 0")
   # OpenAI samples unseeded without a seed; a fresh seed per request does the same.
   if seed is None:
     import secrets  # pylint: disable=g-import-not-at-top
@@ -270,8 +287,20 @@ def _stream(body: dict) -> tuple[bool, bool]:
     return bool(stream), False
   if not stream:
     raise bad("stream_options", "stream_options applies only with stream=true")
-  if not isinstance(options, dict) or set(options) - {"include_usage", "include_obfuscation"}:
-    raise bad("stream_options", "stream_options takes include_usage only")
+  if not isinstance(options, dict):
+    raise bad("stream_options", "stream_options must be an object such as "
+              '{"include_usage": true}')
+  for key, value in options.items():
+    if key not in ("include_usage", "include_obfuscation"):
+      raise bad(f"stream_options.{key}", f"stream_options.{key} is not supported; "
+                "stream_options takes include_usage", code="unsupported_parameter")
+    if value is not None and not isinstance(value, bool):
+      raise bad(f"stream_options.{key}", f"stream_options.{key} must be true or false, got "
+                f"{json.dumps(value)[:40]}")
+  # OpenAI pads streamed chunks against side channels only on request; nothing to pad here.
+  if options.get("include_obfuscation"):
+    raise bad("stream_options.include_obfuscation", "stream_options.include_obfuscation is not "
+              "supported: leave it out or set it to false", code="unsupported_parameter")
   return True, bool(options.get("include_usage"))
 
 
@@ -281,7 +310,10 @@ def chat_request(body: dict) -> Request:
   messages = _messages(body)
   given = {name: value for name in ("max_completion_tokens", "max_tokens")
            if (value := _integer(body, name, 1, None)) is not None}
-  param = next(iter(given), None)  # the newer name wins, as in OpenAI's API
+  if len(set(given.values())) > 1:
+    raise bad("max_tokens", f"max_completion_tokens={given['max_completion_tokens']} and "
+              f"max_tokens={given['max_tokens']} disagree: give one (max_tokens is the older name)")
+  param = next(iter(given), None)
   max_tokens = given.get(param)
   sampling = _sampling(body)
   stream, include_usage = _stream(body)
