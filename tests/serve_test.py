@@ -197,6 +197,9 @@ def test_json_object_and_regex_and_grammar(client):
      "stream_options.include_usage", None),
     (dict(stream=True, stream_options={"include_obfuscation": True}), 400,
      "stream_options.include_obfuscation", "unsupported_parameter"),
+    (dict(store=True), 400, "store", "unsupported_parameter"),
+    (dict(user=[1]), 400, "user", None),
+    (dict(messages=[{"content": "hi"}]), 400, "messages[0].role", "missing_required_parameter"),
 ])
 def test_errors_in_openai_format(client, kwargs, status, param, code):
   request = dict(model="smollm2-tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
@@ -224,6 +227,23 @@ def test_neutral_values_and_empty_message_fields_are_accepted(client):
   assert first.choices[0].message.content and again.usage.completion_tokens == 4
 
 
+def test_a_reply_cut_inside_a_multibyte_character_drops_its_first_bytes():
+  # A byte-level decode of a cut "é" (0xC3 0xA9) ends in U+FFFD until the second byte comes.
+  pieces = {1: b"caf", 2: b"\xc3", 3: b"\xa9"}
+  decode = lambda ids: b"".join(pieces[i] for i in ids).decode("utf-8", errors="replace")
+  cut = engine.TextAssembler(decode, [])
+  assert cut.add(1) == "caf" and cut.add(2) == ""
+  assert cut.flush() == "" and cut.text == "caf"
+  whole = engine.TextAssembler(decode, [])
+  assert [whole.add(i) for i in (1, 2, 3)] == ["caf", "", "\u00e9"] and whole.flush() == ""
+
+
+def test_head_health_and_helpshort_lists_the_model_flags(server):
+  assert httpx.head(server.url + "/health").status_code == 200
+  run = testing.run_tool("serve", "--helpshort")
+  assert "--model:" in run.stdout + run.stderr and "--quantize:" in run.stdout + run.stderr
+
+
 def test_a_wrong_api_key_is_401_and_unknown_paths_404(server):
   with pytest.raises(openai.AuthenticationError) as raised:
     openai.OpenAI(base_url=server.v1, api_key="wrong", max_retries=0).models.list()
@@ -242,6 +262,9 @@ def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(serve
   headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
   r = httpx.post(server.v1 + "/chat/completions", content=b'{"model": ', headers=headers)
   assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+  r = httpx.post(server.v1 + "/chat/completions", headers=headers, content=(
+      b'{"model": "smollm2-tiny", "max_tokens": ' + b"9" * 5000 + b"}"))
+  assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
   r = httpx.post(server.v1 + "/chat/completions", content=b"[" + b"1," * 40000 + b"1]",
                  headers=headers)
   assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import sys
 from typing import Callable
 
 from absl import flags
@@ -218,4 +219,12 @@ def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True
 
   `checkpoint_config` (for a tool without the weights group, which makes its own weights, as the
   benchmark does): --checkpoint still selects a model by its config."""
-  return _Defined(weights, recipe, signatures, recipe_default, checkpoint_config)
+  before = set(flags.FLAGS)
+  defined = _Defined(weights, recipe, signatures, recipe_default, checkpoint_config)
+  # Key flags of the tool's module, so --helpshort (which the errors point to) lists them; absl
+  # names the main module after sys.argv[0], as its own get_calling_module does.
+  caller = sys._getframe(1).f_globals.get("__name__")  # pylint: disable=protected-access
+  module = sys.argv[0] if caller == "__main__" else caller
+  for name in sorted(set(flags.FLAGS) - before):
+    flags.FLAGS.register_key_flag_for_module(module, flags.FLAGS[name])
+  return defined

@@ -100,6 +100,8 @@ def _convert_in_a_child(s: zoo_flags.Selection) -> None:
       errors.put(str(e))
       sys.exit(2)
     except KeyboardInterrupt:
+      from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+      files.remove_empty_created_dirs()  # the parent's say "nothing partial" covers these too
       sys.exit(130)
     except Exception:  # pylint: disable=broad-except  (a bug: its traceback goes to the parent)
       errors.put(None)

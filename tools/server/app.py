@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from litezoo.runtime.tokenizer import TokenizerError
 from litezoo.tools.server import protocol
@@ -96,15 +97,18 @@ def create_app(served: Served) -> FastAPI:
       raise ApiError(413, f"the request body has {length} bytes; the limit is {limit}",
                      code="request_too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-      size += len(chunk)
-      if size > limit:
-        raise ApiError(413, f"the request body is over the limit of {limit} bytes",
-                       code="request_too_large")
-      chunks.append(chunk)
+    try:
+      async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+          raise ApiError(413, f"the request body is over the limit of {limit} bytes",
+                         code="request_too_large")
+        chunks.append(chunk)
+    except ClientDisconnect as e:  # it left halfway through its body: nobody to answer
+      raise ApiError(499, "the client closed the request", code="cancelled") from e
     return b"".join(chunks)
 
-  @app.get("/health")
+  @app.api_route("/health", methods=["GET", "HEAD"])  # some health checkers send HEAD
   async def health():
     return {"status": "ok", "model": served.model_id, **engine.status()}
 

@@ -90,7 +90,9 @@ class TextAssembler:
   def flush(self) -> str:
     """What is left to send once generation ended without a stop string."""
     if not self.stopped:
-      self.text = self.decode(self.ids)
+      # A reply cut by max_tokens in the middle of a multi-byte character: its first bytes
+      # decode as U+FFFD, which is not text the model wrote.
+      self.text = self.decode(self.ids).rstrip("\ufffd")
     return self._take(len(self.text))
 
 

@@ -92,6 +92,9 @@ def parse_json(raw: bytes) -> dict:
     body = json.loads(raw)
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise ApiError(400, f"the request body is not valid JSON ({e})", code="invalid_json") from e
+  except ValueError as e:  # an integer of more digits than Python converts (4,300)
+    raise ApiError(400, f"the request body has a number too long to read ({e})",
+                   code="invalid_json") from e
   except RecursionError as e:
     raise ApiError(400, "the request body nests too deeply to read", code="invalid_json") from e
   if not isinstance(body, dict):
@@ -108,7 +111,7 @@ def _number(body: dict, name: str, low: float, high: float, default: float) -> f
   except (TypeError, OverflowError):  # not a number, or an integer beyond any float
     finite = False
   if not finite:
-    raise bad(name, f"{name} must be a number, got {str(value)[:40]}")
+    raise bad(name, f"{name} must be a number, got {_shown(value)}")
   if not low <= value <= high:
     raise bad(name, f"{name} must be between {low} and {high}, got {value}")
   return float(value)
@@ -119,7 +122,7 @@ def _integer(body: dict, name: str, low: int, default: int | None) -> int | None
   if value is None:
     return default
   if isinstance(value, bool) or not isinstance(value, int):
-    raise bad(name, f"{name} must be an integer, got {value!r}")
+    raise bad(name, f"{name} must be an integer, got {_shown(value)}")
   if value < low:
     raise bad(name, f"{name} must be at least {low}, got {value}")
   return value
@@ -159,8 +162,8 @@ def _content(content: Any, where: str) -> str:
       kind = part.get("type") if isinstance(part, dict) else None
       if kind != "text" or not isinstance(part.get("text"), str):
         what = kind or type(part).__name__
-        raise bad(f"{where}.content[{j}]", f"{where}.content[{j}] is a {what} part; this model "
-                  "takes text only", code="unsupported_content")
+        raise bad(f"{where}.content[{j}]", f"{where}.content[{j}] is a part of type {what}; "
+                  "this model takes text only", code="unsupported_content")
       texts.append(_unicode(part["text"], f"{where}.content[{j}].text"))
     return "".join(texts)
   raise bad(f"{where}.content", f"{where}.content must be a string or a list of text parts")
@@ -177,8 +180,11 @@ def _messages(body: dict) -> list[dict]:
     if not isinstance(m, dict):
       raise bad(where, f"{where} must be an object with role and content")
     role = m.get("role")
+    if role is None:
+      raise bad(f"{where}.role", f"{where}.role is missing; roles: {', '.join(ROLES)}",
+                code="missing_required_parameter")
     if not isinstance(role, str) or role not in ROLES:
-      raise bad(f"{where}.role", f"{where}.role {role!r} is not supported; roles: "
+      raise bad(f"{where}.role", f"{where}.role {_shown(role)} is not supported; roles: "
                 f"{', '.join(ROLES)}", code="unsupported_role")
     for key in ("tool_calls", "function_call"):
       if m.get(key):
@@ -234,6 +240,29 @@ _COMPLETION_KEYS = {"model", "prompt", "max_tokens", "temperature", "top_p", "se
                     "frequency_penalty", "logprobs", "echo", "best_of", "suffix", *_METADATA}
 
 
+def _shown(value: Any) -> str:
+  """A request's value as JSON spells it (true, null, "x"), cut short."""
+  try:
+    return json.dumps(value)[:40]
+  except (TypeError, ValueError):  # a huge integer
+    return str(value)[:40]
+
+
+def _bookkeeping(body: dict) -> None:
+  """OpenAI's fields that change nothing here must still be well-formed; store=true asks for
+  something this server does not do (keep the reply for OpenAI's dashboards)."""
+  for name, kinds, what in (("user", str, "a string"), ("service_tier", str, "a string"),
+                            ("metadata", dict, "an object of strings"),
+                            ("store", bool, "true or false")):
+    value = body.get(name)
+    if value is not None and (not isinstance(value, kinds) or (
+        name == "metadata" and not all(isinstance(v, str) for v in value.values()))):
+      raise bad(name, f"{name} must be {what}, got {_shown(value)}")
+  if body.get("store"):
+    raise bad("store", "store=true is not supported: this server keeps no replies",
+              code="unsupported_parameter")
+
+
 def _common(body: dict, keys: set[str]) -> None:
   unknown = sorted(set(body) - keys)
   if unknown:
@@ -248,8 +277,9 @@ def _common(body: dict, keys: set[str]) -> None:
     value = body.get(name)
     wrong_type = isinstance(value, bool) != isinstance(neutral, bool)  # `true` == 1 in Python
     if value is not None and (value != neutral or wrong_type):
-      raise bad(name, f"{name}={body[name]!r} is not supported by this server (only "
+      raise bad(name, f"{name}={_shown(body[name])} is not supported by this server (only "
                 f"{json.dumps(neutral)})", code="unsupported_parameter")
+  _bookkeeping(body)
   if body.get("tools"):
     raise bad("tools", "tools (function calling) are not supported by this server",
               code="unsupported_parameter")
