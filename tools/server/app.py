@@ -147,8 +147,8 @@ def create_app(served: Served) -> FastAPI:
     name = req.max_tokens_param
     if name is not None and len(context) + req.max_tokens > capacity:
       raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
-                     f"{len(context)} and {name} asks for {req.max_tokens} more: lower {name} to at most "
-                     f"{capacity - len(context)} (or leave it out to fill the context)",
+                     f"{len(context)} and {name} asks for {req.max_tokens} more: lower {name} "
+                     f"to at most {capacity - len(context)} (or leave it out to fill the context)",
                      param=name, code="context_length_exceeded")
     return context
 
@@ -170,8 +170,8 @@ def create_app(served: Served) -> FastAPI:
       engine.submit(job)
     except QueueFull as e:
       raise ApiError(429, f"the server is busy: its queue of {engine.max_queue} waiting "
-                     f"requests is full (--max_queue); retry after {e.retry_after} s", code="queue_full",
-                     headers={"Retry-After": str(e.retry_after)}) from e
+                     f"requests is full (--max_queue); retry after {e.retry_after} s",
+                     code="queue_full", headers={"Retry-After": str(e.retry_after)}) from e
     ident = ("chatcmpl-" if req.endpoint == "chat" else "cmpl-") + uuid.uuid4().hex
     if req.stream:
       return EventSourceResponse(_stream(req, job, ident), ping=15, sep="\n",
