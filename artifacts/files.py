@@ -20,8 +20,18 @@ from litezoo.core.errors import ZooError
 def cache_root() -> pathlib.Path:
   """Where the zoo keeps what it makes once and reuses: `$LITEZOO_CACHE`, else
   ~/.cache/litezoo. Converted models, random checkpoints, joined weight files, tokenizers and
-  XNNPACK weight caches live under it."""
-  return pathlib.Path(os.environ.get("LITEZOO_CACHE", pathlib.Path.home() / ".cache" / "litezoo"))
+  XNNPACK weight caches live under it.
+
+  An empty `$LITEZOO_CACHE` means unset (not the working directory, which `Path("")` would be);
+  a relative one is taken from where the user ran the tool (`bazel run` changes directory).
+  """
+  value = os.environ.get("LITEZOO_CACHE", "").strip()
+  if not value:
+    return pathlib.Path.home() / ".cache" / "litezoo"
+  path = pathlib.Path(os.path.expanduser(value))
+  if not path.is_absolute():
+    path = pathlib.Path(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()), path)
+  return path
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:

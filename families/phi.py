@@ -103,5 +103,37 @@ def build(config: Config, kv_cache_max_len: int):
   return llama.decoder(model_config(config), kv_cache_max_len)
 
 
+def _implied(hf: Mapping[str, Any]) -> dict:
+  """Partial rotary from llama.cpp's rotated dimensions per head (Phi-2: 32 of 80)."""
+  count, heads = hf.get("gguf_rope_dimension_count"), hf.get("num_attention_heads")
+  if not count or not heads:
+    return {}
+  return {"partial_rotary_factor": count / (hf["hidden_size"] // heads)}
+
+
+# llama.cpp's Phi2Model (convert_hf_to_gguf.py, architecture `phi2`): transformers' names mapped
+# one to one, no tensor changed; no RoPE base is written (Phi-2's is 10000, the default read).
+GGUF = base.GGUFMap(
+    architecture="phi2",
+    names={"token_embd": "model.embed_tokens",
+           "output_norm": "model.final_layernorm",
+           "output": "lm_head",
+           "blk.{}.attn_norm": "model.layers.{}.input_layernorm",
+           "blk.{}.attn_q": "model.layers.{}.self_attn.q_proj",
+           "blk.{}.attn_k": "model.layers.{}.self_attn.k_proj",
+           "blk.{}.attn_v": "model.layers.{}.self_attn.v_proj",
+           "blk.{}.attn_output": "model.layers.{}.self_attn.dense",
+           "blk.{}.ffn_up": "model.layers.{}.mlp.fc1",
+           "blk.{}.ffn_down": "model.layers.{}.mlp.fc2"},
+    config_keys={"num_hidden_layers": "block_count",
+                 "hidden_size": "embedding_length",
+                 "intermediate_size": "feed_forward_length",
+                 "num_attention_heads": "attention.head_count",
+                 "num_key_value_heads": "attention.head_count_kv",
+                 "max_position_embeddings": "context_length",
+                 "layer_norm_eps": "attention.layer_norm_epsilon",
+                 "gguf_rope_dimension_count": "rope.dimension_count"},
+    implied=_implied)
+
 FAMILY = base.FamilyRecord(name="phi", model_types=("phi",), read_config=read_config,
-                           build_model=build, names=tensor_names)
+                           build_model=build, names=tensor_names, gguf=GGUF)

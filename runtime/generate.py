@@ -1,5 +1,6 @@
 """Text generation on the LiteRT runner: prefill, decode through the KV cache, sampling, stops,
-and greedy speculative decoding with prompt-lookup drafts."""
+and speculative decoding (greedy or sampled) with drafts from the context (prompt lookup) or
+from a smaller model."""
 
 import dataclasses
 import time
@@ -33,10 +34,16 @@ class Sampling:
       raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
-  if sampling.temperature == 0:
-    return int(np.argmax(logits))
+def distribution(logits: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:
+  """The tokens sampling can pick and their probabilities (float64, summing to 1): softmax of
+  `logits` ([vocab]) / temperature, cut to top_k, then to the smallest head whose mass reaches
+  top_p, most likely first; with neither cut, every token in vocabulary order (sorting 50k-256k
+  logits per token would cost more than the draw). Sampling only: at temperature 0 there is
+  nothing to sample."""
   z = logits.astype(np.float64) / sampling.temperature
+  if not sampling.top_k and sampling.top_p >= 1:
+    probs = np.exp(z - z.max())
+    return np.arange(len(z)), probs / probs.sum()
   order = np.argsort(-z)
   if sampling.top_k:
     order = order[:sampling.top_k]
@@ -45,7 +52,54 @@ def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> 
   if sampling.top_p < 1:
     keep = int(np.searchsorted(np.cumsum(probs), sampling.top_p) + 1)
     order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+  return order, probs
+
+
+def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
+  """The next token: argmax at temperature 0, else a draw from `distribution`."""
+  if sampling.temperature == 0:
+    return int(np.argmax(logits))
+  order, probs = distribution(logits, sampling)
   return int(order[rng.choice(len(order), p=probs)])
+
+
+def speculative_sample(rows: np.ndarray, draft: list[int], sampling: Sampling,
+                       rng: np.random.Generator,
+                       draft_dists: list[np.ndarray] | None = None) -> list[int]:
+  """Speculative sampling: draft token i (proposed with probability q_i) is kept with probability
+  min(1, p_i(token) / q_i(token)), where p_i is `distribution` of `rows[i]`; the first one refused
+  is replaced by a draw from the residual max(0, p_i - q_i), renormalized; if all are kept, one
+  more token is drawn from the last row. Every token then follows the target's own distribution,
+  as plain sampling's do (Leviathan et al., "Fast Inference from Transformers via Speculative
+  Decoding", 2023; Chen et al., "Accelerating Large Language Model Decoding with Speculative
+  Sampling", 2023).
+
+  rows: [len(draft) + 1, vocab] float32 logits, row i scoring the token after draft[:i].
+  draft_dists: q_i over the vocabulary ([vocab] each); None for drafts proposed with certainty
+  (prompt lookup: q_i a point mass, so a token is kept with probability p_i(token) and the
+  residual is p_i without it). Returns the kept draft tokens followed by one sampled token.
+  """
+  out: list[int] = []
+  for i, (row, token) in enumerate(zip(rows, draft)):
+    order, probs = distribution(row, sampling)
+    p = np.zeros(len(row))
+    p[order] = probs
+    q = draft_dists[i] if draft_dists is not None else None
+    q_token = 1.0 if q is None else float(q[token])
+    if q_token > 0 and rng.random() * q_token < p[token]:
+      out.append(token)
+      continue
+    if q is None:
+      residual = p
+      residual[token] = 0.0
+    else:
+      residual = np.maximum(p - q, 0.0)
+    total = residual.sum()
+    # total is 0 only if p == q (then nothing is refused): guard against rounding all the same.
+    residual = residual / total if total > 0 else p
+    out.append(int(rng.choice(len(residual), p=residual)))
+    return out
+  return out + [sample(rows[len(draft)], sampling, rng)]
 
 
 class Constraint(Protocol):
@@ -81,10 +135,28 @@ class PromptLookup:
   ngram_max: int = 3
   ngram_min: int = 2
 
-  def validate(self) -> None:
+  def validate(self, target: Decoder | None = None) -> None:
+    del target
     if self.draft_tokens < 0 or not 1 <= self.ngram_min <= self.ngram_max:
       raise GenerationError(f"prompt lookup needs draft_tokens >= 0 and 1 <= ngram_min <= "
                             f"ngram_max, got {self}")
+
+  def propose(self, history: list[int], max_draft: int, sampling: Sampling,
+              rng: np.random.Generator) -> tuple[list[int], None]:
+    """At most `max_draft` tokens to score after `history`; None: each one proposed with
+    certainty (a point-mass draft distribution)."""
+    del sampling, rng
+    return prompt_lookup(history, max_draft, self.ngram_max, self.ngram_min), None
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+  """How many tokens `a` and `b` share from the start (what a KV cache holding `a` can keep)."""
+  n = 0
+  for x, y in zip(a, b):
+    if x != y:
+      break
+    n += 1
+  return n
 
 
 def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
@@ -105,6 +177,66 @@ def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
       start = int(hits[-1]) + n
       return h[start:start + max_draft].tolist()
   return []
+
+
+class DraftModel:
+  """Speculative decoding with drafts from a smaller model that shares the target's tokenizer:
+  it decodes `draft_tokens` tokens (greedy, or sampled with the request's settings), which the
+  target scores in one verify_<k> call. The draft's own KV cache follows the target's history:
+  only what it has not seen is fed before each draft. Method: Leviathan et al., "Fast Inference
+  from Transformers via Speculative Decoding" (2023); Chen et al., "Accelerating Large Language
+  Model Decoding with Speculative Sampling" (2023).
+
+  runner: the draft model's Decoder (a Runner of its own); draft_tokens 0: the target's longest
+  verify_<k> minus one.
+  """
+
+  def __init__(self, runner: Decoder, draft_tokens: int = 0):
+    self.runner, self.draft_tokens = runner, draft_tokens
+    self.history: list[int] = []  # what the draft's cache holds, in order
+
+  def validate(self, target: Decoder | None = None) -> None:
+    if self.draft_tokens < 0:
+      raise GenerationError(f"draft_tokens must be >= 0, got {self.draft_tokens}")
+    if target is not None and self.runner.kv_cache_max_len < target.kv_cache_max_len:
+      raise GenerationError(
+          f"the draft model's KV cache holds {self.runner.kv_cache_max_len} tokens, fewer than "
+          f"the target's {target.kv_cache_max_len}: convert the draft with "
+          f"--kv_cache_max_len={target.kv_cache_max_len}")
+
+  def propose(self, history: list[int], max_draft: int, sampling: Sampling,
+              rng: np.random.Generator) -> tuple[list[int], list[np.ndarray] | None]:
+    """`max_draft` tokens after `history` and, sampling, the draft's distribution over the
+    vocabulary at each ([vocab] float64 each; None when greedy)."""
+    if max_draft <= 0:
+      return [], None
+    common = min(shared_prefix(self.history, history), len(history) - 1)  # feed one at least
+    self.runner.position = common  # rewinding is free: later entries are masked and overwritten
+    fed = history[common:]
+    try:
+      logits = (self.runner.decode(fed[0]) if len(fed) == 1 else self.runner.prefill(fed)[-1])
+    except BaseException:
+      self.history = self.history[:common]
+      raise
+    self.history = list(history)
+    draft: list[int] = []
+    dists: list[np.ndarray] = []
+    while True:
+      if sampling.temperature == 0:
+        draft.append(int(np.argmax(logits)))
+      else:
+        order, probs = distribution(logits, sampling)
+        dense = np.zeros(len(logits))
+        dense[order] = probs
+        dists.append(dense)
+        draft.append(int(order[rng.choice(len(order), p=probs)]))
+      if len(draft) == max_draft:
+        return draft, (dists if sampling.temperature else None)
+      logits = self.runner.decode(draft[-1])
+      self.history.append(draft[-1])
+
+
+MAX_BACKOFF = 32  # most plain decode steps between a refused draft and the next one
 
 
 @dataclasses.dataclass
@@ -155,7 +287,7 @@ class Session:
 
   def generate(self, context: list[int], max_new_tokens: int, sampling: Sampling = Sampling(),
                on_token: Callable[[int], bool | None] = lambda _: None, *,
-               speculative: PromptLookup | None = None,
+               speculative: PromptLookup | DraftModel | None = None,
                constraint: Constraint | None = None) -> tuple[list[int], Stats]:
     """Continues from `context`, the whole token sequence so far (the cache keeps the part that
     was already fed: only what follows the common prefix is prefilled).
@@ -164,9 +296,11 @@ class Session:
     caller found); an exception it raises ends generation too and propagates, the cache still
     holding `history` exactly (how a server cancels). `constraint` limits the tokens sampled.
 
-    With `speculative` (greedy only; the runner needs verify_<k> signatures), drafts from the
-    context are scored k tokens per call: the tokens are exactly those of plain greedy decoding,
-    since each one kept is the argmax of the logits the model computed for its position. Raises
+    With `speculative` (the runner needs verify_<k> signatures), drafts (from the context, or
+    from a smaller model) are scored k tokens per call. Greedy, the tokens are exactly those of plain greedy decoding, since
+    each one kept is the argmax of the logits the model computed for its position; sampling,
+    drafts are kept or replaced by speculative sampling (`speculative_sample`), so the tokens
+    follow the same distribution as plain sampling's (not the same draws for a seed). Raises
     GenerationError for options that cannot apply.
     """
     sampling.validate()
@@ -184,12 +318,7 @@ class Session:
           f"the prompt{' and conversation' if self.history else ''} take {len(context)} tokens, "
           f"but the KV cache holds {capacity}: shorten it, start over, or convert with a larger "
           "--kv_cache_max_len")
-    common = 0
-    for a, b in zip(self.history, context):
-      if a != b:
-        break
-      common += 1
-    common = min(common, len(context) - 1)  # feed at least one token, for its logits
+    common = min(shared_prefix(self.history, context), len(context) - 1)  # feed one at least
     # Rewinding is free: entries past the position are hidden by the mask and overwritten.
     self.runner.position = common
     self.history = list(context)
@@ -207,6 +336,7 @@ class Session:
     start = time.perf_counter()
     # Tokens to emit (None: the constraint is complete); the last one is not in the cache yet.
     new = self._sample(logits, sampling, rng, constraint)
+    wait = failures = 0  # speculation's backoff: plain steps before the next draft
     while True:
       stop = self._emit(new, out, max_new_tokens, on_token, constraint)
       if stop:
@@ -217,39 +347,46 @@ class Session:
         break
       pending = out[-1]
       draft = []
-      if draft_len:
+      dists = None
+      if draft_len and not wait:
         room = min(draft_len, capacity - self.runner.position - 1, max_new_tokens - len(out))
-        draft = prompt_lookup(self.history + [pending], room, speculative.ngram_max,
-                              speculative.ngram_min)
+        draft, dists = speculative.propose(self.history + [pending], room, sampling, rng)
       if not draft:
+        wait = max(wait - 1, 0)
         logits = self.runner.decode(pending)
         self.history.append(pending)
         new = self._sample(logits, sampling, rng, constraint)
         continue
       base = self.runner.position
-      best = self.runner.verify([pending] + draft).argmax(axis=-1)
-      accepted = 0
-      while accepted < len(draft) and int(best[accepted]) == draft[accepted]:
-        accepted += 1
+      rows = self.runner.verify([pending] + draft)
+      if sampling.temperature == 0:
+        best = rows.argmax(axis=-1)
+        accepted = 0
+        while accepted < len(draft) and int(best[accepted]) == draft[accepted]:
+          accepted += 1
+        new = draft[:accepted] + [int(best[accepted])]
+      else:
+        new = speculative_sample(rows, draft, sampling, rng, dists)
+        accepted = len(new) - 1
       stats.verify_calls += 1
       stats.drafted += len(draft)
       stats.accepted += accepted
+      # A refused draft cost more than a decode step: after each one in a row, draft again only
+      # after 2, 4, ... MAX_BACKOFF plain steps (free text rarely repeats its context).
+      failures = 0 if accepted else failures + 1
+      wait = min(1 << failures, MAX_BACKOFF) if failures else 0
       # The pending token and the accepted drafts stay in the cache; the rest is rewound.
       self.runner.position = base + 1 + accepted
       self.history += [pending] + draft[:accepted]
-      new = draft[:accepted] + [int(best[accepted])]
     stats.decode_seconds = time.perf_counter() - start
     stats.generated_tokens = len(out)
     return out, stats
 
-  def _draft_len(self, speculative: PromptLookup | None, sampling: Sampling) -> int:
+  def _draft_len(self, speculative: PromptLookup | DraftModel | None, sampling: Sampling) -> int:
     """Draft tokens per verify call (0: no speculation); refuses what cannot apply."""
     if speculative is None:
       return 0
-    speculative.validate()
-    if sampling.temperature != 0:
-      raise GenerationError("speculative decoding here is greedy only: drop the sampling options "
-                            "or the speculation")
+    speculative.validate(self.runner)
     lengths = getattr(self.runner, "verify_lengths", None)
     if not lengths:
       raise GenerationError("speculative decoding needs verify_<k> signatures, which this model "

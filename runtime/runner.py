@@ -119,7 +119,6 @@ class Runner:
   def reset(self) -> None:
     self._backend.clear_cache()
     self._home = None  # the cache set holding the sequence: None = the full cache, else a window
-    self._full_until_prefill = False
     self.position = 0
 
   def _move(self, window: int | None) -> None:
@@ -143,7 +142,6 @@ class Runner:
     if self.position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
-    self._full_until_prefill = False
     kind, lengths = "prefill", self.prefill_lengths
     if all_logits and not self.prefill_all_logits:
       if not self.verify_lengths:
@@ -179,21 +177,16 @@ class Runner:
   def verify(self, tokens: list[int]) -> np.ndarray:
     """Feeds `tokens` and returns the logits of every one [len(tokens), vocab] (speculative
     decoding scores a draft with one call); the caller rewinds `position` to the accepted ones.
-    Until the next prefill, decode then stays on the full cache: moving between a window and the
-    full cache at every step would copy the cache twice per step."""
-    try:
-      return self.prefill(tokens, all_logits=True)
-    finally:
-      self._full_until_prefill = True
+    Runs on the full cache, as prefill does; a decode after it moves back into a window (one copy
+    of the used prefix, which costs less than attending over the whole cache at every later step:
+    speculation that rarely drafts would otherwise slow every plain step down)."""
+    return self.prefill(tokens, all_logits=True)
 
   def decode(self, token: int) -> np.ndarray:
     """Feeds one token; returns its logits [vocab]."""
     if self.position >= self.kv_cache_max_len:
       raise ValueError(f"the KV cache of {self.kv_cache_max_len} tokens is full")
-    window = None
-    if not self._full_until_prefill:
-      window = next((w for w in self.windows if w > self.position), None)
-    return self._decode(token, window)
+    return self._decode(token, next((w for w in self.windows if w > self.position), None))
 
   def _decode(self, token: int, window: int | None) -> np.ndarray:
     self._move(window)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from litezoo.tests import testing
-from litezoo.tools.bench import measure, report, serving, weights
+from litezoo.tools.bench import measure, report, serving, speculative, weights
 
 # The suites' shared signatures: the zoo's float file is //tests:tinyllama_tiny_float's.
 TINY = ["--model=tinyllama", "--variant=tiny", *testing.TINY_FLAGS, "--depths=4,16",
@@ -197,14 +197,17 @@ def test_unknown_serving_peer_is_an_error():
 BENCH = testing.RUNFILES_ROOT / "litezoo" / "docs" / "bench"
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("serving-*.json")))
-def test_the_readme_serving_tables_are_the_ones_generated_from_the_committed_json(name):
+@pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("*.json")
+                                        if p.name.startswith(("serving-", "speculative-"))))
+def test_the_readme_serving_and_speculative_tables_are_generated_from_the_committed_json(name):
+  module = serving if name.startswith("serving-") else speculative
   readme = (testing.RUNFILES_ROOT / "litezoo" / "README.md").read_text()
   results = json.loads((BENCH / name).read_text())
-  assert results["schema"] == serving.SCHEMA
-  assert serving.markdown(results).strip() in readme
-  assert serving.conditions(results) in readme  # the figures with the load they were taken at
-  assert results["machine"]["cpu"] in serving.conditions(results)  # and the CPU they ran on
+  assert results["schema"] == module.SCHEMA
+  assert module.markdown(results).strip() in readme
+  assert module.conditions(results) in readme  # the figures with the load they were taken at
+  assert results["machine"]["cpu"] in module.conditions(results)  # and the CPU they ran on
+  assert (BENCH / name.replace(".json", ".png")).exists()
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("serving-*.json")))
@@ -230,7 +233,7 @@ def test_markdown_from_a_serving_json_prints_its_table_and_conditions(tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in BENCH.glob("*.json")
-                                        if not p.name.startswith("serving-")))
+                                        if not p.name.startswith(("serving-", "speculative-"))))
 def test_the_readme_tables_are_the_ones_generated_from_the_committed_json(name):
   """The README's figures are regenerated from docs/bench/*.json (every recipe measured), never
   typed by hand."""
@@ -264,3 +267,81 @@ def test_the_tools_the_benchmark_starts_are_in_its_runfiles():
 def test_llama_cpp_is_measured_on_the_type_of_the_recipes_layout(recipe, kind):
   from litezoo.tools.bench import llamacpp  # pylint: disable=g-import-not-at-top
   assert llamacpp.gguf_type(recipe) == kind
+
+
+class _ChatOf:
+  """A chat template in plain text over the tiny tokenizer (which has none); the prompt's last
+  24 tokens, so that 24 more fit the tiny file's 64-token cache."""
+
+  def __init__(self, tok):
+    self.tok = tok
+
+  def chat(self, messages):
+    return self.tok.encode("".join(f"<{m['role']}>{m['content']}\n" for m in messages) +
+                           "<assistant>")[-24:]
+
+
+def test_speculative_measurement_on_the_tiny_model(tmp_path):
+  """tools/bench/speculative.py on the suites' tiny float file: every task measured plain and
+  with prompt lookup, greedy text equal to plain greedy's, the table, target, plot and
+  --markdown_from regenerated from the JSON."""
+  from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+  from litezoo.core import registry  # pylint: disable=g-import-not-at-top
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+  from litezoo.runtime import generate, runner  # pylint: disable=g-import-not-at-top
+  spec = registry.Registry().get("tinyllama")
+  weights_ = pipeline.weights(spec, "tiny")
+  artifact = pipeline.artifact(spec, "tiny", weights_, recipe="none",
+                               signatures=testing.TINY_SIGNATURES)
+  tok = pipeline.tokenizer(weights_)
+  session = generate.Session(runner.Runner(artifact.path), set())  # no stops: full length
+  lines = []
+  found = speculative.run(session, _ChatOf(tok), pathlib.Path(recipes.__file__).parent / "data",
+                          24, 2, 0.7, lines.append)
+  assert set(found) == {"repeat", "quote_and_explain", "free"} and len(lines) == 6
+  for task in found.values():
+    greedy, sampled = task["greedy"], task["sampled"]
+    assert greedy["same_text"], task  # speculation never changes greedy text
+    assert greedy["generated_tokens"] == sampled["generated_tokens"] == 24
+    for r in (greedy, sampled):
+      assert r["plain_decode_tps"] > 0 and r["speculative_decode_tps"] > 0 and r["speedup"] > 0
+      assert 0 <= r["acceptance"] <= 1 and r["tokens_per_call"] >= 1
+  quoted = speculative.passage(pathlib.Path(recipes.__file__).parent / "data")
+  assert quoted.startswith("Alice was beginning to get very tired of sitting by her sister on "
+                           "the bank,") and quoted.endswith("close by her.")
+  assert len(quoted.split()) >= 100 and quoted in speculative.tasks(
+      pathlib.Path(recipes.__file__).parent / "data")["repeat"]
+  data = {"schema": speculative.SCHEMA, "model": "tinyllama", "variant": "tiny",
+          "recipe": "none", "threads": 2, "max_new_tokens": 24, "repeats": 2,
+          "temperature": 0.7, "verify_length": 8, "started": "2026-12-02T00:00:00+00:00",
+          "load_average_start": [0.1, 0.1, 0.1], "results": found,
+          "machine": speculative.machine(), "seconds": 1.0}
+  data["target"] = speculative.target(data)
+  assert data["target"]["met"] == (found["repeat"]["greedy"]["speedup"] >= 1.8)
+  table = speculative.markdown(data)
+  rows = [line for line in table.splitlines() if line.startswith("| ")]
+  assert len(rows) == 1 + 6  # the header and one row per task and decoding
+  assert "| repeat | greedy | 24 |" in table and "Target: extractive task" in table
+  speculative.plot(data, tmp_path / "s.png")
+  assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  (tmp_path / "s.json").write_text(json.dumps(data))
+  run = testing.run_tool("benchmark", f"--markdown_from={tmp_path / 's.json'}")
+  assert run.returncode == 0, run.stderr
+  assert run.stdout == table + "\n" + speculative.conditions(data) + "\n"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--model=tinyllama", "--variant=tiny", "--speculative"),
+     "tinyllama-tiny has no real weights; --speculative measures real answers"),
+    (("--model=smollm2", "--speculative", "--serving"),
+     "--serving and --speculative are two different measurements"),
+    (("--model=smollm2", "--temperature=0.5"), "--temperature applies only with --speculative"),
+    (("--model=smollm2", "--max_tokens=5"),
+     "--max_tokens applies only with --serving or --speculative"),
+    (("--model=smollm2", "--speculative", "--temperature=0"),
+     "--temperature must be above 0 (the sampled runs), got 0.0"),
+])
+def test_speculative_options_that_cannot_apply_are_refused(flags, message):
+  run = testing.run_tool("benchmark", *flags)
+  assert testing.one_line_error(run, "benchmark").startswith(f"benchmark: error: {message}")
+

@@ -1,7 +1,8 @@
 """Generation on tiny variants: the LiteRT path gives PyTorch's greedy tokens through padded,
 exact and chunked prefill; speculative decoding (prompt lookup + verify_<k>) gives plain greedy's
-tokens exactly; chat turns reuse the KV cache, and a refused turn leaves the conversation as it
-was; sampling is seeded; limits and options that cannot apply are errors."""
+tokens exactly and, sampling, the model's own distribution (chi-square against a Markov model);
+chat turns reuse the KV cache, and a refused turn leaves the conversation as it was; sampling is
+seeded; limits and options that cannot apply are errors."""
 
 import json
 
@@ -105,11 +106,128 @@ def test_speculative_turns_reuse_the_cache_like_plain_ones(tiny):
 
 def test_speculative_options_that_cannot_apply_are_refused(tiny, tmp_path):
   session = generate.Session(runner.Runner(tiny[0]), set())
-  with pytest.raises(generate.GenerationError, match="speculative decoding here is greedy only"):
-    session.generate([1, 2], 4, generate.Sampling(temperature=1.0),
-                     speculative=generate.PromptLookup())
   with pytest.raises(generate.GenerationError, match="1 <= ngram_min <= ngram_max"):
     session.generate([1, 2], 4, speculative=generate.PromptLookup(ngram_min=4))
+
+
+class MarkovDecoder:
+  """A model whose next-token logits depend only on the last token (`table[last]`), with the
+  runner's KV-cache interface: the exact distribution of what it generates is known."""
+
+  verify_lengths = (5,)
+  kv_cache_max_len = 64
+
+  def __init__(self, table: np.ndarray):
+    self.table, self.position, self.tokens = table, 0, []
+
+  def reset(self):
+    self.position, self.tokens = 0, []
+
+  def prefill(self, tokens, all_logits=False):
+    del self.tokens[self.position:]  # rewound entries are overwritten
+    self.tokens += tokens
+    self.position += len(tokens)
+    rows = self.table[tokens].astype(np.float32)
+    return rows if all_logits else rows[-1:]
+
+  def decode(self, token):
+    return self.prefill([token])[0]
+
+  def verify(self, tokens):
+    return self.prefill(tokens, all_logits=True)
+
+
+def _softmax(z):
+  e = np.exp(z - z.max())
+  return e / e.sum()
+
+
+@pytest.mark.parametrize("top_k, drafter", [(0, "lookup"), (3, "lookup"), (0, "model"),
+                                             (3, "model")])
+def test_speculative_sampling_keeps_the_models_distribution(top_k, drafter):
+  """Sampled speculation (drafts kept with probability min(1, p/q), else a draw from the
+  residual) against the exact distribution of three tokens from a Markov model, computed here
+  from its softmax: a chi-square test over 20,000 generations. Drafts come from the context
+  (proposed with certainty) or from a draft model (another Markov model, its own distribution),
+  nearly every step, and are both kept and refused."""
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  vocab, steps, runs = 5, 3, 20_000
+  rng = np.random.default_rng(top_k)
+  table = rng.normal(0, 1.5, (vocab, vocab))
+  table[np.arange(vocab), (np.arange(vocab) + 1) % vocab] += 2  # drafts (0 1 2 ...) often right
+  probs = np.zeros((vocab, vocab))  # probs[a, b]: P(next = b | last = a)
+  for a in range(vocab):
+    keep = np.argsort(-table[a])[:top_k or vocab]
+    probs[a, keep] = _softmax(table[a, keep])
+  context = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0]
+  expected = np.ones((vocab,) * steps)
+  last = context[-1]
+  for index in np.ndindex(*expected.shape):
+    for prev, token in zip((last,) + index[:-1], index):
+      expected[index] *= probs[prev, token]
+  counts = np.zeros_like(expected)
+  session = generate.Session(MarkovDecoder(table), stop_ids=set())
+  lookup = (generate.PromptLookup(ngram_min=1) if drafter == "lookup" else
+            generate.DraftModel(MarkovDecoder(table + rng.normal(0, 1.0, table.shape)),
+                                draft_tokens=3))
+  drafted = accepted = 0
+  for seed in range(runs):
+    session.reset()
+    out, stats = session.generate(context, steps, generate.Sampling(1.0, top_k, seed=seed),
+                                  speculative=lookup)
+    counts[tuple(out)] += 1
+    drafted, accepted = drafted + stats.drafted, accepted + stats.accepted
+  assert 0.2 < accepted / drafted < 0.9, (accepted, drafted)  # both branches well exercised
+  seen = expected > 0
+  assert counts[~seen].sum() == 0  # nothing top_k excludes
+  result = scipy_stats.chisquare(counts[seen], expected[seen] * runs)
+  assert result.pvalue > 1e-4, result
+
+
+def test_a_draft_models_greedy_speculation_gives_plain_greedy_tokens(tiny):
+  """Drafts from another model (the tiny SmolLM2: other weights, the same tokenizer) through the
+  LiteRT runners: the text is plain greedy's; a second turn feeds the draft only what is new."""
+  path, _ = tiny
+  draft_spec = registry.Registry().get("smollm2")
+  draft_path = pipeline.artifact(draft_spec, "tiny", pipeline.weights(draft_spec, "tiny"),
+                                 recipe="none", signatures=SIGNATURES, log=lambda _: None).path
+  context = [int(t) for t in np.random.default_rng(3).integers(0, 256, 12)]
+  plain, _ = generate.Session(runner.Runner(path), set()).generate(context, 30)
+  drafter = generate.DraftModel(runner.Runner(draft_path), draft_tokens=3)
+  session = generate.Session(runner.Runner(path), set())
+  fast, stats = session.generate(context, 30, speculative=drafter)
+  assert fast == plain and stats.verify_calls > 0 and stats.drafted <= 3 * stats.verify_calls
+  follow = context + fast + [7, 8]
+  out, _ = session.generate(follow, 6, speculative=drafter)
+  assert drafter.history[:len(follow)] == follow
+  assert out == generate.Session(runner.Runner(path), set()).generate(follow, 6)[0]
+
+
+def test_a_draft_model_with_a_shorter_cache_is_refused(tiny):
+  class Short:
+    kv_cache_max_len = 8
+  session = generate.Session(runner.Runner(tiny[0]), set())
+  with pytest.raises(generate.GenerationError, match="the draft model's KV cache holds 8 tokens, "
+                     "fewer than the target's 64: convert the draft with --kv_cache_max_len=64"):
+    session.generate([1, 2], 4, speculative=generate.DraftModel(Short()))
+
+
+def test_speculative_sampling_runs_on_the_litert_model(tiny):
+  """Sampled speculation through verify_<k> on the converted model: drafts are scored and
+  kept; at a temperature low enough that sampling is argmax, the text is plain greedy's."""
+  path, _ = tiny
+  phrase = [int(t) for t in np.random.default_rng(7).integers(0, 256, 5)]
+  context = phrase * 3
+  plain, _ = generate.Session(runner.Runner(path), set()).generate(context, 20)
+  cold, stats = generate.Session(runner.Runner(path), set()).generate(
+      context, 20, generate.Sampling(temperature=1e-4, seed=1),
+      speculative=generate.PromptLookup(ngram_min=1))
+  assert cold == plain and stats.verify_calls > 0 and stats.accepted > 0
+  # top_k=2 keeps the sampled text near the repeating greedy one, so drafts keep being made.
+  warm, stats = generate.Session(runner.Runner(path), set()).generate(
+      context, 20, generate.Sampling(temperature=1.0, top_k=2, seed=1),
+      speculative=generate.PromptLookup(ngram_min=1))
+  assert len(warm) == 20 and all(0 <= t < 256 for t in warm) and stats.verify_calls > 0
 
 
 def test_a_second_turn_reuses_the_cache_and_equals_a_fresh_run(tiny):
@@ -268,6 +386,12 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
   fast = testing.run_tool("generate", *args, "--speculative=prompt_lookup")
   assert fast.returncode == 0, fast.stderr[-3000:]
   assert fast.stdout == first.stdout and "converting" not in fast.stderr
+  drafted = testing.run_tool("generate", *args, "--speculative=draft_model",
+                             "--draft_model=smollm2/tiny", "--draft_tokens=3")
+  assert drafted.returncode == 0, drafted.stderr[-3000:]
+  assert drafted.stdout == first.stdout and "smollm2-tiny (dynamic_int8) on first use" in (
+      drafted.stderr)
+  assert "draft tokens accepted" in drafted.stderr
   verbose = testing.run_tool("generate", *args, "--verbose")
   assert verbose.returncode == 0 and "INFO" in verbose.stderr  # --verbose shows them
 
@@ -286,12 +410,19 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--system needs the chat template, which --raw turns off"),
     (("--chat", "--raw"), "--chat talks through the chat template and --raw turns it off"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
-    (("--prompt=x", "--draft_tokens=3"),
-     "--draft_tokens applies only with --speculative=prompt_lookup"),
-    (("--prompt=x", "--speculative=prompt_lookup", "--temperature=0.5"),
-     "--speculative is greedy only"),
+    (("--prompt=x", "--draft_tokens=3"), "--draft_tokens applies only with --speculative"),
+    (("--prompt=x", "--speculative=draft_model"),
+     "--speculative=draft_model needs --draft_model=NAME[/VARIANT]"),
+    (("--prompt=x", "--draft_model=smollm2/tiny"),
+     "--draft_model applies only with --speculative=draft_model"),
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=nosuch"),
+     "unknown model 'nosuch'; registered models:"),
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2/huge"),
+     "unknown variant 'huge' of model 'smollm2'"),
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2"),
+     "--draft_model=smollm2: its tokenizer is not tinyllama-tiny's (49152 against 256 tokens"),
     (("--prompt=x", "--speculative=medusa"),
-     "unknown --speculative=medusa; choose one of none, prompt_lookup"),
+     "unknown --speculative=medusa; choose one of none, prompt_lookup, draft_model"),
     (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none"),
      "--speculative needs verify_<k> signatures, and tinyllama-tiny would have none"),
 ])

@@ -309,6 +309,21 @@ def test_missing_manifest_is_named(tmp_path):
     manifest_lib.open_verified(tmp_path / "m.tflite")
 
 
+def test_the_cache_root_is_never_the_working_directory_by_accident(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.delenv("BUILD_WORKING_DIRECTORY", raising=False)
+  for empty in ("", "  "):  # `LITEZOO_CACHE= tool ...` means the default, not "."
+    monkeypatch.setenv("LITEZOO_CACHE", empty)
+    assert artifacts.cache_root() == tmp_path / "home" / ".cache" / "litezoo"
+  monkeypatch.setenv("LITEZOO_CACHE", "rel/cache")
+  assert artifacts.cache_root() == tmp_path / "rel" / "cache"
+  monkeypatch.setenv("BUILD_WORKING_DIRECTORY", str(tmp_path / "user"))  # under `bazel run`
+  assert artifacts.cache_root() == tmp_path / "user" / "rel" / "cache"
+  monkeypatch.setenv("LITEZOO_CACHE", "~/zoo")
+  assert artifacts.cache_root() == tmp_path / "home" / "zoo"
+
+
 def test_stale_temp_files_are_removed_but_a_live_writers_never(tmp_path):
   final = tmp_path / "a.tflite"
   stale = tmp_path / ".a.tflite.dead0000.partial"  # what SIGKILL leaves: nobody holds its lock

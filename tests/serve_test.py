@@ -466,6 +466,27 @@ def test_a_base_model_serves_completions_equal_to_generate():
     assert s.stop() == 0
 
 
+def test_speculative_serving_gives_the_same_greedy_text():
+  """--speculative=prompt_lookup on the same file: a prompt that repeats itself gets drafts,
+  and the greedy answer is plain generate's token for token; a sampled one is served too."""
+  args = ("--model=tinyllama", "--variant=tiny", *testing.TINY_FLAGS, "--quantize=none")
+  prompt = "abc abc abc abc abc abc"
+  s = Server(*args, "--speculative=prompt_lookup")
+  try:
+    c = openai.OpenAI(base_url=s.v1, api_key="none", max_retries=0)
+    done = c.completions.create(model="tinyllama-tiny", prompt=prompt, max_tokens=24,
+                                temperature=0)
+    sampled = c.completions.create(model="tinyllama-tiny", prompt=prompt, max_tokens=24,
+                                   temperature=1, seed=3)
+    assert sampled.usage.completion_tokens == 24 and sampled.choices[0].finish_reason == "length"
+    drafts = s.health()["speculative"]
+    assert drafts["verify_calls"] > 0 and 0 < drafts["accepted"] <= drafts["drafted"]
+  finally:
+    assert s.stop() == 0
+  generated = testing.run_tool("generate", *args, f"--prompt={prompt}", "--max_new_tokens=24")
+  assert done.choices[0].text == generated.stdout[:-1]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--model=tinyllama", "--port=70000"), "--port must be in 0..65535, got 70000"),
     (("--model=nosuchmodel",), "unknown model"),
@@ -474,6 +495,13 @@ def test_a_base_model_serves_completions_equal_to_generate():
     (("--model=tinyllama", "stray"), "unexpected argument 'stray'"),
     (("--model=tinyllama", "--host=192.0.2.1"), "--host=192.0.2.1 is not an address of this"),
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
+    (("--model=tinyllama", "--speculative=medusa"),
+     "unknown --speculative=medusa; choose one of none, prompt_lookup"),
+    (("--model=tinyllama", "--draft_tokens=3"),
+     "--draft_tokens applies only with --speculative=prompt_lookup"),
+    (("--model=tinyllama", "--variant=tiny", "--speculative=prompt_lookup",
+      "--verify_lengths=none"),
+     "--speculative needs verify_<k> signatures, and tinyllama-tiny would have none"),
 ])
 def test_bad_flags_are_one_line_errors(args, message):
   run = testing.run_tool("serve", *args)

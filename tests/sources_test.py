@@ -114,7 +114,9 @@ PINNED = [(name, variant) for name in registry.Registry().names()
 
 
 def test_the_seed_models_are_pinned():
-  assert {("tinyllama", "1.1b"), ("gemma", "2b-it")} <= set(PINNED)
+  assert {("tinyllama", "1.1b"), ("gemma", "2b-it"), ("gemma", "2b")} <= set(PINNED)
+  gemma = registry.Registry().get("gemma")
+  assert all(gemma.variant(v).source.gated for v in ("2b", "2b-it"))  # the error says so
 
 
 @pytest.mark.parametrize("name, variant", PINNED)
@@ -131,6 +133,7 @@ def test_missing_from_cache_while_offline_says_how_to_get_it(name, variant, tmp_
       f"Hugging Face cache at {snapshot} and the hub cannot be reached")
   assert ", ".join(sorted(pin.sha256)[:3]) in str(e.value)
   assert f"`hf download {pin.repo_id} --revision {pin.revision}`" in str(e.value)
+  assert ("accept its licence on the hub" in str(e.value)) == pin.gated
   assert no_network == []
 
 

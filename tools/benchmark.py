@@ -3,8 +3,9 @@
   bazel run //tools:benchmark -- --model=tinyllama --variant=1.1b --quantize=dynamic_int8
   bazel run //tools:benchmark -- --checkpoint=DIR --peers=zoo,litertlm,export_hf   # by config
   bazel run //tools:benchmark -- --markdown_from=docs/bench/tinyllama-1.1b.json   # README table
-  (--markdown_from takes a serving comparison's JSON too)
+  (--markdown_from takes a serving or speculative comparison's JSON too)
   bazel run //tools:benchmark -- --model=smollm2 --serving    # servers: tools/bench/serving.py
+  bazel run //tools:benchmark -- --model=smollm2 --speculative  # tools/bench/speculative.py
 
 Every peer reads the same seeded random weights of the real size (speed does not depend on
 values), converted by its own tool, and is measured in a fresh process: conversion time and peak
@@ -49,7 +50,15 @@ _SERVING = flags.DEFINE_bool(
 _SERVING_PEERS = flags.DEFINE_list("serving_peers", None, "Servers to compare (default: all): "
                                    "zoo, zoo_no_reuse, llamacpp, litertlm.")
 _TURNS = flags.DEFINE_integer("turns", 5, "--serving: turns per chat.")
-_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 64, "--serving: most tokens per reply.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", None, "--serving, --speculative: most tokens "
+                                   "per reply (default: 64 serving, 192 speculative).")
+_SPECULATIVE = flags.DEFINE_bool(
+    "speculative", False, "Instead: the zoo's decode with and without prompt-lookup speculative "
+    "decoding (tools/bench/speculative.py) on the model's real weights, greedy and sampled, on an "
+    "extractive task and free generation; writes docs/bench/speculative-<model>-<variant>."
+    "{json,md,png}.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.7, "--speculative: temperature of the "
+                                  "sampled runs.")
 _MARKDOWN_FROM = flags.DEFINE_string("markdown_from", None,
                                      "Print the markdown table of a results JSON and exit.")
 
@@ -81,8 +90,17 @@ def main(argv):
   from litezoo.tools.bench import report  # pylint: disable=g-import-not-at-top
   if _MARKDOWN_FROM.value:
     return _markdown_from(common.user_path(_MARKDOWN_FROM.value))
+  if _SERVING.value and _SPECULATIVE.value:
+    raise ZooError("--serving and --speculative are two different measurements: run one at a "
+                   "time")
+  if zoo_flags.given("temperature") and not _SPECULATIVE.value:
+    raise ZooError("--temperature applies only with --speculative")
+  if zoo_flags.given("max_tokens") and not (_SERVING.value or _SPECULATIVE.value):
+    raise ZooError("--max_tokens applies only with --serving or --speculative")
   if _SERVING.value:
     return _serving()
+  if _SPECULATIVE.value:
+    return _speculative()
   peers = _PEERS.value or list(PEERS)
   unknown = [p for p in peers if p not in PEERS]
   if unknown:
@@ -193,18 +211,22 @@ def run(peers: list[str]) -> tuple[dict, str]:
 
 def _markdown_from(path: pathlib.Path) -> int:
   """Prints the markdown of a benchmark's or a serving comparison's results JSON."""
-  from litezoo.tools.bench import report, serving  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench import report, serving, speculative  # pylint: disable=g-import-not-at-top
   try:
     results = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise ZooError(f"--markdown_from: cannot read {path} as JSON ({e})") from e
   schema = results.get("schema") if isinstance(results, dict) else None
-  if schema not in (report.SCHEMA, serving.SCHEMA):
-    raise ZooError(f"{path} is not a benchmark result ({report.SCHEMA} or {serving.SCHEMA}); "
-                   "pass a .json that tools/benchmark wrote")
+  known = (report.SCHEMA, serving.SCHEMA, speculative.SCHEMA)
+  if schema not in known:
+    raise ZooError(f"{path} is not a benchmark result ({', '.join(known)}); pass a .json that "
+                   "tools/benchmark wrote")
   try:
-    text = (serving.markdown(results) + "\n" + serving.conditions(results) + "\n"
-            if schema == serving.SCHEMA else report.markdown(results))
+    if schema == report.SCHEMA:
+      text = report.markdown(results)
+    else:
+      module = serving if schema == serving.SCHEMA else speculative
+      text = module.markdown(results) + "\n" + module.conditions(results) + "\n"
   except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
     raise ZooError(f"{path} says {schema} but a field is missing or malformed ({e!r}); "
                    "pass a .json that tools/benchmark wrote") from e
@@ -222,7 +244,8 @@ def _serving() -> int:
   if unknown:
     raise ZooError(f"unknown --serving_peers {', '.join(unknown)}; peers: "
                    f"{', '.join(serving.PEERS)}")
-  if _TURNS.value < 2 or _MAX_TOKENS.value < 2:
+  max_tokens = 64 if _MAX_TOKENS.value is None else _MAX_TOKENS.value
+  if _TURNS.value < 2 or max_tokens < 2:
     raise ZooError("--turns and --max_tokens must be at least 2")
   s = _SELECT.selection()
   if s.weights.is_random:
@@ -251,7 +274,7 @@ def _serving() -> int:
   ctx = {"model": s.spec.name, "variant": s.variant, "model_id": name, "recipe": s.recipe,
          "threads": _THREADS.value, "kv_cache_max_len": s.signatures.kv_cache_max_len,
          "gguf": s.weights.path if s.weights.path.suffix == ".gguf" else None,
-         "litertlm": bundle, "turns": _TURNS.value, "max_tokens": _MAX_TOKENS.value,
+         "litertlm": bundle, "turns": _TURNS.value, "max_tokens": max_tokens,
          "work": work,
          "llamacpp_dir": common.user_path(_LLAMACPP_DIR.value) if _LLAMACPP_DIR.value else None}
   log(f"serving comparison {name} {s.recipe}, {_THREADS.value} threads, peers {', '.join(peers)}; "
@@ -264,20 +287,71 @@ def _serving() -> int:
              "results": serving.run(ctx, peers, log)}
   results["machine"] = serving.machine()
   results["seconds"] = round(time.time() - started, 1)
+  return _write(f"serving-{name}", s, results, serving,
+                f"Serving {name} ({s.recipe}, {_THREADS.value} threads)")
+
+
+def _write(stem: str, s, results: dict, module, title: str) -> int:
+  """`stem`.json, .md (title, plot, table, conditions) and .png in --output_dir, from the
+  serving or speculative comparison `module`; one set of files per recipe."""
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
   out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
-  stem = f"serving-{name}"
   if s.recipe != s.spec.default_recipe:  # one file per recipe: another recipe does not overwrite it
     stem += "_" + recipes.parse(s.recipe).file_tag
   artifacts.write_json(out / f"{stem}.json", results)
-  table = serving.markdown(results)
+  table = module.markdown(results)
   with artifacts.atomic_path(out / f"{stem}.md") as tmp:
-    tmp.write_text(f"# Serving {name} ({s.recipe}, {_THREADS.value} threads)\n\n"
-                   f"![serving]({stem}.png)\n\n{table}\n{serving.conditions(results)}\n")
+    tmp.write_text(f"# {title}\n\n![plot]({stem}.png)\n\n{table}\n{module.conditions(results)}\n")
   with artifacts.atomic_path(out / f"{stem}.png") as tmp:
-    serving.plot(results, tmp)
+    module.plot(results, tmp)
   console.out(table)
   console.out(f"wrote {out / stem}.json, .md and .png")
   return 0
+
+
+def _speculative() -> int:
+  """Prompt-lookup speculative decoding against the zoo's plain decode, on the selected model's
+  real weights (tools/bench/speculative.py)."""
+  from litezoo import pipeline  # pylint: disable=g-import-not-at-top
+  from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+  from litezoo.runtime import generate, runner  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.bench import measure, speculative  # pylint: disable=g-import-not-at-top
+  max_tokens = 192 if _MAX_TOKENS.value is None else _MAX_TOKENS.value
+  if max_tokens < 2 or _REPEATS.value < 1 or _THREADS.value < 1:
+    raise ZooError("--max_tokens must be at least 2, --repeats and --threads at least 1")
+  if _TEMPERATURE.value <= 0:
+    raise ZooError(f"--temperature must be above 0 (the sampled runs), got {_TEMPERATURE.value}")
+  s = _SELECT.selection()
+  if s.weights.is_random:
+    raise ZooError(f"{s.name} has no real weights; --speculative measures real answers (drafts "
+                   "match only where a model writes sense)")
+  if not s.signatures.verify_lengths:
+    raise ZooError(f"--speculative needs verify_<k> signatures, and {s.name} would have none: "
+                   "add --verify_lengths=8")
+  log = measure.log
+  tok = pipeline.tokenizer(s.weights, log)
+  if tok.chat_template is None:
+    raise ZooError(f"{s.name} has no chat template; --speculative prompts through one")
+  artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
+                               signatures=s.signatures, log=log)
+  session = generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),
+                             tok.stop_ids)
+  started = time.time()
+  log(f"speculative decoding {s.name} {s.recipe}, {_THREADS.value} threads; load average "
+      f"{measure.load_average()}")
+  results = {"schema": speculative.SCHEMA, "model": s.spec.name, "variant": s.variant,
+             "recipe": s.recipe, "threads": _THREADS.value, "max_new_tokens": max_tokens,
+             "repeats": _REPEATS.value, "temperature": _TEMPERATURE.value,
+             "verify_length": max(s.signatures.verify_lengths),
+             "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
+             "load_average_start": measure.load_average()}
+  results["results"] = speculative.run(session, tok, pathlib.Path(recipes.__file__).parent / "data",
+                                       max_tokens, _REPEATS.value, _TEMPERATURE.value, log)
+  results["target"] = speculative.target(results)
+  results["machine"] = speculative.machine()
+  results["seconds"] = round(time.time() - started, 1)
+  return _write(f"speculative-{s.spec.name}-{s.variant}", s, results, speculative,
+                f"Speculative decoding, {s.name} ({s.recipe})")
 
 
 def _bandwidth(threads: int) -> dict:

@@ -3,7 +3,9 @@
   bazel run //tools:generate -- --model=smollm2 --prompt="What is the capital of France?"
   bazel run //tools:generate -- --model=smollm2 --chat
   bazel run //tools:generate -- --model=smollm2 --speculative=prompt_lookup \
-      --prompt="Repeat exactly: ..."      # greedy, drafts from the context, same text
+      --prompt="Repeat exactly: ..."      # drafts from the context: greedy, the same text
+  bazel run //tools:generate -- --model=tinyllama --speculative=draft_model \
+      --draft_model=NAME/VARIANT --prompt=...   # a smaller model with the same tokenizer drafts
 """
 
 import sys
@@ -26,12 +28,17 @@ _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample from the k most likely tokens 
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Sample from the smallest set with this probability.")
 _SEED = flags.DEFINE_integer("sampling_seed", 0, "Seed of sampling.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
-SPECULATIVE = ("none", "prompt_lookup")
+SPECULATIVE = ("none", "prompt_lookup", "draft_model")
 _SPECULATIVE = flags.DEFINE_string(
     "speculative", "none",
-    "none, or prompt_lookup: greedy speculative decoding, drafts copied from the context and "
-    "checked k at a time by the model's verify_<k> signature; the same text as plain greedy, "
-    "faster when the reply repeats the prompt (quoting, rewriting, code edits).")
+    "Speculative decoding, drafts checked k at a time by the model's verify_<k> signature "
+    "(greedy: the same text as plain greedy; sampling: the same distribution as plain "
+    "sampling): prompt_lookup copies drafts from the context (faster when the reply repeats the "
+    "prompt: quoting, rewriting, code edits); draft_model lets --draft_model write them.")
+_DRAFT_MODEL = flags.DEFINE_string(
+    "draft_model", None, "With --speculative=draft_model: NAME or NAME/VARIANT of a smaller "
+    "registered model with the same tokenizer, converted with this one's recipe and signatures "
+    "on first use.")
 _DRAFT_TOKENS = flags.DEFINE_integer(
     "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
     "longest verify_<k>).")
@@ -63,18 +70,43 @@ def _check_flags() -> generate.Sampling:
     raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of "
                               f"{', '.join(SPECULATIVE)}")
   if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
-    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative=prompt_lookup")
-  if _SPECULATIVE.value != "none" and _TEMPERATURE.value != 0:
-    raise zoo_flags.FlagError("--speculative is greedy only: drop --temperature or --speculative")
+    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative")
+  if (_SPECULATIVE.value == "draft_model") != (_DRAFT_MODEL.value is not None):
+    raise zoo_flags.FlagError("--speculative=draft_model needs --draft_model=NAME[/VARIANT]"
+                              if _DRAFT_MODEL.value is None else
+                              "--draft_model applies only with --speculative=draft_model")
   if _DRAFT_TOKENS.value < 0:
     raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
   return sampling
 
 
-def _speculative() -> generate.PromptLookup | None:
+def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generate.DraftModel | None:
+  """The drafter the flags ask for; a draft model is checked (same tokenizer) and converted."""
   if _SPECULATIVE.value == "none":
     return None
-  return generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
+  if _SPECULATIVE.value == "prompt_lookup":
+    return generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
+  from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
+  name, _, variant = _DRAFT_MODEL.value.partition("/")
+  spec = zoo_flags.default_registry().get(name)
+  variant = variant or spec.default_variant
+  spec.variant(variant)
+  label = f"--draft_model={_DRAFT_MODEL.value}"
+  if spec.family.check_kv_cache is not None:  # the draft's cache is as long as the target's
+    spec.family.check_kv_cache(spec.family.config(spec.variant(variant).config),
+                               s.signatures.kv_cache_max_len)
+  weights = weights_lib.resolve(spec, variant, log=console.log)
+  theirs = pipeline.tokenizer(weights, console.log).backend.get_vocab()
+  ours = tok.backend.get_vocab()
+  if theirs != ours:
+    differ = len(set(theirs.items()) ^ set(ours.items()))
+    raise zoo_flags.FlagError(
+        f"{label}: its tokenizer is not {s.name}'s ({len(theirs)} against {len(ours)} tokens, "
+        f"{differ} entries differ); a draft model must share the target's tokenizer")
+  artifact = pipeline.artifact(spec, variant, weights, recipe=s.recipe, signatures=s.signatures,
+                               log=console.log)
+  return generate.DraftModel(runner.Runner(artifact.path, num_threads=_THREADS.value),
+                             draft_tokens=_DRAFT_TOKENS.value)
 
 
 def _turn(send, text: str) -> None:
@@ -96,10 +128,10 @@ def main(argv):
   if use_chat:  # a template that refuses the first turn is bad input: say so before converting
     first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
     tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
-  speculative = _speculative()
-  if speculative is not None and not s.signatures.verify_lengths:
+  if _SPECULATIVE.value != "none" and not s.signatures.verify_lengths:
     raise zoo_flags.FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would "
                               "have none: add --verify_lengths=8")
+  speculative = _speculative(s, tok)
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
   session = generate.Session(runner.Runner(artifact.path, num_threads=_THREADS.value),

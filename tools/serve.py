@@ -39,6 +39,15 @@ _PREFIX_REUSE = flags.DEFINE_bool("prefix_reuse", True, "Keep the KV cache betwe
                                    "(--noprefix_reuse: prefill every prompt whole, to measure it).")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads for LiteRT.")
 _MAX_BODY = flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest request body (413 past it).")
+_SPECULATIVE = flags.DEFINE_string(
+    "speculative", "none",
+    "prompt_lookup: speculative decoding with drafts copied from the conversation, checked k at "
+    "a time by the model's verify_<k> signature: greedy replies are the same text, sampled ones "
+    "the same distribution, faster when a reply quotes its prompt (requests with a "
+    "response_format decode plainly).")
+_DRAFT_TOKENS = flags.DEFINE_integer(
+    "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
+    "longest verify_<k>).")
 _DRAIN = flags.DEFINE_float("drain_seconds", 60.0, "On SIGTERM, how long requests under way may "
                             "take to finish.")
 
@@ -52,6 +61,13 @@ def _check_flags() -> None:
       raise zoo_flags.FlagError(f"--{name} must be at least {low}, got {flag.value}")
   if _DRAIN.value < 0:
     raise zoo_flags.FlagError(f"--drain_seconds must be >= 0, got {_DRAIN.value}")
+  if _SPECULATIVE.value not in ("none", "prompt_lookup"):
+    raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of none, "
+                              "prompt_lookup")
+  if _DRAFT_TOKENS.value < 0:
+    raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
+  if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
+    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative=prompt_lookup")
   if _API_KEY.value is not None and not _API_KEY.value.strip():
     raise zoo_flags.FlagError("--api_key must not be empty")
 
@@ -132,6 +148,12 @@ def main(argv):
   _check_flags()
   sock = _bind(_HOST.value, _PORT.value)  # before converting: a taken port fails at once
   s = _SELECT.selection()
+  speculative = None
+  if _SPECULATIVE.value == "prompt_lookup":
+    if not s.signatures.verify_lengths:
+      raise zoo_flags.FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would "
+                                "have none: add --verify_lengths=8")
+    speculative = generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
   if pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                               signatures=s.signatures) is None:
     _convert_in_a_child(s)
@@ -165,7 +187,7 @@ def main(argv):
   engine = server_engine.Engine(
       lambda: generate.Session(next(caches), tok.stop_ids),
       decode, slots=_SLOTS.value, max_queue=_MAX_QUEUE.value, grammars=grammars,
-      log=console.log, prefix_reuse=_PREFIX_REUSE.value)
+      log=console.log, prefix_reuse=_PREFIX_REUSE.value, speculative=speculative)
   served = server_app.Served(
       engine=engine, model_id=s.name, aliases=(s.spec.name,), tokenizer=tok,
       tokenizer_lock=tok_lock, grammars=grammars, api_key=_API_KEY.value,

@@ -6,8 +6,7 @@ from litezoo.families import gemma
 # The instruction-tuned 2B at the commit that was `main` on 2024-02-29. Every sha256 was read from a
 # public copy of that commit's tree (github.com/ananddhanabal/gemma, a clone of the hub repository
 # with its commit ids): LFS files from their pointers, small files hashed from blobs whose git ids
-# match the commit's. The base 2B has no pin: the sha256 of its small files at a known revision are
-# not public (searched 2026-12-01); pass --checkpoint=DIR for it.
+# match the commit's.
 SOURCE_2B_IT = HubPin(
     repo_id="google/gemma-2b-it",
     revision="718cb189da9c5b2e55abe86f2eeffee9b4ae0dad",
@@ -27,6 +26,35 @@ SOURCE_2B_IT = HubPin(
         "tokenizer.model": "61a7b147390c64585d6c3543dd6fc636906c9af3865a5548f27f31aee1d4c8e2",
         "tokenizer_config.json": "4667139abbffdcb4404e0222e68333dfe8a9c349a2807340f78f28ae41f23384",
     },
+    gated=True,
+)
+
+# The base 2B at the commit that was `main` from March 2024 (searched 2026-12-02). Two public
+# copies of a Hugging Face cache of it, which names LFS blobs by their sha256 and other blobs by
+# their git id: github.com/AmballaAvinash/Arithmetic-Sampling (commit c57c03cc) holds
+# refs/main = this revision and its snapshot's four tokenizer files; github.com/SubhamZap/gemma
+# (commit 3673689d, a download of `main` by 2024-03-04 with the same tokenizer blobs) gives the
+# shards' sha256 and the git ids of config.json, generation_config.json and the index, which are
+# 2b-it's files above (same git ids; their bytes hashed from the 2b-it clone). Should the shards or
+# config differ at this revision after all, the check refuses them by name, never loads them.
+SOURCE_2B = HubPin(
+    repo_id="google/gemma-2b",
+    revision="9d067f00def958594aaa16b39a65b07d69ca655b",
+    sha256={
+        "config.json": SOURCE_2B_IT.sha256["config.json"],
+        "generation_config.json": SOURCE_2B_IT.sha256["generation_config.json"],
+        "model.safetensors.index.json": SOURCE_2B_IT.sha256["model.safetensors.index.json"],
+        "model-00001-of-00002.safetensors":
+            "98caad07f1e1d17fede7734906d6881d4cb231e1d0cd2ebcf7fc8a6317eee4d6",
+        "model-00002-of-00002.safetensors":
+            "3342a2f7db857bc9873c699eef1416eb2b320603e5e042a6f7736689b26382cb",
+        "special_tokens_map.json":
+            "db82f8bd9b25d14f9c788e6bde64de84d42f1c2538f1c245ba6cb3e872d14b18",
+        "tokenizer.json": "d0d908b4f9326e0998815690e325b6abbd378978553e10627924dd825db7e243",
+        "tokenizer.model": SOURCE_2B_IT.sha256["tokenizer.model"],
+        "tokenizer_config.json": "acb0c767881929483d11af25020fc4744c474eed09101a5752d4d443a13d3e55",
+    },
+    gated=True,
 )
 
 # https://huggingface.co/google/gemma-2b/blob/main/config.json
@@ -55,13 +83,13 @@ CONFIG_TINY = {**CONFIG_2B, **dict(vocab_size=256, hidden_size=64, intermediate_
 
 SPEC = ModelSpec(
     name="gemma",
-    version="0.5.0",
+    version="0.6.0",
     description="Gemma 2B (base and instruction-tuned)",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     # 2b-it's config.json is byte-identical to 2b's.
     variants={"2b-it": Variant(CONFIG_2B, source=SOURCE_2B_IT, params=2_506_172_416),
-              "2b": Variant(CONFIG_2B, params=2_506_172_416),
+              "2b": Variant(CONFIG_2B, source=SOURCE_2B, params=2_506_172_416),
               "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="2b-it",
     family=gemma.FAMILY,

@@ -132,11 +132,13 @@ def markdown(results: dict) -> str:
   plan = results["plan"]
   lengths = [str(n) for n in plan["prefill_lengths"]]
   depths = [str(d) for d in plan["depths"]]
+  isa = results["machine"].get("isa")  # recorded since 2026-12-02: the kernels depend on it
+  cpu = results["machine"]["cpu"] + ("" if isa is None else f" ({', '.join(isa) or 'no AVX2'})")
   lines = [
       f"### {results['model']}-{results['variant']} `{results['recipe']}`, "
       f"{plan['threads']} threads",
       "",
-      f"Machine: {results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
+      f"Machine: {cpu}, {results['machine']['cpus']} CPUs, "
       f"{results['machine']['memory_bytes'] / 2**30:.0f} GiB; load average "
       f"{results['machine']['load_average_start']} at start, "
       f"{results['machine']['load_average_end']} at end (other work shares the CPU). Measured "

@@ -152,8 +152,11 @@ class Engine:
 
   def __init__(self, make_session: Callable[[], generate.Session], decode, slots: int,
                max_queue: int, grammars=None, log: Callable[[str], None] = print,
-               prefix_reuse: bool = True):
+               prefix_reuse: bool = True, speculative: generate.PromptLookup | None = None):
     self.prefix_reuse = prefix_reuse
+    # Speculative decoding for every request but constrained ones (a grammar would have to
+    # judge each draft token before the model scores it).
+    self.speculative = speculative
     self._sessions = [make_session() for _ in range(slots)]
     self._used = [0.0] * slots  # last use, for least-recently-used among equal prefixes
     self._busy = [False] * slots
@@ -204,7 +207,10 @@ class Engine:
       return {"queued": self._waiting(), "running": sum(self._busy),
               "max_queue": self.max_queue, "max_queued_seen": self.max_queued_seen,
               "slots": len(self._sessions), **{k: self.counts[k] for k in
-                                               ("served", "cancelled", "rejected", "errors")}}
+                                               ("served", "cancelled", "rejected", "errors")},
+              **({"speculative": {k: self.counts[k] for k in
+                                  ("verify_calls", "drafted", "accepted")}}
+                 if self.speculative else {})}
 
   def stop(self) -> None:
     """Finishes the running jobs and every queued one, then ends the dispatcher."""
@@ -241,15 +247,9 @@ class Engine:
   def _slot(self, context: list[int]) -> int:
     """The free slot whose cache shares the longest prefix with `context` (least recently used
     among equals); called with the lock held and a slot free."""
-    def shared(history: list[int]) -> int:
-      n = 0
-      for a, b in zip(history, context):
-        if a != b:
-          break
-        n += 1
-      return n
     return max((i for i, busy in enumerate(self._busy) if not busy),
-               key=lambda i: (shared(self._sessions[i].history), -self._used[i]))
+               key=lambda i: (generate.shared_prefix(self._sessions[i].history, context),
+                              -self._used[i]))
 
   def _run_on(self, job: Job, slot: int) -> None:
     self._turns.take()
@@ -288,7 +288,8 @@ class Engine:
                     else None)
       max_new = job.max_tokens or self.capacity
       out, stats = session.generate(job.context, max_new, job.sampling, on_token,
-                                    constraint=constraint)
+                                    constraint=constraint,
+                                    speculative=self.speculative if constraint is None else None)
     except Cancelled:
       with self._cond:
         self.counts["cancelled"] += 1
@@ -307,6 +308,8 @@ class Engine:
     self._recent.append(elapsed)
     with self._cond:
       self.counts["served"] += 1
+      self.counts.update(verify_calls=stats.verify_calls, drafted=stats.drafted,
+                         accepted=stats.accepted)
     job.emit("done", Result(
         text=text.text,
         finish_reason="length" if stats.stopped_by in ("max_new_tokens", "KV cache full")
