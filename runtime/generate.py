@@ -131,7 +131,7 @@ class PromptLookup:
   Decoding" (2023), greedy case. ngram_min=2 by default: one-token matches rarely continue
   (measured in docs/speed.md)."""
 
-  draft_tokens: int = 0  # 0: the longest verify signature's k - 1
+  draft_tokens: int = 0  # 0: the longest verify signature's k - 1; more is refused
   ngram_max: int = 3
   ngram_min: int = 2
 
@@ -161,8 +161,11 @@ def shared_prefix(a: list[int], b: list[int]) -> int:
 
 def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
                   ngram_min: int = 1) -> list[int]:
-  """The at most `max_draft` tokens that followed the latest earlier occurrence of the longest
-  suffix n-gram of `history` (n from ngram_max down to ngram_min); [] if there is none."""
+  """The `max_draft` tokens that followed the latest earlier occurrence of the longest suffix
+  n-gram of `history` (n from ngram_max down to ngram_min), copied as an overlapping copy does:
+  where the continuation reaches the end of `history`, it goes on with the tokens it drafted
+  (text that repeats every few tokens is drafted whole, not a few tokens at a time); [] if there
+  is no occurrence."""
   h = np.asarray(history, np.int64)
   size = len(h)
   if max_draft <= 0:
@@ -175,7 +178,10 @@ def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
     hits = np.flatnonzero((windows == h[size - n:]).all(axis=1))
     if len(hits):
       start = int(hits[-1]) + n
-      return h[start:start + max_draft].tolist()
+      extended = h.tolist()
+      for j in range(max_draft):  # start + j is always behind the end: an overlapping copy
+        extended.append(extended[start + j])
+      return extended[size:]
   return []
 
 
@@ -248,6 +254,7 @@ class Stats:
   stopped_by: str = ""
   # Speculative decoding: draft tokens scored, and how many of them the model agreed with.
   verify_calls: int = 0
+  decode_calls: int = 0  # plain decode steps (the model calls after prefill are these + verify)
   drafted: int = 0
   accepted: int = 0
 
@@ -266,7 +273,8 @@ class Stats:
     return steps / self.decode_seconds if self.decode_seconds else 0.0
 
   def line(self) -> str:
-    spec = (f"; {self.verify_calls} verify calls, {self.accepted}/{self.drafted} draft tokens "
+    calls = "verify call" if self.verify_calls == 1 else "verify calls"
+    spec = (f"; {self.verify_calls} {calls}, {self.accepted}/{self.drafted} draft tokens "
             f"accepted" if self.verify_calls else "")
     return (f"prefill {self.prompt_tokens} tokens at {self.prefill_tps:.1f} tok/s, decode "
             f"{self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s ({self.stopped_by}"
@@ -353,6 +361,7 @@ class Session:
         draft, dists = speculative.propose(self.history + [pending], room, sampling, rng)
       if not draft:
         wait = max(wait - 1, 0)
+        stats.decode_calls += 1
         logits = self.runner.decode(pending)
         self.history.append(pending)
         new = self._sample(logits, sampling, rng, constraint)
@@ -392,7 +401,12 @@ class Session:
       raise GenerationError("speculative decoding needs verify_<k> signatures, which this model "
                             "has none of: convert it with --verify_lengths=8")
     longest = max(lengths) - 1
-    return min(speculative.draft_tokens, longest) if speculative.draft_tokens else longest
+    if speculative.draft_tokens > longest:
+      raise GenerationError(
+          f"draft_tokens={speculative.draft_tokens} is more than verify_{longest + 1} scores "
+          f"after the pending token ({longest}): ask for at most {longest}, or convert with a "
+          "longer --verify_lengths")
+    return speculative.draft_tokens or longest
 
   @staticmethod
   def _sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator,

@@ -25,14 +25,19 @@ def fetch_pinned(pin: HubPin, cache_dir: str | os.PathLike | None = None) -> pat
   import huggingface_hub  # pylint: disable=g-import-not-at-top
   from huggingface_hub import errors as hub_errors  # pylint: disable=g-import-not-at-top
   found, missing, reason = {}, [], ""
+  cache_only = False
   for name in sorted(pin.sha256):
     try:
       found[name] = pathlib.Path(huggingface_hub.hf_hub_download(
-          pin.repo_id, name, revision=pin.revision, cache_dir=cache_dir))
+          pin.repo_id, name, revision=pin.revision, cache_dir=cache_dir,
+          local_files_only=cache_only))
     except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled,
             hub_errors.GatedRepoError, OSError) as e:
       missing.append(name)
       reason = reason or type(e).__name__
+      # The rest only from the cache: each try at an unreachable hub waits for its timeouts
+      # (Gemma's nine files took 3.5 minutes to be refused offline).
+      cache_only = True
   if missing:
     where = pathlib.Path(cache_dir or huggingface_hub.constants.HF_HUB_CACHE)
     snapshot = where / f"models--{pin.repo_id.replace('/', '--')}" / "snapshots" / pin.revision

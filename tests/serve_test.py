@@ -497,6 +497,8 @@ def test_speculative_serving_gives_the_same_greedy_text():
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
     (("--model=tinyllama", "--speculative=medusa"),
      "unknown --speculative=medusa; choose one of none, prompt_lookup"),
+    (("--model=tinyllama", "--variant=tiny", "--speculative=prompt_lookup", "--draft_tokens=9"),
+     "--draft_tokens=9 is more than verify_8 scores after the pending token (7)"),
     (("--model=tinyllama", "--draft_tokens=3"),
      "--draft_tokens applies only with --speculative=prompt_lookup"),
     (("--model=tinyllama", "--variant=tiny", "--speculative=prompt_lookup",

@@ -137,6 +137,21 @@ def test_missing_from_cache_while_offline_says_how_to_get_it(name, variant, tmp_
   assert no_network == []
 
 
+def test_an_unreachable_hub_is_tried_once_not_once_per_file(tmp_path, no_network, monkeypatch):
+  """Without HF_HUB_OFFLINE, the first file that cannot be fetched makes the rest be looked for
+  in the cache only: the hub is tried as often as for one file, not nine times."""
+  monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+  pin = registry.Registry().get("gemma").variant("2b").source
+  with pytest.raises(pins.PinError, match=r"9 of 9 pinned files are not in the Hugging Face "
+                     r"cache"):
+    pins.fetch_pinned(pin, cache_dir=tmp_path / "all")
+  tries_for_all = len(no_network)
+  one = HubPin(pin.repo_id, pin.revision, {"config.json": pin.sha256["config.json"]})
+  with pytest.raises(pins.PinError):
+    pins.fetch_pinned(one, cache_dir=tmp_path / "one")
+  assert 0 < tries_for_all == len(no_network) - tries_for_all
+
+
 @pytest.mark.parametrize("name, variant", PINNED)
 def test_a_pin_covers_the_config_the_weights_and_the_tokenizer(name, variant):
   """A pinned snapshot holds everything a conversion reads: no unpinned file is trusted."""

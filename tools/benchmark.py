@@ -93,10 +93,7 @@ def main(argv):
   if _SERVING.value and _SPECULATIVE.value:
     raise ZooError("--serving and --speculative are two different measurements: run one at a "
                    "time")
-  if zoo_flags.given("temperature") and not _SPECULATIVE.value:
-    raise ZooError("--temperature applies only with --speculative")
-  if zoo_flags.given("max_tokens") and not (_SERVING.value or _SPECULATIVE.value):
-    raise ZooError("--max_tokens applies only with --serving or --speculative")
+  _check_mode_flags()
   if _SERVING.value:
     return _serving()
   if _SPECULATIVE.value:
@@ -121,6 +118,27 @@ def main(argv):
   console.out(report.markdown(results))
   console.out(f"wrote {out / stem}.json, .md and .png")
   return 0
+
+
+# The flags each measurement reads; any other given is refused, not ignored.
+_PEER_FLAGS = ("peers", "depths", "decode_tokens", "ttft_prompt", "bandwidth_mib", "work_dir",
+               "reconvert", "weights_seed")
+_MODE_FLAGS = {"serving": ("serving_peers", "turns", "max_tokens", "llamacpp_dir"),
+               "speculative": ("temperature", "max_tokens", "repeats")}
+
+
+def _check_mode_flags() -> None:
+  mode = "serving" if _SERVING.value else "speculative" if _SPECULATIVE.value else None
+  for name in sorted({f for flags_ in _MODE_FLAGS.values() for f in flags_} | set(_PEER_FLAGS)):
+    if not zoo_flags.given(name):
+      continue
+    takes = [m for m, names in _MODE_FLAGS.items() if name in names]
+    if name in _PEER_FLAGS or name in ("repeats", "llamacpp_dir"):
+      takes.append("peers")
+    if (mode or "peers") not in takes:
+      where = " or ".join("the peer benchmark" if m == "peers" else f"--{m}" for m in takes)
+      raise ZooError(f"--{name} applies only to {where}"
+                     + (f", not to --{mode}" if mode else "") + ": drop it")
 
 
 def run(peers: list[str]) -> tuple[dict, str]:
@@ -317,8 +335,10 @@ def _speculative() -> int:
   from litezoo.runtime import generate, runner  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench import measure, speculative  # pylint: disable=g-import-not-at-top
   max_tokens = 192 if _MAX_TOKENS.value is None else _MAX_TOKENS.value
-  if max_tokens < 2 or _REPEATS.value < 1 or _THREADS.value < 1:
-    raise ZooError("--max_tokens must be at least 2, --repeats and --threads at least 1")
+  for name, value, low in (("max_tokens", max_tokens, 2), ("repeats", _REPEATS.value, 1),
+                           ("threads", _THREADS.value, 1)):
+    if value < low:
+      raise ZooError(f"--{name} must be at least {low}, got {value}")
   if _TEMPERATURE.value <= 0:
     raise ZooError(f"--temperature must be above 0 (the sampled runs), got {_TEMPERATURE.value}")
   s = _SELECT.selection()

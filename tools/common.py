@@ -43,8 +43,17 @@ _NOT_A_NUMBER = re.compile(r"^flag --(\w+)=(.*): (invalid literal for int\(\)|co
                            r"convert string to float)")
 
 
+_NOT_A_BOOL = re.compile(r"^flag --(\w+)=(.*): \('Non-boolean argument to boolean flag'")
+
+
 def _flag_error(e: Exception) -> str:
-  """absl's message, with Python's int()/float() wording replaced by the flag's type."""
+  """absl's message, with Python's int()/float() wording replaced by the flag's type, and its
+  tuple for a value given to an on/off flag replaced by words."""
+  found = _NOT_A_BOOL.match(str(e))
+  if found:
+    name, value = found.groups()
+    return (f"--{name} is on or off and takes no value such as {value!r}: write --{name} or "
+            f"--no{name}")
   found = _NOT_A_NUMBER.match(str(e))
   if not found:
     return str(e)

@@ -204,6 +204,18 @@ class _Defined:
     return Selection(spec, variant, recipe, signatures, resolve)
 
 
+def check_draft_tokens(s: Selection, draft_tokens: int) -> None:
+  """Speculative decoding's flags against the signatures the model will have: verify_<k> is
+  needed, and --draft_tokens may not ask for more than k - 1 (k counts the pending token)."""
+  if not s.signatures.verify_lengths:
+    raise FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would have none: "
+                    "add --verify_lengths=8")
+  most = max(s.signatures.verify_lengths) - 1
+  if draft_tokens > most:
+    raise FlagError(f"--draft_tokens={draft_tokens} is more than verify_{most + 1} scores after "
+                    f"the pending token ({most}): use at most {most}, or a longer --verify_lengths")
+
+
 def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ...]:
   """A list flag's integers; `none` gives (); unset gives `default`."""
   if values is None:

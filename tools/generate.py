@@ -87,15 +87,20 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
   if _SPECULATIVE.value == "prompt_lookup":
     return generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
   from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
-  name, _, variant = _DRAFT_MODEL.value.partition("/")
-  spec = zoo_flags.default_registry().get(name)
-  variant = variant or spec.default_variant
-  spec.variant(variant)
   label = f"--draft_model={_DRAFT_MODEL.value}"
-  if spec.family.check_kv_cache is not None:  # the draft's cache is as long as the target's
-    spec.family.check_kv_cache(spec.family.config(spec.variant(variant).config),
-                               s.signatures.kv_cache_max_len)
-  weights = weights_lib.resolve(spec, variant, log=console.log)
+  name, _, variant = _DRAFT_MODEL.value.partition("/")
+  try:  # the errors name the draft's flag, not --model's
+    spec = zoo_flags.default_registry().get(name)
+    variant = variant or spec.default_variant
+    spec.variant(variant)
+    if spec.family.check_kv_cache is not None:  # the draft's cache is as long as the target's
+      spec.family.check_kv_cache(spec.family.config(spec.variant(variant).config),
+                                 s.signatures.kv_cache_max_len)
+    weights = weights_lib.resolve(spec, variant, log=console.log)
+  except zoo_flags.ZooError as e:
+    raise zoo_flags.FlagError(
+        f"{label}: {e}".replace(", or pass --checkpoint=DIR", "")
+        .replace(" or pass --checkpoint=DIR", "")) from e
   theirs = pipeline.tokenizer(weights, console.log).backend.get_vocab()
   ours = tok.backend.get_vocab()
   if theirs != ours:
@@ -128,9 +133,8 @@ def main(argv):
   if use_chat:  # a template that refuses the first turn is bad input: say so before converting
     first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
     tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
-  if _SPECULATIVE.value != "none" and not s.signatures.verify_lengths:
-    raise zoo_flags.FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would "
-                              "have none: add --verify_lengths=8")
+  if _SPECULATIVE.value != "none":
+    zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
   speculative = _speculative(s, tok)
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)

@@ -63,7 +63,7 @@ def _check_flags() -> None:
     raise zoo_flags.FlagError(f"--drain_seconds must be >= 0, got {_DRAIN.value}")
   if _SPECULATIVE.value not in ("none", "prompt_lookup"):
     raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of none, "
-                              "prompt_lookup")
+                              "prompt_lookup (drafts from a model: tools/generate only)")
   if _DRAFT_TOKENS.value < 0:
     raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
   if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
@@ -150,9 +150,7 @@ def main(argv):
   s = _SELECT.selection()
   speculative = None
   if _SPECULATIVE.value == "prompt_lookup":
-    if not s.signatures.verify_lengths:
-      raise zoo_flags.FlagError(f"--speculative needs verify_<k> signatures, and {s.name} would "
-                                "have none: add --verify_lengths=8")
+    zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
     speculative = generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
   if pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                               signatures=s.signatures) is None:

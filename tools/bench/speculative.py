@@ -54,7 +54,8 @@ def _run_once(session, context, max_new, sampling, lookup) -> dict:
   session.reset()
   out, stats = session.generate(context, max_new, sampling, speculative=lookup)
   return {"tokens": out, "decode_tps": stats.decode_tps, "generated": stats.generated_tokens,
-          "verify_calls": stats.verify_calls, "drafted": stats.drafted,
+          "verify_calls": stats.verify_calls, "decode_calls": stats.decode_calls,
+          "drafted": stats.drafted,
           "accepted": stats.accepted, "decode_seconds": stats.decode_seconds}
 
 
@@ -71,15 +72,16 @@ def measure_task(session, context: list[int], max_new: int, sampling, lookup, re
   tps_fast = statistics.median(r["decode_tps"] for r in fast)
   drafted = sum(r["drafted"] for r in fast)
   accepted = sum(r["accepted"] for r in fast)
-  calls = statistics.median(  # model calls after prefill: decodes plus verifies
-      r["verify_calls"] + (r["generated"] - 1 - r["accepted"] - r["verify_calls"]) for r in fast)
+  # Tokens per model call after prefill (the first token comes from prefill's logits).
+  per_call = statistics.median((r["generated"] - 1) / max(r["verify_calls"] + r["decode_calls"], 1)
+                               for r in fast)
   generated = statistics.median(r["generated"] for r in fast)
   result = {
       "prompt_tokens": len(context), "generated_tokens": generated,
       "plain_decode_tps": round(tps_plain, 2), "speculative_decode_tps": round(tps_fast, 2),
       "speedup": round(tps_fast / tps_plain, 3) if tps_plain else None,
       "acceptance": round(accepted / drafted, 3) if drafted else 0.0,
-      "tokens_per_call": round((generated - 1) / calls, 2) if calls > 0 else None,
+      "tokens_per_call": round(per_call, 2),
       "same_text": all(r["tokens"] == plain[0]["tokens"] for r in plain + fast),
   }
   log(f"  {label}: plain {tps_plain:.1f} tok/s, speculative {tps_fast:.1f} tok/s "
