@@ -55,6 +55,13 @@ def distribution(logits: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np
   return order, probs
 
 
+def _dense(order: np.ndarray, probs: np.ndarray, vocab: int) -> np.ndarray:
+  """`distribution`'s probabilities over the whole vocabulary ([vocab] float64, 0 where cut)."""
+  dense = np.zeros(vocab)
+  dense[order] = probs
+  return dense
+
+
 def sample(logits: np.ndarray, sampling: Sampling, rng: np.random.Generator) -> int:
   """The next token: argmax at temperature 0, else a draw from `distribution`."""
   if sampling.temperature == 0:
@@ -81,9 +88,7 @@ def speculative_sample(rows: np.ndarray, draft: list[int], sampling: Sampling,
   """
   out: list[int] = []
   for i, (row, token) in enumerate(zip(rows, draft)):
-    order, probs = distribution(row, sampling)
-    p = np.zeros(len(row))
-    p[order] = probs
+    p = _dense(*distribution(row, sampling), len(row))
     q = draft_dists[i] if draft_dists is not None else None
     q_token = 1.0 if q is None else float(q[token])
     if q_token > 0 and rng.random() * q_token < p[token]:
@@ -232,9 +237,7 @@ class DraftModel:
         draft.append(int(np.argmax(logits)))
       else:
         order, probs = distribution(logits, sampling)
-        dense = np.zeros(len(logits))
-        dense[order] = probs
-        dists.append(dense)
+        dists.append(_dense(order, probs, len(logits)))
         draft.append(int(order[rng.choice(len(order), p=probs)]))
       if len(draft) == max_draft:
         return draft, (dists if sampling.temperature else None)
@@ -305,18 +308,18 @@ class Session:
     holding `history` exactly (how a server cancels). `constraint` limits the tokens sampled.
 
     With `speculative` (the runner needs verify_<k> signatures), drafts (from the context, or
-    from a smaller model) are scored k tokens per call. Greedy, the tokens are exactly those of plain greedy decoding, since
-    each one kept is the argmax of the logits the model computed for its position; sampling,
-    drafts are kept or replaced by speculative sampling (`speculative_sample`), so the tokens
-    follow the same distribution as plain sampling's (not the same draws for a seed). Raises
-    GenerationError for options that cannot apply.
+    from a smaller model) are scored k tokens per call. Greedy, the tokens are exactly those of
+    plain greedy decoding, since each one kept is the argmax of the logits the model computed for
+    its position; sampling, drafts are kept or replaced by speculative sampling
+    (`speculative_sample`), so the tokens follow the same distribution as plain sampling's (not
+    the same draws for a seed). Raises GenerationError for options that cannot apply.
     """
     sampling.validate()
     if max_new_tokens <= 0:
       raise GenerationError(f"max_new_tokens must be positive, got {max_new_tokens}")
     if not context:
       raise GenerationError("the prompt is empty")
-    draft_len = self._draft_len(speculative, sampling)
+    draft_len = self._draft_len(speculative)
     if draft_len and constraint is not None:
       raise GenerationError("speculative decoding and constrained decoding do not combine here: "
                             "drop one")
@@ -391,7 +394,7 @@ class Session:
     stats.generated_tokens = len(out)
     return out, stats
 
-  def _draft_len(self, speculative: PromptLookup | DraftModel | None, sampling: Sampling) -> int:
+  def _draft_len(self, speculative: PromptLookup | DraftModel | None) -> int:
     """Draft tokens per verify call (0: no speculation); refuses what cannot apply."""
     if speculative is None:
       return 0

@@ -315,7 +315,7 @@ def test_speculative_measurement_on_the_tiny_model(tmp_path):
           "recipe": "none", "threads": 2, "max_new_tokens": 24, "repeats": 2,
           "temperature": 0.7, "verify_length": 8, "started": "2026-12-02T00:00:00+00:00",
           "load_average_start": [0.1, 0.1, 0.1], "results": found,
-          "machine": speculative.machine(), "seconds": 1.0}
+          "machine": measure.machine_at_end(), "seconds": 1.0}
   data["target"] = speculative.target(data)
   assert data["target"]["met"] == (found["repeat"]["greedy"]["speedup"] >= 1.8)
   table = speculative.markdown(data)

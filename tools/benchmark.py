@@ -303,7 +303,7 @@ def _serving() -> int:
              "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
              "load_average_start": measure.load_average(),
              "results": serving.run(ctx, peers, log)}
-  results["machine"] = serving.machine()
+  results["machine"] = measure.machine_at_end()
   results["seconds"] = round(time.time() - started, 1)
   return _write(f"serving-{name}", s, results, serving,
                 f"Serving {name} ({s.recipe}, {_THREADS.value} threads)")
@@ -368,7 +368,7 @@ def _speculative() -> int:
   results["results"] = speculative.run(session, tok, pathlib.Path(recipes.__file__).parent / "data",
                                        max_tokens, _REPEATS.value, _TEMPERATURE.value, log)
   results["target"] = speculative.target(results)
-  results["machine"] = speculative.machine()
+  results["machine"] = measure.machine_at_end()
   results["seconds"] = round(time.time() - started, 1)
   return _write(f"speculative-{s.spec.name}-{s.variant}", s, results, speculative,
                 f"Speculative decoding, {s.name} ({s.recipe})")

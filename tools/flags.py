@@ -204,6 +204,31 @@ class _Defined:
     return Selection(spec, variant, recipe, signatures, resolve)
 
 
+def define_draft_tokens():
+  """--draft_tokens, for the tools that decode speculatively (generate, serve); call at import
+  time."""
+  defined = flags.DEFINE_integer(
+      "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
+      "longest verify_<k>).")
+  _key_flags_of_caller(["draft_tokens"])
+  return defined
+
+
+def check_speculative(speculative: str, choices: tuple[str, ...], draft_tokens: int,
+                      hint: str = "") -> None:
+  """--speculative (one of `choices`, "none" among them) and --draft_tokens by themselves,
+  before the model is known; `hint` follows the list of choices."""
+  if speculative not in choices:
+    raise FlagError(f"unknown --speculative={speculative}; choose one of {', '.join(choices)}"
+                    f"{hint}")
+  drafters = [c for c in choices if c != "none"]
+  if speculative == "none" and given("draft_tokens"):
+    named = f"--speculative={drafters[0]}" if len(drafters) == 1 else "--speculative"
+    raise FlagError(f"--draft_tokens applies only with {named}")
+  if draft_tokens < 0:
+    raise FlagError(f"--draft_tokens must be >= 0, got {draft_tokens}")
+
+
 def check_draft_tokens(s: Selection, draft_tokens: int) -> None:
   """Speculative decoding's flags against the signatures the model will have: verify_<k> is
   needed, and --draft_tokens may not ask for more than k - 1 (k counts the pending token)."""
@@ -233,10 +258,15 @@ def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True
   benchmark does): --checkpoint still selects a model by its config."""
   before = set(flags.FLAGS)
   defined = _Defined(weights, recipe, signatures, recipe_default, checkpoint_config)
-  # Key flags of the tool's module, so --helpshort (which the errors point to) lists them; absl
-  # names the main module after sys.argv[0], as its own get_calling_module does.
-  caller = sys._getframe(1).f_globals.get("__name__")  # pylint: disable=protected-access
-  module = sys.argv[0] if caller == "__main__" else caller
-  for name in sorted(set(flags.FLAGS) - before):
-    flags.FLAGS.register_key_flag_for_module(module, flags.FLAGS[name])
+  _key_flags_of_caller(sorted(set(flags.FLAGS) - before))
   return defined
+
+
+def _key_flags_of_caller(names: list[str]) -> None:
+  """Makes `names` key flags of the tool that called our caller, so --helpshort (which the errors
+  point to) lists them; absl names the main module after sys.argv[0], as its own
+  get_calling_module does."""
+  caller = sys._getframe(2).f_globals.get("__name__")  # pylint: disable=protected-access
+  module = sys.argv[0] if caller == "__main__" else caller
+  for name in names:
+    flags.FLAGS.register_key_flag_for_module(module, flags.FLAGS[name])

@@ -39,9 +39,7 @@ _DRAFT_MODEL = flags.DEFINE_string(
     "draft_model", None, "With --speculative=draft_model: NAME or NAME/VARIANT of a smaller "
     "registered model with the same tokenizer, converted with this one's recipe and signatures "
     "on first use.")
-_DRAFT_TOKENS = flags.DEFINE_integer(
-    "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
-    "longest verify_<k>).")
+_DRAFT_TOKENS = zoo_flags.define_draft_tokens()
 
 
 def _check_flags() -> generate.Sampling:
@@ -66,17 +64,11 @@ def _check_flags() -> generate.Sampling:
   except generate.GenerationError as e:  # the same words, naming the flag
     raise zoo_flags.FlagError(f"--{e}") from e
   sampling.validate()
-  if _SPECULATIVE.value not in SPECULATIVE:
-    raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of "
-                              f"{', '.join(SPECULATIVE)}")
-  if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
-    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative")
+  zoo_flags.check_speculative(_SPECULATIVE.value, SPECULATIVE, _DRAFT_TOKENS.value)
   if (_SPECULATIVE.value == "draft_model") != (_DRAFT_MODEL.value is not None):
     raise zoo_flags.FlagError("--speculative=draft_model needs --draft_model=NAME[/VARIANT]"
                               if _DRAFT_MODEL.value is None else
                               "--draft_model applies only with --speculative=draft_model")
-  if _DRAFT_TOKENS.value < 0:
-    raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
   return sampling
 
 
@@ -98,9 +90,8 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
                                  s.signatures.kv_cache_max_len)
     weights = weights_lib.resolve(spec, variant, log=console.log)
   except zoo_flags.ZooError as e:
-    raise zoo_flags.FlagError(
-        f"{label}: {e}".replace(", or pass --checkpoint=DIR", "")
-        .replace(" or pass --checkpoint=DIR", "")) from e
+    # A pin's offline error ends by offering --checkpoint, which names the target, not the draft.
+    raise zoo_flags.FlagError(f"{label}: {e}".replace(", or pass --checkpoint=DIR", "")) from e
   theirs = pipeline.tokenizer(weights, console.log).backend.get_vocab()
   ours = tok.backend.get_vocab()
   if theirs != ours:

@@ -45,9 +45,7 @@ _SPECULATIVE = flags.DEFINE_string(
     "a time by the model's verify_<k> signature: greedy replies are the same text, sampled ones "
     "the same distribution, faster when a reply quotes its prompt (requests with a "
     "response_format decode plainly).")
-_DRAFT_TOKENS = flags.DEFINE_integer(
-    "draft_tokens", 0, "Most draft tokens per verify call with --speculative (0: k - 1 of the "
-    "longest verify_<k>).")
+_DRAFT_TOKENS = zoo_flags.define_draft_tokens()
 _DRAIN = flags.DEFINE_float("drain_seconds", 60.0, "On SIGTERM, how long requests under way may "
                             "take to finish.")
 
@@ -61,13 +59,8 @@ def _check_flags() -> None:
       raise zoo_flags.FlagError(f"--{name} must be at least {low}, got {flag.value}")
   if _DRAIN.value < 0:
     raise zoo_flags.FlagError(f"--drain_seconds must be >= 0, got {_DRAIN.value}")
-  if _SPECULATIVE.value not in ("none", "prompt_lookup"):
-    raise zoo_flags.FlagError(f"unknown --speculative={_SPECULATIVE.value}; choose one of none, "
-                              "prompt_lookup (drafts from a model: tools/generate only)")
-  if _DRAFT_TOKENS.value < 0:
-    raise zoo_flags.FlagError(f"--draft_tokens must be >= 0, got {_DRAFT_TOKENS.value}")
-  if _SPECULATIVE.value == "none" and zoo_flags.given("draft_tokens"):
-    raise zoo_flags.FlagError("--draft_tokens applies only with --speculative=prompt_lookup")
+  zoo_flags.check_speculative(_SPECULATIVE.value, ("none", "prompt_lookup"), _DRAFT_TOKENS.value,
+                              " (drafts from a model: tools/generate only)")
   if _API_KEY.value is not None and not _API_KEY.value.strip():
     raise zoo_flags.FlagError("--api_key must not be empty")
 

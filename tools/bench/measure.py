@@ -174,6 +174,17 @@ def machine() -> dict:
           "platform": platform.platform(), "python": platform.python_version()}
 
 
+def machine_at_end() -> dict:
+  """`machine()` with the load average at the end of a run (the serving and speculative
+  comparisons record it beside the one at their start)."""
+  return {**machine(), "load_average_at_end": load_average()}
+
+
+def isa_text(machine_: dict) -> str:
+  """The ISA extensions a run recorded, as text ('no AVX2' when it found none of them)."""
+  return ", ".join(machine_["isa"]) or "no AVX2"
+
+
 def load_average() -> list[float]:
   """The 1, 5 and 15 minute load averages: other work on the machine skews timings."""
   return [round(x, 2) for x in os.getloadavg()]

@@ -4,6 +4,8 @@ table and PNG plots written from them. The README table is regenerated from the 
 
 import statistics
 
+from litezoo.tools.bench import measure
+
 SCHEMA = "litezoo-benchmark/1"
 PEER_KEYS = ("status", "engine", "artifact", "conversion", "load_s", "first_call_s", "ttft_s",
              "prefill_tps", "decode_tps", "runtime_peak_rss_bytes")
@@ -132,8 +134,8 @@ def markdown(results: dict) -> str:
   plan = results["plan"]
   lengths = [str(n) for n in plan["prefill_lengths"]]
   depths = [str(d) for d in plan["depths"]]
-  isa = results["machine"].get("isa")  # recorded since 2026-12-02: the kernels depend on it
-  cpu = results["machine"]["cpu"] + ("" if isa is None else f" ({', '.join(isa) or 'no AVX2'})")
+  machine = results["machine"]  # the ISA recorded since 2026-12-02: the kernels depend on it
+  cpu = machine["cpu"] + (f" ({measure.isa_text(machine)})" if "isa" in machine else "")
   lines = [
       f"### {results['model']}-{results['variant']} `{results['recipe']}`, "
       f"{plan['threads']} threads",

@@ -248,10 +248,6 @@ def run(ctx: dict, peers: list[str], log) -> dict:
   return results
 
 
-def machine() -> dict:
-  return {**measure.machine(), "load_average_at_end": measure.load_average()}
-
-
 def markdown(data: dict) -> str:
   turns = next((r["c1"]["turns"] for r in data["results"].values() if "c1" in r), "last")
   rows = [f"| server | TTFT turn 1 (c=1) | TTFT turn {turns} (c=1) | cached tokens turn {turns} | "
@@ -316,7 +312,7 @@ def plot(data: dict, path) -> None:
 def conditions(data: dict) -> str:
   """One line: when, the machine and its load (the figures depend on it)."""
   m = data["machine"]
-  cpu = f" ({m['cpu']}; {', '.join(m['isa']) or 'no AVX2'})" if "isa" in m else ""
+  cpu = f" ({m['cpu']}; {measure.isa_text(m)})" if "isa" in m else ""
   return (f"Measured {data['started'][:16]} UTC on {m['cpus']} CPUs{cpu}, load average "
           f"{data['load_average_start'][0]:.1f} at the start and "
           f"{m['load_average_at_end'][0]:.1f} at the end; {data['seconds']:.0f} s in all.")

@@ -149,7 +149,7 @@ def conditions(data: dict) -> str:
           f"{data['threads']} threads, verify_{data['verify_length']}, at most "
           f"{data['max_new_tokens']} new tokens, medians of {data['repeats']} alternating repeats; "
           f"measured {data['started'][:16]} UTC on {m['cpus']} CPUs ({m['cpu']}; "
-          f"{', '.join(m['isa']) or 'no AVX2'}), load average {data['load_average_start'][0]:.1f} "
+          f"{measure.isa_text(m)}), load average {data['load_average_start'][0]:.1f} "
           f"at the start and {m['load_average_at_end'][0]:.1f} at the end.")
 
 
@@ -177,6 +177,3 @@ def plot(data: dict, path: pathlib.Path) -> None:
   fig.savefig(path, format="png", dpi=110)
   plt.close(fig)
 
-
-def machine() -> dict:
-  return {**measure.machine(), "load_average_at_end": measure.load_average()}
