@@ -21,7 +21,7 @@ The calibration text and its windows: quant/calibration.py.
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -204,7 +204,7 @@ def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales) -> None
     w[end:] -= hinv[start:end, end:].T @ err1
 
 
-_SOLVED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_SOLVED: dict[tuple[str, object], tuple[np.ndarray, np.ndarray]] = {}
 _HESSIANS: dict[str, np.ndarray] | None = None
 
 
@@ -226,19 +226,29 @@ class CalibrationError(ValueError):
   pass
 
 
-def quantized(weight: np.ndarray, block: int,
-              required: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+def quantized(weight: np.ndarray, block: int, required: bool = True,
+              rotation: tuple[Callable[[np.ndarray], np.ndarray], int] | None = None,
+              ) -> tuple[np.ndarray, np.ndarray] | None:
   """(codes, scales) of `weight` by GPTQ with the Hessian of the current `calibrated` block,
   solved once per weight however many ops read it (so a shared buffer stays shared); the weight
   is hashed once per call. A weight without a Hessian (an untied embedding table reads no
-  linear layer's input) gives None if not `required`, else raises CalibrationError."""
-  key = digest(weight)
+  linear layer's input) gives None if not `required`, else raises CalibrationError.
+
+  `rotation` = (rotate, key): `rotate(m)` is m R for an orthogonal R acting on the last axis
+  (the input dimension), `key` names R. The layer then reads x R and holds W R, so GPTQ solves
+  W R against the Hessian of x R, R^T H R (QuaRot, Ashkboos et al. 2024, arXiv:2404.00456, with
+  GPTQ after the rotation as there); the codes and scales are those of W R."""
+  key = (digest(weight), rotation[1] if rotation else None)
   if key not in _SOLVED:
-    if _HESSIANS is None or key not in _HESSIANS:
+    if _HESSIANS is None or key[0] not in _HESSIANS:
       if not required:
         return None
       raise CalibrationError(
           f"no calibration statistics for a {list(weight.shape)} weight: gptq needs the model "
           "that was exported (quantize through pipeline.artifact or convert, not a bare file)")
-    _SOLVED[key] = solve(weight, _HESSIANS[key], block)
+    hessian = _HESSIANS[key[0]]
+    if rotation:
+      rotate = rotation[0]
+      weight, hessian = rotate(weight), rotate(np.ascontiguousarray(rotate(hessian).T))  # H sym.
+    _SOLVED[key] = solve(weight, hessian, block)
   return _SOLVED[key]

@@ -38,9 +38,12 @@ def scales(lo: np.ndarray, hi: np.ndarray, blockwise: bool) -> np.ndarray:
   return bf16(scale) if blockwise else scale
 
 
-def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tensor_qsv=None):
+def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tensor_qsv=None,
+                        rotation=None):
   """ai-edge-quantizer's `get_tensor_quant_params` for min-max, with 16 int4 levels when the
-  config asks for them (symmetric signed int4 weights only)."""
+  config asks for them (symmetric signed int4 weights only). With `rotation` (gptq.quantized's:
+  a function m -> m R and its key) the weight is rotated first and the parameters are those of
+  the rotated weight."""
   # pylint: disable=g-import-not-at-top
   from ai_edge_quantizer import qtyping
   from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize
@@ -53,6 +56,9 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
   if not wanted:
     return naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config,
                                                           tensor_content, tensor_qsv)
+  weight = tensor_content
+  if rotation:
+    tensor_content = rotation[0](tensor_content)
   found = tensor_qsv if tensor_qsv and "min" in tensor_qsv else (
       common_quantize.init_tensor_min_max(tensor_content, op_info))
   params = naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config, None,
@@ -68,7 +74,7 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
     # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
     # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
     if blockwise and content.ndim == 2:
-      solved = gptq.quantized(content, params.block_size, required=not lookup)
+      solved = gptq.quantized(weight, params.block_size, required=not lookup, rotation=rotation)
   if solved is not None:
     codes, scale = solved
     scale = scale.reshape(params.scale.shape)
@@ -85,18 +91,61 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
       params, quantized_data=uqt.uniform_quantize(content, params, blockwise))
 
 
+def _hadamard_gptq(materialize, op_info, graph_info, tensor_quant_params_cache,
+                   tensor_name_to_qsv=None):
+  """The quantizer's decomposed-Hadamard `materialize` of one op, with GPTQ's codes of the
+  rotated weight when the entry asks for gptq (`gptq:hadamard`). The quantizer rotates a
+  weight's input dimension by blocks of the largest power-of-two Hadamard matrix dividing it and
+  inserts the same rotation on the op's input (hadamard_rotation.py); it looks a weight's
+  parameters up in its cache before computing its own (OCTAV's), so the rotated GPTQ codes are
+  put there first, for every op that reads the buffer."""
+  # pylint: disable=g-import-not-at-top
+  from ai_edge_quantizer import qtyping
+  from ai_edge_quantizer.algorithms.uniform_quantize import hadamard_rotation
+  from ai_edge_quantizer.utils import tfl_flatbuffer_utils
+  config = op_info.op_quant_config.weight_tensor_config
+  if config is not None and config.algorithm_params.get("gptq"):
+    tensor = graph_info.subgraph_tensors[op_info.op.inputs[1]]  # the weight, or the table
+    if tensor_quant_params_cache.lookup(tensor.buffer, config) is None:
+      weight = tfl_flatbuffer_utils.get_tensor_data(tensor, graph_info.buffers)
+      size_limit = config.algorithm_params.get("max_hadamard_size")
+
+      def rotate(m):  # the quantizer's own rotation, so weights and inputs turn alike
+        return hadamard_rotation._rotate_with_diagonal_hadamard(  # pylint: disable=protected-access
+            m, m.ndim - 1, size_limit)
+
+      _, size, signs = rotate(weight[:1])
+      params = tensor_quant_params(op_info, config, weight,
+                                   rotation=(lambda m: rotate(m)[0], ("hadamard", size)))
+      tensor_quant_params_cache.insert(tensor.buffer, config, dataclasses.replace(
+          params, hadamard=qtyping.UniformQuantParams.HadamardRotationParams(
+              random_binary_vector=signs, hadamard_size=size)))
+  return materialize(op_info=op_info, graph_info=graph_info,
+                     tensor_quant_params_cache=tensor_quant_params_cache,
+                     tensor_name_to_qsv=tensor_name_to_qsv)
+
+
 @functools.cache
 def register() -> None:
-  """Installs `tensor_quant_params` for min-max FULLY_CONNECTED and EMBEDDING_LOOKUP (once)."""
+  """Installs `tensor_quant_params` for min-max FULLY_CONNECTED and EMBEDDING_LOOKUP, and
+  `_hadamard_gptq` for their decomposed-Hadamard versions (once)."""
   # pylint: disable=g-import-not-at-top
   from ai_edge_quantizer import algorithm_manager, qtyping
   from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize
+  from ai_edge_quantizer.algorithms.uniform_quantize import hadamard_rotation
   from ai_edge_quantizer.algorithms.uniform_quantize import naive_min_max_quantize
   op = qtyping.TFLOperationName
-  for name, materialize in ((op.FULLY_CONNECTED, common_quantize.materialize_fc_conv),
-                            (op.EMBEDDING_LOOKUP, common_quantize.materialize_embedding_lookup)):
+  name = algorithm_manager.AlgorithmName
+  for algorithm, kind, materialize in (
+      (name.MIN_MAX_UNIFORM_QUANT, op.FULLY_CONNECTED,
+       functools.partial(common_quantize.materialize_fc_conv, tensor_quant_params)),
+      (name.MIN_MAX_UNIFORM_QUANT, op.EMBEDDING_LOOKUP,
+       functools.partial(common_quantize.materialize_embedding_lookup, tensor_quant_params)),
+      (name.DECOMPOSED_HADAMARD_ROTATION, op.FULLY_CONNECTED,
+       functools.partial(_hadamard_gptq, hadamard_rotation.materialize_fully_connected_decomposed)),
+      (name.DECOMPOSED_HADAMARD_ROTATION, op.EMBEDDING_LOOKUP,
+       functools.partial(_hadamard_gptq, hadamard_rotation.materialize_embedding_lookup_decomposed)),
+  ):
     algorithm_manager.register_quantized_op(
-        algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT, name,
-        naive_min_max_quantize.init_qsvs,
-        calibration_func=naive_min_max_quantize.min_max_calibrate,
-        materialize_func=functools.partial(materialize, tensor_quant_params))
+        algorithm, kind, naive_min_max_quantize.init_qsvs,
+        calibration_func=naive_min_max_quantize.min_max_calibrate, materialize_func=materialize)

@@ -134,7 +134,13 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   path = tmp_path / "out" / "tinyllama-tiny.json"
   before = json.loads(path.read_text())
   stale = dict(before["recipes"][1], recipe="dynamic_int4_block32:gptq")  # no calibration recorded
-  path.write_text(json.dumps(dict(before, recipes=before["recipes"] + [stale])))
+  # llama.cpp is not built in this test's cache: rows an earlier run measured with it are kept.
+  llama_row = {"recipe": "llama.cpp Q8_0", "engine": "llama.cpp", "size_bytes": 2 ** 20,
+               "bits_per_weight": 8.5, "perplexity": 300.0, "perplexity_change": 0.01,
+               "perplexity_stderr": 9.0, "tokens": 64, "top1_agreement": None, "mean_kl": None}
+  path.write_text(json.dumps(dict(before, recipes=before["recipes"] + [stale],
+                                  llamacpp=dict(before["llamacpp"], rows=[llama_row],
+                                                skipped=None))))
   update = testing.run_tool("evaluate", *common, "--update",
                             "--quantize=dynamic_int4_block32:levels16", cwd=tmp_path)
   assert update.returncode == 0, update.stderr[-3000:]
@@ -156,6 +162,10 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   assert ("`dynamic_int4_block32:gptq` was dropped from the table: calibrated otherwise than the "
           "code calibrates now") in table
   assert "| `dynamic_int4_block32:gptq`" not in table
+  assert after["llamacpp"]["rows"] == [llama_row] and after["llamacpp"]["kept"]
+  assert "llama.cpp rows kept from" in update.stderr
+  assert "| `llama.cpp Q8_0` | 1.0 | 8.50 | 300.000 | +1.00% |" in table
+  assert "kept from the table this run updated: llama.cpp is not built here" in table
   assert (after["max_tokens"], after["kv_cache_max_len"], after["task_sets"],
           after["task_limit"]) == (128, 128, [], 0)
   # Every setting the numbers depend on is checked before a model loads; so is the float model.

@@ -283,17 +283,26 @@ def main(argv):
     for key, results in task_rows.get(recipe, {}).items():
       rows[-1][key] = {n: r.to_json(float_tasks[n]) for n, r in results.items()}
   chunks = max(1, len(tokens) // _WINDOW.value)  # as much of the text as the zoo's rows
+  kept = False
   try:
     llama_rows = llamacpp.evaluate(s.weights.path, TEXT, _WINDOW.value, chunks, _THREADS.value,
                                    params, console.log)
     llama_skipped = None
   except llamacpp.Skipped as e:
-    console.log(f"no llama.cpp rows: {e}")
     llama_rows, llama_skipped = [], str(e)
+    earlier = (previous or {}).get("llamacpp") or {}
+    if earlier.get("rows") and earlier.get("chunks") == chunks:
+      # --update re-measures the named recipes only; llama.cpp's rows score the same GGUF on
+      # the same text whatever the zoo's recipes are, so the table's stand.
+      llama_rows, llama_skipped, kept = earlier["rows"], None, True
+      console.log(f"llama.cpp rows kept from {outputs[0]} ({e})")
+    else:
+      console.log(f"no llama.cpp rows: {e}")
   name = s.name
   result = {**settings, "tokens_scored": baseline.tokens, "parameters": params,
             "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
-            "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped},
+            "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped,
+                         **({"kept": True} if kept else {})},
             "versions": versions()}
   if task_list:
     result["tasks"] = {
@@ -316,7 +325,9 @@ def main(argv):
     markdown += (f"\nllama.cpp rows: `llama-quantize` of the same GGUF, `llama-perplexity -c "
                  f"{_WINDOW.value} --chunks {chunks}` on the same text, each relative to llama.cpp's "
                  f"F16 (perplexity {llama_rows[0]['perplexity']:.3f}; llama-perplexity scores the "
-                 "second half of each chunk, so only the changes compare).\n")
+                 "second half of each chunk, so only the changes compare)" +
+                 (", kept from the table this run updated: llama.cpp is not built here"
+                  if kept else "") + ".\n")
   else:
     markdown += f"\nNo llama.cpp rows: {llama_skipped}\n"
   if task_list:
