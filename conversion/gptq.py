@@ -16,6 +16,12 @@ for every op that reads the weight, so a weight shared by several signatures sta
 The grid is levels16's (all 16 levels, bf16 block scales, the runtime's format), so a `gptq` file
 runs on the same kernels as a min-max one.
 
+With the `hadamard` option too (`gptq:hadamard`), each weight is first rotated along its input
+dimension by the quantizer's block-diagonal Hadamard matrix R (blocks of the int4 block size) and
+GPTQ solves W R against R^T H R; the quantizer inserts the same rotation on the layer's input at
+run time (int4_levels.py). The rotation spreads the few input channels with very large
+activations over their block, which is where int4 loses most.
+
 The calibration text and its windows: quant/calibration.py.
 """
 
