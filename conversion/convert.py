@@ -210,6 +210,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   start = time.monotonic()
   # The checkpoint's own config is checked before any stage starts: a mismatch is bad input.
   source, config = open_checked(spec, variant, weights, log)
+  _refuse_unfit_blocks(spec, config, signatures.kv_cache_max_len, recipe)
   stages = _Stages(log, total=4)
   hessians = None
   if recipes.calibrated(recipe):
@@ -259,6 +260,23 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   return artifact
 
 
+def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):
+  """Refuses a recipe whose int4 block size does not divide a layer's input width, naming the
+  layer, before any export or calibration (the quantizer would say so only after them, in its
+  own terms, about a tensor). Returns the model's config (built on the meta device: no memory).
+  Raises export.QuantizeError."""
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
+  with torch.device("meta"):  # only the config and the shapes are needed: allocate nothing
+    meta_model = spec.family.build(spec.family.config(config), kv_cache_max_len)
+  try:
+    recipes.check_blocks(recipe, {
+        name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))})
+  except recipes.UnknownRecipeError as e:  # as the quantizer's refusal is, for the callers
+    raise export.QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
+  return meta_model.config
+
+
 def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
              output_dir: str | pathlib.Path, calibration: Sequence[Sequence[int]] | None = None,
              weights: Weights | None = None, log: Callable[[str], None] = print) -> Artifact:
@@ -278,18 +296,8 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
     raise ConvertError(f"{float_artifact.path.name} is already the float32 (none) artifact: "
                        "quantize it with a quantized recipe")
   identity = {k: v for k, v in source.checkpoint.items() if k != "transform"}
-  with torch.device("meta"):  # only the config and the shapes are needed: allocate nothing
-    meta_model = spec.family.build(spec.family.config(source.config),
-                                   source.signatures.kv_cache_max_len)
-  model_config = meta_model.config
-  # A block size that cannot apply is refused now, not after calibrating (the quantizer would
-  # say so only in its own terms, about a tensor).
-  try:
-    recipes.check_blocks(recipe, {
-        name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()
-        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))})
-  except recipes.UnknownRecipeError as e:  # as the quantizer's refusal is, for the callers
-    raise export.QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
+  model_config = _refuse_unfit_blocks(spec, source.config, source.signatures.kv_cache_max_len,
+                                      recipe)
   output_dir = files.ensure_writable_dir(output_dir)
   final = output_dir / files.artifact_name(spec.name, source.variant,
                                            recipes.parse(recipe).file_tag,

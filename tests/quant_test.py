@@ -203,6 +203,14 @@ def test_block_sizes_that_do_not_divide_are_refused(smollm2, recipe, message, tm
   with pytest.raises(export.QuantizeError, match=re.escape(message)):
     smollm2.quantize(recipe, tmp_path)
   assert not list(tmp_path.glob("*.tflite"))
+  # A conversion straight from the weights refuses it as early: before the export and before
+  # calibration (no windows are needed to be refused), leaving nothing behind.
+  weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
+  logged = []
+  with pytest.raises(export.QuantizeError, match=re.escape(message)):
+    convert.convert(smollm2.spec, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
+                    output_dir=tmp_path, calibration=[[1, 2, 3]], log=logged.append)
+  assert not logged and not list(tmp_path.iterdir())
 
 
 def _int4_table(path, shape):

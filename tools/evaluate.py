@@ -283,7 +283,7 @@ def main(argv):
     for key, results in task_rows.get(recipe, {}).items():
       rows[-1][key] = {n: r.to_json(float_tasks[n]) for n, r in results.items()}
   chunks = max(1, len(tokens) // _WINDOW.value)  # as much of the text as the zoo's rows
-  kept = False
+  kept = None  # why the table's llama.cpp rows were kept
   try:
     llama_rows = llamacpp.evaluate(s.weights.path, TEXT, _WINDOW.value, chunks, _THREADS.value,
                                    params, console.log)
@@ -294,15 +294,17 @@ def main(argv):
     if earlier.get("rows") and earlier.get("chunks") == chunks:
       # --update re-measures the named recipes only; llama.cpp's rows score the same GGUF on
       # the same text whatever the zoo's recipes are, so the table's stand.
-      llama_rows, llama_skipped, kept = earlier["rows"], None, True
-      console.log(f"llama.cpp rows kept from {outputs[0]} ({e})")
+      llama_rows, llama_skipped, kept = earlier["rows"], None, str(e)
+      console.log(f"llama.cpp rows kept from {outputs[0]} (llama.cpp did not run: {e})")
     else:
-      console.log(f"no llama.cpp rows: {e}")
+      console.log(f"no llama.cpp rows: {e}" + (
+          f"; the table's scored {earlier.get('chunks')} chunks, this run {chunks}: dropped"
+          if earlier.get("rows") else ""))
   name = s.name
   result = {**settings, "tokens_scored": baseline.tokens, "parameters": params,
             "float_perplexity": baseline.perplexity, "recipes": rows, "skipped": skipped,
             "llamacpp": {"rows": llama_rows, "chunks": chunks, "skipped": llama_skipped,
-                         **({"kept": True} if kept else {})},
+                         **({"kept": kept} if kept else {})},
             "versions": versions()}
   if task_list:
     result["tasks"] = {
@@ -326,7 +328,7 @@ def main(argv):
                  f"{_WINDOW.value} --chunks {chunks}` on the same text, each relative to llama.cpp's "
                  f"F16 (perplexity {llama_rows[0]['perplexity']:.3f}; llama-perplexity scores the "
                  "second half of each chunk, so only the changes compare)" +
-                 (", kept from the table this run updated: llama.cpp is not built here"
+                 (", kept from the table this run updated, as llama.cpp did not run here"
                   if kept else "") + ".\n")
   else:
     markdown += f"\nNo llama.cpp rows: {llama_skipped}\n"
