@@ -1,4 +1,4 @@
-"""GPTQ for the int4 block recipes: the `gptq` recipe option.
+"""GPTQ for the int4 recipes (blockwise and per channel): the `gptq` recipe option.
 
 Rounding each weight to its nearest int4 level (min-max) ignores how the rounding errors of one
 row add up in the layer's output. GPTQ (Frantar et al., "GPTQ: Accurate Post-Training
@@ -94,21 +94,23 @@ def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: in
   return {digest(layers[k].weight.detach().numpy()): h.numpy() for k, h in sums.items()}
 
 
-def _levels16_scales(weight: np.ndarray, block: int) -> np.ndarray:
-  """int4_levels.scales of each block of `block` columns: [rows, cols] -> [rows, cols / block]."""
+def _levels16_scales(weight: np.ndarray, block: int, bf16: bool = True) -> np.ndarray:
+  """int4_levels.scales of each block of `block` columns: [rows, cols] -> [rows, cols / block];
+  bf16-rounded (blockwise kernels) unless not `bf16` (per-channel ones read float32)."""
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
   blocks = weight.reshape(len(weight), -1, block)
   return int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
-                            True)
+                            bf16)
 
 
 def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
-                  steps: int = 20) -> np.ndarray:
+                  steps: int = 20, bf16: bool = True) -> np.ndarray:
   """Block scales [rows, cols / block] chosen to minimize the importance-weighted rounding error
   sum_j importance_j (w_j - scale * round(w_j / scale))^2 of each block, among the levels16
   scale (int4_levels.scales) shrunk by factors 1 down to 0.7 (clipping the extremes of a block
   costs less than rounding its many small weights coarsely; llama.cpp's imatrix-weighted
-  quantization searches scales the same way). importance: [cols], e.g. diag(H).
+  quantization searches scales the same way). importance: [cols], e.g. diag(H). Scales are
+  bf16-representable unless not `bf16`.
   """
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
   weights = importance.reshape(1, -1, block).astype(np.float64)
@@ -116,10 +118,11 @@ def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
   for start in range(0, len(weight), 256):  # rows are independent: a slice's temporaries fit cache
     part = weight[start:start + 256]
     blocks = part.reshape(len(part), -1, block).astype(np.float64)
-    base = _levels16_scales(part, block).astype(np.float64)
+    base = _levels16_scales(part, block, bf16).astype(np.float64)
     best, best_error = base, np.full(base.shape, np.inf)
     for factor in np.linspace(1.0, 0.7, steps):
-      scale = int4_levels.bf16((base * factor).astype(np.float32)).astype(np.float64)
+      scale = (base * factor).astype(np.float32)
+      scale = (int4_levels.bf16(scale) if bf16 else scale).astype(np.float64)
       q = np.clip(np.round(blocks / scale[:, :, None]), -8, 7)
       error = ((blocks - q * scale[:, :, None]) ** 2 * weights).sum(2)
       better = error < best_error
@@ -129,14 +132,15 @@ def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
 
 
 def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAMP,
-          static_scales: np.ndarray | None = None,
-          act_order: bool = True) -> tuple[np.ndarray, np.ndarray]:
+          static_scales: np.ndarray | None = None, act_order: bool = True,
+          bf16_scales: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """GPTQ of one weight on the levels16 int4 grid.
 
   weight: float32 [rows, cols] ([out, in]); hessian: float [cols, cols]; block: the input
-  columns sharing one scale (divides cols). Returns (codes int8 [rows, cols] in [-8, 7], scales
-  float32 [rows, cols / block], bf16-representable, positive) with weight ~ codes * scale of the
-  column's block.
+  columns sharing one scale (divides cols; cols itself for one scale per row). Returns (codes
+  int8 [rows, cols] in [-8, 7], scales float32 [rows, cols / block], positive, bf16-representable
+  if `bf16_scales`, as blockwise kernels read them) with weight ~ codes * scale of the column's
+  block.
 
   With `act_order` the columns are quantized in decreasing order of their input's energy
   (diag H; the reference implementation's `--act-order`), so the few channels with very large
@@ -153,7 +157,7 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
     raise ValueError(f"block size {block} does not divide the weight's {cols} input columns")
 
   if act_order and static_scales is None:
-    static_scales = search_scales(weight, np.diag(hessian), block)
+    static_scales = search_scales(weight, np.diag(hessian), block, bf16=bf16_scales)
   w = torch.tensor(weight, dtype=torch.float64)
   h = torch.tensor(hessian, dtype=torch.float64).clone()
   dead = torch.diag(h) == 0  # inputs never seen: their weights cannot matter
@@ -178,14 +182,14 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
   try:
     for r in range(0, rows, ROWS):
       _solve_rows(w[r:r + ROWS].T.contiguous(), hinv, order, block, static_scales is not None,
-                  codes[:, r:r + ROWS], scales[:, r:r + ROWS])
+                  codes[:, r:r + ROWS], scales[:, r:r + ROWS], bf16_scales)
   finally:
     torch.set_num_threads(threads)
   return (np.ascontiguousarray(codes.T.numpy()),
           np.ascontiguousarray(scales.T.numpy(), dtype=np.float32))
 
 
-def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales) -> None:
+def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales, bf16: bool) -> None:
   """GPTQ's column loop over one slice of rows; w: float64 [cols, rows], the columns in `order`
   (updated in place). Writes the slice's codes [cols, rows] and, unless `static`, its scales
   [cols / block, rows], both in the weight's own column order."""
@@ -200,7 +204,7 @@ def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales) -> None
       column = int(order[start + i])
       if not static and i % block == 0:
         scales[column // block] = torch.tensor(
-            _levels16_scales(w1[i:i + block].T.numpy(), block)[:, 0], dtype=torch.float64)
+            _levels16_scales(w1[i:i + block].T.numpy(), block, bf16)[:, 0], dtype=torch.float64)
       scale = scales[column // block]
       q = torch.clamp(torch.round(w1[i] / scale), -8, 7)
       codes[column] = q.to(torch.int8)
@@ -210,7 +214,7 @@ def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales) -> None
     w[end:] -= hinv[start:end, end:].T @ err1
 
 
-_SOLVED: dict[tuple[str, object], tuple[np.ndarray, np.ndarray]] = {}
+_SOLVED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 _HESSIANS: dict[str, np.ndarray] | None = None
 
 
@@ -233,8 +237,8 @@ class CalibrationError(ValueError):
 
 
 def quantized(weight: np.ndarray, block: int, required: bool = True,
-              rotation: tuple[Callable[[np.ndarray], np.ndarray], int] | None = None,
-              ) -> tuple[np.ndarray, np.ndarray] | None:
+              rotation: tuple[Callable[[np.ndarray], np.ndarray], object] | None = None,
+              bf16_scales: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
   """(codes, scales) of `weight` by GPTQ with the Hessian of the current `calibrated` block,
   solved once per weight however many ops read it (so a shared buffer stays shared); the weight
   is hashed once per call. A weight without a Hessian (an untied embedding table reads no
@@ -243,8 +247,9 @@ def quantized(weight: np.ndarray, block: int, required: bool = True,
   `rotation` = (rotate, key): `rotate(m)` is m R for an orthogonal R acting on the last axis
   (the input dimension), `key` names R. The layer then reads x R and holds W R, so GPTQ solves
   W R against the Hessian of x R, R^T H R (QuaRot, Ashkboos et al. 2024, arXiv:2404.00456, with
-  GPTQ after the rotation as there); the codes and scales are those of W R."""
-  key = (digest(weight), rotation[1] if rotation else None)
+  GPTQ after the rotation as there); the codes and scales are those of W R. `block` and
+  `bf16_scales` as for `solve`."""
+  key = (digest(weight), rotation[1] if rotation else None, block, bf16_scales)
   if key not in _SOLVED:
     if _HESSIANS is None or key[0] not in _HESSIANS:
       if not required:
@@ -256,5 +261,5 @@ def quantized(weight: np.ndarray, block: int, required: bool = True,
     if rotation:
       rotate = rotation[0]
       weight, hessian = rotate(weight), rotate(np.ascontiguousarray(rotate(hessian).T))  # H sym.
-    _SOLVED[key] = solve(weight, hessian, block)
+    _SOLVED[key] = solve(weight, hessian, block, bf16_scales=bf16_scales)
   return _SOLVED[key]

@@ -69,18 +69,19 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
   solved = None
   lookup = op_info.op_name == qtyping.TFLOperationName.EMBEDDING_LOOKUP
   if tensor_quant_config.algorithm_params.get("gptq"):
-    if not lookup and (not blockwise or content.ndim != 2):
-      raise gptq.CalibrationError("gptq applies to blockwise int4 weight matrices only")
+    if content.ndim != 2:
+      raise gptq.CalibrationError("gptq applies to int4 weight matrices only")
     # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
     # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
-    if blockwise and content.ndim == 2:
-      solved = gptq.quantized(weight, params.block_size, required=not lookup, rotation=rotation)
+    block = params.block_size if blockwise else content.shape[1]  # per channel: one whole row
+    solved = gptq.quantized(weight, block, required=not lookup, rotation=rotation,
+                            bf16_scales=blockwise)
   if solved is not None:
     codes, scale = solved
     scale = scale.reshape(params.scale.shape)
     # GPTQ's codes, written as the weights they stand for: quantizing those with the same scales
     # gives the codes back exactly (|code * scale / scale - code| is far below one half).
-    content = (codes.reshape(len(codes), -1, params.block_size)
+    content = (codes.reshape(len(codes), -1, block)
                * scale.reshape(len(codes), -1, 1)).reshape(content.shape).astype(np.float32)
   else:
     scale = scales(np.asarray(found["min"], np.float32), np.asarray(found["max"], np.float32),

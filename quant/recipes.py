@@ -9,6 +9,7 @@ recipe may carry `:option`s (the algorithm, int4 levels):
     dynamic_int4_block64:octav,attention=dynamic_int8,feedforward=dynamic_int4_block32
     dynamic_int4_block32:gptq,embedding=int8       # GPTQ on calibration text (conversion/gptq.py)
     dynamic_int4_block32:gptq:hadamard,embedding=int8   # GPTQ of Hadamard-rotated weights
+    dynamic_int4_channel:gptq:hadamard,embedding=int8   # the same, one scale per row
 
 Resolving gives the ai-edge-quantizer recipe (a list of JSON entries) that conversion/export.py
 applies to the float .tflite. The zoo writes it itself rather than through litert-torch's
@@ -32,6 +33,9 @@ RECIPES: dict[str, str] = {
     "dynamic_int4_block64": "int4 weights in blocks of 64, int8 dynamic-range activations",
     "dynamic_int4_block128": "int4 weights in blocks of 128, int8 dynamic-range activations",
     "dynamic_int4_block256": "int4 weights in blocks of 256, int8 dynamic-range activations",
+    # One scale per row: XNNPACK's per-channel int4 kernels (qc4w), several times faster than its
+    # blockwise ones (qb4w) at prefill on AVX2/AVX-512 CPUs; usable with gptq:hadamard.
+    "dynamic_int4_channel": "int4 per-channel weights, int8 dynamic-range activations",
 }
 # Short names accepted in overrides.
 ALIASES = {"int8": "dynamic_int8", "int4": "dynamic_int4_block32", "float16": "fp16"}
@@ -50,11 +54,16 @@ OPTIONS = {
     "minmax": "min-max scales (the default)",
     "octav": "optimal clipping (OCTAV), data-free",
     "hadamard": "Hadamard rotation of the input dimension (DECOMPOSED_HADAMARD_ROTATION), then "
-                "OCTAV, or GPTQ with gptq; dynamic recipes only",
+                "OCTAV; dynamic recipes only",
     "levels16": "int4 min-max using all 16 levels (-8..7), see conversion/int4_levels.py",
-    "gptq": "GPTQ (Frantar et al. 2023) on calibration text, int4 blocks on 16 levels, see "
+    "gptq": "GPTQ (Frantar et al. 2023) on calibration text, int4 on 16 levels, see "
             "conversion/gptq.py",
 }
+# What an allowed pair of options does together (the manifest's description of it).
+PAIRS = {("gptq", "hadamard"): "GPTQ of the weights rotated along their input dimension by "
+                               "block-diagonal Hadamard matrices of size up to {size} (the same "
+                               "rotation inserted on each layer's input at run time), on "
+                               "calibration text, int4 on 16 levels"}
 # Bumped when the same recipe name starts giving different bytes: part of quantized cache keys.
 FORMAT = 2
 
@@ -116,8 +125,9 @@ def _part(text: str, where: str) -> str:
     if option not in OPTIONS:
       raise UnknownRecipeError(f"unknown option {option!r} in {text!r}{where}; valid options: "
                                f"{', '.join(OPTIONS)}")
-  if len(set(options)) != len(options):
-    raise UnknownRecipeError(f"an option is repeated in {text!r}{where}")
+  repeated = sorted({o for o in options if options.count(o) > 1})
+  if repeated:
+    raise UnknownRecipeError(f"option {repeated[0]} is repeated in {text!r}{where}; give it once")
   if options and name in ("none", "fp16"):
     raise UnknownRecipeError(f"{name} takes no options ({text!r}{where}): options apply to the "
                              "int8 and int4 recipes")
@@ -129,8 +139,8 @@ def _part(text: str, where: str) -> str:
   algorithm = "gptq" if rotated else algorithms[0] if algorithms else "minmax"
   if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
     raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where})")
-  if algorithm == "gptq" and not name.startswith("dynamic_int4_block"):
-    raise UnknownRecipeError(f"gptq applies to the int4 block recipes only ({text!r}{where})")
+  if algorithm == "gptq" and not name.startswith("dynamic_int4_"):
+    raise UnknownRecipeError(f"gptq applies to the int4 recipes only ({text!r}{where})")
   if "hadamard" in options and not name.startswith("dynamic_"):
     raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
                              "the rotation needs integer compute")
@@ -192,7 +202,7 @@ def _entry(regex: str, part: str) -> dict | None:
     algorithm_key, integer = "float_casting", False
   else:
     block = re.fullmatch(r"dynamic_int4_block(\d+)", name)
-    weights = {"num_bits": 4 if block else 8, "symmetric": True, "dtype": "INT",
+    weights = {"num_bits": 4 if "int4" in name else 8, "symmetric": True, "dtype": "INT",
                "granularity": f"BLOCKWISE_{block.group(1)}" if block else "CHANNELWISE"}
     if "levels16" in options:  # read by conversion/int4_levels.py; ignored by the quantizer
       weights["algorithm_params"] = {"levels": 16}
@@ -203,7 +213,11 @@ def _entry(regex: str, part: str) -> dict | None:
         # Rotating within each block of 32 scored as well as rotating whole rows (Gemma 3 270M,
         # simulated: mean KL 0.059 vs 0.058, docs/quality.md) for a fraction of the runtime cost
         # (the inserted rotation does `block` multiply-adds per input, not up to 2048).
-        weights["algorithm_params"]["max_hadamard_size"] = int(block.group(1))
+        weights["algorithm_params"]["max_hadamard_size"] = int(block.group(1)) if block else 32
+    if "hadamard" in options and name == "dynamic_int4_channel":
+      # Per channel, the same 32 with or without gptq, so `:hadamard` (data-free OCTAV) writes
+      # the same ops as `:gptq:hadamard`: what the benchmark times without a calibration.
+      weights.setdefault("algorithm_params", {})["max_hadamard_size"] = 32
     algorithm_key, integer = ALGORITHMS[algorithm], name.startswith("dynamic_")
   return {"regex": regex, "operation": "*", "algorithm_key": algorithm_key,
           "op_config": {"weight_tensor_config": weights,
@@ -271,7 +285,12 @@ def describe(text: str) -> dict:
 
   def description(part: str) -> str:
     name, *options = part.split(":")
-    return "; ".join([RECIPES[name], *(OPTIONS[o] for o in options)])
+    texts = [OPTIONS[o] for o in options]
+    if options[:2] == ["gptq", "hadamard"]:  # canonical order
+      size = _entry(".*", part)["op_config"]["weight_tensor_config"]["algorithm_params"][
+          "max_hadamard_size"]
+      texts[:2] = [PAIRS[("gptq", "hadamard")].format(size=size)]
+    return "; ".join([RECIPES[name], *texts])
 
   return {
       "name": recipe.name,

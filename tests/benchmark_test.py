@@ -263,7 +263,7 @@ def test_the_tools_the_benchmark_starts_are_in_its_runfiles():
 @pytest.mark.parametrize("recipe, kind", [
     ("dynamic_int4_block32", "Q4_0"), ("dynamic_int4_block32:levels16", "Q4_0"),
     ("dynamic_int4_block32:gptq,embedding=int8", "Q4_0"), ("dynamic_int8:hadamard", "Q8_0"),
-    ("dynamic_int4_block64", None)])
+    ("dynamic_int4_channel:gptq:hadamard", "Q4_0"), ("dynamic_int4_block64", None)])
 def test_llama_cpp_is_measured_on_the_type_of_the_recipes_layout(recipe, kind):
   from litezoo.tools.bench import llamacpp  # pylint: disable=g-import-not-at-top
   assert llamacpp.gguf_type(recipe) == kind

@@ -36,6 +36,7 @@ SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
     ("weight_only_int8:octav,feedforward=dynamic_int4_block256",
      "weight_only_int8:octav,feedforward=dynamic_int4_block256"),
     ("int4:hadamard:gptq,embedding=int8", "dynamic_int4_block32:gptq:hadamard,embedding=dynamic_int8"),
+    ("dynamic_int4_channel:hadamard:gptq", "dynamic_int4_channel:gptq:hadamard"),
 ])
 def test_options_have_one_canonical_name(text, name):
   assert recipes.check(text) == name
@@ -43,20 +44,28 @@ def test_options_have_one_canonical_name(text, name):
   assert "16 levels" in recipes.describe("int4:levels16")["description"]
 
 
+def test_the_manifest_describes_gptq_hadamard_as_one_algorithm():
+  text = recipes.describe("dynamic_int4_channel:hadamard:gptq,embedding=int8")["description"]
+  assert text.startswith("int4 per-channel weights")
+  assert "GPTQ of the weights rotated" in text and "size up to 32" in text
+  assert "OCTAV" not in text  # hadamard alone is followed by OCTAV; with gptq it is not
+  assert "OCTAV" in recipes.describe("int8:hadamard")["description"]
+
+
 @pytest.mark.parametrize("text, message", [
     ("dynamic_int8:sparse", "unknown option 'sparse' in 'dynamic_int8:sparse'; valid options: "
      "minmax, octav, hadamard, levels16, gptq"),
-    ("dynamic_int8:gptq", "gptq applies to the int4 block recipes only"),
+    ("dynamic_int8:gptq", "gptq applies to the int4 recipes only"),
     ("dynamic_int4_block32:gptq:levels16", "levels16 applies to min-max int4 recipes only"),
     ("dynamic_int4_block48", "unknown quantization recipe 'dynamic_int4_block48'"),
     ("dynamic_int8:levels16", "levels16 applies to min-max int4 recipes only"),
     ("dynamic_int4_block32:octav:levels16", "levels16 applies to min-max int4 recipes only"),
     ("dynamic_int8:octav:hadamard", "choose one algorithm"),
     ("dynamic_int4_block32:gptq:octav", "(gptq:hadamard is the one pair)"),
-    ("dynamic_int8:gptq:hadamard", "gptq applies to the int4 block recipes only"),
+    ("dynamic_int8:gptq:hadamard", "gptq applies to the int4 recipes only"),
     ("weight_only_int8:hadamard", "hadamard applies to the dynamic recipes only"),
     ("fp16:octav", "fp16 takes no options"),
-    ("int8:octav:octav", "an option is repeated"),
+    ("int8:octav:octav", "option octav is repeated in 'int8:octav:octav'; give it once"),
     # A float part inside a quantized feedforward: an entry can add quantization, not remove it.
     ("dynamic_int4_block32,down_proj=none", "down_proj=none inside a quantized feedforward"),
     ("none,feedforward=int4,down_proj=none", "keep the down projections at 8 bits instead"),
@@ -214,7 +223,8 @@ def test_block_sizes_that_do_not_divide_are_refused(smollm2, recipe, message, tm
 
 
 def _int4_table(path, shape):
-  """The int4 values [out, in] and block scales [out, in/block] of the matrix of `shape`."""
+  """The int4 values [out, in] and block scales [out, in/block] (per channel: [out, 1]) of the
+  matrix of `shape`."""
   from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
   raw = open(path, "rb").read()
   model = schema.Model.GetRootAs(raw, 0)
@@ -227,6 +237,9 @@ def _int4_table(path, shape):
       values = np.stack([low, high], -1).reshape(shape)  # low nibble first
       values = np.where(values > 7, values - 16, values)
       details = tensor.Quantization().Details()
+      if details is None:  # per channel: float32 scales in the tensor's own quantization
+        assert tensor.Quantization().QuantizedDimension() == 0
+        return values, tensor.Quantization().ScaleAsNumpy().reshape(shape[0], 1)
       block = schema.BlockwiseQuantization()
       block.Init(details.Bytes, details.Pos)
       scale_tensor = subgraph.Tensors(block.Scales())
@@ -422,33 +435,38 @@ def _rotation(cols, size):
   return np.kron(np.eye(cols // size), scipy.linalg.hadamard(size) / np.sqrt(size))
 
 
-def test_gptq_hadamard_holds_the_codes_of_the_rotated_weights_and_rotates_the_inputs(smollm2,
-                                                                                    tmp_path):
-  """`gptq:hadamard`: each weight W is rotated by blocks of 32 (R, Hadamard), solved by GPTQ
-  against the Hessian of the rotated inputs R^T H R, and the file rotates the op's input at run
-  time, so it still computes the model. With the table int4 too, it stays one buffer."""
+def _rotated_down_projection(smollm2, recipe, **solve_args):
+  """A down projection [64, 128] of the tiny SmolLM2 file `recipe` wrote: (the file, its int4
+  values, its scales, and GPTQ's (codes, scales) of each layer's down projection rotated by
+  scipy's Hadamard blocks of 32, solved here against the rotated Hessian R^T H R)."""
   weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
-  c = smollm2.config
-  shape = (c["hidden_size"], c["intermediate_size"])  # a down projection: [64, 128]
-  artifact = pipeline.artifact(smollm2.spec, "tiny", weights,
-                               recipe="dynamic_int4_block32:gptq:hadamard,embedding=int8",
+  shape = (smollm2.config["hidden_size"], smollm2.config["intermediate_size"])
+  artifact = pipeline.artifact(smollm2.spec, "tiny", weights, recipe=recipe,
                                signatures=SIGNATURES, log=lambda _: None)
   stored, scales = _int4_table(artifact.path, shape)
   windows = pipeline.calibration_windows(smollm2.spec, "tiny", weights, log=lambda _: None)
   hessians = convert.calibrate(smollm2.spec, "tiny", weights, windows)
   model, _ = convert.load_model(smollm2.spec, "tiny", weights, 16, log=lambda _: None)
   rotation = _rotation(shape[1], 32)
-  solved = []
-  for name, module in model.named_modules():
-    if name.endswith("ff.w2"):
-      w = module.weight.detach().numpy()
-      h = hessians[gptq.digest(w)]
-      solved.append(gptq.solve((w @ rotation).astype(np.float32), rotation.T @ h @ rotation, 32))
+  solved = [gptq.solve((w @ rotation).astype(np.float32),
+                       rotation.T @ hessians[gptq.digest(w)] @ rotation, **solve_args)
+            for name, module in model.named_modules() if name.endswith("ff.w2")
+            for w in [module.weight.detach().numpy()]]
+  return artifact, stored, scales, solved
+
+
+def test_gptq_hadamard_holds_the_codes_of_the_rotated_weights_and_rotates_the_inputs(smollm2):
+  """`gptq:hadamard`: each weight W is rotated by blocks of 32 (R, Hadamard), solved by GPTQ
+  against the Hessian of the rotated inputs R^T H R, and the file rotates the op's input at run
+  time, so it still computes the model. With the table int4 too, it stays one buffer."""
+  artifact, stored, scales, solved = _rotated_down_projection(
+      smollm2, "dynamic_int4_block32:gptq:hadamard,embedding=int8", block=32)
   assert any(np.array_equal(codes, stored) and np.allclose(s, scales) for codes, s in solved), (
       "the file's int4 codes are not GPTQ's of the rotated weight")
+  weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
   plain, _ = _int4_table(pipeline.artifact(
       smollm2.spec, "tiny", weights, recipe="dynamic_int4_block32:gptq,embedding=int8",
-      signatures=SIGNATURES, log=lambda _: None).path, shape)
+      signatures=SIGNATURES, log=lambda _: None).path, stored.shape)
   assert (plain != stored).mean() > 0.3  # other codes: they stand for W R, not W
   # Codes of W R read against unrotated inputs would give another model; the inserted rotation
   # makes it the same one (measured 0.026 against 0.021 for gptq alone).
@@ -457,11 +475,28 @@ def test_gptq_hadamard_holds_the_codes_of_the_rotated_weights_and_rotates_the_in
   table = pipeline.artifact(smollm2.spec, "tiny", weights, recipe="dynamic_int4_block32:gptq:hadamard",
                             signatures=SIGNATURES, log=lambda _: None)
   found = flatbuffer.weights(table.path)
+  c = smollm2.config
   assert set(found.params_by_type) == {"INT4"}
   assert found.largest_matrix == {"shape": [c["vocab_size"], c["hidden_size"]], "buffers": 1,
                                   "uses": smollm2.uses, "types": ["INT4"]}
   assert np.abs(runner.Runner(table.path).prefill(smollm2.prompt)
                 - smollm2.float_logits).max() < 1.0
+
+
+def test_per_channel_gptq_hadamard_holds_one_float_scale_per_row(smollm2):
+  """`dynamic_int4_channel:gptq:hadamard`: the rotated GPTQ above with one float32 scale per row
+  (a block as wide as the row, scales not rounded through bf16), the layout of XNNPACK's
+  per-channel int4 kernels; the file still computes the model."""
+  cols = smollm2.config["intermediate_size"]
+  artifact, stored, scales, solved = _rotated_down_projection(
+      smollm2, "dynamic_int4_channel:gptq:hadamard,embedding=int8", block=cols,
+      bf16_scales=False)
+  assert scales.shape == (len(stored), 1)
+  assert any(np.array_equal(codes, stored) and np.allclose(s, scales, rtol=1e-6)
+             for codes, s in solved), "the file's codes are not GPTQ's of the rotated weight"
+  assert not np.array_equal(scales, int4_levels.bf16(scales))  # float32 scales, not bf16 ones
+  logits = runner.Runner(artifact.path).prefill(smollm2.prompt)
+  assert np.abs(logits - smollm2.float_logits).max() < 0.1
 
 
 def test_a_calibrated_recipe_needs_the_weights_and_its_cache_key_names_the_text(smollm2,

@@ -29,9 +29,15 @@ from absl import flags
 from litezoo.core.errors import ZooError
 from litezoo.core.registry import default_registry
 from litezoo.core.spec import KV_LAYOUTS, ModelSpec, Signatures, UnsupportedConfigError
+from litezoo.quant import recipes
 from litezoo.tools import common, console
 
 FLAGS = flags.FLAGS
+_RECIPE_HELP = (
+    "Quantization recipe (default: the plugin's): name[:option...][,component=name[:option...]]; "
+    f"names: {', '.join(recipes.RECIPES)}; options: {', '.join(recipes.OPTIONS)}; components: "
+    f"{', '.join(recipes.COMPONENTS)}; e.g. dynamic_int4_block32:gptq:hadamard,embedding=int8 "
+    "(quant/recipes.py).")
 
 
 class FlagError(ZooError, ValueError):
@@ -107,8 +113,7 @@ class _Defined:
           "random_weights", False, "Seeded random weights of the real size (speed and memory "
           "measurements); test-sized variants always have them.")
       self.seed = flags.DEFINE_integer("weights_seed", 0, "Seed of random weights.")
-    self.recipe = (flags.DEFINE_string("quantize", recipe_default, "Quantization recipe "
-                                       "(default: the plugin's); see quant/recipes.py.")
+    self.recipe = (flags.DEFINE_string("quantize", recipe_default, _RECIPE_HELP)
                    if recipe else None)
     self.signatures = signatures
     if signatures:

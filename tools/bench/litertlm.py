@@ -17,7 +17,8 @@ from litezoo.tools.bench.target import Skipped, Target, artifact_info, converted
 # The zoo's recipes as ai-edge-quantizer recipe functions, export_hf's --quantization_recipe.
 EXPORT_HF_RECIPES = {"dynamic_int8": "dynamic_wi8_afp32", "weight_only_int8": "weight_only_wi8_afp32",
                      "dynamic_int4_block32": "dynamic_wi4_afp32",
-                     "dynamic_int4_block128": "dynamic_wi4_afp32"}
+                     "dynamic_int4_block128": "dynamic_wi4_afp32",
+                     "dynamic_int4_channel": "dynamic_wi4_afp32"}
 
 
 def run_zoo_bundle(target: Target) -> dict:

@@ -20,11 +20,12 @@ from litezoo.tools.bench.target import Skipped, Target, artifact_info, converted
 
 VERSION = "0.3.36"  # the llama-cpp-python sdist tools/setup_llamacpp.sh builds
 GGUF_TYPES = {"dynamic_int8": "Q8_0", "weight_only_int8": "Q8_0", "dynamic_int4_block32": "Q4_0",
-              "dynamic_int4_block128": "Q4_0", "fp16": "F16", "none": "F32"}
+              "dynamic_int4_block128": "Q4_0", "dynamic_int4_channel": "Q4_0", "fp16": "F16",
+              "none": "F32"}
 
 
 def gguf_type(recipe: str) -> str | None:
-  """The llama.cpp type a zoo recipe is measured against (Q4_0 for int4 blocks), or None. Options
+  """The llama.cpp type a zoo recipe is measured against (Q4_0 for int4), or None. Options
   (levels16, gptq, ...) change the values, not the layout: the base recipe decides."""
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
   return GGUF_TYPES.get(recipes.parse(recipe).base)
