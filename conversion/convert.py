@@ -262,7 +262,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
 
 def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):
   """Refuses a recipe whose int4 block size does not divide a layer's input width, naming the
-  layer, before any export or calibration (the quantizer would say so only after them, in its
+  layer, or that asks gptq of an untied embedding table, before any export or calibration (the quantizer would say so only after them, in its
   own terms, about a tensor). Returns the model's config (built on the meta device: no memory).
   Raises export.QuantizeError."""
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
@@ -272,6 +272,7 @@ def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, r
     recipes.check_blocks(recipe, {
         name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()
         if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))})
+    recipes.check_tied(recipe, meta_model.config.lm_head_share_weight_with_embedding)
   except recipes.UnknownRecipeError as e:  # as the quantizer's refusal is, for the callers
     raise export.QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
   return meta_model.config

@@ -138,9 +138,11 @@ def _part(text: str, where: str) -> str:
                              f"{' and '.join(algorithms)} (gptq:hadamard is the one pair)")
   algorithm = "gptq" if rotated else algorithms[0] if algorithms else "minmax"
   if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
-    raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where})")
+    raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where}): "
+                             "drop it (gptq already uses all 16 levels)")
   if algorithm == "gptq" and not name.startswith("dynamic_int4_"):
-    raise UnknownRecipeError(f"gptq applies to the int4 recipes only ({text!r}{where})")
+    raise UnknownRecipeError(f"gptq applies to the int4 recipes only ({text!r}{where}): use "
+                             f"{name}:hadamard for the most accurate 8-bit option")
   if "hadamard" in options and not name.startswith("dynamic_"):
     raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
                              "the rotation needs integer compute")
@@ -258,6 +260,19 @@ def component_of(module: str) -> str | None:
   if ".ff." in module:
     return "down_proj" if module.endswith(".w2") else "feedforward"
   return None
+
+
+def check_tied(text: str, tied_embedding: bool) -> None:
+  """Refuses `embedding=...:gptq` for a model whose embedding table is not its LM head: no
+  linear layer reads that table, so no calibration could move its values (it would get min-max
+  while the manifest said GPTQ). Raises UnknownRecipeError."""
+  part = dict(parse(text).overrides).get("embedding", "")
+  if "gptq" in part.split(":")[1:] and not tied_embedding:
+    base = part.split(":")[0]
+    raise UnknownRecipeError(
+        f"embedding={part} cannot apply: this model's embedding table is not tied to its LM "
+        f"head, so no layer's inputs calibrate it; write embedding={base}:levels16 (the same "
+        "int4 grid, min-max) or embedding=int8")
 
 
 def check_blocks(text: str, inputs: dict[str, int]) -> None:

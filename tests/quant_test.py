@@ -166,6 +166,28 @@ def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama,
                                   "types": ["INT4", "INT8"]}
 
 
+def test_gptq_of_an_untied_table_is_refused_before_any_work(tinyllama, tmp_path):
+  """No linear layer reads an untied table, so nothing calibrates it: refused, not min-max
+  under a manifest that says GPTQ. An empty --quantize is refused too, not read as unset."""
+  weights = pipeline.weights(tinyllama.spec, "tiny", log=lambda _: None)
+  with pytest.raises(export.QuantizeError, match=re.escape(
+      "embedding=dynamic_int4_channel:gptq cannot apply: this model's embedding table is not "
+      "tied to its LM head, so no layer's inputs calibrate it; write "
+      "embedding=dynamic_int4_channel:levels16")):
+    convert.convert(tinyllama.spec, "tiny", weights,
+                    recipe="dynamic_int8,embedding=dynamic_int4_channel:gptq",
+                    signatures=SIGNATURES, output_dir=tmp_path, log=lambda _: None,
+                    calibration=pipeline.calibration_windows(tinyllama.spec, "tiny", weights,
+                                                             log=lambda _: None))
+  assert not list(tmp_path.iterdir())
+  run = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--quantize= ",
+                         f"--output_dir={tmp_path}")
+  assert testing.one_line_error(run, "convert") == (
+      "convert: error: --quantize is empty: give a recipe (e.g. dynamic_int8), or leave the "
+      "flag out for the default")
+  assert not list(tmp_path.iterdir())
+
+
 def test_component_overrides_reach_their_components(tinyllama, tmp_path):
   """attention=/feedforward= cover exactly their blocks' matrices (counted from the config)."""
   c = tinyllama.config

@@ -34,7 +34,7 @@ from litezoo.tools import common, console
 
 FLAGS = flags.FLAGS
 _RECIPE_HELP = (
-    "Quantization recipe (default: the plugin's): name[:option...][,component=name[:option...]]; "
+    "Quantization recipe: name[:option...][,component=name[:option...]]; "
     f"names: {', '.join(recipes.RECIPES)}; options: {', '.join(recipes.OPTIONS)}; components: "
     f"{', '.join(recipes.COMPONENTS)}; e.g. dynamic_int4_block32:gptq:hadamard,embedding=int8 "
     "(quant/recipes.py).")
@@ -113,7 +113,9 @@ class _Defined:
           "random_weights", False, "Seeded random weights of the real size (speed and memory "
           "measurements); test-sized variants always have them.")
       self.seed = flags.DEFINE_integer("weights_seed", 0, "Seed of random weights.")
-    self.recipe = (flags.DEFINE_string("quantize", recipe_default, _RECIPE_HELP)
+    self.recipe = (flags.DEFINE_string(
+        "quantize", recipe_default,
+        _RECIPE_HELP + ("" if recipe_default else " Unset: the plugin's default recipe."))
                    if recipe else None)
     self.signatures = signatures
     if signatures:
@@ -190,7 +192,9 @@ class _Defined:
         family.check_kv_cache(model_config, signatures.kv_cache_max_len)
     recipe = None
     if self.recipe is not None:
-      from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
+      if self.recipe.value is not None and not self.recipe.value.strip():
+        raise recipes.UnknownRecipeError("--quantize is empty: give a recipe (e.g. dynamic_int8), or leave the "
+                       "flag out for the default")
       recipe = recipes.check(self.recipe.value or spec.default_recipe)
     for line in found:
       console.log(line)
