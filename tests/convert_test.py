@@ -119,7 +119,7 @@ def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp
     (dict(recipe="int3"), recipes.UnknownRecipeError,
      "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
      "weight_only_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, "
-     "dynamic_int4_block256 (and in overrides: int8, int4, float16)"),
+     "dynamic_int4_block256, dynamic_int4_channel (and in overrides: int8, int4, float16)"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, error, message):
   spec = registry.Registry().get(kwargs.pop("model", "tinyllama"))
