@@ -1,4 +1,4 @@
-"""GPTQ for the int4 recipes (blockwise and per channel): the `gptq` recipe option.
+"""GPTQ for the int4 recipes (blockwise and per channel) and int8 (per channel): the `gptq` option.
 
 Rounding each weight to its nearest int4 level (min-max) ignores how the rounding errors of one
 row add up in the layer's output. GPTQ (Frantar et al., "GPTQ: Accurate Post-Training
@@ -11,16 +11,17 @@ The zoo collects H on the PyTorch model it converts, not inside ai-edge-quantize
 keeps every intermediate tensor of every signature: 7.9 GB for SmolLM2 135M, then solves each
 weight once per consumer at about one op a second; docs/quality.md). `hessians` collects H per
 linear layer with forward hooks while the model reads the calibration text; `solve` turns a weight
-and its H into int4 codes and block scales; int4_levels.py hands those to the quantizer
+and its H into integer codes and their scales; int4_levels.py hands those to the quantizer
 for every op that reads the weight, so a weight shared by several signatures stays one buffer.
-The grid is levels16's (all 16 levels, bf16 block scales, the runtime's format), so a `gptq` file
-runs on the same kernels as a min-max one.
+The grid is the recipe's own, so a `gptq` file runs on the same kernels as a min-max one: for
+int4 levels16's (all 16 levels, bf16 block scales, the runtime's format), for int8 the
+quantizer's symmetric per-channel grid (-127..127, scale max|w| / 127, float32).
 
 With the `hadamard` option too (`gptq:hadamard`), each weight is first rotated along its input
-dimension by the quantizer's block-diagonal Hadamard matrix R (blocks of the int4 block size) and
-GPTQ solves W R against R^T H R; the quantizer inserts the same rotation on the layer's input at
-run time (int4_levels.py). The rotation spreads the few input channels with very large
-activations over their block, which is where int4 loses most.
+dimension by the quantizer's block-diagonal Hadamard matrix R (blocks of 32, or of the int4 block
+size) and GPTQ solves W R against R^T H R; the quantizer inserts the same rotation on the layer's
+input at run time (int4_levels.py). The rotation spreads the few input channels with very large
+activations over their block, which is where int4 loses most, and where int8 activations lose.
 
 The calibration text and its windows: quant/calibration.py.
 """
@@ -94,36 +95,45 @@ def hessians(model, token_windows: Sequence[Sequence[int]], kv_cache_max_len: in
   return {digest(layers[k].weight.detach().numpy()): h.numpy() for k, h in sums.items()}
 
 
-def _levels16_scales(weight: np.ndarray, block: int, bf16: bool = True) -> np.ndarray:
-  """int4_levels.scales of each block of `block` columns: [rows, cols] -> [rows, cols / block];
-  bf16-rounded (blockwise kernels) unless not `bf16` (per-channel ones read float32)."""
+# The integer range of each weight width GPTQ solves for. int8 keeps the quantizer's symmetric
+# range, without -128: the TFLite int8 spec's weights are in -127..127.
+GRIDS = {4: (-8, 7), 8: (-127, 127)}
+
+
+def _grid_scales(weight: np.ndarray, block: int, bf16: bool = True, bits: int = 4) -> np.ndarray:
+  """The min-max scales of each block of `block` columns on the `bits` grid: [rows, cols] ->
+  [rows, cols / block]. int4: int4_levels.scales, bf16-rounded (blockwise kernels) unless not
+  `bf16` (per-channel ones read float32); int8: max|w| / 127, float32."""
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
   blocks = weight.reshape(len(weight), -1, block)
+  if bits == 8:
+    return (np.maximum(np.abs(blocks).max(2), 1e-9) / GRIDS[8][1]).astype(np.float32)
   return int4_levels.scales(blocks.min(2).astype(np.float32), blocks.max(2).astype(np.float32),
                             bf16)
 
 
 def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
-                  steps: int = 20, bf16: bool = True) -> np.ndarray:
+                  steps: int = 20, bf16: bool = True, bits: int = 4) -> np.ndarray:
   """Block scales [rows, cols / block] chosen to minimize the importance-weighted rounding error
-  sum_j importance_j (w_j - scale * round(w_j / scale))^2 of each block, among the levels16
-  scale (int4_levels.scales) shrunk by factors 1 down to 0.7 (clipping the extremes of a block
-  costs less than rounding its many small weights coarsely; llama.cpp's imatrix-weighted
-  quantization searches scales the same way). importance: [cols], e.g. diag(H). Scales are
-  bf16-representable unless not `bf16`.
+  sum_j importance_j (w_j - scale * round(w_j / scale))^2 of each block, among the min-max
+  scale of the `bits` grid (`_grid_scales`) shrunk by factors 1 down to 0.7 (clipping the
+  extremes of a block costs less than rounding its many small weights coarsely; llama.cpp's
+  imatrix-weighted quantization searches scales the same way). importance: [cols], e.g. diag(H).
+  int4 scales are bf16-representable unless not `bf16`.
   """
   from litezoo.conversion import int4_levels  # pylint: disable=g-import-not-at-top
   weights = importance.reshape(1, -1, block).astype(np.float64)
+  low, high = GRIDS[bits]
   found = []
   for start in range(0, len(weight), 256):  # rows are independent: a slice's temporaries fit cache
     part = weight[start:start + 256]
     blocks = part.reshape(len(part), -1, block).astype(np.float64)
-    base = _levels16_scales(part, block, bf16).astype(np.float64)
+    base = _grid_scales(part, block, bf16, bits).astype(np.float64)
     best, best_error = base, np.full(base.shape, np.inf)
     for factor in np.linspace(1.0, 0.7, steps):
       scale = (base * factor).astype(np.float32)
-      scale = (int4_levels.bf16(scale) if bf16 else scale).astype(np.float64)
-      q = np.clip(np.round(blocks / scale[:, :, None]), -8, 7)
+      scale = (int4_levels.bf16(scale) if bf16 and bits == 4 else scale).astype(np.float64)
+      q = np.clip(np.round(blocks / scale[:, :, None]), low, high)
       error = ((blocks - q * scale[:, :, None]) ** 2 * weights).sum(2)
       better = error < best_error
       best, best_error = np.where(better, scale, best), np.where(better, error, best_error)
@@ -133,31 +143,33 @@ def search_scales(weight: np.ndarray, importance: np.ndarray, block: int,
 
 def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAMP,
           static_scales: np.ndarray | None = None, act_order: bool = True,
-          bf16_scales: bool = True) -> tuple[np.ndarray, np.ndarray]:
-  """GPTQ of one weight on the levels16 int4 grid.
+          bf16_scales: bool = True, bits: int = 4) -> tuple[np.ndarray, np.ndarray]:
+  """GPTQ of one weight on the `bits` grid (GRIDS: 4, the levels16 int4 grid, or 8).
 
   weight: float32 [rows, cols] ([out, in]); hessian: float [cols, cols]; block: the input
   columns sharing one scale (divides cols; cols itself for one scale per row). Returns (codes
-  int8 [rows, cols] in [-8, 7], scales float32 [rows, cols / block], positive, bf16-representable
-  if `bf16_scales`, as blockwise kernels read them) with weight ~ codes * scale of the column's
-  block.
+  int8 [rows, cols] in GRIDS[bits] ([-8, 7] for int4), scales float32 [rows, cols / block],
+  positive, for int4 bf16-representable if `bf16_scales`, as blockwise kernels read them) with
+  weight ~ codes * scale of the column's block.
 
   With `act_order` the columns are quantized in decreasing order of their input's energy
   (diag H; the reference implementation's `--act-order`), so the few channels with very large
   activations are fixed first and the others absorb their errors; the block scales are then
   fixed beforehand by `search_scales` against diag H, unless `static_scales`
   [rows, cols / block] gives them (which fixes them without act order too). Otherwise a block's
-  scale is set from its weights as GPTQ has updated them when the block starts (max|w| / 8 where
-  the extreme is negative, else / 7: int4_levels.scales). Raises ValueError when `block` does
-  not divide cols.
+  scale is set from its weights as GPTQ has updated them when the block starts (`_grid_scales`:
+  for int4 max|w| / 8 where the extreme is negative, else / 7). Raises ValueError when `block`
+  does not divide cols or `bits` is not 4 or 8.
   """
   import torch  # pylint: disable=g-import-not-at-top
   rows, cols = weight.shape
   if cols % block:
     raise ValueError(f"block size {block} does not divide the weight's {cols} input columns")
+  if bits not in GRIDS:
+    raise ValueError(f"GPTQ solves for {' or '.join(map(str, GRIDS))} bits, not {bits}")
 
   if act_order and static_scales is None:
-    static_scales = search_scales(weight, np.diag(hessian), block, bf16=bf16_scales)
+    static_scales = search_scales(weight, np.diag(hessian), block, bf16=bf16_scales, bits=bits)
   w = torch.tensor(weight, dtype=torch.float64)
   h = torch.tensor(hessian, dtype=torch.float64).clone()
   dead = torch.diag(h) == 0  # inputs never seen: their weights cannot matter
@@ -182,19 +194,21 @@ def solve(weight: np.ndarray, hessian: np.ndarray, block: int, damp: float = DAM
   try:
     for r in range(0, rows, ROWS):
       _solve_rows(w[r:r + ROWS].T.contiguous(), hinv, order, block, static_scales is not None,
-                  codes[:, r:r + ROWS], scales[:, r:r + ROWS], bf16_scales)
+                  codes[:, r:r + ROWS], scales[:, r:r + ROWS], bf16_scales, bits)
   finally:
     torch.set_num_threads(threads)
   return (np.ascontiguousarray(codes.T.numpy()),
           np.ascontiguousarray(scales.T.numpy(), dtype=np.float32))
 
 
-def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales, bf16: bool) -> None:
+def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales, bf16: bool,
+                bits: int) -> None:
   """GPTQ's column loop over one slice of rows; w: float64 [cols, rows], the columns in `order`
   (updated in place). Writes the slice's codes [cols, rows] and, unless `static`, its scales
   [cols / block, rows], both in the weight's own column order."""
   import torch  # pylint: disable=g-import-not-at-top
   cols = w.shape[0]
+  low, high = GRIDS[bits]
   batch = max(BATCH // block, 1) * block  # whole blocks per lazy batch
   for start in range(0, cols, batch):
     end = min(start + batch, cols)
@@ -204,9 +218,10 @@ def _solve_rows(w, hinv, order, block: int, static: bool, codes, scales, bf16: b
       column = int(order[start + i])
       if not static and i % block == 0:
         scales[column // block] = torch.tensor(
-            _levels16_scales(w1[i:i + block].T.numpy(), block, bf16)[:, 0], dtype=torch.float64)
+            _grid_scales(w1[i:i + block].T.numpy(), block, bf16, bits)[:, 0],
+            dtype=torch.float64)
       scale = scales[column // block]
-      q = torch.clamp(torch.round(w1[i] / scale), -8, 7)
+      q = torch.clamp(torch.round(w1[i] / scale), low, high)
       codes[column] = q.to(torch.int8)
       err = (w1[i] - q * scale) / hinv1[i, i]
       w1[i:] -= hinv1[i, i:][:, None] * err[None, :]
@@ -238,7 +253,7 @@ class CalibrationError(ValueError):
 
 def quantized(weight: np.ndarray, block: int, required: bool = True,
               rotation: tuple[Callable[[np.ndarray], np.ndarray], object] | None = None,
-              bf16_scales: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+              bf16_scales: bool = True, bits: int = 4) -> tuple[np.ndarray, np.ndarray] | None:
   """(codes, scales) of `weight` by GPTQ with the Hessian of the current `calibrated` block,
   solved once per weight however many ops read it (so a shared buffer stays shared); the weight
   is hashed once per call. A weight without a Hessian (an untied embedding table reads no
@@ -247,9 +262,9 @@ def quantized(weight: np.ndarray, block: int, required: bool = True,
   `rotation` = (rotate, key): `rotate(m)` is m R for an orthogonal R acting on the last axis
   (the input dimension), `key` names R. The layer then reads x R and holds W R, so GPTQ solves
   W R against the Hessian of x R, R^T H R (QuaRot, Ashkboos et al. 2024, arXiv:2404.00456, with
-  GPTQ after the rotation as there); the codes and scales are those of W R. `block` and
-  `bf16_scales` as for `solve`."""
-  key = (digest(weight), rotation[1] if rotation else None, block, bf16_scales)
+  GPTQ after the rotation as there); the codes and scales are those of W R. `block`,
+  `bf16_scales` and `bits` as for `solve`."""
+  key = (digest(weight), rotation[1] if rotation else None, block, bf16_scales, bits)
   if key not in _SOLVED:
     if _HESSIANS is None or key[0] not in _HESSIANS:
       if not required:
@@ -261,5 +276,5 @@ def quantized(weight: np.ndarray, block: int, required: bool = True,
     if rotation:
       rotate = rotation[0]
       weight, hessian = rotate(weight), rotate(np.ascontiguousarray(rotate(hessian).T))  # H sym.
-    _SOLVED[key] = solve(weight, hessian, block, bf16_scales=bf16_scales)
+    _SOLVED[key] = solve(weight, hessian, block, bf16_scales=bf16_scales, bits=bits)
   return _SOLVED[key]

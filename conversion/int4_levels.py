@@ -12,7 +12,8 @@ half the blocks gain a level. Blockwise scales are rounded through bfloat16 as t
 
 Enabled per recipe entry by `algorithm_params: {"levels": 16}` in its weight_tensor_config (which
 the quantizer carries through and otherwise ignores); `{"gptq": true}` there takes the codes and
-scales on the same grid from GPTQ instead (gptq.py); `register()` installs this function for the
+scales on the same grid from GPTQ instead (gptq.py), for int4 and for int8 per channel (on the
+quantizer's own int8 grid); `register()` installs this function for the
 min-max FULLY_CONNECTED and EMBEDDING_LOOKUP ops through the quantizer's own registration API.
 Entries without the parameter get the quantizer's own min-max parameters, unchanged.
 """
@@ -41,18 +42,20 @@ def scales(lo: np.ndarray, hi: np.ndarray, blockwise: bool) -> np.ndarray:
 def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tensor_qsv=None,
                         rotation=None):
   """ai-edge-quantizer's `get_tensor_quant_params` for min-max, with 16 int4 levels when the
-  config asks for them (symmetric signed int4 weights only). With `rotation` (gptq.quantized's:
-  a function m -> m R and its key) the weight is rotated first and the parameters are those of
+  config asks for them (symmetric signed int4 weights only), and GPTQ's codes when it asks for
+  gptq (symmetric signed int4, or int8 per channel). With `rotation` (gptq.quantized's: a
+  function m -> m R and its key) the weight is rotated first and the parameters are those of
   the rotated weight."""
   # pylint: disable=g-import-not-at-top
   from ai_edge_quantizer import qtyping
   from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize
   from ai_edge_quantizer.algorithms.uniform_quantize import naive_min_max_quantize
   from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor as uqt
-  wanted = (tensor_quant_config.algorithm_params.get("levels") == 16
-            and tensor_quant_config.num_bits == 4 and tensor_quant_config.symmetric
+  bits = tensor_quant_config.num_bits
+  asks = tensor_quant_config.algorithm_params
+  wanted = (tensor_quant_config.symmetric and tensor_content is not None
             and tensor_quant_config.dtype == qtyping.TensorDataType.INT
-            and tensor_content is not None)
+            and ((asks.get("levels") == 16 and bits == 4) or (asks.get("gptq") and bits in (4, 8))))
   if not wanted:
     return naive_min_max_quantize.get_tensor_quant_params(op_info, tensor_quant_config,
                                                           tensor_content, tensor_qsv)
@@ -68,14 +71,15 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
   from litezoo.conversion import gptq  # pylint: disable=g-import-not-at-top
   solved = None
   lookup = op_info.op_name == qtyping.TFLOperationName.EMBEDDING_LOOKUP
-  if tensor_quant_config.algorithm_params.get("gptq"):
+  if asks.get("gptq"):
     if content.ndim != 2:
-      raise gptq.CalibrationError("gptq applies to int4 weight matrices only")
+      raise gptq.CalibrationError(f"gptq applies to weight matrices only, not a tensor shaped "
+                                  f"{list(content.shape)}")
     # An untied embedding table feeds no linear layer, so it has no Hessian: min-max on the same
     # grid. A tied one has the LM head's, so lookup and head share GPTQ's codes.
     block = params.block_size if blockwise else content.shape[1]  # per channel: one whole row
     solved = gptq.quantized(weight, block, required=not lookup, rotation=rotation,
-                            bf16_scales=blockwise)
+                            bf16_scales=blockwise, bits=bits)
   if solved is not None:
     codes, scale = solved
     scale = scale.reshape(params.scale.shape)
@@ -83,6 +87,8 @@ def tensor_quant_params(op_info, tensor_quant_config, tensor_content=None, tenso
     # gives the codes back exactly (|code * scale / scale - code| is far below one half).
     content = (codes.reshape(len(codes), -1, block)
                * scale.reshape(len(codes), -1, 1)).reshape(content.shape).astype(np.float32)
+  elif bits == 8:
+    scale = params.scale  # the quantizer's own min-max int8 (of the rotated weight, if rotated)
   else:
     scale = scales(np.asarray(found["min"], np.float32), np.asarray(found["max"], np.float32),
                    blockwise)

@@ -4,7 +4,8 @@ Users write a recipe as one string, the default first, then `component=recipe` o
 recipe may carry `:option`s (the algorithm, int4 levels):
 
     dynamic_int8
-    dynamic_int8:hadamard                          # Hadamard-rotated int8 (best int8 measured)
+    dynamic_int8:hadamard                          # int8 of weights rotated by blocks of 32
+    dynamic_int8:gptq:hadamard                     # GPTQ of the rotated int8 weights
     dynamic_int4_block32:levels16,embedding=int8   # int4 blocks on 16 levels, tied table int8
     dynamic_int4_block64:octav,attention=dynamic_int8,feedforward=dynamic_int4_block32
     dynamic_int4_block32:gptq,embedding=int8       # GPTQ on calibration text (conversion/gptq.py)
@@ -48,7 +49,7 @@ ALGORITHMS = {
     "minmax": "min_max_uniform_quantize",
     "octav": "OCTAV",  # data-free optimal clipping per channel/block (Sakr et al., ICML 2022)
     "hadamard": "DECOMPOSED_HADAMARD_ROTATION",  # rotate the input dimension, then OCTAV
-    "gptq": "min_max_uniform_quantize",  # the zoo's GPTQ on the levels16 grid (conversion/gptq.py)
+    "gptq": "min_max_uniform_quantize",  # the zoo's GPTQ on the recipe's grid (conversion/gptq.py)
 }
 OPTIONS = {
     "minmax": "min-max scales (the default)",
@@ -56,16 +57,17 @@ OPTIONS = {
     "hadamard": "Hadamard rotation of the input dimension (DECOMPOSED_HADAMARD_ROTATION), then "
                 "OCTAV; dynamic recipes only",
     "levels16": "int4 min-max using all 16 levels (-8..7), see conversion/int4_levels.py",
-    "gptq": "GPTQ (Frantar et al. 2023) on calibration text, int4 on 16 levels, see "
-            "conversion/gptq.py",
+    "gptq": "GPTQ (Frantar et al. 2023) on calibration text, on the recipe's grid (int4 on 16 "
+            "levels, int8 per channel), see conversion/gptq.py",
 }
 # What an allowed pair of options does together (the manifest's description of it).
 PAIRS = {("gptq", "hadamard"): "GPTQ of the weights rotated along their input dimension by "
-                               "block-diagonal Hadamard matrices of size up to {size} (the same "
-                               "rotation inserted on each layer's input at run time), on "
-                               "calibration text, int4 on 16 levels"}
+                               "block-diagonal Hadamard matrices of size up to {size} (the "
+                               "same rotation inserted on each layer's input at run time), on "
+                               "calibration text, {grid}"}
 # Bumped when the same recipe name starts giving different bytes: part of quantized cache keys.
-FORMAT = 2
+# 3: dynamic_int8:hadamard rotates by blocks of 32, not whole rows.
+FORMAT = 3
 
 # Scopes (output tensor names) of the ops each component covers, as ai-edge-quantizer matches
 # them (re.search) in the zoo's float files.
@@ -140,9 +142,6 @@ def _part(text: str, where: str) -> str:
   if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
     raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where}): "
                              "drop it (gptq already uses all 16 levels)")
-  if algorithm == "gptq" and not name.startswith("dynamic_int4_"):
-    raise UnknownRecipeError(f"gptq applies to the int4 recipes only ({text!r}{where}): use "
-                             f"{name}:hadamard for the most accurate 8-bit option")
   if "hadamard" in options and not name.startswith("dynamic_"):
     raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
                              "the rotation needs integer compute")
@@ -210,16 +209,17 @@ def _entry(regex: str, part: str) -> dict | None:
       weights["algorithm_params"] = {"levels": 16}
     if "gptq" in options:  # idem, codes and scales from conversion/gptq.py (rotated first
       # with hadamard: int4_levels.py)
-      weights["algorithm_params"] = {"levels": 16, "gptq": True}
-      if "hadamard" in options:
-        # Rotating within each block of 32 scored as well as rotating whole rows (Gemma 3 270M,
-        # simulated: mean KL 0.059 vs 0.058, docs/quality.md) for a fraction of the runtime cost
-        # (the inserted rotation does `block` multiply-adds per input, not up to 2048).
-        weights["algorithm_params"]["max_hadamard_size"] = int(block.group(1)) if block else 32
-    if "hadamard" in options and name == "dynamic_int4_channel":
-      # Per channel, the same 32 with or without gptq, so `:hadamard` (data-free OCTAV) writes
-      # the same ops as `:gptq:hadamard`: what the benchmark times without a calibration.
-      weights.setdefault("algorithm_params", {})["max_hadamard_size"] = 32
+      weights["algorithm_params"] = {"levels": 16, "gptq": True} if "int4" in name else {
+          "gptq": True}
+    if "hadamard" in options and ("gptq" in options or not block):
+      # Rotating within each block (an int4 recipe's own block, else 32) scored as well as rotating
+      # whole rows (Gemma 3 270M, simulated: mean KL 0.059 vs 0.058, docs/quality.md) for a
+      # fraction of the run-time cost: the inserted rotation does 32 multiply-adds per input, not
+      # up to 2048 (whole rows halved dynamic_int8's decode speed on TinyLlama 1.1B). Per
+      # channel (int8, int4) the same 32 with or without gptq, so `:hadamard` (data-free OCTAV)
+      # writes the same ops as `:gptq:hadamard`: what the benchmark times without a calibration.
+      weights.setdefault("algorithm_params", {})["max_hadamard_size"] = (
+          int(block.group(1)) if block else 32)
     algorithm_key, integer = ALGORITHMS[algorithm], name.startswith("dynamic_")
   return {"regex": regex, "operation": "*", "algorithm_key": algorithm_key,
           "op_config": {"weight_tensor_config": weights,
@@ -271,8 +271,9 @@ def check_tied(text: str, tied_embedding: bool) -> None:
     base = part.split(":")[0]
     raise UnknownRecipeError(
         f"embedding={part} cannot apply: this model's embedding table is not tied to its LM "
-        f"head, so no layer's inputs calibrate it; write embedding={base}:levels16 (the same "
-        "int4 grid, min-max) or embedding=int8")
+        f"head, so no layer's inputs calibrate it; write "
+        + (f"embedding={base}:levels16 (the same int4 grid, min-max) or embedding=int8"
+           if "int4" in base else f"embedding={base} (min-max)"))
 
 
 def check_blocks(text: str, inputs: dict[str, int]) -> None:
@@ -302,9 +303,10 @@ def describe(text: str) -> dict:
     name, *options = part.split(":")
     texts = [OPTIONS[o] for o in options]
     if options[:2] == ["gptq", "hadamard"]:  # canonical order
-      size = _entry(".*", part)["op_config"]["weight_tensor_config"]["algorithm_params"][
-          "max_hadamard_size"]
-      texts[:2] = [PAIRS[("gptq", "hadamard")].format(size=size)]
+      size = _entry(".*", part)["op_config"]["weight_tensor_config"]["algorithm_params"].get(
+          "max_hadamard_size")
+      texts[:2] = [PAIRS[("gptq", "hadamard")].format(
+          size=size, grid="int4 on 16 levels" if "int4" in name else "int8 per channel")]
     return "; ".join([RECIPES[name], *texts])
 
   return {

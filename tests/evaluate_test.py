@@ -4,6 +4,7 @@ transformers' own loss, and the tool's JSON, table and plot."""
 import json
 import os
 import pathlib
+import re
 import signal
 
 import numpy as np
@@ -170,14 +171,11 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   assert (after["max_tokens"], after["kv_cache_max_len"], after["task_sets"],
           after["task_limit"]) == (128, 128, [], 0)
   # Every setting the numbers depend on is checked before a model loads; so is the float model.
+  # Through the tool for the one-line form; the other settings through the same check in-process
+  # (a tool run costs seconds of imports).
   for args, message in [
       (["--window=32"], "tinyllama-tiny.json has window 64 and this run 32; give the "
        "same settings; run without --update to measure the whole table again"),
-      (["--output_dir=elsewhere"], "elsewhere/tinyllama-tiny.json to merge into"),
-      (["--max_tokens=64"], "has max_tokens 128 and this run 64"),
-      (["--kv_cache_max_len=192"], "has kv_cache_max_len 128 and this run 192"),
-      (["--tasks=multiple_choice", "--task_limit=2"],
-       "has task_sets [] and this run ['multiple_choice']"),
       (["--quantize=none", "--weights_seed=1"], "--update: the table's float_perplexity is "),
   ]:
     run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8", *args,
@@ -186,11 +184,26 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
   run = testing.run_tool("evaluate", *common, "--update", cwd=tmp_path)
   assert testing.one_line_error(run, "evaluate") == (
       "evaluate: error: --update re-measures the --quantize recipes: name them")
+  settings = {key: after[key] for key in evaluate_tool.SETTINGS}
+  assert evaluate_tool._previous(path, settings) == after  # what the tool merged into above
+  for change, message in [
+      ({"max_tokens": 64}, "has max_tokens 128 and this run 64"),
+      ({"kv_cache_max_len": 192}, "has kv_cache_max_len 128 and this run 192"),
+      ({"task_sets": ["multiple_choice"]}, "has task_sets [] and this run ['multiple_choice']"),
+      ({"task_limit": 2}, "has task_limit 0 and this run 2"),
+      ({"text": "other.txt"}, "has text 'alice_in_wonderland.txt' and this run 'other.txt'"),
+  ]:
+    with pytest.raises(evaluate_tool.UpdateError, match=re.escape(message)):
+      evaluate_tool._previous(path, dict(settings, **change))
+  with pytest.raises(evaluate_tool.UpdateError, match="elsewhere/tinyllama-tiny.json to merge"):
+    evaluate_tool._previous(tmp_path / "elsewhere" / "tinyllama-tiny.json", settings)
   assert json.loads(path.read_text()) == after  # refusals leave the table alone
-  # A table evaluate did not write (or a hand-edited one) is refused in one line.
+  # A table evaluate did not write (or a hand-edited one) is refused in one line: through the
+  # tool once, then each kind in-process.
+  path.write_text(json.dumps(dict(after, recipes=after["recipes"] + [{"perplexity": 1.0}])))
+  run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8", cwd=tmp_path)
+  assert f"row 4 of {path} has no recipe name" in testing.one_line_error(run, "evaluate")
   for broken, message in [
-      (dict(after, recipes=after["recipes"] + [{"perplexity": 1.0}]),
-       f"row 4 of {path} has no recipe name"),
       (dict(after, skipped=["dynamic_int8"]), "out/tinyllama-tiny.json is not a table evaluate "
        "wrote"),
       (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int3")]),
@@ -207,16 +220,25 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
        "'dynamic_int8,embedding=dynamic_int8': rename it in the table"),
   ]:
     path.write_text(json.dumps(broken))
-    run = testing.run_tool("evaluate", *common, "--update", "--quantize=dynamic_int8",
-                           cwd=tmp_path)
-    assert message in testing.one_line_error(run, "evaluate"), run.stderr[-2000:]
+    with pytest.raises(evaluate_tool.UpdateError) as e:
+      evaluate_tool._previous(path, settings)
+    assert message in str(e.value) and "\n" not in str(e.value)
   (tmp_path / "dir" / "tinyllama-tiny.png").mkdir(parents=True)
   run = testing.run_tool("evaluate", *common[:-1], "--output_dir=dir", cwd=tmp_path)
   assert testing.one_line_error(run, "evaluate").endswith(
       "dir/tinyllama-tiny.png is not a file: move it away or choose another --output_dir")
 
 
-def test_the_json_table_and_plot_are_written_all_or_none(tmp_path, monkeypatch):
+@pytest.fixture
+def default_sigint():
+  """Python's own Ctrl-C handler for the test, even where the test was started with SIGINT
+  ignored (as a background job of a non-interactive shell is)."""
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, previous)
+
+
+def test_the_json_table_and_plot_are_written_all_or_none(tmp_path, monkeypatch, default_sigint):
   """Ctrl-C while plotting leaves the previous three files; Ctrl-C during the renames waits
   until all three are in place."""
   paths = [tmp_path / f"m{suffix}" for suffix in (".json", ".md", ".png")]

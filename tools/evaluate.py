@@ -52,7 +52,7 @@ TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wond
 # pass takes minutes.
 DEFAULT_RECIPES = [
     "none", "weight_only_int8", "dynamic_int8", "dynamic_int8:octav",
-    "dynamic_int8:hadamard", "dynamic_int4_block32", "dynamic_int4_block32,embedding=int8",
+    "dynamic_int8:hadamard", "dynamic_int8:gptq:hadamard", "dynamic_int4_block32", "dynamic_int4_block32,embedding=int8",
     "dynamic_int4_block32:octav,embedding=int8", "dynamic_int4_block32:levels16,embedding=int8",
     "dynamic_int4_block128:levels16,embedding=int8", "dynamic_int4_block32:gptq",
     "dynamic_int4_block32:gptq,embedding=int8", "dynamic_int4_block32:gptq,down_proj=int8",
@@ -136,6 +136,9 @@ def _previous(path: pathlib.Path, settings: dict) -> dict:
   return previous
 
 
+# What a table's numbers depend on (sizes on the KV length too): --update must match them.
+SETTINGS = ("model", "variant", "text", "window", "max_tokens", "task_sets", "task_limit",
+            "kv_cache_max_len")
 # What a table's row must hold for the markdown table and plot to be written from it.
 ROW_NUMBERS = ("size_bytes", "bits_per_weight", "perplexity", "perplexity_change")
 
@@ -198,9 +201,9 @@ def main(argv):
   # Read and checked before any model is loaded: a bad line fails in a second.
   task_list = [t.limited(_TASK_LIMIT.value)
                for t in tasks.resolve(_TASKS.value or [], common.user_path)]
-  s = _SELECT.selection()
   if _UPDATE.value and not _QUANTIZE.value:
     raise zoo_flags.FlagError("--update re-measures the --quantize recipes: name them")
+  s = _SELECT.selection()
   chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   outputs = [out / f"{s.name}{suffix}" for suffix in (".json", ".md", ".png")]
@@ -219,11 +222,9 @@ def main(argv):
                                 f"prompt with its answer ({needed} tokens): raise it or leave it "
                                 "out")
     kv_len = max(kv_len, -(-needed // 64) * 64)
-  # What the table's numbers depend on (sizes on the KV length too): --update must match them.
-  settings = {"model": s.spec.name, "variant": s.variant, "text": TEXT.name,
-              "window": _WINDOW.value, "max_tokens": _MAX_TOKENS.value,
-              "task_sets": [t.name for t in task_list], "task_limit": _TASK_LIMIT.value,
-              "kv_cache_max_len": kv_len}
+  settings = dict(zip(SETTINGS, (s.spec.name, s.variant, TEXT.name, _WINDOW.value,
+                                 _MAX_TOKENS.value, [t.name for t in task_list],
+                                 _TASK_LIMIT.value, kv_len)))
   previous = _previous(outputs[0], settings) if _UPDATE.value else None
   # Scoring reads every position: prefill returns them all (one call per window).
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
