@@ -222,7 +222,8 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
                      signatures.kv_cache_max_len)
   if transform is not None:
     transform.apply(model)
-  quant_recipe = recipes.resolve(recipe, model.config.lm_head_share_weight_with_embedding)
+  tied = model.config.lm_head_share_weight_with_embedding
+  quant_recipe = recipes.resolve(recipe, tied)
   with files.atomic_path(final) as tmp:
     if quant_recipe is None:  # the float export is the artifact: written in place, never moved
       stages.run("export float", export.export_float, model, signatures, str(tmp))
@@ -242,7 +243,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
     artifact = Artifact(final, Manifest(
         model=spec.name, variant=variant, plugin_version=spec.version, file=final.name,
         sha256=files.sha256_file(tmp), size_bytes=tmp.stat().st_size,
-        recipe=recipes.describe(recipe), signatures=signatures,
+        recipe=recipes.describe(recipe, tied), signatures=signatures,
         signature_details=signature_details(tmp), weights=weights_report(tmp, recipe, log),
         config=config,
         checkpoint={**weights.identity,
@@ -326,7 +327,8 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
     del data
     artifact = Artifact(final, dataclasses.replace(
         source, file=final.name, sha256=files.sha256_file(tmp), size_bytes=tmp.stat().st_size,
-        recipe=recipes.describe(recipe), signature_details=signature_details(tmp),
+        recipe=recipes.describe(recipe, model_config.lm_head_share_weight_with_embedding),
+        signature_details=signature_details(tmp),
         weights=weights_report(tmp, recipe, log), versions=versions(),
         cache_key=cache.key(spec, source.variant, recipe, source.signatures, identity,
                             source.checkpoint.get("transform")),

@@ -140,8 +140,11 @@ def _part(text: str, where: str) -> str:
                              f"{' and '.join(algorithms)} (gptq:hadamard is the one pair)")
   algorithm = "gptq" if rotated else algorithms[0] if algorithms else "minmax"
   if "levels16" in options and (algorithm != "minmax" or "int4" not in name):
+    why = ("int8 has its own 255 levels" if "int4" not in name else
+           "gptq already uses all 16 levels" if algorithm == "gptq" else
+           f"{algorithm} sets its own scales")
     raise UnknownRecipeError(f"levels16 applies to min-max int4 recipes only ({text!r}{where}): "
-                             "drop it (gptq already uses all 16 levels)")
+                             f"drop it ({why})")
   if "hadamard" in options and not name.startswith("dynamic_"):
     raise UnknownRecipeError(f"hadamard applies to the dynamic recipes only ({text!r}{where}): "
                              "the rotation needs integer compute")
@@ -294,8 +297,10 @@ def check_blocks(text: str, inputs: dict[str, int]) -> None:
           "do) or an int8 recipe there")
 
 
-def describe(text: str) -> dict:
-  """What the manifest records: the full resolved recipe, component by component."""
+def describe(text: str, tied_embedding: bool = True) -> dict:
+  """What the manifest records: the full resolved recipe, component by component. With an
+  untied table (`tied_embedding` False), a gptq default reaches the table as min-max (no layer's
+  inputs calibrate it; int4_levels.py), and the table's description says so."""
   recipe = parse(text)
   components = {c: recipe.part(c) for c in COMPONENTS}
 
@@ -309,11 +314,18 @@ def describe(text: str) -> dict:
           size=size, grid="int4 on 16 levels" if "int4" in name else "int8 per channel")]
     return "; ".join([RECIPES[name], *texts])
 
+  def component(c: str, part: str) -> str:
+    text = description(part)
+    if c == "embedding" and not tied_embedding and "gptq" in part.split(":")[1:]:
+      text += ("; this table is not tied to the LM head, so no layer's inputs calibrate it: "
+               "min-max on the same grid")
+    return text
+
   return {
       "name": recipe.name,
       "default": recipe.default,
       "overrides": dict(recipe.overrides),
-      "components": {c: {"recipe": r, "description": description(r)}
+      "components": {c: {"recipe": r, "description": component(c, r)}
                      for c, r in components.items()},
       "description": description(recipe.default),
       **({"calibration": calibration.identity()} if calibrated(text) else {}),

@@ -59,10 +59,12 @@ def test_the_manifest_describes_gptq_hadamard_as_one_algorithm():
 @pytest.mark.parametrize("text, message", [
     ("dynamic_int8:sparse", "unknown option 'sparse' in 'dynamic_int8:sparse'; valid options: "
      "minmax, octav, hadamard, levels16, gptq"),
-    ("dynamic_int4_block32:gptq:levels16", "levels16 applies to min-max int4 recipes only"),
+    ("dynamic_int4_block32:gptq:levels16", "drop it (gptq already uses all 16 levels)"),
     ("dynamic_int4_block48", "unknown quantization recipe 'dynamic_int4_block48'"),
-    ("dynamic_int8:levels16", "levels16 applies to min-max int4 recipes only"),
-    ("dynamic_int4_block32:octav:levels16", "levels16 applies to min-max int4 recipes only"),
+    ("dynamic_int8:levels16", "min-max int4 recipes only ('dynamic_int8:levels16'): drop it "
+     "(int8 has its own 255 levels)"),
+    ("dynamic_int8:gptq:levels16", "drop it (int8 has its own 255 levels)"),
+    ("dynamic_int4_block32:octav:levels16", "drop it (octav sets its own scales)"),
     ("dynamic_int8:octav:hadamard", "choose one algorithm"),
     ("dynamic_int4_block32:gptq:octav", "(gptq:hadamard is the one pair)"),
     ("weight_only_int8:hadamard", "hadamard applies to the dynamic recipes only"),
@@ -647,6 +649,12 @@ def test_a_release_quantizes_a_float_artifact_with_gptq_as_the_pipeline_does(tin
   released = manifest_lib.Artifact.read(out)
   assert released.manifest.recipe == direct.manifest.recipe
   assert released.manifest.recipe["calibration"]["text"] == "lcet10.txt"
+  # TinyLlama's table is untied: the gptq default reaches it as min-max, and the manifest says so.
+  table = direct.manifest.recipe["components"]["embedding"]
+  assert table["recipe"] == recipe and table["description"].endswith(
+      "this table is not tied to the LM head, so no layer's inputs calibrate it: min-max on the "
+      "same grid")
+  assert "not tied" not in direct.manifest.recipe["components"]["attention"]["description"]
   assert out.read_bytes() == direct.path.read_bytes()
   assert sorted(p.name for p in out.parent.iterdir()) == ["tiny_gptq.manifest.json",
                                                           "tiny_gptq.tflite"]
