@@ -52,7 +52,8 @@ TEXT = pathlib.Path(recipes.__file__).resolve().parent / "data" / "alice_in_wond
 # pass takes minutes.
 DEFAULT_RECIPES = [
     "none", "weight_only_int8", "dynamic_int8", "dynamic_int8:octav",
-    "dynamic_int8:hadamard", "dynamic_int8:gptq:hadamard", "dynamic_int4_block32", "dynamic_int4_block32,embedding=int8",
+    "dynamic_int8:hadamard", "dynamic_int8:gptq:hadamard", "dynamic_int4_block32",
+    "dynamic_int4_block32,embedding=int8",
     "dynamic_int4_block32:octav,embedding=int8", "dynamic_int4_block32:levels16,embedding=int8",
     "dynamic_int4_block128:levels16,embedding=int8", "dynamic_int4_block32:gptq",
     "dynamic_int4_block32:gptq,embedding=int8", "dynamic_int4_block32:gptq,down_proj=int8",
