@@ -252,42 +252,63 @@ def test_block_sizes_that_do_not_divide_are_refused(smollm2, recipe, message, tm
   assert not logged and not list(tmp_path.iterdir())
 
 
+def _tensors(path):
+  """(raw bytes, model, subgraph 0, its tensors) of the .tflite at `path`."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  raw = open(path, "rb").read()
+  model = schema.Model.GetRootAs(raw, 0)
+  subgraph = model.Subgraphs(0)
+  return raw, model, subgraph, [subgraph.Tensors(i) for i in range(subgraph.TensorsLength())]
+
+
+def _tensor(path, shape, kind=None):
+  """(raw, model, subgraph, tensor): the first tensor of subgraph 0 shaped `shape` (of the
+  schema's TensorType `kind`, e.g. "INT4", if given)."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  raw, model, subgraph, tensors = _tensors(path)
+  for tensor in tensors:
+    if list(tensor.ShapeAsNumpy()) == list(shape) and (
+        kind is None or tensor.Type() == getattr(schema.TensorType, kind)):
+      return raw, model, subgraph, tensor
+  raise AssertionError(f"no {kind or ''} tensor of shape {list(shape)} in {path}")
+
+
+def _channel_scales(tensor, shape):
+  """Per-channel float32 scales [out, 1], kept in the tensor's own quantization."""
+  assert tensor.Quantization().QuantizedDimension() == 0
+  return tensor.Quantization().ScaleAsNumpy().reshape(shape[0], 1)
+
+
 def _int4_table(path, shape):
   """The int4 values [out, in] and block scales [out, in/block] (per channel: [out, 1]) of the
   matrix of `shape`."""
   from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  raw = open(path, "rb").read()
-  model = schema.Model.GetRootAs(raw, 0)
-  subgraph = model.Subgraphs(0)
-  for i in range(subgraph.TensorsLength()):
-    tensor = subgraph.Tensors(i)
-    if list(tensor.ShapeAsNumpy()) == list(shape) and tensor.Type() == schema.TensorType.INT4:
-      packed = model.Buffers(tensor.Buffer()).DataAsNumpy()
-      low, high = (packed & 0xF).astype(np.int8), (packed >> 4).astype(np.int8)
-      values = np.stack([low, high], -1).reshape(shape)  # low nibble first
-      values = np.where(values > 7, values - 16, values)
-      details = tensor.Quantization().Details()
-      if details is None:  # per channel: float32 scales in the tensor's own quantization
-        assert tensor.Quantization().QuantizedDimension() == 0
-        return values, tensor.Quantization().ScaleAsNumpy().reshape(shape[0], 1)
-      block = schema.BlockwiseQuantization()
-      block.Init(details.Bytes, details.Pos)
-      scale_tensor = subgraph.Tensors(block.Scales())
-      scales = model.Buffers(scale_tensor.Buffer()).DataAsNumpy().view(np.float16)
-      return values, scales.reshape(shape[0], -1).astype(np.float32)
-  raise AssertionError(f"no INT4 tensor of shape {shape} in {path}")
+  _, model, subgraph, tensor = _tensor(path, shape, "INT4")
+  packed = model.Buffers(tensor.Buffer()).DataAsNumpy()
+  low, high = (packed & 0xF).astype(np.int8), (packed >> 4).astype(np.int8)
+  values = np.stack([low, high], -1).reshape(shape)  # low nibble first
+  values = np.where(values > 7, values - 16, values)
+  details = tensor.Quantization().Details()
+  if details is None:  # per channel
+    return values, _channel_scales(tensor, shape)
+  block = schema.BlockwiseQuantization()
+  block.Init(details.Bytes, details.Pos)
+  scale_tensor = subgraph.Tensors(block.Scales())
+  scales = model.Buffers(scale_tensor.Buffer()).DataAsNumpy().view(np.float16)
+  return values, scales.reshape(shape[0], -1).astype(np.float32)
+
+
+def _int8_table(path, shape):
+  """The int8 values [out, in] and per-channel float32 scales [out, 1] of the matrix of
+  `shape`."""
+  _, model, _, tensor = _tensor(path, shape, "INT8")
+  values = model.Buffers(tensor.Buffer()).DataAsNumpy().view(np.int8).reshape(shape)
+  return values, _channel_scales(tensor, shape)
 
 
 def _float_table(path, shape):
-  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  raw = open(path, "rb").read()
-  model = schema.Model.GetRootAs(raw, 0)
-  subgraph = model.Subgraphs(0)
-  for i in range(subgraph.TensorsLength()):
-    tensor = subgraph.Tensors(i)
-    if list(tensor.ShapeAsNumpy()) == list(shape):
-      return flatbuffer._values(raw, model.Buffers(tensor.Buffer())).reshape(shape)  # pylint: disable=protected-access
-  raise AssertionError(f"no tensor of shape {shape} in {path}")
+  raw, model, _, tensor = _tensor(path, shape)
+  return flatbuffer._values(raw, model.Buffers(tensor.Buffer())).reshape(shape)  # pylint: disable=protected-access
 
 
 def test_levels16_uses_minus_8_as_llama_cpp_q4_0_does(smollm2, tmp_path):
@@ -487,36 +508,19 @@ def _rotation(cols, size):
   return np.kron(np.eye(cols // size), scipy.linalg.hadamard(size) / np.sqrt(size))
 
 
-def _int8_table(path, shape):
-  """The int8 values [out, in] and per-channel float32 scales [out, 1] of the matrix of
-  `shape`."""
-  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  model = schema.Model.GetRootAs(open(path, "rb").read(), 0)
-  subgraph = model.Subgraphs(0)
-  for i in range(subgraph.TensorsLength()):
-    tensor = subgraph.Tensors(i)
-    if list(tensor.ShapeAsNumpy()) == list(shape) and tensor.Type() == schema.TensorType.INT8:
-      values = model.Buffers(tensor.Buffer()).DataAsNumpy().view(np.int8).reshape(shape)
-      assert tensor.Quantization().QuantizedDimension() == 0
-      return values, tensor.Quantization().ScaleAsNumpy().reshape(shape[0], 1)
-  raise AssertionError(f"no int8 {list(shape)} tensor in {path}")
-
-
 def _hadamard_sizes(path):
   """The sizes of the Hadamard matrices a file multiplies layer inputs by at run time."""
-  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  subgraph = schema.Model.GetRootAs(open(path, "rb").read(), 0).Subgraphs(0)
-  shapes = [tuple(t.ShapeAsNumpy()) for t in map(subgraph.Tensors, range(subgraph.TensorsLength()))
+  shapes = [tuple(t.ShapeAsNumpy()) for t in _tensors(path)[3]
             if t.Name().decode().endswith("hadamard_matrix")]
   assert all(len(set(shape)) == 1 for shape in shapes), shapes  # square
   return {shape[0] for shape in shapes}
 
 
-def _rotated_down_projection(smollm2, recipe, size=32, table=_int4_table, **solve_args):
+def _rotated_down_projection(smollm2, recipe, table=_int4_table, **solve_args):
   """A down projection [64, 128] of the tiny SmolLM2 file `recipe` wrote: (the file, its
   values (`table`: int4 or int8), its scales, and GPTQ's (codes, scales) of each layer's down
-  projection rotated by scipy's Hadamard blocks of `size`, solved here against the rotated
-  Hessian R^T H R)."""
+  projection rotated by scipy's Hadamard blocks of 32, solved here against the rotated Hessian
+  R^T H R)."""
   weights = pipeline.weights(smollm2.spec, "tiny", log=lambda _: None)
   shape = (smollm2.config["hidden_size"], smollm2.config["intermediate_size"])
   artifact = pipeline.artifact(smollm2.spec, "tiny", weights, recipe=recipe,
@@ -525,7 +529,7 @@ def _rotated_down_projection(smollm2, recipe, size=32, table=_int4_table, **solv
   windows = pipeline.calibration_windows(smollm2.spec, "tiny", weights, log=lambda _: None)
   hessians = convert.calibrate(smollm2.spec, "tiny", weights, windows)
   model, _ = convert.load_model(smollm2.spec, "tiny", weights, 16, log=lambda _: None)
-  rotation = _rotation(shape[1], size)
+  rotation = _rotation(shape[1], 32)
   solved = [gptq.solve((w @ rotation).astype(np.float32),
                        rotation.T @ hessians[gptq.digest(w)] @ rotation, **solve_args)
             for name, module in model.named_modules() if name.endswith("ff.w2")
@@ -607,8 +611,7 @@ def test_int8_gptq_hadamard_holds_the_codes_of_the_rotated_weights_and_shares_th
   # min-max's 0.006; a random tiny model is no test of which is closer on real text).
   logits = runner.Runner(artifact.path).prefill(smollm2.prompt)
   assert np.abs(logits - smollm2.float_logits).max() < 0.05
-  assert recipes.describe(artifact.manifest.recipe["name"])["description"].endswith(
-      "int8 per channel")
+  assert artifact.manifest.recipe["description"].endswith("int8 per channel")
 
 
 def test_a_calibrated_recipe_needs_the_weights_and_its_cache_key_names_the_text(smollm2,
