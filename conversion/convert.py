@@ -261,11 +261,20 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   return artifact
 
 
+def check_recipe(spec: ModelSpec, variant: str, weights: Weights, recipe: str,
+                 kv_cache_max_len: int, log: Callable[[str], None] = print) -> None:
+  """Refuses a recipe that cannot apply to the model `weights` hold (see _refuse_unfit_blocks)
+  from the checkpoint's config alone: seconds, before any conversion starts or lock is taken.
+  Raises export.QuantizeError."""
+  _, config = open_checked(spec, variant, weights, log)
+  _refuse_unfit_blocks(spec, config, kv_cache_max_len, recipe)
+
+
 def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):
   """Refuses a recipe whose int4 block size does not divide a layer's input width, naming the
-  layer, or that asks gptq of an untied embedding table, before any export or calibration (the quantizer would say so only after them, in its
-  own terms, about a tensor). Returns the model's config (built on the meta device: no memory).
-  Raises export.QuantizeError."""
+  layer, or that asks gptq of an untied embedding table, before any export or calibration (the
+  quantizer would say so only after them, in its own terms, about a tensor). Returns the model's
+  config (built on the meta device: no memory). Raises export.QuantizeError."""
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   with torch.device("meta"):  # only the config and the shapes are needed: allocate nothing
     meta_model = spec.family.build(spec.family.config(config), kv_cache_max_len)

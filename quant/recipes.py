@@ -55,7 +55,7 @@ OPTIONS = {
     "minmax": "min-max scales (the default)",
     "octav": "optimal clipping (OCTAV), data-free",
     "hadamard": "Hadamard rotation of the input dimension (DECOMPOSED_HADAMARD_ROTATION), then "
-                "OCTAV; dynamic recipes only",
+                "OCTAV; dynamic recipes only",  # the manifest adds the block size (describe)
     "levels16": "int4 min-max using all 16 levels (-8..7), see conversion/int4_levels.py",
     "gptq": "GPTQ (Frantar et al. 2023) on calibration text, on the recipe's grid (int4 on 16 "
             "levels, int8 per channel), see conversion/gptq.py",
@@ -154,7 +154,21 @@ def _part(text: str, where: str) -> str:
 
 
 def parse(text: str) -> Recipe:
-  """Parses `default[:option...][,component=recipe[:option...]...]`; errors list what is valid."""
+  """Parses `default[:option...][,component=recipe[:option...]...]` into its canonical form
+  (an override giving a component what it gets anyway is dropped); errors list what is valid."""
+  default, overrides = _written(text)
+  recipe = Recipe(default, tuple(sorted(overrides.items())))
+  # Both spellings name the same file, so they share one name (and cache entry). down_proj last:
+  # it follows feedforward.
+  for component in sorted(overrides, key=COMPONENTS.index):
+    without = Recipe(default, tuple(o for o in recipe.overrides if o[0] != component))
+    if without.part(component) == overrides[component]:
+      recipe = without
+  return recipe
+
+
+def _written(text: str) -> tuple[str, dict[str, str]]:
+  """The default and the overrides as written (each part canonical), checked."""
   parts = [p.strip() for p in (text or "").split(",")]
   default = _part(parts[0], "")
   overrides = {}
@@ -165,7 +179,8 @@ def parse(text: str) -> Recipe:
       raise UnknownRecipeError(f"bad override {part!r} in {text!r}: write component=recipe with "
                                f"a component among {', '.join(COMPONENTS)}")
     if component in overrides:
-      raise UnknownRecipeError(f"{component} is overridden twice in {text!r}")
+      raise UnknownRecipeError(f"{component} is overridden twice in {text!r}: give each "
+                               "component once")
     value = _part(value, f" for {component}")
     if value == "none" and default != "none" and component != "down_proj":  # that one: below
       raise UnknownRecipeError(
@@ -178,7 +193,7 @@ def parse(text: str) -> Recipe:
         f"down_proj=none inside a quantized feedforward ({text!r}) is not something the "
         "quantizer's recipe can express (an entry can add quantization, not take it away); "
         "keep the down projections at 8 bits instead: down_proj=int8")
-  return Recipe(default, tuple(sorted(overrides.items())))
+  return default, overrides
 
 
 def calibrated(text: str) -> bool:
@@ -269,7 +284,7 @@ def check_tied(text: str, tied_embedding: bool) -> None:
   """Refuses `embedding=...:gptq` for a model whose embedding table is not its LM head: no
   linear layer reads that table, so no calibration could move its values (it would get min-max
   while the manifest said GPTQ). Raises UnknownRecipeError."""
-  part = dict(parse(text).overrides).get("embedding", "")
+  part = _written(text)[1].get("embedding", "")  # as written: asked for, even if redundant
   if "gptq" in part.split(":")[1:] and not tied_embedding:
     base = part.split(":")[0]
     raise UnknownRecipeError(
@@ -307,11 +322,18 @@ def describe(text: str, tied_embedding: bool = True) -> dict:
   def description(part: str) -> str:
     name, *options = part.split(":")
     texts = [OPTIONS[o] for o in options]
+    grid = "int4 on 16 levels" if "int4" in name else "int8 per channel"
+    size = ((_entry(".*", part) or {}).get("op_config", {}).get("weight_tensor_config", {})
+            .get("algorithm_params", {}).get("max_hadamard_size"))
+    if "gptq" in options:  # the grid this recipe's GPTQ solves on, not both
+      texts[options.index("gptq")] = (f"GPTQ (Frantar et al. 2023) on calibration text "
+                                      f"({grid}), see conversion/gptq.py")
+    if "hadamard" in options and size:
+      texts[options.index("hadamard")] = (
+          f"Hadamard rotation of the input dimension by blocks of {size} "
+          "(DECOMPOSED_HADAMARD_ROTATION), then OCTAV")
     if options[:2] == ["gptq", "hadamard"]:  # canonical order
-      size = _entry(".*", part)["op_config"]["weight_tensor_config"]["algorithm_params"].get(
-          "max_hadamard_size")
-      texts[:2] = [PAIRS[("gptq", "hadamard")].format(
-          size=size, grid="int4 on 16 levels" if "int4" in name else "int8 per channel")]
+      texts[:2] = [PAIRS[("gptq", "hadamard")].format(size=size, grid=grid)]
     return "; ".join([RECIPES[name], *texts])
 
   def component(c: str, part: str) -> str:

@@ -120,7 +120,8 @@ def test_cli_writes_json_table_and_plot(tmp_path):
   assert report["llamacpp"]["rows"] == []
   assert "tools/setup_llamacpp.sh" in report["llamacpp"]["skipped"]
   assert "No llama.cpp rows: llama.cpp's llama-quantize is not built" in table
-  assert "- 4-bit within +10% of float: `dynamic_int4_block32,embedding=dynamic_int8`" in table
+  # Random weights: no quality targets (report_test checks those lines on real tables).
+  assert "No quality targets: these are random weights" in table and "Targets" not in table
   assert (out / "tinyllama-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -215,9 +216,9 @@ def test_update_merges_new_rows_and_drops_stale_calibrated_ones(tmp_path):
        "has no valid size_bytes"),
       (dict(after, tasks=[1]), "tinyllama-tiny.json is not a table evaluate wrote"),
       (dict(after, tokens_scored="126"), "tinyllama-tiny.json is not a table evaluate wrote"),
-      (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int8,embedding=int8")]),
-       "names 'dynamic_int8,embedding=int8', which this version calls "
-       "'dynamic_int8,embedding=dynamic_int8': rename it in the table"),
+      (dict(after, recipes=[dict(after["recipes"][1], recipe="dynamic_int8,embedding=int4")]),
+       "names 'dynamic_int8,embedding=int4', which this version calls "
+       "'dynamic_int8,embedding=dynamic_int4_block32': rename it in the table"),
   ]:
     path.write_text(json.dumps(broken))
     with pytest.raises(evaluate_tool.UpdateError) as e:
@@ -284,6 +285,14 @@ def test_each_bad_flag_is_named_alone(arg, message):
   assert testing.one_line_error(run, "evaluate") == f"evaluate: error: {message}"
 
 
+def test_a_repeated_list_flag_is_refused_not_cut_to_its_last():
+  run = testing.run_tool("evaluate", "--model=tinyllama", "--tasks=arithmetic",
+                         "--tasks=capitals")
+  assert testing.one_line_error(run, "evaluate") == (
+      "evaluate: error: --tasks is given 2 times and takes one value: give it once with its "
+      "values comma-separated")
+
+
 def test_a_refusal_after_the_output_dir_was_made_leaves_no_directory(tmp_path):
   run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--window=64",
                          "--kv_cache_max_len=32", "--output_dir=new/out", cwd=tmp_path)
@@ -291,3 +300,27 @@ def test_a_refusal_after_the_output_dir_was_made_leaves_no_directory(tmp_path):
       "evaluate: error: --kv_cache_max_len=32 is shorter than --window")
   assert list(tmp_path.iterdir()) == []  # neither out nor its new parent stays behind
 
+
+
+def test_targets_say_met_or_missed_by_how_much():
+  """The issue's targets against hand-made rows: the best zoo row of each kind, llama.cpp's
+  rows compared only with zoo rows of no more bits/weight."""
+  row = lambda recipe, change, bits, top1=None: {
+      "recipe": recipe, "perplexity_change": change, "bits_per_weight": bits,
+      "top1_agreement": top1}
+  rows = [row("none", 0.0, 32.0, 1.0), row("dynamic_int8", 0.02, 8.6, 0.90),
+          row("dynamic_int8:gptq:hadamard", 0.005, 8.6, 0.94),
+          row("dynamic_int4_block32", 0.50, 4.5), row("dynamic_int4_channel:gptq", 0.12, 4.2)]
+  llama = [row("llama.cpp Q8_0", 0.004, 8.5), row("llama.cpp Q4_0", 0.20, 4.5),
+           row("llama.cpp Q4_K_M", 0.05, 4.1)]
+  assert report.targets(rows, llama).splitlines()[2:] == [
+      "- int8 within +1% of float and top-1 >= 95%: `dynamic_int8:gptq:hadamard` +0.50%, top-1 "
+      "94.00%: missed, top-1 by 1.00 pt",
+      "- 4-bit within +10% of float: `dynamic_int4_channel:gptq` +12.00%: missed by 2.0 pt",
+      "- 4-bit better than llama.cpp Q4_0 at no more bits/weight (+20.00% at 4.50): "
+      "`dynamic_int4_channel:gptq` +12.00% at 4.20: met",
+      "- 4-bit as good as llama.cpp Q4_K_M (stretch) at no more bits/weight (4.10): no zoo 4-bit "
+      "row that small",
+      "- int8 as good as llama.cpp Q8_0 (+0.40%): `dynamic_int8:gptq:hadamard` +0.50%: missed by "
+      "0.10 pt"]
+  assert report.targets(rows[:1], llama) == ""  # the float model alone: nothing to report

@@ -38,6 +38,11 @@ SIGNATURES = Signatures(prefill_seq_lens=(8, 16), kv_cache_max_len=40)
     ("int4:hadamard:gptq,embedding=int8", "dynamic_int4_block32:gptq:hadamard,embedding=dynamic_int8"),
     ("int8:hadamard:gptq", "dynamic_int8:gptq:hadamard"),
     ("dynamic_int4_channel:hadamard:gptq", "dynamic_int4_channel:gptq:hadamard"),
+    # An override giving a part what it gets anyway is the same file, so the same name.
+    ("dynamic_int8,attention=int8", "dynamic_int8"),
+    ("int4,feedforward=int8,down_proj=int8", "dynamic_int4_block32,feedforward=dynamic_int8"),
+    ("int4,down_proj=dynamic_int4_block32,embedding=int8",
+     "dynamic_int4_block32,embedding=dynamic_int8"),
 ])
 def test_options_have_one_canonical_name(text, name):
   assert recipes.check(text) == name
@@ -54,6 +59,13 @@ def test_the_manifest_describes_gptq_hadamard_as_one_algorithm():
   text = recipes.describe("int8:gptq:hadamard")["description"]
   assert text.startswith("int8 per-channel weights") and text.endswith("int8 per channel")
   assert "size up to 32" in text and "OCTAV" not in text
+  # Each says the grid and block size it uses, not every recipe's.
+  assert recipes.describe("int8:hadamard")["description"].endswith(
+      "Hadamard rotation of the input dimension by blocks of 32 (DECOMPOSED_HADAMARD_ROTATION), "
+      "then OCTAV")
+  assert recipes.describe("int8:gptq")["description"].endswith(
+      "GPTQ (Frantar et al. 2023) on calibration text (int8 per channel), see conversion/gptq.py")
+  assert "(int4 on 16 levels)" in recipes.describe("int4:gptq")["description"]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -73,7 +85,8 @@ def test_the_manifest_describes_gptq_hadamard_as_one_algorithm():
     # A float part inside a quantized feedforward: an entry can add quantization, not remove it.
     ("dynamic_int4_block32,down_proj=none", "down_proj=none inside a quantized feedforward"),
     ("none,feedforward=int4,down_proj=none", "keep the down projections at 8 bits instead"),
-    ("int8,down_proj=none,down_proj=int8", "down_proj is overridden twice"),
+    ("int8,down_proj=none,down_proj=int8", "down_proj is overridden twice in 'int8,down_proj=none,"
+     "down_proj=int8': give each component once"),
 ])
 def test_bad_options_are_refused_in_one_line(text, message):
   with pytest.raises(recipes.UnknownRecipeError) as e:
@@ -188,12 +201,26 @@ def test_gptq_of_an_untied_table_is_refused_before_any_work(tinyllama, tmp_path)
       "embedding=dynamic_int8:gptq cannot apply: this model's embedding table is not tied to "
       "its LM head, so no layer's inputs calibrate it; write embedding=dynamic_int8 (min-max)")):
     recipes.check_tied("dynamic_int8:gptq,embedding=int8:gptq", tied_embedding=False)
+  # The tools refuse it before any conversion or lock: nothing in the cache, no progress lines.
+  # evaluate refuses a recipe named by --quantize rather than leaving it out of the table.
+  cache = tmp_path / "cache"
+  for tool, args in (("generate", ("--prompt=hi",)), ("evaluate", (f"--output_dir={tmp_path}",)),
+                     ("verify", ())):
+    run = testing.run_tool(tool, "--model=tinyllama", "--variant=tiny",
+                           "--quantize=dynamic_int8,embedding=int8:gptq", *args,
+                           env={"LITEZOO_CACHE": str(cache)})
+    assert testing.one_line_error(run, tool).endswith(
+        "embedding=dynamic_int8:gptq cannot apply: this model's embedding table is not tied to "
+        "its LM head, so no layer's inputs calibrate it; write embedding=dynamic_int8 (min-max)")
+    assert "quantizing" not in run.stderr and "converting" not in run.stderr
+    # Only the tiny random checkpoint and its tokenizer: no artifact, no lock.
+    assert {p.relative_to(cache).parts[0] for p in cache.iterdir()} <= {"random", "tokenizers"}
   run = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--quantize= ",
                          f"--output_dir={tmp_path}")
   assert testing.one_line_error(run, "convert") == (
       "convert: error: --quantize is empty: give a recipe (e.g. dynamic_int8), or leave the "
       "flag out for the default")
-  assert not list(tmp_path.iterdir())
+  assert not list(tmp_path.glob("*.tflite"))
 
 
 def test_component_overrides_reach_their_components(tinyllama, tmp_path):
