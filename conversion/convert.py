@@ -281,7 +281,8 @@ def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, r
   try:
     recipes.check_blocks(recipe, {
         name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()
-        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))})
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))},
+        meta_model.config.lm_head_share_weight_with_embedding)
     recipes.check_tied(recipe, meta_model.config.lm_head_share_weight_with_embedding)
   except recipes.UnknownRecipeError as e:  # as the quantizer's refusal is, for the callers
     raise export.QuantizeError(f"the recipe cannot be applied to this model: {e}") from e

@@ -67,7 +67,8 @@ PAIRS = {("gptq", "hadamard"): "GPTQ of the weights rotated along their input di
                                "calibration text, {grid}"}
 # Bumped when the same recipe name starts giving different bytes: part of quantized cache keys.
 # 3: dynamic_int8:hadamard rotates by blocks of 32, not whole rows.
-FORMAT = 3
+# 4: dynamic_int4_blockN:hadamard rotates by blocks of N, as with gptq (it rotated whole rows).
+FORMAT = 4
 
 # Scopes (output tensor names) of the ops each component covers, as ai-edge-quantizer matches
 # them (re.search) in the zoo's float files.
@@ -229,13 +230,13 @@ def _entry(regex: str, part: str) -> dict | None:
       # with hadamard: int4_levels.py)
       weights["algorithm_params"] = {"levels": 16, "gptq": True} if "int4" in name else {
           "gptq": True}
-    if "hadamard" in options and ("gptq" in options or not block):
+    if "hadamard" in options:
       # Rotating within each block (an int4 recipe's own block, else 32) scored as well as rotating
       # whole rows (Gemma 3 270M, simulated: mean KL 0.059 vs 0.058, docs/quality.md) for a
       # fraction of the run-time cost: the inserted rotation does 32 multiply-adds per input, not
-      # up to 2048 (whole rows halved dynamic_int8's decode speed on TinyLlama 1.1B). Per
-      # channel (int8, int4) the same 32 with or without gptq, so `:hadamard` (data-free OCTAV)
-      # writes the same ops as `:gptq:hadamard`: what the benchmark times without a calibration.
+      # up to 2048 (whole rows halved dynamic_int8's decode speed on TinyLlama 1.1B). With or
+      # without gptq, so `:hadamard` (data-free OCTAV) writes the same ops as `:gptq:hadamard`:
+      # what the benchmark times without a calibration.
       weights.setdefault("algorithm_params", {})["max_hadamard_size"] = (
           int(block.group(1)) if block else 32)
     algorithm_key, integer = ALGORITHMS[algorithm], name.startswith("dynamic_")
@@ -268,10 +269,11 @@ def resolve(text: str, tied_embedding: bool) -> list[dict] | None:
   return [e for e in entries if e is not None]
 
 
-def component_of(module: str) -> str | None:
+def component_of(module: str, tied_embedding: bool = True) -> str | None:
   """The component a re-authored model's module (its `named_modules` name) belongs to, or None
-  for the parts only the default covers."""
-  if "tok_embedding" in module or module.startswith("lm_head"):
+  for the parts only the default covers: an LM head not tied to the table (`tied_embedding`
+  False) is one of those (resolve's embedding entry matches the lookup alone)."""
+  if "tok_embedding" in module or (module.startswith("lm_head") and tied_embedding):
     return "embedding"  # the lookup, and the LM head: a tied one reads the same table
   if ".atten_func." in module:
     return "attention"
@@ -294,22 +296,27 @@ def check_tied(text: str, tied_embedding: bool) -> None:
            if "int4" in base else f"embedding={base} (min-max)"))
 
 
-def check_blocks(text: str, inputs: dict[str, int]) -> None:
+def check_blocks(text: str, inputs: dict[str, int], tied_embedding: bool = True) -> None:
   """Refuses a recipe whose int4 block size does not divide the input width of a matrix it would
   quantize, naming the component, before any calibration or quantization runs. `inputs` maps the
   model's module names (component_of) to their input widths (a table's: its rows' length).
   Raises UnknownRecipeError."""
   recipe = parse(text)
   for module, width in sorted(inputs.items()):
-    component = component_of(module)
+    component = component_of(module, tied_embedding)
     part = recipe.part(component)
     block = re.fullmatch(r"dynamic_int4_block(\d+)", part.split(":")[0])
     if block and width % int(block.group(1)):
-      where = f"{component}={part}" if part != recipe.default else f"the default {part}"
+      overrides = dict(recipe.overrides)
+      written = component if component in overrides else (  # down_proj follows feedforward
+          "feedforward" if component == "down_proj" and "feedforward" in overrides else None)
+      where = f"{written}={part}" if written else f"the default {part}"
+      instead = (f"or {component}=int8" if component is not None else
+                 f"or an int8 default: no override reaches {module} on this model")
       raise UnknownRecipeError(
           f"{where} cannot apply: its blocks of {block.group(1)} do not divide the {width} "
           f"inputs of {module}; pick a block size that divides {width} (32 or 64 usually "
-          "do) or an int8 recipe there")
+          f"do), {instead}")
 
 
 def describe(text: str, tied_embedding: bool = True) -> dict:

@@ -285,14 +285,6 @@ def test_each_bad_flag_is_named_alone(arg, message):
   assert testing.one_line_error(run, "evaluate") == f"evaluate: error: {message}"
 
 
-def test_a_repeated_list_flag_is_refused_not_cut_to_its_last():
-  run = testing.run_tool("evaluate", "--model=tinyllama", "--tasks=arithmetic",
-                         "--tasks=capitals")
-  assert testing.one_line_error(run, "evaluate") == (
-      "evaluate: error: --tasks is given 2 times and takes one value: give it once with its "
-      "values comma-separated")
-
-
 def test_a_refusal_after_the_output_dir_was_made_leaves_no_directory(tmp_path):
   run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--window=64",
                          "--kv_cache_max_len=32", "--output_dir=new/out", cwd=tmp_path)

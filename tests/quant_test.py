@@ -66,6 +66,9 @@ def test_the_manifest_describes_gptq_hadamard_as_one_algorithm():
   assert recipes.describe("int8:gptq")["description"].endswith(
       "GPTQ (Frantar et al. 2023) on calibration text (int8 per channel), see conversion/gptq.py")
   assert "(int4 on 16 levels)" in recipes.describe("int4:gptq")["description"]
+  # Blockwise int4 rotates within its own blocks, with or without gptq (not whole rows).
+  assert recipes.describe("dynamic_int4_block64:hadamard")["description"].endswith(
+      "by blocks of 64 (DECOMPOSED_HADAMARD_ROTATION), then OCTAV")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -277,6 +280,24 @@ def test_block_sizes_that_do_not_divide_are_refused(smollm2, recipe, message, tm
     convert.convert(smollm2.spec, "tiny", weights, recipe=recipe, signatures=SIGNATURES,
                     output_dir=tmp_path, calibration=[[1, 2, 3]], log=logged.append)
   assert not logged and not list(tmp_path.iterdir())
+
+
+def test_an_untied_lm_head_follows_the_default_in_the_block_check():
+  """embedding= reaches an untied LM head in no file (resolve matches the lookup alone), so the
+  head's width is checked against the default's blocks, and the fix says so."""
+  inputs = {"tok_embedding": 64, "lm_head": 64, "transformer_blocks.0.ff.w2": 128}
+  recipe = "dynamic_int4_block128,embedding=int8,attention=int8,feedforward=int8"
+  recipes.check_blocks(recipe, inputs, tied_embedding=True)  # the head is the int8 table
+  with pytest.raises(recipes.UnknownRecipeError, match=re.escape(
+      "the default dynamic_int4_block128 cannot apply: its blocks of 128 do not divide the 64 "
+      "inputs of lm_head; pick a block size that divides 64 (32 or 64 usually do), or an int8 "
+      "default: no override reaches lm_head on this model")):
+    recipes.check_blocks(recipe, inputs, tied_embedding=False)
+  with pytest.raises(recipes.UnknownRecipeError, match=re.escape(
+      "feedforward=dynamic_int4_block256 cannot apply: its blocks of 256 do not divide the 128 "
+      "inputs of transformer_blocks.0.ff.w2; pick a block size that divides 128 (32 or 64 "
+      "usually do), or down_proj=int8")):
+    recipes.check_blocks("int8,feedforward=dynamic_int4_block256", inputs)
 
 
 def _tensors(path):

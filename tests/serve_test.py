@@ -493,9 +493,10 @@ def test_speculative_serving_gives_the_same_greedy_text():
     (("--model=tinyllama", "--slots=0"), "--slots must be at least 1"),
     (("--model=tinyllama", "--port=eighty"), "--port takes an integer, got 'eighty'"),
     (("--model=tinyllama", "stray"), "unexpected argument 'stray'"),
-    # absl would keep the last: the first is not dropped silently.
+    # absl would keep the last: the first is not dropped silently (evaluate takes several).
     (("--model=tinyllama", "--quantize=int8", "--quantize=int4"),
-     "--quantize is given 2 times and takes one value: give it once"),
+     "--quantize is given 2 times: this tool makes one recipe (only evaluate takes several); "
+     "give one"),
     (("--model=tinyllama", "--host=192.0.2.1"), "--host=192.0.2.1 is not an address of this"),
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
     (("--model=tinyllama", "--speculative=medusa"),

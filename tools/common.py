@@ -108,18 +108,6 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     except flags.Error as e:
       sys.stderr.write(f"{tool}: error: {_flag_error(e)} (--helpshort lists the flags)\n")
       sys.exit(2)
-    # absl keeps the last of a repeated single-valued flag: the first would be silently dropped.
-    repeated = sorted({flags.FLAGS[name] for name in flags.FLAGS
-                       if flags.FLAGS[name].present > 1
-                       and not isinstance(flags.FLAGS[name], flags.MultiFlag)},
-                      key=lambda flag: flag.name)
-    if repeated:
-      flag = repeated[0]
-      listed = " with its values comma-separated" if isinstance(flag.parser,
-                                                                flags.ListParser) else ""
-      sys.stderr.write(f"{tool}: error: --{flag.name} is given {flag.present} times and takes "
-                       f"one value: give it once{listed}\n")
-      sys.exit(2)
     if len(rest) > 1:  # no tool takes positional arguments: a stray word is a mistake
       sys.stderr.write(f"{tool}: error: unexpected argument {rest[1]!r}: every option is a "
                        "--flag=value (--helpshort lists the flags)\n")

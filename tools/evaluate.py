@@ -204,8 +204,14 @@ def main(argv):
                for t in tasks.resolve(_TASKS.value or [], common.user_path)]
   if _UPDATE.value and not _QUANTIZE.value:
     raise zoo_flags.FlagError("--update re-measures the --quantize recipes: name them")
+  if any(not r.strip() for r in _QUANTIZE.value or []):
+    raise zoo_flags.FlagError("--quantize is empty: give a recipe (e.g. dynamic_int8), or leave "
+                              "the flag out for every named recipe")
   s = _SELECT.selection()
-  chosen = [recipes.check(r) for r in (_QUANTIZE.value or DEFAULT_RECIPES)]
+  written = {}  # canonical name -> as the user wrote it, for refusals
+  for text in _QUANTIZE.value or DEFAULT_RECIPES:
+    written.setdefault(recipes.check(text), text)
+  chosen = list(written)
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   outputs = [out / f"{s.name}{suffix}" for suffix in (".json", ".md", ".png")]
   for path in outputs:  # found now, not after an hour of measuring
@@ -239,7 +245,7 @@ def main(argv):
         pipeline.check_recipe(s.spec, s.variant, s.weights, recipe, signatures, console.log)
     except export.QuantizeError as e:
       if _QUANTIZE.value:  # asked for by name: refused, not left out of the table
-        raise export.QuantizeError(f"--quantize={recipe}: {e}") from e
+        raise export.QuantizeError(f"--quantize={written[recipe]}: {e}") from e
       console.log(f"skipping {recipe}: {e}")
       skipped[recipe] = str(e)
   chosen = [r for r in chosen if r not in skipped]

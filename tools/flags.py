@@ -137,6 +137,10 @@ class _Defined:
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
+    times = flags.FLAGS["quantize"].present if self.recipe is not None else 0  # a count
+    if times > 1:  # absl would keep the last
+      raise FlagError(f"--quantize is given {times} times: this tool makes one recipe (only "
+                      "evaluate takes several); give one")
     with_checkpoint = self.weights or self.checkpoint_config
     checkpoint = self.checkpoint.value if with_checkpoint else None
     if self.model.value is None and checkpoint is None:
@@ -193,8 +197,8 @@ class _Defined:
     recipe = None
     if self.recipe is not None:
       if self.recipe.value is not None and not self.recipe.value.strip():
-        raise recipes.UnknownRecipeError("--quantize is empty: give a recipe (e.g. dynamic_int8), or leave the "
-                       "flag out for the default")
+        raise recipes.UnknownRecipeError("--quantize is empty: give a recipe (e.g. dynamic_int8), "
+                                         "or leave the flag out for the default")
       recipe = recipes.check(self.recipe.value or spec.default_recipe)
     for line in found:
       console.log(line)
