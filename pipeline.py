@@ -158,7 +158,9 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
   if recipe != "none":  # a recipe that cannot apply is refused before any lock or conversion
     cached = manifest.find(final)
     if cached is None or not cached.intact():
-      check_recipe(spec, variant, weights_, recipe, signatures)
+      refused = check_recipes(spec, variant, weights_, [recipe], signatures)
+      if refused:
+        raise refused[recipe]
   # Not with_suffix: a name like tinyllama-1.1b_... would lose ".1b_..." and collide with the
   # float artifact's lock, which a quantized conversion takes while holding its own.
   with files.locked(directory.parent / (directory.name + ".lock")):
@@ -187,18 +189,18 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
                             calibration=windows, weights=weights_, log=log)
 
 
-def check_recipe(spec: ModelSpec, variant: str | None, weights_: Weights, recipe: str,
-                 signatures: Signatures | None = None,
-                 log: Callable[[str], None] = lambda _: None) -> None:
-  """Refuses, in seconds and before anything is written, a recipe that cannot apply to this
-  model (an int4 block size not dividing a layer's inputs, gptq of an untied embedding table).
-  Raises export.QuantizeError."""
+def check_recipes(spec: ModelSpec, variant: str | None, weights_: Weights, recipes_: list[str],
+                  signatures: Signatures | None = None,
+                  log: Callable[[str], None] = lambda _: None) -> dict[str, Exception]:
+  """Why each of `recipes_` (canonical names) cannot apply to this model (an int4 block size not
+  dividing a layer's inputs, gptq of an untied embedding table), found in seconds with the
+  checkpoint read once and nothing written: {recipe: export.QuantizeError} for those refused."""
   # pylint: disable=g-import-not-at-top  (torch: only when a conversion is coming anyway)
   from litezoo.conversion import convert
   variant = variant or spec.default_variant
   signatures = signatures or spec.signatures
-  convert.check_recipe(spec, variant, weights_, recipes.check(recipe),
-                       signatures.kv_cache_max_len, log)
+  return convert.check_recipes(spec, variant, weights_, recipes_, signatures.kv_cache_max_len,
+                               log)
 
 
 def calibration_windows(spec: ModelSpec, variant: str, weights_: Weights,

@@ -261,13 +261,21 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   return artifact
 
 
-def check_recipe(spec: ModelSpec, variant: str, weights: Weights, recipe: str,
-                 kv_cache_max_len: int, log: Callable[[str], None] = print) -> None:
-  """Refuses a recipe that cannot apply to the model `weights` hold (see _refuse_unfit_blocks)
-  from the checkpoint's config alone: seconds, before any conversion starts or lock is taken.
-  Raises export.QuantizeError."""
+def check_recipes(spec: ModelSpec, variant: str, weights: Weights, recipes_: Sequence[str],
+                  kv_cache_max_len: int,
+                  log: Callable[[str], None] = print) -> dict[str, Exception]:
+  """Why each of `recipes_` cannot apply to the model `weights` hold (see _refuse_unfit_blocks),
+  from the checkpoint's config alone, read once (seconds: a GGUF's metadata takes ~3 s), before
+  any conversion starts or lock is taken: {recipe: export.QuantizeError} for those refused."""
+  from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   _, config = open_checked(spec, variant, weights, log)
-  _refuse_unfit_blocks(spec, config, kv_cache_max_len, recipe)
+  refused = {}
+  for recipe in recipes_:
+    try:
+      _refuse_unfit_blocks(spec, config, kv_cache_max_len, recipe)
+    except export.QuantizeError as e:
+      refused[recipe] = e
+  return refused
 
 
 def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):

@@ -239,15 +239,14 @@ def main(argv):
                           prefill_logits="all")
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   skipped = {}
-  for recipe in chosen:  # refused or skipped in seconds, before any model loads
-    try:
-      if recipe != "none":
-        pipeline.check_recipe(s.spec, s.variant, s.weights, recipe, signatures, console.log)
-    except export.QuantizeError as e:
-      if _QUANTIZE.value:  # asked for by name: refused, not left out of the table
-        raise export.QuantizeError(f"--quantize={written[recipe]}: {e}") from e
-      console.log(f"skipping {recipe}: {e}")
-      skipped[recipe] = str(e)
+  # Refused or skipped in seconds, before any model loads.
+  refused = pipeline.check_recipes(s.spec, s.variant, s.weights,
+                                   [r for r in chosen if r != "none"], signatures, console.log)
+  for recipe, e in refused.items():
+    if _QUANTIZE.value:  # asked for by name: refused, not left out of the table
+      raise export.QuantizeError(f"--quantize={written[recipe]}: {e}") from e
+    console.log(f"skipping {recipe}: {e}")
+    skipped[recipe] = str(e)
   chosen = [r for r in chosen if r not in skipped]
   tokens = tok.encode(TEXT.read_text())
   prefix = []
