@@ -40,7 +40,8 @@ def zoo_plugin(name, deps = [], weights = [], hub_cache = False, bundle_formats 
     native.py_library(
         name = name,
         srcs = ["__init__.py", name + ".py"],
-        data = native.glob(["release_pins.json"]),  # checked by //tests:release_test
+        # release_pins.json and BUILD (its release_recipes): checked by //tests:release_test
+        data = native.glob(["release_pins.json"]) + ["BUILD"],
         deps = ["//core", "//families"] + deps,
         visibility = ["//visibility:public"],
     )

@@ -210,7 +210,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   start = time.monotonic()
   # The checkpoint's own config is checked before any stage starts: a mismatch is bad input.
   source, config = open_checked(spec, variant, weights, log)
-  _refuse_unfit_blocks(spec, config, signatures.kv_cache_max_len, recipe)
+  refuse_unfit_recipe(spec, config, signatures.kv_cache_max_len, recipe)
   stages = _Stages(log, total=4)
   hessians = None
   if recipes.calibrated(recipe):
@@ -264,7 +264,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
 def check_recipes(spec: ModelSpec, variant: str, weights: Weights, recipes_: Sequence[str],
                   kv_cache_max_len: int,
                   log: Callable[[str], None] = print) -> dict[str, Exception]:
-  """Why each of `recipes_` cannot apply to the model `weights` hold (see _refuse_unfit_blocks),
+  """Why each of `recipes_` cannot apply to the model `weights` hold (see refuse_unfit_recipe),
   from the checkpoint's config alone, read once (seconds: a GGUF's metadata takes ~3 s), before
   any conversion starts or lock is taken: {recipe: export.QuantizeError} for those refused."""
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
@@ -272,13 +272,13 @@ def check_recipes(spec: ModelSpec, variant: str, weights: Weights, recipes_: Seq
   refused = {}
   for recipe in recipes_:
     try:
-      _refuse_unfit_blocks(spec, config, kv_cache_max_len, recipe)
+      refuse_unfit_recipe(spec, config, kv_cache_max_len, recipe)
     except export.QuantizeError as e:
       refused[recipe] = e
   return refused
 
 
-def _refuse_unfit_blocks(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):
+def refuse_unfit_recipe(spec: ModelSpec, config: dict, kv_cache_max_len: int, recipe: str):
   """Refuses a recipe whose int4 block size does not divide a layer's input width, naming the
   layer, or that asks gptq of an untied embedding table, before any export or calibration (the
   quantizer would say so only after them, in its own terms, about a tensor). Returns the model's
@@ -316,7 +316,7 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
     raise ConvertError(f"{float_artifact.path.name} is already the float32 (none) artifact: "
                        "quantize it with a quantized recipe")
   identity = {k: v for k, v in source.checkpoint.items() if k != "transform"}
-  model_config = _refuse_unfit_blocks(spec, source.config, source.signatures.kv_cache_max_len,
+  model_config = refuse_unfit_recipe(spec, source.config, source.signatures.kv_cache_max_len,
                                       recipe)
   output_dir = files.ensure_writable_dir(output_dir)
   final = output_dir / files.artifact_name(spec.name, source.variant,

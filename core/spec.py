@@ -133,7 +133,12 @@ class Signatures:
     every position of a prompt through them);
   - decode_w<W> for each of `decode_windows`: decode over a cache of only W < kv_cache_max_len
     entries, so a short context does not attend over (and read) the whole cache; the runner
-    switches to the next larger cache as the context grows.
+    switches to the next larger cache as the context grows;
+  - w<W>_prefill_<n> for each of `prefill_windows` (a subset of `decode_windows`) and each
+    prefill length n <= W: prefill into that window's cache, so a prompt that fits W attends over
+    W entries, not the whole cache (a 128-token prompt into 256 instead of 1024). The name does
+    not start with "prefill": LiteRT-LM takes every signature that does as a prefill of the full
+    cache.
   """
 
   prefill_seq_lens: tuple[int, ...]
@@ -142,6 +147,7 @@ class Signatures:
   prefill_logits: str = "last"
   verify_lengths: tuple[int, ...] = ()
   decode_windows: tuple[int, ...] = ()
+  prefill_windows: tuple[int, ...] = ()
 
   def validate(self) -> None:
     """Raises SignatureError naming the bad length, window or layout."""
@@ -160,8 +166,17 @@ class Signatures:
         raise SignatureError(f"decode window {w} must be between 1 and the kv cache length "
                              f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
                              "decode")
+    for w in self.prefill_windows:
+      if w not in self.decode_windows:
+        raise SignatureError(f"prefill window {w} is not one of the decode windows "
+                             f"{sorted(self.decode_windows)}: a prompt prefilled into a window "
+                             "decodes on in it; add it to the decode windows")
+      if not any(n <= w for n in self.prefill_seq_lens):
+        raise SignatureError(f"prefill window {w} is shorter than every prefill length "
+                             f"{sorted(self.prefill_seq_lens)}: no prefill fits it")
     for name, values in (("verify lengths", self.verify_lengths),
-                         ("decode windows", self.decode_windows)):
+                         ("decode windows", self.decode_windows),
+                         ("prefill windows", self.prefill_windows)):
       if len(set(values)) != len(values):
         raise SignatureError(f"duplicate {name} in {list(values)}")
     if not self.prefill_seq_lens:
@@ -181,13 +196,17 @@ class Signatures:
   def names(self) -> list[str]:
     return ([f"prefill_{n}" for n in sorted(self.prefill_seq_lens)] +
             [f"verify_{k}" for k in sorted(self.verify_lengths)] + ["decode"] +
-            [f"decode_w{w}" for w in sorted(self.decode_windows)])
+            [f"decode_w{w}" for w in sorted(self.decode_windows)] +
+            [f"w{w}_prefill_{n}" for w in sorted(self.prefill_windows)
+             for n in sorted(self.prefill_seq_lens) if n <= w])
 
   def as_dict(self) -> dict:
     return {"prefill_seq_lens": sorted(self.prefill_seq_lens),
             "kv_cache_max_len": self.kv_cache_max_len, "kv_layout": self.kv_layout,
             "prefill_logits": self.prefill_logits, "verify_lengths": sorted(self.verify_lengths),
-            "decode_windows": sorted(self.decode_windows)}
+            "decode_windows": sorted(self.decode_windows),
+            # Left out when empty: records written before prefill windows existed stay equal.
+            **({"prefill_windows": sorted(self.prefill_windows)} if self.prefill_windows else {})}
 
   @classmethod
   def from_dict(cls, data) -> Signatures:
@@ -195,7 +214,7 @@ class Signatures:
     file whose prefill returns every position and that has no verify or window signatures."""
     return cls(tuple(data["prefill_seq_lens"]), data["kv_cache_max_len"], data["kv_layout"],
                data.get("prefill_logits", "all"), tuple(data.get("verify_lengths", ())),
-               tuple(data.get("decode_windows", ())))
+               tuple(data.get("decode_windows", ())), tuple(data.get("prefill_windows", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +241,10 @@ class ModelSpec:
   family: Family
   signatures: Signatures
   default_recipe: str = "dynamic_int8"
+  # More .tflite files a release ships beside the default recipe's, {key: recipe}, written as
+  # `<name>-<key>.tflite` (e.g. a 4-bit file). Pinned with the version; the plugin's BUILD passes
+  # the same dict to zoo_plugin (tests/release_test.py checks they agree).
+  release_recipes: Mapping[str, str] = dataclasses.field(default_factory=dict)
   description: str = ""
   url: str = ""      # the original model's page, for model cards
   license: str = ""  # the original weights' license, for model cards

@@ -9,7 +9,7 @@ Two backends run the same kernels (XNNPACK) and give the same logits:
   layer's cache through numpy; packed weights are kept in an XNNPACK weight cache file, so a second
   start maps them instead of packing again, and all signatures share one packed copy.
 - "interpreter": the classic Interpreter with signature runners, kept as the reference the
-  benchmark (tools/runner_bench.py) and tests/runner_test.py compare against.
+  benchmark (its zoo-interpreter peer) and tests/runner_test.py compare against.
 """
 
 import contextlib
@@ -54,10 +54,11 @@ class Runner:
 
   Signatures it uses (core.spec.Signatures): prefill_<n> (the last token's logits, or every
   token's in files converted before manifest format 3), verify_<k> (every token's logits),
-  decode, and decode_w<W> (decode over a cache of only W entries). Each window has its own cache
-  buffers; the used prefix is copied into the next set when the sequence moves (into a window at
-  the first decode after a prefill, up to a larger one as it grows, back to the full cache before
-  a prefill or verify).
+  decode, decode_w<W> (decode over a cache of only W entries) and w<W>_prefill_<n> (prefill into
+  window W). Each window has its own cache buffers; the used prefix is copied into the next set
+  when the sequence moves: a prefill goes into the smallest window with prefill signatures that
+  holds the whole sequence after it (else the full cache), a decode into the smallest window
+  longer than the sequence, up to a larger one as it grows; verify runs on the full cache.
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
@@ -83,6 +84,7 @@ class Runner:
     self.prefill_lengths = found(r"prefill_(\d+)")
     self.verify_lengths = found(r"verify_(\d+)")
     self.windows = found(r"decode_w(\d+)") if use_windows else []
+    self.prefill_windows = sorted({w for w in found(r"w(\d+)_prefill_\d+") if w in self.windows})
     if not self.prefill_lengths or "decode" not in signatures:
       raise ValueError(f"not a zoo LLM: signatures are {sorted(signatures)}, expected "
                        "prefill_<n> and decode")
@@ -121,6 +123,11 @@ class Runner:
     self._home = None  # the cache set holding the sequence: None = the full cache, else a window
     self.position = 0
 
+  @property
+  def window(self) -> int | None:
+    """The cache holding the sequence: a window's length, or None for the full cache."""
+    return self._home
+
   def _move(self, window: int | None) -> None:
     """Copies the first `position` entries of every layer's cache into the set `window`."""
     if window != self._home:
@@ -131,8 +138,9 @@ class Runner:
     """Feeds `tokens` after what is cached; returns the logits of the last one [1, vocab], or of
     every one [len(tokens), vocab] with `all_logits`.
 
-    Uses the smallest signature that fits (prefill_<n>; verify_<k> for all_logits when prefill
-    returns only the last row), and several chunks if none does. Padding slots get the last real
+    Uses the smallest signature that fits (prefill_<n>, or w<W>_prefill_<n> when the sequence
+    will fit window W; verify_<k> for all_logits when prefill returns only the last row), and
+    several chunks if none does. Padding slots get the last real
     token's position (where a last-logits prefill finds that token) and write cache entries past
     the sequence, which the causal mask hides and later calls overwrite. Raises ValueError if the
     tokens do not fit the cache, or all_logits is asked of a file that cannot give them.
@@ -142,22 +150,28 @@ class Runner:
     if self.position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
-    kind, lengths = "prefill", self.prefill_lengths
+    kind, lengths, window = "prefill", self.prefill_lengths, None
+    if not all_logits:  # into a window's cache when the whole sequence will fit it
+      window = next((w for w in self.prefill_windows if self.position + len(tokens) <= w), None)
+      if window is not None:
+        kind = f"w{window}_prefill"
+        lengths = [n for n in self.prefill_lengths if n <= window]
     if all_logits and not self.prefill_all_logits:
       if not self.verify_lengths:
         raise ValueError("this model's prefill returns the last token's logits only and it has "
                          "no verify_<k> signature: convert it with --verify_lengths (or "
                          "--prefill_logits=all) to score every position")
       kind, lengths = "verify", self.verify_lengths
-    self._move(None)
+    self._move(window)
+    end = window or self.kv_cache_max_len
     logits = []
     rest = list(tokens)
     while rest:
       # A padded slot past the cache end would make the cache update clamp and shift: only use
       # signatures that fit the room left; near the end, feed tokens one by one through decode.
-      usable = [n for n in lengths if n <= self.kv_cache_max_len - self.position]
+      usable = [n for n in lengths if n <= end - self.position]
       if not usable:
-        logits.extend(self._decode(t, None)[None] for t in rest)
+        logits.extend(self._decode(t, window)[None] for t in rest)
         break
       fitting = [n for n in usable if n >= len(rest)]
       length = fitting[0] if fitting else usable[-1]
@@ -205,9 +219,9 @@ def _copy_prefix(src: np.ndarray, dst_shape, n: int, axis: int) -> np.ndarray:
 
 
 def _window_of(signature: str) -> int | None:
-  """The cache a signature runs on: a decode window's length, or None for the full cache."""
-  m = re.fullmatch(r"decode_w(\d+)", signature)
-  return int(m.group(1)) if m else None
+  """The cache a signature runs on: a window's length, or None for the full cache."""
+  m = re.fullmatch(r"decode_w(\d+)|w(\d+)_prefill_\d+", signature)
+  return int(m.group(1) or m.group(2)) if m else None
 
 
 class _InterpreterBackend:
@@ -302,13 +316,13 @@ class _CompiledBackend:
     # step against the interpreter.
     self._specs, self.caches = {}, {}
     for name in self.signatures:
-      if name == "decode" or _window_of(name) is not None:
+      window = _window_of(name)
+      if (name == "decode" or window is not None) and window not in self.caches:
         inputs = self.model.get_input_tensor_details(name)
         spec = {n: (tuple(d["shape"]), np.dtype(d["dtype"])) for n, d in sorted(inputs.items())
                 if n.startswith("kv_cache_")}
-        self._specs[_window_of(name)] = spec
-        self.caches[_window_of(name)] = {n: self.model.create_input_buffer_by_name(name, n)
-                                         for n in spec}
+        self._specs[window] = spec
+        self.caches[window] = {n: self.model.create_input_buffer_by_name(name, n) for n in spec}
     self.cache_spec = self._specs[None]
     self._io, self._rows = {}, {}
     for name in self.signatures:

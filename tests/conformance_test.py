@@ -48,11 +48,12 @@ def _models(convert: str) -> tuple[list[str], list[str]]:
 
 
 MODELS, CONVERTED = _models(os.environ.get("LITEZOO_CONFORMANCE_CONVERT", ""))
-# Every kind of signature once: prefill 16, decode, verify_8, and a decode window of 32 that the
-# decode steps below cross into the full cache. The tiny TinyLlama takes the suites' shared set
+# Every kind of signature once: prefill 16, decode, verify_8, and a window of 32 (prefill and
+# decode) that the decode steps below cross into the full cache. The tiny TinyLlama takes the suites' shared set
 # instead (two of each kind; converted once for every suite, //tests:tinyllama_tiny_float). The
 # int8 file is the float one quantized.
-SIGNATURES = Signatures((16,), 64, verify_lengths=(8,), decode_windows=(32,))
+SIGNATURES = Signatures((16,), 64, verify_lengths=(8,), decode_windows=(32,),
+                        prefill_windows=(32,))
 SHARED = {"tinyllama": testing.TINY_SIGNATURES}
 KV_CACHE = SIGNATURES.kv_cache_max_len
 assert all(s.kv_cache_max_len == KV_CACHE for s in SHARED.values())
@@ -135,8 +136,8 @@ def test_pytorch_matches_transformers(model):
 
 @pytest.mark.parametrize("prompt_len", [5, 8, 13, 30])  # padded, (exact), padded, chunked 16+14
 def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, prompt_len):
-  """Every position through verify_8, the last one through prefill, then decode steps through
-  the windows (30..35 from window 32 into the full cache; with the shared set's windows 16 and
+  """Every position through verify_8 (the full cache), the last one through prefill into window
+  32, then decode steps through the windows (30..35 from window 32 into the full cache; with the shared set's windows 16 and
   32 also 13..18 from 16 into 32)."""
   rng = np.random.default_rng(prompt_len)
   prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
@@ -157,6 +158,7 @@ def test_every_signature_is_exercised(case):
   assert run.prefill_lengths == sorted(case.signatures.prefill_seq_lens)
   assert run.verify_lengths == sorted(case.signatures.verify_lengths)
   assert run.windows == sorted(case.signatures.decode_windows)
+  assert run.prefill_windows == sorted(case.signatures.prefill_windows)
   assert run.kv_cache_max_len == KV_CACHE
 
 

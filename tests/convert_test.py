@@ -93,6 +93,13 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
      "--prefill_seq_lens must be a comma-separated list of integers, got '8,x'"),
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=32", "--decode_windows=64"],
      "decode window 64 must be between 1 and the kv cache length 32 (exclusive)"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--prefill_windows=32"],
+     "prefill window 32 is not one of the decode windows [16]: a prompt prefilled into a window "
+     "decodes on in it; add it to the decode windows"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--prefill_windows=16", "--prefill_seq_lens=32"],
+     "prefill window 16 is shorter than every prefill length [32]: no prefill fits it"),
     (["--model=tinyllama", "--variant=tiny", "--verify_lengths=1"],
      "verify length 1 must be between 2 and the kv cache length"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_logits=some"],

@@ -8,8 +8,10 @@ import pathlib
 
 import pytest
 
+from litezoo.conversion import convert
 from litezoo.core import registry
 from litezoo.core.spec import PackagedFile, Signatures
+from litezoo.quant import recipes
 from litezoo.tests import testing
 from litezoo.tools.releases import pins as release
 
@@ -75,6 +77,40 @@ def test_signature_change_needs_a_bump_and_the_bump_must_be_recorded(recorded):
   release.update_pins(bumped, plugin_dir, LOCK)
   release.check_pins(bumped, plugin_dir, LOCK)
   assert json.loads((plugin_dir / release.PINS_FILE).read_text())["version"] == "9.0.0"
+
+
+def test_a_shipped_recipe_change_needs_a_bump(recorded):
+  spec, plugin_dir = recorded
+  int4 = "dynamic_int4_block32:levels16,embedding=int8"
+  changed = dataclasses.replace(spec, release_recipes={**spec.release_recipes, "int4": int4})
+  with pytest.raises(release.ReleaseError) as e:
+    release.check_pins(changed, plugin_dir, LOCK)
+  assert "without a version bump" in str(e.value)
+  # Named as the pins record it, the canonical spelling.
+  assert "release_recipes.int4: " in str(e.value)
+  assert "-> 'dynamic_int4_block32:levels16,embedding=dynamic_int8'" in str(e.value)
+
+
+def _build_file_release_recipes(build: pathlib.Path) -> dict[str, str]:
+  """zoo_plugin's release_recipes in a plugin's BUILD (Starlark's subset of Python, run with the
+  macro replaced by a recorder)."""
+  seen = []
+  exec(build.read_text(), {"__builtins__": {"range": range},  # pylint: disable=exec-used
+                           "load": lambda *_: None,
+                           "zoo_plugin": lambda **kw: seen.append(kw)})
+  assert len(seen) == 1, f"{build}: one zoo_plugin expected"
+  return seen[0].get("release_recipes", {})
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_the_build_ships_the_recipes_the_plugin_pins(name):
+  """Bazel reads the shipped recipes from the BUILD, the pins from the ModelSpec: they agree, and
+  each applies to the model (blocks dividing its layers; gptq only of a tied table)."""
+  spec = REGISTRY.get(name)
+  assert _build_file_release_recipes(PLUGINS / name / "BUILD") == dict(spec.release_recipes)
+  for recipe in spec.release_recipes.values():
+    convert.refuse_unfit_recipe(spec, dict(spec.variant(None).config),
+                                spec.signatures.kv_cache_max_len, recipes.check(recipe))
 
 
 def test_versions_must_be_semantic_and_never_go_back(recorded):

@@ -160,20 +160,31 @@ def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
 
 
 def test_last_token_prefill_verify_and_windows_match_pytorch(models):
-  """Prefill returns the last token's logits only (one row, padding or not, chunked or not),
-  prefill(all_logits) and verify every row through verify_4, and decode through windows 16 and
-  32 into the full cache: each against the re-authored PyTorch model on the whole sequence."""
+  """Prefill returns the last token's logits only (one row, padding or not, chunked or not, into
+  a window or the full cache), prefill(all_logits) and verify every row through verify_4, and
+  decode through windows 16 and 32 into the full cache: each against the re-authored PyTorch
+  model on the whole sequence."""
   model = testing.load(SPEC, SPEC.variant("tiny").config, models["weights"],
                        SIGNATURES.kv_cache_max_len)
   tokens = [int(t) for t in np.random.default_rng(3).integers(0, 256, 45)]
   want = testing.zoo_logits(model, tokens, 64)
   run = runner.Runner(models["none"])
-  for length in (3, 8, 11, 37):  # padded, exact, two signatures, chunked
+  assert run.prefill_windows == [16, 32]
+  # Padded, exact, two signatures (each into window 16), chunked into window 32, chunked into the
+  # full cache: each prompt goes into the smallest window that holds it.
+  for length, window in ((3, 16), (8, 16), (11, 16), (20, 32), (37, None)):
     run.reset()
     got = run.prefill(tokens[:length])
+    assert run.window == window, length
     assert got.shape == (1, want.shape[-1])
     np.testing.assert_allclose(got[0], testing.zoo_logits(model, tokens[:length], 64)[-1],
                                atol=1e-4, rtol=0)
+  run.reset()
+  run.prefill(tokens[:5])
+  np.testing.assert_allclose(run.prefill(tokens[5:14])[0], want[13], atol=1e-4, rtol=0)
+  assert run.window == 16  # 14 tokens: still in window 16 (9 = 8 + a token through decode_w16)
+  np.testing.assert_allclose(run.prefill(tokens[14:30])[0], want[29], atol=1e-4, rtol=0)
+  assert run.window == 32  # moved up with the 14 cached entries
   run.reset()
   np.testing.assert_allclose(run.prefill(tokens[:11], all_logits=True), want[:11], atol=1e-4,
                              rtol=0)

@@ -210,7 +210,11 @@ def main(argv):
   s = _SELECT.selection()
   written = {}  # canonical name -> as the user wrote it, for refusals
   for text in _QUANTIZE.value or DEFAULT_RECIPES:
-    written.setdefault(recipes.check(text), text)
+    canonical = recipes.check(text)
+    if canonical in written:  # one row: said, not merged silently
+      console.log(f"--quantize={text} is the same recipe as --quantize={written[canonical]} "
+                  f"({canonical}): measured once")
+    written.setdefault(canonical, text)
   chosen = list(written)
   out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
   outputs = [out / f"{s.name}{suffix}" for suffix in (".json", ".md", ".png")]
@@ -245,8 +249,8 @@ def main(argv):
   for recipe, e in refused.items():
     if _QUANTIZE.value:  # asked for by name: refused, not left out of the table
       raise export.QuantizeError(f"--quantize={written[recipe]}: {e}") from e
-    console.log(f"skipping {recipe}: {e}")
-    skipped[recipe] = str(e)
+    skipped[recipe] = str(e.__cause__ or e)  # the reason, without "cannot be applied" twice
+    console.log(f"skipping {recipe}: {skipped[recipe]}")
   chosen = [r for r in chosen if r not in skipped]
   tokens = tok.encode(TEXT.read_text())
   prefix = []
@@ -358,7 +362,7 @@ def main(argv):
   else:
     markdown += report.targets(rows, llama_rows)
   for recipe, reason in result["skipped"].items():
-    markdown += f"\n`{recipe}` does not apply: {reason}\n"
+    markdown += f"\n`{recipe}` skipped: {reason}\n"
   for recipe, reason in result.get("dropped", {}).items():
     markdown += f"\n`{recipe}` was dropped from the table: {reason}\n"
   _write_together(outputs, name, result, markdown, rows + llama_rows)

@@ -11,8 +11,8 @@ lives here, so `--kv_cache_max_len` means the same in every tool:
   --random_weights, --weights_seed              or seeded random weights
   --quantize                                    the recipe (default: the plugin's)
   --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
-  --prefill_logits, --verify_lengths, --decode_windows  (the plugin's verify lengths and windows
-                                                that do not fit a smaller --kv_cache_max_len are
+  --prefill_logits, --verify_lengths            (the plugin's verify lengths and windows
+  --decode_windows, --prefill_windows           that do not fit a smaller --kv_cache_max_len are
                                                 left out; given ones are checked)
 """
 
@@ -134,6 +134,10 @@ class _Defined:
       self.windows = flags.DEFINE_list(
           "decode_windows", None, "decode_w<W> signatures over W-entry caches, e.g. 256,512; "
           "'none' for none (default: the plugin's).")
+      self.prefill_windows = flags.DEFINE_list(
+          "prefill_windows", None, "w<W>_prefill_<n> signatures prefilling into decode window W "
+          "(a prompt that fits W attends over W entries, not the whole cache), e.g. 256,512; "
+          "'none' for none (default: the plugin's, among the decode windows kept).")
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
@@ -178,7 +182,9 @@ class _Defined:
           self.layout.value or spec.signatures.kv_layout,
           self.prefill_logits.value or spec.signatures.prefill_logits,
           _optional_ints(self.verify.value, "verify_lengths", spec.signatures.verify_lengths),
-          _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows))
+          _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows),
+          _optional_ints(self.prefill_windows.value, "prefill_windows",
+                         spec.signatures.prefill_windows))
       kv = signatures.kv_cache_max_len
       # The plugin's own lengths that do not fit a shorter cache are left out, as for verify and
       # decode windows (a prefill chunk as long as the cache if none fits); given ones must fit.
@@ -190,6 +196,10 @@ class _Defined:
               k for k in signatures.verify_lengths if k <= kv),
           decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
               w for w in signatures.decode_windows if w < kv))
+      if self.prefill_windows.value is None:  # the plugin's, where their decode windows remain
+        signatures = dataclasses.replace(signatures, prefill_windows=tuple(
+            w for w in signatures.prefill_windows if w in signatures.decode_windows
+            and any(n <= w for n in signatures.prefill_seq_lens)))
       signatures.validate()
       family = spec.family
       if family.check_kv_cache is not None:  # before any work, not at step 1 of a conversion

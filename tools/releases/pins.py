@@ -63,7 +63,7 @@ def source_pins(source) -> dict | None:
 def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
   """Everything a release of `spec` is made from, besides the zoo's own code."""
   variant = spec.variant(None)
-  return {
+  found = {
       "default_variant": spec.default_variant,
       "sources": {name: source_pins(v.source) for name, v in sorted(spec.variants.items())
                   if v.source is not None},
@@ -74,6 +74,10 @@ def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
       "recipe": recipes.check(spec.default_recipe),
       "build_packages": lock_versions(lock),
   }
+  if spec.release_recipes:  # only where a plugin ships more files: older pins stay valid
+    found["release_recipes"] = {key: recipes.check(recipe)
+                                for key, recipe in sorted(spec.release_recipes.items())}
+  return found
 
 
 def update_pins(spec: ModelSpec, plugin_dir: os.PathLike, lock: os.PathLike) -> pathlib.Path:
@@ -212,6 +216,16 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
   tflite, *others = [f for f in released if f.suffix == ".tflite"]
   artifact = manifest_lib.Artifact.read(tflite)
   extras = {f.name: manifest_lib.Artifact.read(f).manifest for f in others}
+  if variant == spec.default_variant:
+    # The release's files are named by the BUILD's zoo_plugin(release_recipes=...); its pins by
+    # the ModelSpec's. A release whose files and pins disagree is refused.
+    built = sorted(m.recipe["name"] for m in extras.values())
+    pinned = sorted(pins(spec, lock).get("release_recipes", {}).values())
+    if built != pinned:
+      raise ReleaseError(
+          f"{spec.name}: the release builds {built or 'no other recipe'} but the plugin pins "
+          f"{pinned or 'none'}: make zoo_plugin(release_recipes=...) in plugins/{spec.name}/BUILD "
+          "and ModelSpec.release_recipes the same")
   recipe = dict(artifact.manifest.recipe)
   listed = {f.name: {"sha256": files.sha256_file(f), "size_bytes": f.stat().st_size}
             for f in released}
