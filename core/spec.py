@@ -157,6 +157,9 @@ class Signatures:
     if self.prefill_logits not in PREFILL_LOGITS:
       raise SignatureError(f"unknown prefill logits {self.prefill_logits!r}; choose one of "
                            f"{', '.join(PREFILL_LOGITS)}")
+    if self.kv_cache_max_len <= 0:
+      raise SignatureError(f"kv cache length must be positive, got {self.kv_cache_max_len}: pass "
+                           "a positive --kv_cache_max_len")
     for k in self.verify_lengths:
       if not 2 <= k <= self.kv_cache_max_len:
         raise SignatureError(f"verify length {k} must be between 2 and the kv cache length "
@@ -167,23 +170,25 @@ class Signatures:
                              f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
                              "decode")
     for w in self.prefill_windows:
+      if not 0 < w < self.kv_cache_max_len:
+        raise SignatureError(f"prefill window {w} must be between 1 and the kv cache length "
+                             f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
+                             "prefill")
       if w not in self.decode_windows:
         raise SignatureError(f"prefill window {w} is not one of the decode windows "
                              f"{sorted(self.decode_windows)}: a prompt prefilled into a window "
                              "decodes on in it; add it to the decode windows")
       if not any(n <= w for n in self.prefill_seq_lens):
         raise SignatureError(f"prefill window {w} is shorter than every prefill length "
-                             f"{sorted(self.prefill_seq_lens)}: no prefill fits it")
+                             f"{sorted(self.prefill_seq_lens)}: add a prefill length of at most "
+                             f"{w}, or drop the window")
     for name, values in (("verify lengths", self.verify_lengths),
                          ("decode windows", self.decode_windows),
                          ("prefill windows", self.prefill_windows)):
       if len(set(values)) != len(values):
-        raise SignatureError(f"duplicate {name} in {list(values)}")
+        raise SignatureError(f"duplicate {name} in {list(values)}: give each once")
     if not self.prefill_seq_lens:
       raise SignatureError("at least one prefill length is needed")
-    if self.kv_cache_max_len <= 0:
-      raise SignatureError(f"kv cache length must be positive, got {self.kv_cache_max_len}: pass "
-                           "a positive --kv_cache_max_len")
     for length in self.prefill_seq_lens:
       if length <= 0 or length > self.kv_cache_max_len:
         raise SignatureError(

@@ -131,7 +131,8 @@ class Runner:
   def _move(self, window: int | None) -> None:
     """Copies the first `position` entries of every layer's cache into the set `window`."""
     if window != self._home:
-      self._backend.copy_cache(self._home, window, self.position, self._seq_axes)
+      if self.position:  # an empty sequence has nothing to copy (stale entries are masked)
+        self._backend.copy_cache(self._home, window, self.position, self._seq_axes)
       self._home = window
 
   def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:

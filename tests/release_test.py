@@ -79,6 +79,20 @@ def test_signature_change_needs_a_bump_and_the_bump_must_be_recorded(recorded):
   assert json.loads((plugin_dir / release.PINS_FILE).read_text())["version"] == "9.0.0"
 
 
+def test_a_build_shipping_other_recipes_than_the_pins_is_refused(recorded):
+  spec, plugin_dir = recorded
+  (plugin_dir / "BUILD").write_text(
+      'load("//bazel:defs.bzl", "zoo_plugin")\n\nzoo_plugin(\n    name = "smollm2",\n'
+      '    weights = ["w%d" % i for i in range(2)],\n'
+      '    release_recipes = {"int4": "dynamic_int4_block32"},\n)\n')
+  with pytest.raises(release.ReleaseError) as e:
+    release.check_pins(spec, plugin_dir, LOCK)
+  assert "zoo_plugin(release_recipes={'int4': 'dynamic_int4_block32'})" in str(e.value)
+  assert "differs from the plugin's ModelSpec.release_recipes" in str(e.value)
+  (plugin_dir / "BUILD").write_text(f"zoo_plugin(release_recipes={dict(spec.release_recipes)})")
+  release.check_pins(spec, plugin_dir, LOCK)
+
+
 def test_a_shipped_recipe_change_needs_a_bump(recorded):
   spec, plugin_dir = recorded
   int4 = "dynamic_int4_block32:levels16,embedding=int8"
@@ -91,23 +105,12 @@ def test_a_shipped_recipe_change_needs_a_bump(recorded):
   assert "-> 'dynamic_int4_block32:levels16,embedding=dynamic_int8'" in str(e.value)
 
 
-def _build_file_release_recipes(build: pathlib.Path) -> dict[str, str]:
-  """zoo_plugin's release_recipes in a plugin's BUILD (Starlark's subset of Python, run with the
-  macro replaced by a recorder)."""
-  seen = []
-  exec(build.read_text(), {"__builtins__": {"range": range},  # pylint: disable=exec-used
-                           "load": lambda *_: None,
-                           "zoo_plugin": lambda **kw: seen.append(kw)})
-  assert len(seen) == 1, f"{build}: one zoo_plugin expected"
-  return seen[0].get("release_recipes", {})
-
-
 @pytest.mark.parametrize("name", REGISTRY.names())
 def test_the_build_ships_the_recipes_the_plugin_pins(name):
   """Bazel reads the shipped recipes from the BUILD, the pins from the ModelSpec: they agree, and
   each applies to the model (blocks dividing its layers; gptq only of a tied table)."""
   spec = REGISTRY.get(name)
-  assert _build_file_release_recipes(PLUGINS / name / "BUILD") == dict(spec.release_recipes)
+  assert release.build_release_recipes(PLUGINS / name / "BUILD") == dict(spec.release_recipes)
   for recipe in spec.release_recipes.values():
     convert.refuse_unfit_recipe(spec, dict(spec.variant(None).config),
                                 spec.signatures.kv_cache_max_len, recipes.check(recipe))

@@ -17,6 +17,7 @@ import numpy as np
 from litezoo.artifacts import files
 from litezoo.tools import common, console
 from litezoo.tools.bench import measure
+from litezoo.tools import flags as zoo_flags
 from litezoo.tools.flags import FlagError
 
 _TFLITE = flags.DEFINE_string("tflite", None, "A zoo .tflite with w<W>_prefill_<n> signatures.")
@@ -52,7 +53,9 @@ def main(argv):
   from litezoo.runtime import runner  # pylint: disable=g-import-not-at-top
   if _TFLITE.value is None:
     raise FlagError("give --tflite=PATH.tflite (a zoo file with prefill windows)")
-  lengths = [int(n) for n in _LENGTHS.value]
+  lengths = zoo_flags.int_list(_LENGTHS.value, "lengths")
+  if not lengths or min(lengths) < 1 or _REPEATS.value < 1:
+    raise FlagError("--lengths must be positive token counts and --repeats at least 1")
   path = common.user_path(_TFLITE.value)
   if not path.is_file():
     raise FlagError(f"--tflite={_TFLITE.value} is not a file")

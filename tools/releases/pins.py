@@ -11,6 +11,7 @@ recorded with its version in `plugins/<name>/release_pins.json`: changing any of
 bumping the version fails `tests/release_test.py`.
 """
 
+import ast
 import dataclasses
 import json
 import os
@@ -94,9 +95,35 @@ def _changes(old, new, prefix="") -> list[str]:
   return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
+def build_release_recipes(build: pathlib.Path) -> dict[str, str]:
+  """zoo_plugin's `release_recipes` in a plugin's BUILD file, read with `ast` (a Starlark BUILD
+  parses as Python; only that literal is evaluated). Raises ReleaseError if it is not there once
+  or not a literal dict of strings."""
+  calls = [node for node in ast.walk(ast.parse(build.read_text(), str(build)))
+           if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "zoo_plugin"]
+  if len(calls) != 1:
+    raise ReleaseError(f"{build}: expected one zoo_plugin(...), found {len(calls)}")
+  found = {k.arg: k.value for k in calls[0].keywords}.get("release_recipes")
+  try:
+    recipes_ = ast.literal_eval(found) if found is not None else {}
+  except ValueError as e:
+    raise ReleaseError(f"{build}: release_recipes must be a literal dict") from e
+  if not (isinstance(recipes_, dict)
+          and all(isinstance(v, str) for v in [*recipes_, *recipes_.values()])):
+    raise ReleaseError(f"{build}: release_recipes must be a dict of key: recipe strings")
+  return recipes_
+
+
 def check_pins(spec: ModelSpec, plugin_dir: os.PathLike, lock: os.PathLike) -> None:
-  """Refuses pins that changed without a version bump, and a bump that was not recorded."""
+  """Refuses pins that changed without a version bump, a bump that was not recorded, and a
+  BUILD (beside the pins) whose release_recipes differ from the ModelSpec's."""
   update = f"bazel run //tools:release -- --model={spec.name} --update_pins"
+  build = pathlib.Path(plugin_dir) / "BUILD"
+  if build.is_file() and build_release_recipes(build) != dict(spec.release_recipes):
+    raise ReleaseError(
+        f"{spec.name}: zoo_plugin(release_recipes={build_release_recipes(build)}) in {build} "
+        f"differs from the plugin's ModelSpec.release_recipes {dict(spec.release_recipes)}: "
+        "Bazel builds the BUILD's, the pins record the spec's; make them the same")
   if not SEMVER.fullmatch(spec.version):
     raise ReleaseError(f"{spec.name}: version {spec.version!r} is not MAJOR.MINOR.PATCH")
   path = pathlib.Path(plugin_dir) / PINS_FILE
