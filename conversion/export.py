@@ -127,22 +127,24 @@ def converter_module(model: nn.Module, config, last_logits: bool = False) -> nn.
   return _WithExportConfig(model, config, last_logits).eval()
 
 
-def quantize_file(src: str, recipe: list[dict], hessians: dict | None = None) -> bytes:
+def quantize_file(src: str, recipe: list[dict], hessians: dict | None = None) -> bytearray:
   """Quantizes the float .tflite at `src` with an ai-edge-quantizer recipe (quant.recipes.resolve).
 
-  `hessians` (conversion/gptq.py `hessians`) feed the recipe's gptq entries. Raises
+  `hessians` (conversion/gptq.py `hessians`) feed the recipe's gptq entries. The result has each
+  distinct flatbuffer vector written once (conversion/compact.py: the signatures' copies of every
+  weight's per-channel scales and zero points become one). Raises
   QuantizeError when the recipe cannot apply (e.g. a block size not dividing a weight, a gptq
   entry without statistics for a weight).
   """
   from ai_edge_quantizer import quantizer  # pylint: disable=g-import-not-at-top
-  from litezoo.conversion import gptq, int4_levels  # pylint: disable=g-import-not-at-top
+  from litezoo.conversion import compact, gptq, int4_levels  # pylint: disable=g-import-not-at-top
   int4_levels.register()
   try:
     with gptq.calibrated(hessians or {}):
       result = quantizer.Quantizer(src, recipe).quantize()
   except ValueError as e:  # e.g. a weight dimension the block size does not divide
     raise QuantizeError(f"the recipe cannot be applied to this model: {e}") from e
-  return bytes(result.quantized_model)
+  return compact.share_vectors(result.quantized_model)
 
 
 class QuantizeError(ZooError, ValueError):

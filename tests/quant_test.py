@@ -12,7 +12,7 @@ import pytest
 
 from litezoo import pipeline
 from litezoo.artifacts import flatbuffer, manifest as manifest_lib
-from litezoo.conversion import convert, export, gptq, int4_levels
+from litezoo.conversion import compact, convert, export, gptq, int4_levels
 from litezoo.core import registry
 from litezoo.core.spec import Signatures
 from litezoo.quant import recipes
@@ -174,6 +174,59 @@ def test_the_tied_table_is_one_buffer_read_by_the_lookup_and_every_head(smollm2,
 def test_the_float_file_itself_shares_the_table(smollm2):
   found = flatbuffer.weights(smollm2.float.path)
   assert found.largest_matrix["buffers"] == 1 and found.largest_matrix["uses"] == smollm2.uses
+
+
+def _contents(raw):
+  """The model in `raw` as plain values: every table's fields, each buffer as its bytes wherever
+  the file stores them (inside the flatbuffer or at an offset after it)."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+  for b in model.buffers:
+    if b.offset > 1:
+      b.data, b.offset, b.size = raw[b.offset:b.offset + b.size], 0, 0
+
+  def plain(x):
+    if isinstance(x, np.ndarray):
+      return x.dtype.str, x.shape, x.tobytes()
+    if isinstance(x, list):
+      return [plain(v) for v in x]
+    return {k: plain(v) for k, v in vars(x).items()} if hasattr(x, "__dict__") else x
+  return model, plain(model)
+
+
+@pytest.mark.parametrize("name", ["tinyllama", "smollm2"])
+def test_signatures_share_one_copy_of_each_weights_quantization(name, request, tmp_path,
+                                                                  monkeypatch):
+  """conversion/compact.py against the quantizer's own file of the same recipe: the same model,
+  table for table and buffer for buffer, smaller by at least every signature's copy but one of
+  the per-channel scales and zero points, and bit-identical logits on both backends. (The tiny
+  TinyLlama's weights fit inside the flatbuffer; SmolLM2's 49k-row table puts them after it.)"""
+  model = request.getfixturevalue(name)
+  shared = model.quantize("dynamic_int8", tmp_path / "shared").path.read_bytes()
+  monkeypatch.setattr(compact, "share_vectors", bytearray)  # the quantizer's bytes, as they are
+  plain = model.quantize("dynamic_int8", tmp_path / "plain").path.read_bytes()
+  plain_model, plain_contents = _contents(plain)
+  assert _contents(shared)[1] == plain_contents
+  copies = sum(4 * len(t.quantization.scale) + 8 * len(t.quantization.zeroPoint)
+               for g in plain_model.subgraphs[1:] for t in g.tensors
+               if t.quantization is not None and t.quantization.scale is not None
+               and len(t.quantization.scale) > 1)
+  assert len(plain_model.subgraphs) > 2 and copies > 0
+  assert len(plain) - len(shared) >= copies, (len(plain), len(shared), copies)
+  for backend in runner.BACKENDS:
+    outputs = []
+    for data in (shared, plain):
+      run = runner.Runner(data, backend=backend, weight_cache=False, kv_layout="transposed")
+      logits = [run.prefill(model.prompt)[0]]
+      for _ in range(4):
+        logits.append(run.decode(int(np.argmax(logits[-1]))))
+      outputs.append(np.stack(logits))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_share_vectors_refuses_a_file_that_is_not_a_tflite():
+  with pytest.raises(ValueError, match="not a .tflite flatbuffer"):
+    compact.share_vectors(b"PK\x03\x04 a zip file, say")
 
 
 def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama, tmp_path):
