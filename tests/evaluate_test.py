@@ -100,9 +100,11 @@ def test_cli_writes_json_table_and_plot(tmp_path):
   result = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", "--quantize=none",
                             "--quantize=dynamic_int4_block32,embedding=int8", "--window=64",
                             "--quantize=dynamic_int4_block32,embedding=dynamic_int8",
-                            "--max_tokens=256", "--output_dir=out", cwd=tmp_path)
+                            "--max_tokens=256", "--quantize=none", "--output_dir=out",
+                            cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "window 4/4: perplexity float" in result.stderr
+  assert "--quantize=none is given twice: measured once" in result.stderr
   # Two spellings of one recipe: one row, and the merge is said.
   assert ("--quantize=dynamic_int4_block32,embedding=dynamic_int8 is the same recipe as "
           "--quantize=dynamic_int4_block32,embedding=int8 (dynamic_int4_block32,embedding="

@@ -105,6 +105,14 @@ def test_a_shipped_recipe_change_needs_a_bump(recorded):
   assert "-> 'dynamic_int4_block32:levels16,embedding=dynamic_int8'" in str(e.value)
 
 
+def test_an_unknown_release_recipe_is_refused_naming_the_field(recorded):
+  spec, plugin_dir = recorded
+  changed = dataclasses.replace(spec, release_recipes={"int4": "dynamic_int3"})
+  with pytest.raises(release.ReleaseError, match=r"^smollm2: ModelSpec\.release_recipes\['int4'\]: "
+                     r"unknown quantization recipe 'dynamic_int3'"):
+    release.check_pins(changed, plugin_dir, LOCK)
+
+
 @pytest.mark.parametrize("name", REGISTRY.names())
 def test_the_build_ships_the_recipes_the_plugin_pins(name):
   """Bazel reads the shipped recipes from the BUILD, the pins from the ModelSpec: they agree, and

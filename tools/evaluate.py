@@ -212,7 +212,8 @@ def main(argv):
   for text in _QUANTIZE.value or DEFAULT_RECIPES:
     canonical = recipes.check(text)
     if canonical in written:  # one row: said, not merged silently
-      console.log(f"--quantize={text} is the same recipe as --quantize={written[canonical]} "
+      console.log(f"--quantize={text} is given twice: measured once" if text == written[canonical]
+                  else f"--quantize={text} is the same recipe as --quantize={written[canonical]} "
                   f"({canonical}): measured once")
     written.setdefault(canonical, text)
   chosen = list(written)

@@ -76,8 +76,19 @@ def pins(spec: ModelSpec, lock: os.PathLike) -> dict:
       "build_packages": lock_versions(lock),
   }
   if spec.release_recipes:  # only where a plugin ships more files: older pins stay valid
-    found["release_recipes"] = {key: recipes.check(recipe)
-                                for key, recipe in sorted(spec.release_recipes.items())}
+    found["release_recipes"] = release_recipes(spec)
+  return found
+
+
+def release_recipes(spec: ModelSpec) -> dict[str, str]:
+  """The canonical names of `spec.release_recipes`. Raises ReleaseError naming the field and key
+  of a recipe the zoo does not know."""
+  found = {}
+  for key, recipe in sorted(spec.release_recipes.items()):
+    try:
+      found[key] = recipes.check(recipe)
+    except recipes.UnknownRecipeError as e:
+      raise ReleaseError(f"{spec.name}: ModelSpec.release_recipes[{key!r}]: {e}") from e
   return found
 
 
@@ -119,9 +130,10 @@ def check_pins(spec: ModelSpec, plugin_dir: os.PathLike, lock: os.PathLike) -> N
   BUILD (beside the pins) whose release_recipes differ from the ModelSpec's."""
   update = f"bazel run //tools:release -- --model={spec.name} --update_pins"
   build = pathlib.Path(plugin_dir) / "BUILD"
-  if build.is_file() and build_release_recipes(build) != dict(spec.release_recipes):
+  in_build = build_release_recipes(build) if build.is_file() else dict(spec.release_recipes)
+  if in_build != dict(spec.release_recipes):
     raise ReleaseError(
-        f"{spec.name}: zoo_plugin(release_recipes={build_release_recipes(build)}) in {build} "
+        f"{spec.name}: zoo_plugin(release_recipes={in_build}) in {build} "
         f"differs from the plugin's ModelSpec.release_recipes {dict(spec.release_recipes)}: "
         "Bazel builds the BUILD's, the pins record the spec's; make them the same")
   if not SEMVER.fullmatch(spec.version):
@@ -247,7 +259,7 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
     # The release's files are named by the BUILD's zoo_plugin(release_recipes=...); its pins by
     # the ModelSpec's. A release whose files and pins disagree is refused.
     built = sorted(m.recipe["name"] for m in extras.values())
-    pinned = sorted(pins(spec, lock).get("release_recipes", {}).values())
+    pinned = sorted(release_recipes(spec).values())
     if built != pinned:
       raise ReleaseError(
           f"{spec.name}: the release builds {built or 'no other recipe'} but the plugin pins "
