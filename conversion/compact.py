@@ -49,20 +49,33 @@ def _pack(model) -> bytearray:
 def share_vectors(raw: bytes | bytearray) -> bytearray:
   """The model in `raw` (.tflite bytes) with each distinct flatbuffer vector written once.
 
-  Weight data stored after the flatbuffer (buffers with an offset, as large models are written)
-  is copied as it is, 16-byte aligned as before. Raises ValueError if `raw` is not a .tflite."""
+  Data stored after the flatbuffer (buffers, and large custom options, with an offset: how
+  large models are written) is copied as it is, each piece at its old distance from the start
+  of that region, which now begins 64-byte aligned. Raises ValueError if `raw` is not a whole
+  .tflite (no TFL3 identifier, a flatbuffer that does not parse, data cut off)."""
   from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
   if len(raw) < 8 or bytes(raw[4:8]) != b"TFL3":
     raise ValueError("not a .tflite flatbuffer (no TFL3 identifier)")
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
-  outside = [b for b in model.buffers if b.offset > 1]
+  try:
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(raw, 0))
+    # (object, offset field, size field) of every piece of data stored after the flatbuffer
+    outside = [(b, "offset", "size") for b in model.buffers or [] if b.offset > 1]
+    outside += [(op, "largeCustomOptionsOffset", "largeCustomOptionsSize")
+                for g in model.subgraphs or [] for op in g.operators or []
+                if op.largeCustomOptionsOffset > 1]
+  except Exception as e:  # a flatbuffer that does not parse fails anywhere inside the schema code
+    raise ValueError(f"not a valid .tflite flatbuffer ({type(e).__name__}: {e})") from e
+  if not model.subgraphs:
+    raise ValueError("not a .tflite model: its flatbuffer has no subgraphs")
+  if any(getattr(o, off) + getattr(o, size) > len(raw) for o, off, size in outside):
+    raise ValueError(f"a truncated .tflite: its data runs past the end of its {len(raw)} bytes")
   if not outside:
     return _pack(model)
-  data_start = min(b.offset for b in outside)
+  data_start = min(getattr(o, off) for o, off, _ in outside)
   size = len(_pack(model))  # offsets are non-zero either way, so moving them keeps the size
   shift = -(-size // _ALIGN) * _ALIGN - data_start
-  for b in outside:
-    b.offset += shift
+  for o, off, _ in outside:
+    setattr(o, off, getattr(o, off) + shift)
   packed = _pack(model)
   if len(packed) != size:
     raise AssertionError(f"re-packed flatbuffer changed size ({size} -> {len(packed)} bytes)")
@@ -70,4 +83,3 @@ def share_vectors(raw: bytes | bytearray) -> bytearray:
   out[:size] = packed
   out[data_start + shift:] = memoryview(raw)[data_start:]
   return out
-

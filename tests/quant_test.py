@@ -194,19 +194,29 @@ def _contents(raw):
   return model, plain(model)
 
 
-@pytest.mark.parametrize("name", ["tinyllama", "smollm2"])
-def test_signatures_share_one_copy_of_each_weights_quantization(name, request, tmp_path,
-                                                                  monkeypatch):
+@pytest.mark.parametrize("name, weights_outside", [("tinyllama", False), ("tinyllama", True),
+                                                    ("smollm2", True)])
+def test_signatures_share_one_copy_of_each_weights_quantization(name, weights_outside, request,
+                                                                  tmp_path, monkeypatch):
   """conversion/compact.py against the quantizer's own file of the same recipe: the same model,
   table for table and buffer for buffer, smaller by at least every signature's copy but one of
-  the per-channel scales and zero points, and bit-identical logits on both backends. (The tiny
-  TinyLlama's weights fit inside the flatbuffer; SmolLM2's 49k-row table puts them after it.)"""
+  the per-channel scales and zero points, and bit-identical logits on both backends. The tiny
+  models' weights fit inside the flatbuffer; `weights_outside` has the quantizer write them after
+  it, at offsets, as it does from 256 KiB of weights on (every real model)."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from ai_edge_quantizer import model_modifier  # pylint: disable=g-import-not-at-top
   model = request.getfixturevalue(name)
+  if weights_outside:
+    monkeypatch.setattr(model_modifier.ModelModifier, "_serialize_small_model",
+                        lambda self, m: self._serialize_model(  # pylint: disable=protected-access
+                            m, model_modifier._PackedBufferData(m)))  # pylint: disable=protected-access
   shared = model.quantize("dynamic_int8", tmp_path / "shared").path.read_bytes()
   monkeypatch.setattr(compact, "share_vectors", bytearray)  # the quantizer's bytes, as they are
   plain = model.quantize("dynamic_int8", tmp_path / "plain").path.read_bytes()
   plain_model, plain_contents = _contents(plain)
   assert _contents(shared)[1] == plain_contents
+  stored = schema.ModelT.InitFromObj(schema.Model.GetRootAs(shared, 0))
+  assert any(b.offset > 1 for b in stored.buffers) == weights_outside
   copies = sum(4 * len(t.quantization.scale) + 8 * len(t.quantization.zeroPoint)
                for g in plain_model.subgraphs[1:] for t in g.tensors
                if t.quantization is not None and t.quantization.scale is not None
@@ -224,9 +234,16 @@ def test_signatures_share_one_copy_of_each_weights_quantization(name, request, t
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
-def test_share_vectors_refuses_a_file_that_is_not_a_tflite():
+def test_share_vectors_refuses_a_file_that_is_not_a_whole_tflite(tinyllama):
   with pytest.raises(ValueError, match="not a .tflite flatbuffer"):
     compact.share_vectors(b"PK\x03\x04 a zip file, say")
+  with pytest.raises(ValueError, match="its flatbuffer has no subgraphs"):
+    compact.share_vectors(b"\0\0\0\0TFL3")
+  raw = tinyllama.float.path.read_bytes()
+  with pytest.raises(ValueError, match="not a valid .tflite flatbuffer"):
+    compact.share_vectors(raw[:len(raw) // 2])
+  once = compact.share_vectors(raw)
+  assert compact.share_vectors(once) == once
 
 
 def test_an_untied_head_keeps_the_default_under_an_embedding_override(tinyllama, tmp_path):
