@@ -4,6 +4,7 @@ against an independent reference (transformers, SentencePiece, the kernel's rusa
 Speeds are not asserted: the real-size figures come from running the benchmark."""
 
 import json
+import os
 import re
 import pathlib
 import sys
@@ -50,9 +51,17 @@ def test_results_hold_every_figure_for_each_peer_that_ran(results):
       assert size == pathlib.Path(peer["artifact"]["path"]).stat().st_size
     assert peer["decode_read_bytes"] == int(size * r["decode_read_fraction"])
     assert peer["rss_over_file"] == pytest.approx(peer["runtime_peak_rss_bytes"] / size)
+    # Where the memory is at the end: at most the peak, and the runtime's own mappings in it.
+    resident = peer["resident_bytes_by_mapping"]
+    assert 0 < sum(resident.values()) <= peer["runtime_peak_rss_bytes"]
+    assert resident["anonymous"] > 0 and resident["libraries"] > 0
   zoo = r["peers"]["zoo"]
   assert zoo["conversion"]["seconds"] > 0 and zoo["conversion"]["peak_rss_bytes"] > 0
   assert zoo["cold_start"]["weight_cache_bytes"] > 0  # the cold start wrote packed weights
+  # The measured session maps the packed weights the cold start wrote (resident in whole pages).
+  pages = -(-zoo["cold_start"]["weight_cache_bytes"] // os.sysconf("SC_PAGE_SIZE"))
+  assert 0 < zoo["resident_bytes_by_mapping"]["weight cache"] <= (
+      pages * os.sysconf("SC_PAGE_SIZE"))
 
 
 def test_unavailable_peer_is_recorded_with_its_reason(results):
@@ -86,6 +95,8 @@ def test_markdown_is_regenerated_from_the_json(results):
   rows = [line for line in table.splitlines() if line.startswith("| zoo |") or
           line.startswith("| torch |")]
   assert len(rows) == 2 and "llamacpp: skipped" in table
+  weight_cache = r["peers"]["zoo"]["resident_bytes_by_mapping"]["weight cache"] / 2**20
+  assert re.search(rf"by mapping .*zoo: [^;]*weight cache {weight_cache:.0f}\b", table)
 
 
 def test_plot_is_a_png_with_three_panels(results):
@@ -160,6 +171,36 @@ def test_run_measured_reports_the_child_peak_rss():
   done = measure.run_measured([sys.executable, "-c", code])
   assert done.returncode == 0 and float(done.stdout) == 300 * 2**20 // 8
   assert done.peak_rss_bytes > 300 * 2**20
+
+
+def test_resident_memory_by_mapping_adds_up_to_the_kernels_rss(tmp_path):
+  """The kernel's own total (VmRSS in /proc/self/status) against the per-mapping sum, and a
+  model file read through a mapping is counted as one."""
+  import mmap  # pylint: disable=g-import-not-at-top
+  model = tmp_path / "m.gguf"
+  model.write_bytes(np.arange(32 * 2**20 // 8, dtype=np.int64).tobytes())
+  before = measure.resident_by_mapping()
+  with open(model, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+    assert np.frombuffer(mapped, np.int64).sum() == (32 * 2**20 // 8) * (32 * 2**20 // 8 - 1) // 2
+    during = measure.resident_by_mapping()
+    status = pathlib.Path("/proc/self/status").read_text()
+  vm_rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024
+  assert sum(during.values()) == pytest.approx(vm_rss, rel=0.05)
+  assert during["model file"] - before.get("model file", 0) == pytest.approx(32 * 2**20, rel=0.01)
+  assert during["libraries"] > 0 and during["anonymous"] > 0
+
+
+def test_resident_memory_kinds_come_from_the_mapped_paths(tmp_path):
+  smaps = tmp_path / "smaps"
+  header = "7f00-7f10 r--p 00000000 fd:00 1 "
+  entries = [("/c/ab.litert-2.3.0.xnnpack", 4), ("/m/x.tflite (deleted)", 2), ("[heap]", 8),
+             ("", 1), ("/usr/lib/libm.so.6", 16), ("/venv/_pywrap.so", 32), ("/etc/x.json", 64)]
+  smaps.write_text("".join(f"{header}{path}\nSize: 99 kB\nRss: {kib} kB\nVmFlags: rd\n"
+                           for path, kib in entries))
+  assert measure.resident_by_mapping(str(smaps)) == {
+      "other files": 64 * 1024, "libraries": 48 * 1024, "anonymous": 9 * 1024,
+      "weight cache": 4 * 1024, "model file": 2 * 1024}
+  assert measure.resident_by_mapping(str(tmp_path / "absent")) == {}
 
 
 def test_bandwidth_reads_the_whole_array():

@@ -62,6 +62,43 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+# What a mapping's path says it holds; the first suffix that matches wins.
+_MAPPING_KINDS = (((".xnnpack",), "weight cache"),
+                  ((".tflite", ".litertlm", ".task", ".gguf", ".pte", ".safetensors"),
+                   "model file"),
+                  ((".so",), "libraries"))
+
+
+def _mapping_kind(path: str) -> str:
+  if not path.startswith("/"):
+    return "anonymous"  # [heap], [stack], [anon:...] and unnamed: malloc, arenas, KV buffers
+  name = os.path.basename(path.removesuffix(" (deleted)"))
+  for suffixes, kind in _MAPPING_KINDS:
+    if name.endswith(suffixes) or (kind == "libraries" and ".so." in name):  # libfoo.so.6
+      return kind
+  return "other files"
+
+
+def resident_by_mapping(smaps: str = "/proc/self/smaps") -> dict[str, int]:
+  """This process's resident memory now, in bytes, by what is mapped: "weight cache" (XNNPACK's
+  packed weights), "model file", "anonymous" (heap, runtime arenas, KV caches), "libraries",
+  "other files". Summed from the kernel's per-mapping `Rss:` lines (proc(5), /proc/pid/smaps);
+  {} where there is no /proc (not Linux)."""
+  try:
+    lines = pathlib.Path(smaps).read_text().splitlines()
+  except OSError:
+    return {}
+  found, kind = {}, "anonymous"
+  for line in lines:
+    head, _, rest = line.partition(" ")
+    if not head.endswith(":"):  # a mapping's header: "start-end perms offset dev inode [path]"
+      fields = line.split(maxsplit=5)
+      kind = _mapping_kind(fields[5] if len(fields) > 5 else "")
+    elif head == "Rss:":
+      found[kind] = found.get(kind, 0) + int(rest.split()[0]) * 1024
+  return found
+
+
 def log(message: str) -> None:
   """Progress goes to the real stderr: stdout carries the result line."""
   console.log(message)
@@ -123,6 +160,8 @@ def measure_session(make: Callable[[], Session], protocol: Plan, vocab: int,
     result["decode_step_s"][str(depth)] = step
     result["decode_tps"][str(depth)] = 1 / step
     log(f"  {name}: decode at depth {depth}: {1 / step:.2f} tok/s")
+  # Where the memory is at the end (read first: reading /proc allocates a little itself).
+  result["resident_bytes_by_mapping"] = resident_by_mapping()
   result["runtime_peak_rss_bytes"] = peak_rss_bytes()
   return result
 

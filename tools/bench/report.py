@@ -174,6 +174,14 @@ def markdown(results: dict) -> str:
     lines += ["", f"{', '.join(over)} decoded faster than the measured bandwidth allows: the numpy "
               "read test under-reads the machine (it was loaded, or numpy's sum is not "
               "bandwidth-bound here), so the fractions are upper estimates."]
+  resident = [(n, p["resident_bytes_by_mapping"]) for n, p in peers.items()
+              if p.get("status") == "ok" and p.get("resident_bytes_by_mapping")]
+  if resident:
+    lines += ["", "Resident memory at the end of each session, by mapping (MiB; anonymous holds "
+              "the heap, the runtime's arenas and the KV cache): " + "; ".join(
+                  f"{n}: " + ", ".join(f"{kind} {size / 2**20:.0f}"
+                                       for kind, size in sorted(m.items(), key=lambda i: -i[1]))
+                  for n, m in resident) + "."]
   skipped = [(n, p) for n, p in peers.items() if p.get("status") != "ok"]
   if skipped:
     lines += [""] + [f"- {n}: {p['status']}: {p.get('reason', '')}" for n, p in skipped]
