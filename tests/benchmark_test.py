@@ -95,8 +95,11 @@ def test_markdown_is_regenerated_from_the_json(results):
   rows = [line for line in table.splitlines() if line.startswith("| zoo |") or
           line.startswith("| torch |")]
   assert len(rows) == 2 and "llamacpp: skipped" in table
-  weight_cache = r["peers"]["zoo"]["resident_bytes_by_mapping"]["weight cache"] / 2**20
-  assert re.search(rf"by mapping .*zoo: [^;]*weight cache {weight_cache:.0f}\b", table)
+  resident = r["peers"]["zoo"]["resident_bytes_by_mapping"]
+  shown = re.search(r"by mapping \(MiB[^:]*\): zoo: ([^;]*);", table).group(1)
+  assert shown == ", ".join(f"{kind} {report._mib(size)}" for kind, size in  # pylint: disable=protected-access
+                            sorted(resident.items(), key=lambda i: -i[1]) if size)
+  assert re.search(r"weight cache \d+\.\d\b", shown)  # a tiny model's cache, not "0"
 
 
 def test_plot_is_a_png_with_three_panels(results):
@@ -173,6 +176,20 @@ def test_run_measured_reports_the_child_peak_rss():
   assert done.peak_rss_bytes > 300 * 2**20
 
 
+def test_a_childs_peak_rss_is_not_its_parents():
+  """Linux carries a parent's peak RSS into a child at exec: a small child of this (then big)
+  process must still report its own, both through run_measured and from inside."""
+  held = np.ones(400 * 2**20 // 8)  # this process now holds 400 MiB
+  assert measure.peak_rss_bytes() > 400 * 2**20
+  done = measure.run_measured(["/bin/true"])
+  assert done.returncode == 0 and 0 < done.peak_rss_bytes < 50 * 2**20
+  inside = measure.run_measured([sys.executable, "-c", "from litezoo.tools.bench import measure; "
+                                 "print(measure.peak_rss_bytes())"], env=measure.child_env())
+  assert 0 < int(inside.stdout) < 150 * 2**20 and held.sum() == 400 * 2**20 // 8
+  assert measure.run_measured(["/bin/false"]).returncode == 1
+  assert measure.run_measured(["/no/such/program"]).returncode == 127
+
+
 def test_resident_memory_by_mapping_adds_up_to_the_kernels_rss(tmp_path):
   """The kernel's own total (VmRSS in /proc/self/status) against the per-mapping sum, and a
   model file read through a mapping is counted as one."""
@@ -194,12 +211,19 @@ def test_resident_memory_kinds_come_from_the_mapped_paths(tmp_path):
   smaps = tmp_path / "smaps"
   header = "7f00-7f10 r--p 00000000 fd:00 1 "
   entries = [("/c/ab.litert-2.3.0.xnnpack", 4), ("/m/x.tflite (deleted)", 2), ("[heap]", 8),
-             ("", 1), ("/usr/lib/libm.so.6", 16), ("/venv/_pywrap.so", 32), ("/etc/x.json", 64)]
-  smaps.write_text("".join(f"{header}{path}\nSize: 99 kB\nRss: {kib} kB\nVmFlags: rd\n"
-                           for path, kib in entries))
+             ("", 1), ("/usr/lib/libm.so.6", 16), ("/venv/_pywrap.so", 32), ("/etc/x.json", 64),
+             ("/memfd:XNNPack in-memory weight cache (deleted)", 128),
+             ("/c/.ab.litert-2.3.0.xnnpack.k3j.partial", 256), ("/m/My Model.TFLITE", 512),
+             ("/memfd:google_dlopen_12 (deleted)", 1024), ("/memfd:shm (deleted)", 2048),
+             ("/dev/zero (deleted)", 4096), ("/etc/ld.so.cache", 8192), ("[anon:arena]", 16384),
+             ("/m/caf\udce9.gguf", 32768)]
+  smaps.write_bytes("".join(f"{header}{path}\nSize: 99 kB\nRss: {kib} kB\nVmFlags: rd\n"
+                            for path, kib in entries).encode("utf-8", "surrogateescape")
+                    + b"Rss:\n")  # a line without a value is skipped
   assert measure.resident_by_mapping(str(smaps)) == {
-      "other files": 64 * 1024, "libraries": 48 * 1024, "anonymous": 9 * 1024,
-      "weight cache": 4 * 1024, "model file": 2 * 1024}
+      "other files": (64 + 8192) * 1024, "libraries": (16 + 32 + 1024) * 1024,
+      "anonymous": (8 + 1 + 2048 + 4096 + 16384) * 1024, "weight cache": (4 + 128 + 256) * 1024,
+      "model file": (2 + 512 + 32768) * 1024}
   assert measure.resident_by_mapping(str(tmp_path / "absent")) == {}
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -59,33 +60,68 @@ class Session(typing.Protocol):
 
 
 def peak_rss_bytes() -> int:
+  """This process's peak resident memory, in bytes: VmHWM of /proc/self/status, which belongs to
+  the address space exec made. Not getrusage's ru_maxrss: Linux carries the parent's peak into a
+  child at exec (subprocess spawns with vfork), so a 60 MiB child of a 310 MiB parent would
+  read 310. ru_maxrss only where there is no /proc."""
+  try:
+    status = pathlib.Path("/proc/self/status").read_text()
+  except OSError:
+    status = ""
+  for line in status.splitlines():
+    if line.startswith("VmHWM:"):
+      return int(line.split()[1]) * 1024
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-# What a mapping's path says it holds; the first suffix that matches wins.
-_MAPPING_KINDS = (((".xnnpack",), "weight cache"),
-                  ((".tflite", ".litertlm", ".task", ".gguf", ".pte", ".safetensors"),
-                   "model file"),
-                  ((".so",), "libraries"))
+# Starts argv[2:] from a small process and writes its peak RSS (wait4's ru_maxrss, KiB) to
+# argv[1]: a command started straight from the benchmark would inherit the benchmark's own peak
+# at exec (see peak_rss_bytes); from here it inherits at most this interpreter's few MiB.
+_SPAWN = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+  try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+  finally:
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+  f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+# What a mapping's name says it holds, tried in order (lower-cased file name, without " (deleted)").
+_MAPPING_KINDS = (
+    (r"\.xnnpack\b|^memfd:xnnpack", "weight cache"),  # the cache file, a partial one, or in memory
+    (r"\.(tflite|litertlm|task|gguf|pte|safetensors)$", "model file"),
+    (r"\.so(\.\d+)*$|^memfd:.*dlopen", "libraries"),  # libm.so.6; LiteRT loads some from memfd
+    (r"^memfd:|^dev/zero$|^sysv|^anon_hugepage$", "anonymous"),  # shared memory, not a file
+)
 
 
 def _mapping_kind(path: str) -> str:
   if not path.startswith("/"):
     return "anonymous"  # [heap], [stack], [anon:...] and unnamed: malloc, arenas, KV buffers
-  name = os.path.basename(path.removesuffix(" (deleted)"))
-  for suffixes, kind in _MAPPING_KINDS:
-    if name.endswith(suffixes) or (kind == "libraries" and ".so." in name):  # libfoo.so.6
+  name = path.removesuffix(" (deleted)").lower()
+  name = name[1:] if name.startswith(("/memfd:", "/dev/", "/sysv", "/anon_hugepage")) else (
+      os.path.basename(name))
+  for pattern, kind in _MAPPING_KINDS:
+    if re.search(pattern, name):
       return kind
   return "other files"
 
 
 def resident_by_mapping(smaps: str = "/proc/self/smaps") -> dict[str, int]:
   """This process's resident memory now, in bytes, by what is mapped: "weight cache" (XNNPACK's
-  packed weights), "model file", "anonymous" (heap, runtime arenas, KV caches), "libraries",
-  "other files". Summed from the kernel's per-mapping `Rss:` lines (proc(5), /proc/pid/smaps);
-  {} where there is no /proc (not Linux)."""
+  packed weights, from its file or in memory), "model file", "anonymous" (heap, runtime arenas,
+  KV caches, shared memory), "libraries", "other files". Summed from the kernel's per-mapping
+  `Rss:` lines (proc(5), /proc/pid/smaps); {} where there is none to read (not Linux)."""
   try:
-    lines = pathlib.Path(smaps).read_text().splitlines()
+    # Paths are bytes to the kernel: a name that is not UTF-8 must not fail the measurement.
+    lines = pathlib.Path(smaps).read_bytes().decode("utf-8", "surrogateescape").splitlines()
   except OSError:
     return {}
   found, kind = {}, "anonymous"
@@ -94,7 +130,7 @@ def resident_by_mapping(smaps: str = "/proc/self/smaps") -> dict[str, int]:
     if not head.endswith(":"):  # a mapping's header: "start-end perms offset dev inode [path]"
       fields = line.split(maxsplit=5)
       kind = _mapping_kind(fields[5] if len(fields) > 5 else "")
-    elif head == "Rss:":
+    elif head == "Rss:" and rest.split() and rest.split()[0].isdigit():
       found[kind] = found.get(kind, 0) + int(rest.split()[0]) * 1024
   return found
 
@@ -247,16 +283,18 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
   """Runs `cmd`; returns its wall time, its own peak RSS and its stdout. Its stderr goes where
   the libraries' output goes (tools/console.py), or with `progress` (the zoo's own children,
   which keep their libraries quiet themselves) to the real stderr."""
-  with tempfile.TemporaryFile("w+") as out:
+  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryDirectory() as scratch:
+    report = pathlib.Path(scratch) / "maxrss"
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, env=env, cwd=cwd,
-                            stderr=console.stderr() if progress else None)
-    # wait4 gives this child's own rusage: the max RSS of it and of the processes it waited for.
-    _, status, usage = os.wait4(proc.pid, 0)
+    # Through _SPAWN, so the peak is the command's own (wait4's rusage: the max RSS of it and of
+    # the processes it waited for), not the benchmark's inherited at exec.
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SPAWN, str(report), *cmd], stdout=out,
+                            env=env, cwd=cwd, stderr=console.stderr() if progress else None)
+    proc.wait()
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
-    return Finished(proc.returncode, seconds, usage.ru_maxrss * 1024, out.read())
+    maxrss = report.read_text() if report.exists() else ""
+    return Finished(proc.returncode, seconds, int(maxrss or 0) * 1024, out.read())
 
 
 def child_env(extra: dict | None = None) -> dict:

@@ -123,6 +123,11 @@ def _f(value, fmt="{:.1f}"):
   return "–" if value is None else fmt.format(value)
 
 
+def _mib(size: int) -> str:
+  """MiB, with a decimal below 10 (a tiny model's figures would all read 0)."""
+  return f"{size / 2**20:.1f}" if size < 10 * 2**20 else f"{size / 2**20:.0f}"
+
+
 def _ordered(results: dict) -> dict:
   """The peers in the order they ran (the JSON's keys are sorted)."""
   peers = results["peers"]
@@ -179,8 +184,8 @@ def markdown(results: dict) -> str:
   if resident:
     lines += ["", "Resident memory at the end of each session, by mapping (MiB; anonymous holds "
               "the heap, the runtime's arenas and the KV cache): " + "; ".join(
-                  f"{n}: " + ", ".join(f"{kind} {size / 2**20:.0f}"
-                                       for kind, size in sorted(m.items(), key=lambda i: -i[1]))
+                  f"{n}: " + ", ".join(f"{kind} {_mib(size)}" for kind, size in sorted(
+                      m.items(), key=lambda i: -i[1]) if size)
                   for n, m in resident) + "."]
   skipped = [(n, p) for n, p in peers.items() if p.get("status") != "ok"]
   if skipped:
