@@ -186,8 +186,23 @@ def test_a_childs_peak_rss_is_not_its_parents():
   inside = measure.run_measured([sys.executable, "-c", "from litezoo.tools.bench import measure; "
                                  "print(measure.peak_rss_bytes())"], env=measure.child_env())
   assert 0 < int(inside.stdout) < 150 * 2**20 and held.sum() == 400 * 2**20 // 8
+
+
+
+def test_run_measured_gives_the_command_its_own_code_and_default_signals(tmp_path):
   assert measure.run_measured(["/bin/false"]).returncode == 1
-  assert measure.run_measured(["/no/such/program"]).returncode == 127
+  assert measure.run_measured(["sh", "-c", "kill -TERM $$"]).returncode == 128 + 15
+  missing = measure.run_measured(["/no/such/program"])
+  assert missing.returncode == 127 and missing.peak_rss_bytes is None  # nothing ran
+  (tmp_path / "plain").write_text("#!/bin/sh\n")
+  assert measure.run_measured([str(tmp_path / "plain")]).returncode == 126  # not executable
+  # The spawner is Python, which ignores SIGPIPE and SIGXFSZ; the command must not inherit that.
+  status = measure.run_measured(["cat", "/proc/self/status"]).stdout
+  ignored = int(re.search(r"SigIgn:\s+([0-9a-f]+)", status).group(1), 16)
+  assert not ignored & (1 << 12) and not ignored & (1 << 24), status
+  # Nor does the command's environment configure the spawner.
+  env = {**measure.child_env(), "PYTHONINSPECT": "1"}
+  assert measure.run_measured(["sh", "-c", "exit 4"], env=env).returncode == 4
 
 
 def test_resident_memory_by_mapping_adds_up_to_the_kernels_rss(tmp_path):

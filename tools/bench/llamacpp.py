@@ -67,7 +67,8 @@ def run_export(target: Target) -> dict:
                                   env=_lib_env(root))
     f16.unlink()
     return measure.Finished(second.returncode, first.seconds + second.seconds,
-                            max(first.peak_rss_bytes, second.peak_rss_bytes),
+                            max((p for p in (first.peak_rss_bytes, second.peak_rss_bytes)
+                                 if p is not None), default=None),
                             first.stdout + second.stdout)
 
   record = converted(target, gguf, convert, f"convert_hf_to_gguf.py + llama-quantize {kind}")

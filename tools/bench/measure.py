@@ -76,18 +76,27 @@ def peak_rss_bytes() -> int:
 
 # Starts argv[2:] from a small process and writes its peak RSS (wait4's ru_maxrss, KiB) to
 # argv[1]: a command started straight from the benchmark would inherit the benchmark's own peak
-# at exec (see peak_rss_bytes); from here it inherits at most this interpreter's few MiB.
+# at exec (see peak_rss_bytes); from here it inherits at most this interpreter's few MiB. The
+# command gets default signal dispositions (Python ignores SIGPIPE and SIGXFSZ, and exec would
+# keep them ignored); Ctrl-C reaches it from the terminal, SIGTERM and SIGHUP are passed on.
 _SPAWN = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-  try:
-    os.execvp(sys.argv[2], sys.argv[2:])
-  finally:
-    os._exit(127)
+import errno, os, signal, sys
+command = sys.argv[2:]
+try:
+  pid = os.posix_spawnp(command[0], command, os.environ, setsigdef=(
+      signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+except OSError as e:
+  sys.stderr.write(f"{command[0]}: {e.strerror}\\n")
+  sys.exit(126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+for forwarded in (signal.SIGTERM, signal.SIGHUP):
+  signal.signal(forwarded, lambda received, _: os.kill(pid, received))
 _, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-  f.write(str(usage.ru_maxrss))
+try:
+  with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+except OSError:
+  pass  # the caller records the peak as unknown
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -272,9 +281,11 @@ def versions() -> dict[str, str]:
 
 @dataclasses.dataclass
 class Finished:
+  # The command's code; 128+N if signal N ended it; 126/127 if it could not be executed;
+  # negative only if the spawner itself was killed.
   returncode: int
-  seconds: float
-  peak_rss_bytes: int  # the child's and its waited-for descendants'
+  seconds: float  # wall time, the spawner's start (about 15 ms) included
+  peak_rss_bytes: int | None  # the command's and its waited-for descendants'; None if unknown
   stdout: str
 
 
@@ -288,13 +299,16 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
     start = time.perf_counter()
     # Through _SPAWN, so the peak is the command's own (wait4's rusage: the max RSS of it and of
     # the processes it waited for), not the benchmark's inherited at exec.
-    proc = subprocess.Popen([sys.executable, "-S", "-c", _SPAWN, str(report), *cmd], stdout=out,
+    # -I -S: the command's PYTHON* variables and site-packages are not the spawner's.
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SPAWN, str(report), *cmd],
+                            stdout=out,
                             env=env, cwd=cwd, stderr=console.stderr() if progress else None)
     proc.wait()
     seconds = time.perf_counter() - start
     out.seek(0)
     maxrss = report.read_text() if report.exists() else ""
-    return Finished(proc.returncode, seconds, int(maxrss or 0) * 1024, out.read())
+    return Finished(proc.returncode, seconds, int(maxrss) * 1024 if maxrss.isdigit() else None,
+                    out.read())
 
 
 def child_env(extra: dict | None = None) -> dict:

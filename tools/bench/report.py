@@ -88,7 +88,7 @@ def targets(peers: dict, prefill_key: str) -> list[dict]:
     reused = cold.get("weight_cache_bytes", 0) > 0 and warm_s < cold_s
     add("second_start", _ratio(warm_s, cold_s), None, reused,
         f"start + first call {warm_s:.2f} s vs {cold_s:.2f} s cold; weight cache "
-        f"{cold.get('weight_cache_bytes', 0) / 2**20:.0f} MiB")
+        f"{_mib(cold.get('weight_cache_bytes', 0))} MiB")
   else:
     add("second_start", None, None, None, "no cold start measured")
   return found
@@ -164,7 +164,8 @@ def markdown(results: dict) -> str:
     if p.get("status") != "ok":
       continue
     conv = p.get("conversion")
-    conv_text = (f"{conv['seconds']:.0f} / {conv['peak_rss_bytes'] / 2**30:.1f}" if conv else "–")
+    conv_text = (f"{conv['seconds']:.0f} / "
+                 f"{_f(conv['peak_rss_bytes'] and conv['peak_rss_bytes'] / 2**30)}" if conv else "–")
     lines.append(
         f"| {name} | {p['engine']} | {p['artifact']['size_bytes'] / 2**20:.0f} | {conv_text} | "
         f"{_f(p.get('load_s'), '{:.2f}')} | {_f(p.get('first_call_s'), '{:.2f}')} | "

@@ -72,8 +72,8 @@ def converted(target: Target, artifact: pathlib.Path,
     raise RuntimeError(f"{what} failed (exit {done.returncode}){': ' + tail if tail else ''}")
   record = {"seconds": round(done.seconds, 2), "peak_rss_bytes": done.peak_rss_bytes}
   record_path.write_text(json.dumps(record))
-  target.log(f"converted {what} in {done.seconds:.1f} s, peak RSS "
-             f"{done.peak_rss_bytes / 2**30:.2f} GiB")
+  peak = "unknown" if done.peak_rss_bytes is None else f"{done.peak_rss_bytes / 2**30:.2f} GiB"
+  target.log(f"converted {what} in {done.seconds:.1f} s, peak RSS {peak}")
   return {**record, "reused": False}
 
 
