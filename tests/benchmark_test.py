@@ -188,7 +188,6 @@ def test_a_childs_peak_rss_is_not_its_parents():
   assert 0 < int(inside.stdout) < 150 * 2**20 and held.sum() == 400 * 2**20 // 8
 
 
-
 def test_run_measured_gives_the_command_its_own_code_and_default_signals(tmp_path):
   assert measure.run_measured(["/bin/false"]).returncode == 1
   assert measure.run_measured(["sh", "-c", "kill -TERM $$"]).returncode == 128 + 15

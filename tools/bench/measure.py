@@ -139,8 +139,8 @@ def resident_by_mapping(smaps: str = "/proc/self/smaps") -> dict[str, int]:
     if not head.endswith(":"):  # a mapping's header: "start-end perms offset dev inode [path]"
       fields = line.split(maxsplit=5)
       kind = _mapping_kind(fields[5] if len(fields) > 5 else "")
-    elif head == "Rss:" and rest.split() and rest.split()[0].isdigit():
-      found[kind] = found.get(kind, 0) + int(rest.split()[0]) * 1024
+    elif head == "Rss:" and (value := rest.split()[:1]) and value[0].isdigit():
+      found[kind] = found.get(kind, 0) + int(value[0]) * 1024
   return found
 
 
@@ -301,8 +301,8 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
     # the processes it waited for), not the benchmark's inherited at exec.
     # -I -S: the command's PYTHON* variables and site-packages are not the spawner's.
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SPAWN, str(report), *cmd],
-                            stdout=out,
-                            env=env, cwd=cwd, stderr=console.stderr() if progress else None)
+                            stdout=out, env=env, cwd=cwd,
+                            stderr=console.stderr() if progress else None)
     proc.wait()
     seconds = time.perf_counter() - start
     out.seek(0)
