@@ -12,7 +12,6 @@ import gc
 import json
 import math
 import pathlib
-import resource
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from litezoo.artifacts import cache, files, flatbuffer
-from litezoo.artifacts.manifest import Artifact, Manifest, versions
+from litezoo.artifacts.manifest import Artifact, Manifest, peak_rss_bytes, versions
 from litezoo.conversion import loader
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec, Signatures, UnsupportedConfigError
@@ -36,10 +35,6 @@ class ConvertError(ZooError, ValueError):
 
 class ConfigMismatchError(ConvertError):
   """The checkpoint carries hyper-parameters that differ from the plugin's config."""
-
-
-def peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -11,7 +11,6 @@ import os
 import pathlib
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,18 +59,9 @@ class Session(typing.Protocol):
 
 
 def peak_rss_bytes() -> int:
-  """This process's peak resident memory, in bytes: VmHWM of /proc/self/status, which belongs to
-  the address space exec made. Not getrusage's ru_maxrss: Linux carries the parent's peak into a
-  child at exec (subprocess spawns with vfork), so a 60 MiB child of a 310 MiB parent would
-  read 310. ru_maxrss only where there is no /proc."""
-  try:
-    status = pathlib.Path("/proc/self/status").read_text()
-  except OSError:
-    status = ""
-  for line in status.splitlines():
-    if line.startswith("VmHWM:"):
-      return int(line.split()[1]) * 1024
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  """This process's peak resident memory in bytes (VmHWM; artifacts/manifest.py says why)."""
+  from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
+  return manifest.peak_rss_bytes()
 
 
 # Starts argv[2:] from a small process and writes its peak RSS (wait4's ru_maxrss, KiB) to
