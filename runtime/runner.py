@@ -58,7 +58,10 @@ class Runner:
   window W). Each window has its own cache buffers; the used prefix is copied into the next set
   when the sequence moves: a prefill goes into the smallest window with prefill signatures that
   holds the whole sequence after it (else the full cache), a decode into the smallest window
-  longer than the sequence, up to a larger one as it grows; verify runs on the full cache.
+  longer than the sequence, up to a larger one as it grows; verify runs on the full cache. A set
+  is made the first time the sequence enters it: a session that stays within 256 entries never
+  holds the full cache (float32 K and V for every layer and position: 44 MiB for TinyLlama 1.1B
+  at 1024 entries).
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
@@ -251,15 +254,22 @@ class _InterpreterBackend:
     return copy.copy(self)  # the caches are replaced, not updated, by every call
 
   def clear_cache(self) -> None:
-    self.caches = {window: {n: np.zeros(shape, dtype) for n, (shape, dtype) in spec.items()}
-                   for window, spec in self._specs.items()}
+    self.caches = {window: {n: np.zeros(shape, dtype)
+                            for n, (shape, dtype) in self._specs[window].items()}
+                   for window in getattr(self, "caches", {})}  # the others: made on first use
+
+  def _cache(self, window):
+    if window not in self.caches:
+      self.caches[window] = {n: np.zeros(shape, dtype)
+                             for n, (shape, dtype) in self._specs[window].items()}
+    return self.caches[window]
 
   def copy_cache(self, src, dst, n: int, seq_axes) -> None:
     self.caches[dst] = {name: _copy_prefix(array, self._specs[dst][name][0], n, seq_axes[name])
-                        for name, array in self.caches[src].items()}
+                        for name, array in self._cache(src).items()}
 
   def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
-    cache = self.caches[_window_of(signature)]
+    cache = self._cache(_window_of(signature))
     out = self._runners[signature](tokens=tokens, input_pos=positions, **cache)
     for name in cache:
       cache[name] = out[name]
@@ -269,10 +279,11 @@ class _InterpreterBackend:
 
 class _CompiledBackend:
   """CompiledModel with tensor buffers made once. The KV buffers (one set for the full cache, one
-  per decode window) are bound as both input and output of every signature running on them, so a
-  call updates them in place. (TensorBuffer.create_from_host_memory would let numpy own them and
-  a window be a view, but it makes 1-D buffers, which run_by_name refuses: "Cannot auto-resize
-  tensor kv_cache_k_0: no dims_signature exists"; so a move copies through read and write.)"""
+  per decode window, each made when first used) are bound as both input and output of every
+  signature running on them, so a call updates them in place. (TensorBuffer.create_from_host_memory
+  would let numpy own them and a window be a view, but it makes 1-D buffers, which run_by_name
+  refuses: "Cannot auto-resize tensor kv_cache_k_0: no dims_signature exists"; so a move copies
+  through read and write.)"""
 
   def __init__(self, model, num_threads: int, weight_cache: bool):
     from ai_edge_litert import compiled_model, options  # pylint: disable=g-import-not-at-top
@@ -318,22 +329,35 @@ class _CompiledBackend:
     self._specs, self.caches = {}, {}
     for name in self.signatures:
       window = _window_of(name)
-      if (name == "decode" or window is not None) and window not in self.caches:
+      if (name == "decode" or window is not None) and window not in self._specs:
         inputs = self.model.get_input_tensor_details(name)
-        spec = {n: (tuple(d["shape"]), np.dtype(d["dtype"])) for n, d in sorted(inputs.items())
-                if n.startswith("kv_cache_")}
-        self._specs[window] = spec
-        self.caches[window] = {n: self.model.create_input_buffer_by_name(name, n) for n in spec}
+        self._specs[window] = {n: (tuple(d["shape"]), np.dtype(d["dtype"]))
+                               for n, d in sorted(inputs.items()) if n.startswith("kv_cache_")}
     self.cache_spec = self._specs[None]
     self._io, self._rows = {}, {}
     for name in self.signatures:
-      cache = self.caches[_window_of(name)]
       self._rows[name] = int(self.model.get_output_tensor_details(name)["logits"]["shape"][1])
-      self._io[name] = (
-          {"tokens": self.model.create_input_buffer_by_name(name, "tokens"),
-           "input_pos": self.model.create_input_buffer_by_name(name, "input_pos"), **cache},
-          {"logits": self.model.create_output_buffer_by_name(name, "logits"), **cache})
     self._vocab = int(self.model.get_output_tensor_details("decode")["logits"]["shape"][-1])
+
+  def _cache(self, window, zeros: bool = True) -> dict:
+    """The cache set `window`, made (zeroed unless the caller writes it whole) on first use."""
+    if window not in self.caches:
+      name = "decode" if window is None else f"decode_w{window}"
+      self.caches[window] = {n: self.model.create_input_buffer_by_name(name, n)
+                             for n in self._specs[window]}
+      if zeros:
+        for n, buffer in self.caches[window].items():
+          buffer.write(np.zeros(*self._specs[window][n]))
+    return self.caches[window]
+
+  def _bound(self, signature: str) -> tuple[dict, dict]:
+    if signature not in self._io:
+      cache = self._cache(_window_of(signature))
+      self._io[signature] = (
+          {"tokens": self.model.create_input_buffer_by_name(signature, "tokens"),
+           "input_pos": self.model.create_input_buffer_by_name(signature, "input_pos"), **cache},
+          {"logits": self.model.create_output_buffer_by_name(signature, "logits"), **cache})
+    return self._io[signature]
 
   def rows(self, signature: str) -> int:
     return self._rows[signature]
@@ -341,18 +365,18 @@ class _CompiledBackend:
   def clear_cache(self) -> None:
     for window, buffers in self.caches.items():
       for name, buffer in buffers.items():
-        shape, dtype = self._specs[window][name]
-        buffer.write(np.zeros(shape, dtype))
+        buffer.write(np.zeros(*self._specs[window][name]))
 
   def copy_cache(self, src, dst, n: int, seq_axes) -> None:
-    for name, buffer in self.caches[src].items():
+    source = self._cache(src)
+    target = self._cache(dst, zeros=False)  # written whole below
+    for name, buffer in source.items():
       shape, dtype = self._specs[src][name]
       data = buffer.read(int(np.prod(shape)), dtype).reshape(shape)
-      self.caches[dst][name].write(_copy_prefix(data, self._specs[dst][name][0], n,
-                                                seq_axes[name]))
+      target[name].write(_copy_prefix(data, self._specs[dst][name][0], n, seq_axes[name]))
 
   def run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, rows: int):
-    inputs, outputs = self._io[signature]
+    inputs, outputs = self._bound(signature)
     inputs["tokens"].write(tokens)
     inputs["input_pos"].write(positions)
     self.model.run_by_name(signature, inputs, outputs)

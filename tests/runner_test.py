@@ -129,6 +129,26 @@ def test_runners_sharing_a_model_keep_their_caches_apart(models, backend):
     np.testing.assert_array_equal(np.stack(got), np.stack(want))
 
 
+@pytest.mark.parametrize("backend", runner.BACKENDS)
+def test_a_cache_set_is_made_when_the_sequence_first_enters_it(models, backend):
+  """A session within 16 entries holds window 16's buffers only (not the full cache's); each set
+  appears as the sequence reaches it, and a reset keeps those made (zeroed)."""
+  run = runner.Runner(models["none"], backend=backend)
+  held = lambda: set(run._backend.caches)  # pylint: disable=protected-access
+  assert held() == set()
+  logits = run.prefill([3, 1, 4, 1, 5])
+  for _ in range(8):
+    logits = run.decode(int(logits.reshape(-1, logits.shape[-1])[-1].argmax()))
+  assert run.position == 13 and held() == {16}
+  for _ in range(8):
+    logits = run.decode(int(logits.reshape(-1, logits.shape[-1])[-1].argmax()))
+  assert held() == {16, 32}
+  run.verify([2, 7])
+  assert held() == {16, 32, None}
+  run.reset()
+  assert held() == {16, 32, None} and run.position == 0
+
+
 def test_both_kv_cache_layouts_give_the_same_logits(models):
   """The zoo exports the transposed layout; litert-torch's default must read back just as well.
   The default-layout file also has all-position prefill and no windows: the last-token graph and
