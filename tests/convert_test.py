@@ -43,7 +43,7 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
   assert manifest["plugin_version"] == SPEC.version
   assert manifest["recipe"]["name"] == "none"
   assert (manifest["checkpoint"]["kind"], manifest["checkpoint"]["seed"]) == ("random", 0)
-  # The plugin's verify_8 kept, its decode windows (256, 512) left out: they do not fit 32.
+  # The plugin's verify_8 kept, its decode windows (256, 512, 768) left out: they do not fit 32.
   assert manifest["signatures"] == {"prefill_seq_lens": [8, 16], "kv_cache_max_len": 32,
                                     "kv_layout": "transposed", "prefill_logits": "last",
                                     "verify_lengths": [8], "decode_windows": []}

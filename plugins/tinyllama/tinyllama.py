@@ -43,17 +43,17 @@ CONFIG_TINY = {**CONFIG_1_1B, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="tinyllama",
-    version="0.5.0",
+    version="0.6.0",
     description="TinyLlama 1.1B chat",
     url="https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0",
     license="Apache-2.0",
     variants={"1.1b": Variant(CONFIG_1_1B, source=SOURCE, params=1_100_048_384), "tiny": Variant(CONFIG_TINY, random_weights=True)},
     default_variant="1.1b",
     family=llama.FAMILY,
-    # verify_8: speculative decoding; windows: short contexts attend over (and read) 256 or 512
-    # cache entries, not 1024, in decode and in prefill (docs/speed.md).
+    # verify_8: speculative decoding; windows: short contexts attend over (and read) 256, 512 or
+    # 768 cache entries, not 1024, in decode (256 or 512 in prefill; docs/speed.md).
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024, verify_lengths=(8,),
-                          decode_windows=(256, 512), prefill_windows=(256, 512)),
+                          decode_windows=(256, 512, 768), prefill_windows=(256, 512)),
     default_recipe="dynamic_int8",
 )
 
