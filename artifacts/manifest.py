@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 from typing import Any, Mapping
 
 from litezoo.artifacts import files
@@ -40,20 +39,6 @@ def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
   found["python"] = platform.python_version()
   return found
 
-
-def peak_rss_bytes() -> int:
-  """This process's peak resident memory in bytes, as manifests and benchmarks record it: VmHWM
-  of /proc/self/status, which belongs to the address space exec made. Not getrusage's ru_maxrss:
-  Linux carries the parent's peak into a child at exec (subprocess spawns with vfork), so a 60 MiB
-  child of a 310 MiB parent would read 310. ru_maxrss only where there is no /proc."""
-  try:
-    status = pathlib.Path("/proc/self/status").read_text()
-  except OSError:
-    status = ""
-  for line in status.splitlines():
-    if line.startswith("VmHWM:"):
-      return int(line.split()[1]) * 1024
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @dataclasses.dataclass(frozen=True)

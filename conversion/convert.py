@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from litezoo.artifacts import cache, files, flatbuffer
-from litezoo.artifacts.manifest import Artifact, Manifest, peak_rss_bytes, versions
+from litezoo.artifacts.manifest import Artifact, Manifest, versions
 from litezoo.conversion import loader
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec, Signatures, UnsupportedConfigError
 from litezoo.quant import recipes
+from litezoo.runtime.memory import peak_rss_bytes
 from litezoo.sources import Source
 from litezoo.sources.weights import Weights
 

@@ -166,14 +166,16 @@ class Signatures:
                              f"{self.kv_cache_max_len}")
     for w in self.decode_windows:
       if not 0 < w < self.kv_cache_max_len:
+        fix = ("drop it" if w <= 0 else
+               "drop it (the full cache has its own decode), or raise --kv_cache_max_len above it")
         raise SignatureError(f"decode window {w} must be between 1 and the kv cache length "
-                             f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
-                             "decode")
+                             f"{self.kv_cache_max_len} (exclusive): {fix}")
     for w in self.prefill_windows:
       if not 0 < w < self.kv_cache_max_len:
+        fix = ("drop it" if w <= 0 else
+               "drop it (the full cache has its own prefill), or raise --kv_cache_max_len above it")
         raise SignatureError(f"prefill window {w} must be between 1 and the kv cache length "
-                             f"{self.kv_cache_max_len} (exclusive): the full cache has its own "
-                             "prefill")
+                             f"{self.kv_cache_max_len} (exclusive): {fix}")
       if w not in self.decode_windows:
         raise SignatureError(f"prefill window {w} is not one of the decode windows "
                              f"{sorted(self.decode_windows)}: a prompt prefilled into a window "

@@ -50,7 +50,7 @@ class Runner:
   """One sequence at a time; the KV cache lives here between calls.
 
   `position` is how many tokens the cache holds; setting it lower rewinds for free (entries past it
-  are hidden by the causal mask and overwritten by later calls).
+  are hidden by the causal mask and overwritten by later calls); it cannot be set higher.
 
   Signatures it uses (core.spec.Signatures): prefill_<n> (the last token's logits, or every
   token's in files converted before manifest format 3), verify_<k> (every token's logits),
@@ -96,6 +96,7 @@ class Runner:
     k_axis, v_axis = kv_sequence_axis(self.kv_layout)
     self._seq_axes = {n: k_axis if n.startswith("kv_cache_k_") else v_axis for n in cache}
     self.kv_cache_max_len = int(cache["kv_cache_k_0"][0][k_axis])
+    self.vocab_size = self._backend.vocab_size
     # Old files (manifest format 2) return every position from prefill.
     self.prefill_all_logits = all(self._backend.rows(f"prefill_{n}") == n
                                   for n in self.prefill_lengths)
@@ -124,7 +125,26 @@ class Runner:
   def reset(self) -> None:
     self._backend.clear_cache()
     self._home = None  # the cache set holding the sequence: None = the full cache, else a window
-    self.position = 0
+    self._position = 0
+
+  @property
+  def position(self) -> int:
+    """How many tokens the cache holds."""
+    return self._position
+
+  @position.setter
+  def position(self, value: int) -> None:
+    # Higher would expose entries never written to this set (a window holds only the copied prefix).
+    if not 0 <= value <= self._position:
+      raise ValueError(f"position {value} is not a rewind: the cache holds {self._position} "
+                       f"tokens; set a position from 0 to {self._position}")
+    self._position = value
+
+  def _check_tokens(self, tokens) -> None:
+    low, high = min(tokens), max(tokens)
+    if low < 0 or high >= self.vocab_size:
+      raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary of "
+                       f"{self.vocab_size}: tokenize with this model's tokenizer")
 
   @property
   def window(self) -> int | None:
@@ -134,8 +154,8 @@ class Runner:
   def _move(self, window: int | None) -> None:
     """Copies the first `position` entries of every layer's cache into the set `window`."""
     if window != self._home:
-      if self.position:  # an empty sequence has nothing to copy (stale entries are masked)
-        self._backend.copy_cache(self._home, window, self.position, self._seq_axes)
+      if self._position:  # an empty sequence has nothing to copy (stale entries are masked)
+        self._backend.copy_cache(self._home, window, self._position, self._seq_axes)
       self._home = window
 
   def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
@@ -151,12 +171,13 @@ class Runner:
     """
     if not tokens:
       raise ValueError("prefill needs at least one token")
-    if self.position + len(tokens) > self.kv_cache_max_len:
-      raise ValueError(f"{self.position + len(tokens)} tokens do not fit the KV cache of "
+    self._check_tokens(tokens)
+    if self._position + len(tokens) > self.kv_cache_max_len:
+      raise ValueError(f"{self._position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
     kind, lengths, window = "prefill", self.prefill_lengths, None
     if not all_logits:  # into a window's cache when the whole sequence will fit it
-      window = next((w for w in self.prefill_windows if self.position + len(tokens) <= w), None)
+      window = next((w for w in self.prefill_windows if self._position + len(tokens) <= w), None)
       if window is not None:
         kind = f"w{window}_prefill"
         lengths = [n for n in self.prefill_lengths if n <= window]
@@ -173,7 +194,7 @@ class Runner:
     while rest:
       # A padded slot past the cache end would make the cache update clamp and shift: only use
       # signatures that fit the room left; near the end, feed tokens one by one through decode.
-      usable = [n for n in lengths if n <= end - self.position]
+      usable = [n for n in lengths if n <= end - self._position]
       if not usable:
         logits.extend(self._decode(t, window)[None] for t in rest)
         break
@@ -182,14 +203,14 @@ class Runner:
       chunk, rest = rest[:length], rest[length:]
       padded = np.zeros((1, length), np.int32)
       padded[0, :len(chunk)] = chunk
-      positions = np.full((length,), self.position + len(chunk) - 1, np.int32)
-      positions[:len(chunk)] = np.arange(self.position, self.position + len(chunk))
+      positions = np.full((length,), self._position + len(chunk) - 1, np.int32)
+      positions[:len(chunk)] = np.arange(self._position, self._position + len(chunk))
       out = self._backend.run(f"{kind}_{length}", padded, positions, len(chunk))
       if all_logits:
         logits.append(out)
       elif not rest:
         logits.append(out[-1:])
-      self.position += len(chunk)
+      self._position += len(chunk)
     return np.concatenate(logits)[-1:] if not all_logits else np.concatenate(logits)
 
   def verify(self, tokens: list[int]) -> np.ndarray:
@@ -202,15 +223,16 @@ class Runner:
 
   def decode(self, token: int) -> np.ndarray:
     """Feeds one token; returns its logits [vocab]."""
-    if self.position >= self.kv_cache_max_len:
+    if self._position >= self.kv_cache_max_len:
       raise ValueError(f"the KV cache of {self.kv_cache_max_len} tokens is full")
-    return self._decode(token, next((w for w in self.windows if w > self.position), None))
+    self._check_tokens((token,))
+    return self._decode(token, next((w for w in self.windows if w > self._position), None))
 
   def _decode(self, token: int, window: int | None) -> np.ndarray:
     self._move(window)
     out = self._backend.run("decode" if window is None else f"decode_w{window}",
-                            np.array([[token]], np.int32), np.array([self.position], np.int32), 1)
-    self.position += 1
+                            np.array([[token]], np.int32), np.array([self._position], np.int32), 1)
+    self._position += 1
     return out[0]
 
 
@@ -246,12 +268,16 @@ class _InterpreterBackend:
                 if n.startswith("kv_cache_")}
         self._specs[_window_of(name)] = spec
     self.cache_spec = self._specs.get(None, {})
+    if "decode" in self._runners:
+      self.vocab_size = int(self._runners["decode"].get_output_details()["logits"]["shape"][-1])
 
   def rows(self, signature: str) -> int:
     return int(self._runners[signature].get_output_details()["logits"]["shape"][1])
 
   def share(self) -> "_InterpreterBackend":
-    return copy.copy(self)  # the caches are replaced, not updated, by every call
+    other = copy.copy(self)  # the caches are replaced, not updated, by every call
+    other.caches = {}  # its own sets, each made on first use
+    return other
 
   def clear_cache(self) -> None:
     self.caches = {window: {n: np.zeros(shape, dtype)
@@ -337,7 +363,7 @@ class _CompiledBackend:
     self._io, self._rows = {}, {}
     for name in self.signatures:
       self._rows[name] = int(self.model.get_output_tensor_details(name)["logits"]["shape"][1])
-    self._vocab = int(self.model.get_output_tensor_details("decode")["logits"]["shape"][-1])
+    self.vocab_size = int(self.model.get_output_tensor_details("decode")["logits"]["shape"][-1])
 
   def _cache(self, window, zeros: bool = True) -> dict:
     """The cache set `window`, made (zeroed unless the caller writes it whole) on first use."""
@@ -382,7 +408,7 @@ class _CompiledBackend:
     self.model.run_by_name(signature, inputs, outputs)
     # Only the first `rows` rows are real tokens (a last-logits prefill has one): read just those.
     rows = min(rows, self._rows[signature])
-    return outputs["logits"].read(rows * self._vocab, np.float32).reshape(rows, self._vocab)
+    return outputs["logits"].read(rows * self.vocab_size, np.float32).reshape(rows, self.vocab_size)
 
 
 @functools.cache

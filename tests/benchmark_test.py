@@ -7,6 +7,7 @@ import json
 import os
 import re
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -186,6 +187,32 @@ def test_a_childs_peak_rss_is_not_its_parents():
   inside = measure.run_measured([sys.executable, "-c", "from litezoo.tools.bench import measure; "
                                  "print(measure.peak_rss_bytes())"], env=measure.child_env())
   assert 0 < int(inside.stdout) < 150 * 2**20 and held.sum() == 400 * 2**20 // 8
+
+
+# What the ExecuTorch child runs in its own venv, which has numpy and torch but none of the zoo's
+# other dependencies: the measuring protocol must not import them (pluggy came in through core).
+_WITHOUT_THE_ZOOS_DEPENDENCIES = """
+import sys
+for name in ("pluggy", "absl", "ai_edge_litert", "sentencepiece", "transformers", "jinja2"):
+  sys.modules[name] = None  # importing it raises ImportError
+from litezoo.tools.bench import measure
+class Session:  # a stand-in model: what measure_session drives
+  kv_cache_max_len = 64
+  def reset(self): pass
+  def prefill(self, tokens): return measure.np.zeros(8, measure.np.float32)
+  def decode(self, token): return measure.np.zeros(8, measure.np.float32)
+plan = measure.Plan(threads=1, prefill_lengths=(4,), depths=(4,), decode_tokens=2, repeats=1,
+                    ttft_prompt=4)
+result = measure.measure_session(Session, plan, 8, "stand-in")
+print(result["runtime_peak_rss_bytes"] > 0, bool(result["resident_bytes_by_mapping"]))
+"""
+
+
+def test_the_measuring_protocol_needs_none_of_the_zoos_other_dependencies():
+  done = subprocess.run([sys.executable, "-c", _WITHOUT_THE_ZOOS_DEPENDENCIES],
+                        env=measure.child_env(), capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-2:] == ["True", "True"]
 
 
 def test_run_measured_gives_the_command_its_own_code_and_default_signals(tmp_path):

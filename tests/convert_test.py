@@ -91,8 +91,18 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
      "--checkpoint=DIR"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens=8,x"],
      "--prefill_seq_lens must be a comma-separated list of integers, got '8,x'"),
+    (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens="],
+     "--prefill_seq_lens is empty: give a comma-separated list of integers, or leave the flag "
+     "out for the default"),
+    (["--model=tinyllama", "--variant=tiny", "--decode_windows="],
+     "--decode_windows is empty: give a comma-separated list of integers or 'none'"),
+    (["--model=tinyllama", "--variant=tiny", "--decode_windows=2_56"],
+     "--decode_windows must be a comma-separated list of integers or 'none', got '2_56'"),
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=32", "--decode_windows=64"],
-     "decode window 64 must be between 1 and the kv cache length 32 (exclusive)"),
+     "decode window 64 must be between 1 and the kv cache length 32 (exclusive): drop it (the "
+     "full cache has its own decode), or raise --kv_cache_max_len above it"),
+    (["--model=tinyllama", "--variant=tiny", "--decode_windows=0"],
+     "decode window 0 must be between 1 and the kv cache length 1024 (exclusive): drop it"),
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
       "--prefill_windows=32"],
      "prefill window 32 is not one of the decode windows [16]: a prompt prefilled into a window "

@@ -346,7 +346,7 @@ def test_sample_follows_the_distribution():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(context=list(range(64)), max_new_tokens=4),
-     "the prompt take 64 tokens, but the KV cache holds 64"),
+     "the prompt takes 64 tokens, but the KV cache holds 64, with room needed for a new token"),
     (dict(context=[1, 2], max_new_tokens=0), "max_new_tokens must be positive, got 0"),
     (dict(context=[1, 2], max_new_tokens=4, sampling=generate.Sampling(temperature=-1)),
      "temperature must be >= 0, got -1"),

@@ -422,5 +422,5 @@ def test_chat_messages_past_the_template_are_clear_errors(messages, message):
 
 def test_a_prompt_longer_than_the_cache_is_a_clear_error(killed_then_raced):
   path = next(killed_then_raced["directory"].glob("*.tflite"))
-  with pytest.raises(generate.GenerationError, match="take 200 tokens, but the KV cache holds 64"):
+  with pytest.raises(generate.GenerationError, match="takes 200 tokens, but the KV cache holds 64"):
     generate.Session(runner.Runner(path), set()).generate(list(range(200)), 4)

@@ -145,8 +145,27 @@ def test_a_cache_set_is_made_when_the_sequence_first_enters_it(models, backend):
   assert held() == {16, 32}
   run.verify([2, 7])
   assert held() == {16, 32, None}
+  sibling = run.share()
+  assert set(sibling._backend.caches) == set()  # pylint: disable=protected-access
   run.reset()
   assert held() == {16, 32, None} and run.position == 0
+
+
+def test_the_windows_benchmark_decodes_in_each_window_and_over_the_full_cache(models, tmp_path):
+  """tools/bench/windows.py's decode comparison runs each depth in the window the runner picks
+  (16 for positions up to 15, 32 up to 31, then the full cache) against the full cache, leaves the
+  runner's windows as they were, and its CLI refuses depths that leave no room."""
+  from litezoo.tools.bench import windows  # pylint: disable=g-import-not-at-top
+  run = runner.Runner(models["none"])
+  found = windows.compare_decode(run, [4, 20, 40], steps=3, repeats=1, vocab=run.vocab_size)
+  assert {d: r["window"] for d, r in found.items()} == {"4": 16, "20": 32, "40": None}
+  assert all(r["window_tps"] > 0 and r["full_tps"] > 0 for r in found.values())
+  assert run.windows == [16, 32]
+  out = testing.run_tool("bench.windows", f"--tflite={models['none']}", "--lengths=none",
+                         "--decode_depths=4,61", "--decode_steps=3", cwd=tmp_path)
+  assert testing.one_line_error(out, "windows") == (
+      "windows: error: --decode_depths [61] leave no room for 3 decode steps in the KV cache of "
+      "64: use depths up to 60, or fewer --decode_steps")
 
 
 def test_both_kv_cache_layouts_give_the_same_logits(models):
@@ -321,6 +340,19 @@ def test_errors_name_the_problem(models):
   run.prefill(list(range(64)))
   with pytest.raises(ValueError, match="the KV cache of 64 tokens is full"):
     run.decode(1)
+  for backend in runner.BACKENDS:
+    run = runner.Runner(models["none"], backend=backend)
+    with pytest.raises(ValueError, match="token id 256 is outside the vocabulary of 256: tokenize "
+                                         "with this model's tokenizer"):
+      run.prefill([1, 256])
+    run.prefill([1, 2, 3])
+    with pytest.raises(ValueError, match="token id -1 is outside the vocabulary of 256"):
+      run.decode(-1)
+    with pytest.raises(ValueError, match="position 4 is not a rewind: the cache holds 3 tokens; "
+                                         "set a position from 0 to 3"):
+      run.position = 4
+    run.position = 1  # a rewind
+    assert run.position == 1 and run.decode(5).shape == (256,)
 
 
 def test_running_a_model_does_not_import_torch():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import re
 import sys
 from typing import Callable
 
@@ -64,12 +65,15 @@ class Selection:
     return f"{self.spec.name}-{self.variant}"
 
 
-def int_list(values: list[str], flag: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(v) for v in values)
-  except ValueError as e:
-    raise FlagError(f"--{flag} must be a comma-separated list of integers, got "
-                    f"{','.join(values)!r}") from e
+def int_list(values: list[str], flag: str, none_ok: bool = False) -> tuple[int, ...]:
+  """A list flag's integers (plain decimal: absl keeps `--flag=` as an empty list, and int()
+  would take `2_56`); FlagError naming the flag otherwise."""
+  spelling = "a comma-separated list of integers" + (" or 'none'" if none_ok else "")
+  if not values:
+    raise FlagError(f"--{flag} is empty: give {spelling}, or leave the flag out for the default")
+  if not all(re.fullmatch(r"\s*[+-]?[0-9]+\s*", v) for v in values):
+    raise FlagError(f"--{flag} must be {spelling}, got {','.join(values)!r}")
+  return tuple(int(v) for v in values)
 
 
 def float_tflite(value: str) -> pathlib.Path:
@@ -176,7 +180,7 @@ class _Defined:
     signatures = None
     if self.signatures:
       signatures = Signatures(
-          int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value
+          int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value is not None
           else spec.signatures.prefill_seq_lens,
           self.kv.value if self.kv.value is not None else spec.signatures.kv_cache_max_len,
           self.layout.value or spec.signatures.kv_layout,
@@ -191,7 +195,8 @@ class _Defined:
       fitting = tuple(n for n in signatures.prefill_seq_lens if n <= kv) or (kv,)
       signatures = dataclasses.replace(
           signatures,
-          prefill_seq_lens=signatures.prefill_seq_lens if self.prefill.value else fitting,
+          prefill_seq_lens=(signatures.prefill_seq_lens if self.prefill.value is not None
+                            else fitting),
           verify_lengths=signatures.verify_lengths if self.verify.value is not None else tuple(
               k for k in signatures.verify_lengths if k <= kv),
           decode_windows=signatures.decode_windows if self.windows.value is not None else tuple(
@@ -268,9 +273,9 @@ def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ..
   """A list flag's integers; `none` gives (); unset gives `default`."""
   if values is None:
     return tuple(default)
-  if [v.strip() for v in values] == ["none"]:
+  if [v.strip().lower() for v in values] == ["none"]:
     return ()
-  return tuple(int_list(values, flag))
+  return int_list(values, flag, none_ok=True)
 
 
 def define(*, weights: bool = True, recipe: bool = True, signatures: bool = True,

@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from litezoo.runtime import memory
 from litezoo.tools import console
 
 RESULT_MARK = "BENCH_RESULT "
@@ -59,9 +60,8 @@ class Session(typing.Protocol):
 
 
 def peak_rss_bytes() -> int:
-  """This process's peak resident memory in bytes (VmHWM; artifacts/manifest.py says why)."""
-  from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
-  return manifest.peak_rss_bytes()
+  """This process's peak resident memory in bytes (VmHWM; runtime/memory.py says why)."""
+  return memory.peak_rss_bytes()
 
 
 # Starts argv[2:] from a small process and writes its peak RSS (wait4's ru_maxrss, KiB) to

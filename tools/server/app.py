@@ -148,7 +148,8 @@ def create_app(served: Served) -> FastAPI:
     if name is not None and len(context) + req.max_tokens > capacity:
       raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
                      f"{len(context)} and {name} asks for {req.max_tokens} more: lower {name} "
-                     f"to at most {capacity - len(context)} (or leave it out to fill the context)",
+                     f"to at most {capacity - len(context)}"
+                     + (" (or leave it out to fill the context)" if req.endpoint == "chat" else ""),
                      param=name, code="context_length_exceeded")
     return context
 

@@ -1,3 +1,6 @@
+# The step-by-step memory measurement of docs/speed.md ("Where TinyLlama's memory goes"), as run
+# on 2026-12-04: python steps.py MODEL.tflite. Since then the runner makes each KV cache set when
+# a signature first runs on it, so "buffers made" no longer includes the caches.
 import collections, resource, sys
 import numpy as np
 def rss(tag):
@@ -27,7 +30,6 @@ rt._CompiledBackend._make_buffers = mb
 r = rt.Runner(sys.argv[1])
 b = r._backend
 for name in sorted(b.signatures, key=lambda n: ('prefill' in n, n)):
-  n = b._io[name][0]['tokens']
   shape = b.model.get_input_tensor_details(name)['tokens']['shape']
   T = int(shape[-1])
   b.run(name, np.zeros(shape, np.int32), np.arange(T, dtype=np.int32), 1)
