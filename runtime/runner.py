@@ -135,16 +135,27 @@ class Runner:
   @position.setter
   def position(self, value: int) -> None:
     # Higher would expose entries never written to this set (a window holds only the copied prefix).
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise ValueError(f"position must be an integer, got {value!r}")
+    value = int(value)
     if not 0 <= value <= self._position:
       raise ValueError(f"position {value} is not a rewind: the cache holds {self._position} "
                        f"tokens; set a position from 0 to {self._position}")
     self._position = value
 
-  def _check_tokens(self, tokens) -> None:
-    low, high = min(tokens), max(tokens)
-    if low < 0 or high >= self.vocab_size:
-      raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary of "
-                       f"{self.vocab_size}: tokenize with this model's tokenizer")
+  def _token_ids(self, tokens) -> list[int]:
+    """`tokens` (any iterable of integers) as a list; ValueError naming a token that is not an
+    integer id of this model's vocabulary."""
+    ids = list(tokens)
+    for t in ids:
+      if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+        raise ValueError(f"token ids must be integers, got {t!r}: tokenize with this model's "
+                         "tokenizer")
+    ids = [int(t) for t in ids]
+    if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
+      raise ValueError(f"token id {min(ids) if min(ids) < 0 else max(ids)} is outside the "
+                       f"vocabulary of {self.vocab_size}: tokenize with this model's tokenizer")
+    return ids
 
   @property
   def window(self) -> int | None:
@@ -169,9 +180,9 @@ class Runner:
     the sequence, which the causal mask hides and later calls overwrite. Raises ValueError if the
     tokens do not fit the cache, or all_logits is asked of a file that cannot give them.
     """
+    tokens = self._token_ids(tokens)
     if not tokens:
       raise ValueError("prefill needs at least one token")
-    self._check_tokens(tokens)
     if self._position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self._position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
@@ -225,7 +236,7 @@ class Runner:
     """Feeds one token; returns its logits [vocab]."""
     if self._position >= self.kv_cache_max_len:
       raise ValueError(f"the KV cache of {self.kv_cache_max_len} tokens is full")
-    self._check_tokens((token,))
+    (token,) = self._token_ids((token,))
     return self._decode(token, next((w for w in self.windows if w > self._position), None))
 
   def _decode(self, token: int, window: int | None) -> np.ndarray:

@@ -166,6 +166,12 @@ def test_the_windows_benchmark_decodes_in_each_window_and_over_the_full_cache(mo
   assert testing.one_line_error(out, "windows") == (
       "windows: error: --decode_depths [61] leave no room for 3 decode steps in the KV cache of "
       "64: use depths up to 60, or fewer --decode_steps")
+  truncated = tmp_path / "truncated.tflite"
+  truncated.write_bytes(pathlib.Path(models["none"]).read_bytes()[:100_000])
+  out = testing.run_tool("bench.windows", f"--tflite={truncated}", "--lengths=none",
+                         "--decode_depths=4", cwd=tmp_path)
+  assert testing.one_line_error(out, "windows").startswith(
+      f"windows: error: {truncated}: the LiteRT interpreter refuses it")
 
 
 def test_both_kv_cache_layouts_give_the_same_logits(models):
@@ -351,8 +357,15 @@ def test_errors_name_the_problem(models):
     with pytest.raises(ValueError, match="position 4 is not a rewind: the cache holds 3 tokens; "
                                          "set a position from 0 to 3"):
       run.position = 4
+    with pytest.raises(ValueError, match="position must be an integer, got 2.5"):
+      run.position = 2.5
+    with pytest.raises(ValueError, match="token ids must be integers, got 5.7: tokenize"):
+      run.decode(5.7)
+    with pytest.raises(ValueError, match="token ids must be integers, got True"):
+      run.prefill([True])
     run.position = 1  # a rewind
-    assert run.position == 1 and run.decode(5).shape == (256,)
+    assert run.position == 1 and run.decode(np.int64(5)).shape == (256,)
+    assert run.prefill(np.array([4, 5])).shape == (1, 256) and run.position == 4
 
 
 def test_running_a_model_does_not_import_torch():

@@ -23,11 +23,12 @@ from litezoo.tools.bench import measure
 from litezoo.tools import flags as zoo_flags
 from litezoo.tools.flags import FlagError
 
-_TFLITE = flags.DEFINE_string("tflite", None, "A zoo .tflite with w<W>_prefill_<n> signatures.")
+_TFLITE = flags.DEFINE_string("tflite", None, "A zoo .tflite with w<W>_prefill_<n> (prefill) or "
+                             "decode_w<W> (decode) signatures.")
 _LENGTHS = flags.DEFINE_list("lengths", ["32", "128", "256"],
                              "Prompt lengths (tokens) of the prefill comparison; 'none' skips it.")
 _DEPTHS = flags.DEFINE_list("decode_depths", None, "Context depths (tokens) of the decode "
-                            "comparison, e.g. 16,256,512,800 (default: none).")
+                            "comparison, e.g. 16,256,512,800; 'none' skips it (the default).")
 _STEPS = flags.DEFINE_integer("decode_steps", 32, "Timed decode steps at each depth.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Repeats of each length and side; medians.")
 _THREADS = flags.DEFINE_integer("threads", 2, "CPU threads.")
@@ -85,35 +86,54 @@ def compare_decode(run, depths: list[int], steps: int, repeats: int, vocab: int)
   return result
 
 
+def _list(values, flag: str) -> list[int]:
+  if values is None or [v.strip().lower() for v in values] == ["none"]:
+    return []
+  found = list(zoo_flags.int_list(values, flag, none_ok=True))
+  if min(found) < 1:
+    raise FlagError(f"--{flag} must be positive token counts, got {min(found)}")
+  if len(set(found)) < len(found):
+    raise FlagError(f"--{flag} repeats a value: give each once")
+  return found
+
+
 def main(argv):
   del argv
   from litezoo.runtime import runner  # pylint: disable=g-import-not-at-top
   if _TFLITE.value is None:
-    raise FlagError("give --tflite=PATH.tflite (a zoo file with prefill windows)")
-  lengths = ([] if [v.strip().lower() for v in _LENGTHS.value] == ["none"] else
-             list(zoo_flags.int_list(_LENGTHS.value, "lengths", none_ok=True)))
-  depths = (list(zoo_flags.int_list(_DEPTHS.value, "decode_depths"))
-            if _DEPTHS.value is not None else [])
+    raise FlagError("give --tflite=PATH.tflite (a zoo file with prefill or decode windows)")
+  lengths, depths = _list(_LENGTHS.value, "lengths"), _list(_DEPTHS.value, "decode_depths")
   if not lengths and not depths:
     raise FlagError("nothing to compare: give --lengths (prefill) or --decode_depths (decode)")
-  if min(lengths + depths) < 1 or _REPEATS.value < 1 or _STEPS.value < 1:
-    raise FlagError("--lengths and --decode_depths must be positive token counts, and --repeats "
-                    "and --decode_steps at least 1")
+  for name, value in (("repeats", _REPEATS.value), ("decode_steps", _STEPS.value),
+                      ("threads", _THREADS.value)):
+    if value < 1:
+      raise FlagError(f"--{name} must be at least 1, got {value}")
+  output = common.user_path(_OUTPUT.value) if _OUTPUT.value else None
+  if output is not None and (output.is_dir() or not output.parent.is_dir()):
+    raise FlagError(f"--output={_OUTPUT.value} must be a file in an existing directory")
   path = common.user_path(_TFLITE.value)
   if not path.is_file():
     raise FlagError(f"--tflite={_TFLITE.value} is not a file")
-  run = runner.Runner(path, num_threads=_THREADS.value)
+  files.check_tflite(path)  # before the runtime parses it
+  try:
+    run = runner.Runner(path, num_threads=_THREADS.value)
+  except (ValueError, RuntimeError) as e:
+    raise FlagError(f"--tflite={_TFLITE.value} cannot be run as a zoo model ({e})") from e
   if lengths and not run.prefill_windows:
     raise FlagError(f"{path.name} has no w<W>_prefill_<n> signatures: convert it with "
                     "--prefill_windows, or pass --lengths=none")
   too_long = [n for n in lengths if n > run.prefill_windows[-1]]
   if too_long:
     raise FlagError(f"--lengths {too_long} do not fit the largest prefill window "
-                    f"{run.prefill_windows[-1]}")
+                    f"{run.prefill_windows[-1]}: use lengths up to it")
   if depths and not run.windows:
     raise FlagError(f"{path.name} has no decode_w<W> signatures: convert it with "
                     "--decode_windows")
   room = run.kv_cache_max_len - 1 - _STEPS.value
+  if depths and room < 1:
+    raise FlagError(f"--decode_steps={_STEPS.value} do not fit the KV cache of "
+                    f"{run.kv_cache_max_len}: use at most {run.kv_cache_max_len - 2}")
   if depths and max(depths) > room:
     raise FlagError(f"--decode_depths {[d for d in depths if d > room]} leave no room for "
                     f"{_STEPS.value} decode steps in the KV cache of {run.kv_cache_max_len}: use "
@@ -139,10 +159,9 @@ def main(argv):
               for d, r in results["decode"].items()]
   results["load_average_end"] = measure.load_average()
   console.out("\n".join(lines))
-  if _OUTPUT.value:
-    out = common.user_path(_OUTPUT.value)
-    files.write_json(out, results)
-    console.out(f"wrote {out}")
+  if output is not None:
+    files.write_json(output, results)
+    console.out(f"wrote {output}")
 
 
 if __name__ == "__main__":
