@@ -215,6 +215,51 @@ def test_errors_in_openai_format(client, kwargs, status, param, code):
   assert "Traceback" not in json.dumps(e.body)
 
 
+CAPACITY = int(next(a for a in SIGNATURES if a.startswith("--kv_cache_max_len=")).split("=")[1])
+
+
+def _refused(create, **kwargs):
+  with pytest.raises(openai.BadRequestError) as raised:
+    create(**kwargs)
+  assert raised.value.code == "context_length_exceeded"
+  return raised.value.body["message"]
+
+
+def test_max_tokens_may_fill_the_cache_and_one_more_is_refused(client):
+  """A reply to a prompt of P tokens can have CAPACITY - P + 1: the cache holds the prompt and
+  every new token but the last, which is never fed back. That bound is the largest max_tokens
+  accepted, and where a reply without max_tokens stops. A prompt near the cache's end keeps the
+  replies short."""
+  messages = [{"role": "user", "content": "word " * 198}]
+  chat = dict(model="smollm2-tiny", messages=messages, temperature=0)
+  prompt = client.chat.completions.create(**chat, max_tokens=1).usage.prompt_tokens
+  room = CAPACITY - prompt + 1
+  assert 1 < room < 30  # the prompt fills nearly all the cache
+  for limit in ({"max_tokens": room}, {"max_completion_tokens": room}, {}):
+    reply = client.chat.completions.create(**chat, **limit)
+    assert reply.choices[0].finish_reason == "length", limit
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (prompt, room), limit
+    assert reply.usage.total_tokens == CAPACITY + 1
+  for name in ("max_tokens", "max_completion_tokens"):
+    assert _refused(client.chat.completions.create, **chat, **{name: room + 1}) == (
+        f"this model's context (KV cache) holds {CAPACITY} tokens, but the messages take "
+        f"{prompt} and {name} asks for {room + 1} more: lower {name} to at most {room} (or leave "
+        "it out to fill the context)")
+
+  # Completions: the same bound, and the default of 16 stops at the cache's end when it is less.
+  text = dict(model="smollm2-tiny", prompt="word " * 204, temperature=0)
+  prompt = client.completions.create(**text, max_tokens=1).usage.prompt_tokens
+  room = CAPACITY - prompt + 1
+  assert 1 < room < 16
+  for limit in ({"max_tokens": room}, {}):
+    done = client.completions.create(**text, **limit)
+    assert done.choices[0].finish_reason == "length", limit
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (prompt, room), limit
+  assert _refused(client.completions.create, **text, max_tokens=room + 1) == (
+      f"this model's context (KV cache) holds {CAPACITY} tokens, but the prompt takes {prompt} "
+      f"and max_tokens asks for {room + 1} more: lower max_tokens to at most {room}")
+
+
 def test_neutral_values_and_empty_message_fields_are_accepted(client):
   """What clients send by default, or echo back from a reply, is not an option that cannot
   apply: top_p 1 and a seed with greedy decoding, an assistant message with refusal=None."""

@@ -143,12 +143,14 @@ def create_app(served: Served) -> FastAPI:
                      param="messages" if req.endpoint == "chat" else "prompt",
                      code="context_length_exceeded")
     # A limit the client set that cannot be reached is refused, as OpenAI does; the default
-    # (completions: 16) stops at the cache's end.
+    # (completions: 16) stops at the cache's end. The reply's last token needs no room in the
+    # cache, so the bound is engine.room's, one more than the cache has left.
     name = req.max_tokens_param
-    if name is not None and len(context) + req.max_tokens > capacity:
+    room = engine.room(len(context))
+    if name is not None and req.max_tokens > room:
       raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
                      f"{len(context)} and {name} asks for {req.max_tokens} more: lower {name} "
-                     f"to at most {capacity - len(context)}"
+                     f"to at most {room}"
                      + (" (or leave it out to fill the context)" if req.endpoint == "chat" else ""),
                      param=name, code="context_length_exceeded")
     return context

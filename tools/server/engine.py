@@ -174,6 +174,12 @@ class Engine:
     self._thread = threading.Thread(target=self._dispatch, name="litezoo-engine", daemon=True)
     self._thread.start()
 
+  def room(self, prompt_tokens: int) -> int:
+    """The most tokens a reply to a prompt of `prompt_tokens` can have: the KV cache takes the
+    prompt and every new token but the last, which is never fed back (a prompt of 1020 in a
+    cache of 1024: 5 tokens, as Session.generate stops)."""
+    return self.capacity - prompt_tokens + 1
+
   # --- the handlers' side (event loop thread) ---------------------------------------------------
 
   def submit(self, job: Job) -> None:
@@ -286,7 +292,9 @@ class Engine:
         raise Cancelled()
       constraint = (self._grammars.constraint(job.grammar) if job.grammar is not None
                     else None)
-      max_new = job.max_tokens or self.capacity
+      # Left out (chat): up to the cache's end, the very bound an explicit limit is checked
+      # against (app._context), so both stop at the same token.
+      max_new = job.max_tokens or self.room(len(job.context))
       out, stats = session.generate(job.context, max_new, job.sampling, on_token,
                                     constraint=constraint,
                                     speculative=self.speculative if constraint is None else None)
