@@ -49,7 +49,8 @@ def _zoo_artifact_impl(ctx):
     requirements = {}
     if ctx.attr.float:
         if (ctx.attr.prefill_seq_lens or ctx.attr.kv_cache_max_len or ctx.attr.kv_layout or
-            ctx.attr.verify_lengths or ctx.attr.decode_windows or ctx.attr.prefill_windows):
+            ctx.attr.verify_lengths or ctx.attr.decode_windows or ctx.attr.prefill_windows or
+            ctx.attr.verify_windows):
             fail("a quantized zoo_artifact keeps the signatures of its float one; set them there")
         source = [f for f in ctx.files.float if f.extension == "tflite"]
         if len(source) != 1:
@@ -64,7 +65,7 @@ def _zoo_artifact_impl(ctx):
             args.append("--kv_cache_max_len=%d" % ctx.attr.kv_cache_max_len)
         if ctx.attr.kv_layout:
             args.append("--kv_layout=" + ctx.attr.kv_layout)
-        for flag in ("verify_lengths", "decode_windows", "prefill_windows"):
+        for flag in ("verify_lengths", "decode_windows", "prefill_windows", "verify_windows"):
             values = getattr(ctx.attr, flag)
             if values == ["none"]:
                 args.append("--%s=none" % flag)
@@ -106,6 +107,7 @@ _zoo_artifact = rule(
         "verify_lengths": attr.string_list(),
         "decode_windows": attr.string_list(),
         "prefill_windows": attr.string_list(),
+        "verify_windows": attr.string_list(),
         "float": attr.label(allow_files = True),
         "weights": attr.label(providers = [ZooWeightsInfo]),
         "tool": attr.label(mandatory = True, executable = True, cfg = "exec"),
@@ -123,13 +125,14 @@ def zoo_artifact(
         verify_lengths = [],
         decode_windows = [],
         prefill_windows = [],
+        verify_windows = [],
         float = None,
         pinned_weights = False,
         **kwargs):
     """`<name>.tflite` and `<name>.manifest.json`: `model`'s `variant` converted with `recipe`.
 
-    Signatures left unset are the plugin's (`verify_lengths`/`decode_windows`/`prefill_windows`:
-    lengths, or ["none"] for no such signatures). With `float` (a zoo_artifact with recipe "none"), the
+    Signatures left unset are the plugin's (`verify_lengths`/`decode_windows`/`prefill_windows`/
+    `verify_windows`: lengths, or ["none"] for no such signatures). With `float` (a zoo_artifact with recipe "none"), the
     artifact is that one quantized with `recipe` (seconds) instead of a second conversion.
     `pinned_weights` says the variant loads the plugin's pinned weights (`//plugins/<model>:weights`
     become inputs); test-sized variants have seeded random weights and read nothing but code.
@@ -145,6 +148,7 @@ def zoo_artifact(
         verify_lengths = [str(n) for n in verify_lengths],
         decode_windows = [str(n) for n in decode_windows],
         prefill_windows = [str(n) for n in prefill_windows],
+        verify_windows = [str(n) for n in verify_windows],
         float = float,
         weights = "//plugins/%s:weights" % model if pinned_weights else None,
         tool = "//plugins/%s:artifact_tool" % model,

@@ -17,7 +17,7 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   """Writes `model` as float32 .tflite with the signatures of `signatures` (core/spec.py).
 
   Inputs: tokens [1, n] int32, input_pos [n] int32, kv_cache_{k,v}_<layer> in the signatures'
-  layout (decode_w<W> and w<W>_prefill_<n>: W entries long); outputs: logits [1, rows, vocab] float32 and the updated
+  layout (decode_w<W>, w<W>_prefill_<n> and w<W>_verify_<k>: W entries long); outputs: logits [1, rows, vocab] float32 and the updated
   cache. rows is n, except for prefill_<n> with prefill_logits="last": 1, the logits of the token
   at the first maximum of input_pos (the runner gives padding slots the last real token's
   position). The mask comes from the model's own mask cache, cut to the cache's length.
@@ -49,6 +49,9 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   for window in sorted(signatures.prefill_windows):
     for length in sorted(n for n in signatures.prefill_seq_lens if n <= window):
       add(f"w{window}_prefill_{length}", prefill, length, window)
+  for window in sorted(signatures.verify_windows):
+    for length in sorted(k for k in signatures.verify_lengths if k <= window):
+      add(f"w{window}_verify_{length}", every_row, length, window)
   head = model.lm_head
   model.lm_head = _LastRowHead(head)  # for the trace only: the caller's model is left as it was
   try:

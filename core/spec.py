@@ -138,7 +138,11 @@ class Signatures:
     prefill length n <= W: prefill into that window's cache, so a prompt that fits W attends over
     W entries, not the whole cache (a 128-token prompt into 256 instead of 1024). The name does
     not start with "prefill": LiteRT-LM takes every signature that does as a prefill of the full
-    cache.
+    cache;
+  - w<W>_verify_<k> for each of `verify_windows` (a subset of `decode_windows`) and each verify
+    length k <= W: verify_<k> over window W's cache, so speculative decoding scores its drafts in
+    the window plain decode runs in (no copy of the sequence into the full cache and back around
+    every draft, and attention over W entries instead of all of them).
   """
 
   prefill_seq_lens: tuple[int, ...]
@@ -148,6 +152,7 @@ class Signatures:
   verify_lengths: tuple[int, ...] = ()
   decode_windows: tuple[int, ...] = ()
   prefill_windows: tuple[int, ...] = ()
+  verify_windows: tuple[int, ...] = ()
 
   def validate(self) -> None:
     """Raises SignatureError naming the bad length, window or layout."""
@@ -184,9 +189,20 @@ class Signatures:
         raise SignatureError(f"prefill window {w} is shorter than every prefill length "
                              f"{sorted(self.prefill_seq_lens)}: add a prefill length of at most "
                              f"{w}, or drop the window")
+    for w in self.verify_windows:
+      if w not in self.decode_windows:
+        raise SignatureError(f"verify window {w} is not one of the decode windows "
+                             f"{sorted(self.decode_windows)}: speculative decoding decodes on in "
+                             "the window it verifies in; add it to the decode windows")
+      if not any(k <= w for k in self.verify_lengths):
+        fix = (f"add a verify length of at most {w}, or drop the window" if self.verify_lengths
+               else "add --verify_lengths (e.g. 8), or drop the verify windows")
+        raise SignatureError(f"verify window {w} has no verify length that fits it "
+                             f"(verify lengths {sorted(self.verify_lengths)}): {fix}")
     for name, values in (("verify lengths", self.verify_lengths),
                          ("decode windows", self.decode_windows),
-                         ("prefill windows", self.prefill_windows)):
+                         ("prefill windows", self.prefill_windows),
+                         ("verify windows", self.verify_windows)):
       if len(set(values)) != len(values):
         raise SignatureError(f"duplicate {name} in {list(values)}: give each once")
     if not self.prefill_seq_lens:
@@ -205,7 +221,9 @@ class Signatures:
             [f"verify_{k}" for k in sorted(self.verify_lengths)] + ["decode"] +
             [f"decode_w{w}" for w in sorted(self.decode_windows)] +
             [f"w{w}_prefill_{n}" for w in sorted(self.prefill_windows)
-             for n in sorted(self.prefill_seq_lens) if n <= w])
+             for n in sorted(self.prefill_seq_lens) if n <= w] +
+            [f"w{w}_verify_{k}" for w in sorted(self.verify_windows)
+             for k in sorted(self.verify_lengths) if k <= w])
 
   def as_dict(self) -> dict:
     return {"prefill_seq_lens": sorted(self.prefill_seq_lens),
@@ -213,7 +231,8 @@ class Signatures:
             "prefill_logits": self.prefill_logits, "verify_lengths": sorted(self.verify_lengths),
             "decode_windows": sorted(self.decode_windows),
             # Left out when empty: records written before prefill windows existed stay equal.
-            **({"prefill_windows": sorted(self.prefill_windows)} if self.prefill_windows else {})}
+            **({"prefill_windows": sorted(self.prefill_windows)} if self.prefill_windows else {}),
+            **({"verify_windows": sorted(self.verify_windows)} if self.verify_windows else {})}
 
   @classmethod
   def from_dict(cls, data) -> Signatures:
@@ -221,7 +240,8 @@ class Signatures:
     file whose prefill returns every position and that has no verify or window signatures."""
     return cls(tuple(data["prefill_seq_lens"]), data["kv_cache_max_len"], data["kv_layout"],
                data.get("prefill_logits", "all"), tuple(data.get("verify_lengths", ())),
-               tuple(data.get("decode_windows", ())), tuple(data.get("prefill_windows", ())))
+               tuple(data.get("decode_windows", ())), tuple(data.get("prefill_windows", ())),
+               tuple(data.get("verify_windows", ())))
 
 
 @dataclasses.dataclass(frozen=True)

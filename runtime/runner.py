@@ -54,11 +54,12 @@ class Runner:
 
   Signatures it uses (core.spec.Signatures): prefill_<n> (the last token's logits, or every
   token's in files converted before manifest format 3), verify_<k> (every token's logits),
-  decode, decode_w<W> (decode over a cache of only W entries) and w<W>_prefill_<n> (prefill into
-  window W). Each window has its own cache buffers; the used prefix is copied into the next set
-  when the sequence moves: a prefill goes into the smallest window with prefill signatures that
-  holds the whole sequence after it (else the full cache), a decode into the smallest window
-  longer than the sequence, up to a larger one as it grows; verify runs on the full cache. A set
+  decode, decode_w<W> (decode over a cache of only W entries), w<W>_prefill_<n> (prefill into
+  window W) and w<W>_verify_<k> (verify in window W). Each window has its own cache buffers; the
+  used prefix is copied into the next set when the sequence moves: a prefill goes into the
+  smallest window with prefill signatures that holds the whole sequence after it (else the full
+  cache), a verify likewise among windows with verify signatures, a decode into the smallest
+  window longer than the sequence, up to a larger one as it grows. A set
   is made the first time the sequence enters it: a session that stays within 256 entries never
   holds the full cache (float32 K and V for every layer and position: 44 MiB for TinyLlama 1.1B
   at 1024 entries).
@@ -88,6 +89,7 @@ class Runner:
     self.verify_lengths = found(r"verify_(\d+)")
     self.windows = found(r"decode_w(\d+)") if use_windows else []
     self.prefill_windows = sorted({w for w in found(r"w(\d+)_prefill_\d+") if w in self.windows})
+    self.verify_windows = sorted({w for w in found(r"w(\d+)_verify_\d+") if w in self.windows})
     if not self.prefill_lengths or "decode" not in signatures:
       raise ValueError(f"not a zoo LLM: signatures are {sorted(signatures)}, expected "
                        "prefill_<n> and decode")
@@ -198,6 +200,13 @@ class Runner:
                          "no verify_<k> signature: convert it with --verify_lengths (or "
                          "--prefill_logits=all) to score every position")
       kind, lengths = "verify", self.verify_lengths
+      # A window whose room takes the tokens padded to the verify length used: a padded slot
+      # past the window's end would have the tail fed one token at a time.
+      padded = next((k for k in lengths if k >= len(tokens)), len(tokens))
+      window = next((w for w in self.verify_windows if self._position + padded <= w), None)
+      if window is not None:
+        kind = f"w{window}_verify"
+        lengths = [k for k in lengths if k <= window]
     self._move(window)
     end = window or self.kv_cache_max_len
     logits = []
@@ -227,9 +236,10 @@ class Runner:
   def verify(self, tokens: list[int]) -> np.ndarray:
     """Feeds `tokens` and returns the logits of every one [len(tokens), vocab] (speculative
     decoding scores a draft with one call); the caller rewinds `position` to the accepted ones.
-    Runs on the full cache, as prefill does; a decode after it moves back into a window (one copy
-    of the used prefix, which costs less than attending over the whole cache at every later step:
-    speculation that rarely drafts would otherwise slow every plain step down)."""
+    Runs in the smallest verify window that holds the sequence after the padded call
+    (w<W>_verify_<k>), which is where decode runs too, else on the full cache; a decode after a
+    verify on the full cache moves back into a window (one copy of the used prefix, which costs
+    less than attending over the whole cache at every later step)."""
     return self.prefill(tokens, all_logits=True)
 
   def decode(self, token: int) -> np.ndarray:
@@ -257,7 +267,7 @@ def _copy_prefix(src: np.ndarray, dst_shape, n: int, axis: int) -> np.ndarray:
 
 def _window_of(signature: str) -> int | None:
   """The cache a signature runs on: a window's length, or None for the full cache."""
-  m = re.fullmatch(r"decode_w(\d+)|w(\d+)_prefill_\d+", signature)
+  m = re.fullmatch(r"decode_w(\d+)|w(\d+)_(?:prefill|verify)_\d+", signature)
   return int(m.group(1) or m.group(2)) if m else None
 
 

@@ -419,7 +419,8 @@ def test_speculative_measurement_on_the_tiny_model(tmp_path):
       pathlib.Path(recipes.__file__).parent / "data")["repeat"]
   data = {"schema": speculative.SCHEMA, "model": "tinyllama", "variant": "tiny",
           "recipe": "none", "threads": 2, "max_new_tokens": 24, "repeats": 2,
-          "temperature": 0.7, "verify_length": 8, "started": "2026-12-02T00:00:00+00:00",
+          "temperature": 0.7, "verify_length": 8, "verify_windows": [16, 32],
+          "started": "2026-12-02T00:00:00+00:00",
           "load_average_start": [0.1, 0.1, 0.1], "results": found,
           "machine": measure.machine_at_end(), "seconds": 1.0}
   data["target"] = speculative.target(data)
@@ -434,6 +435,7 @@ def test_speculative_measurement_on_the_tiny_model(tmp_path):
   run = testing.run_tool("benchmark", f"--markdown_from={tmp_path / 's.json'}")
   assert run.returncode == 0, run.stderr
   assert run.stdout == table + "\n" + speculative.conditions(data) + "\n"
+  assert "verify_8 in windows 16, 32 and the full cache, at most 24 new tokens" in run.stdout
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -53,7 +53,7 @@ MODELS, CONVERTED = _models(os.environ.get("LITEZOO_CONFORMANCE_CONVERT", ""))
 # instead (two of each kind; converted once for every suite, //tests:tinyllama_tiny_float). The
 # int8 file is the float one quantized.
 SIGNATURES = Signatures((16,), 64, verify_lengths=(8,), decode_windows=(32,),
-                        prefill_windows=(32,))
+                        prefill_windows=(32,), verify_windows=(32,))
 SHARED = {"tinyllama": testing.TINY_SIGNATURES}
 KV_CACHE = SIGNATURES.kv_cache_max_len
 assert all(s.kv_cache_max_len == KV_CACHE for s in SHARED.values())
@@ -136,14 +136,19 @@ def test_pytorch_matches_transformers(model):
 
 @pytest.mark.parametrize("prompt_len", [5, 8, 13, 30])  # padded, (exact), padded, chunked 16+14
 def test_float_tflite_matches_pytorch_through_prefill_verify_and_decode(case, prompt_len):
-  """Every position through verify_8 (the full cache), the last one through prefill into window
-  32, then decode steps through the windows (30..35 from window 32 into the full cache; with the shared set's windows 16 and
+  """Every position through verify_8 in window 32 and on the full cache, the last one through
+  prefill into window 32, then decode steps through the windows (30..35 from window 32 into the full cache; with the shared set's windows 16 and
   32 also 13..18 from 16 into 32)."""
   rng = np.random.default_rng(prompt_len)
   prompt = [int(t) for t in rng.integers(3, case.config["vocab_size"], prompt_len)]
   run = runner.Runner(case.files["none"])
   want = case.torch_logits(prompt)
   np.testing.assert_allclose(run.prefill(prompt, all_logits=True), want, atol=FLOAT_ATOL, rtol=0)
+  assert run.window in case.signatures.verify_windows  # a verify window's cache
+  run.reset()
+  run.verify_windows = []  # the full cache's verify_8
+  np.testing.assert_allclose(run.prefill(prompt, all_logits=True), want, atol=FLOAT_ATOL, rtol=0)
+  assert run.window is None
   run.reset()
   np.testing.assert_allclose(run.prefill(prompt), want[-1:], atol=FLOAT_ATOL, rtol=0)
   tokens = list(prompt)
@@ -159,6 +164,7 @@ def test_every_signature_is_exercised(case):
   assert run.verify_lengths == sorted(case.signatures.verify_lengths)
   assert run.windows == sorted(case.signatures.decode_windows)
   assert run.prefill_windows == sorted(case.signatures.prefill_windows)
+  assert run.verify_windows == sorted(case.signatures.verify_windows)
   assert run.kv_cache_max_len == KV_CACHE
 
 

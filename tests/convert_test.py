@@ -94,6 +94,9 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
     (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens="],
      "--prefill_seq_lens is empty: give a comma-separated list of integers, or leave the flag "
      "out for the default"),
+    (["--model=tinyllama", "--variant=tiny", "--prefill_seq_lens= "],
+     "--prefill_seq_lens is empty: give a comma-separated list of integers, or leave the flag "
+     "out for the default"),
     (["--model=tinyllama", "--variant=tiny", "--decode_windows="],
      "--decode_windows is empty: give a comma-separated list of integers or 'none'"),
     (["--model=tinyllama", "--variant=tiny", "--decode_windows=2_56"],
@@ -116,6 +119,21 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
       "--prefill_seq_lens=8", "--prefill_windows=16,16"],
      "duplicate prefill windows in [16, 16]: give each once"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--verify_windows=32"],
+     "verify window 32 is not one of the decode windows [16]: speculative decoding decodes on in "
+     "the window it verifies in; add it to the decode windows"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--verify_lengths=none", "--verify_windows=16"],
+     "verify window 16 has no verify length that fits it (verify lengths []): add --verify_lengths "
+     "(e.g. 8), or drop the verify windows"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--verify_lengths=32", "--verify_windows=16"],
+     "verify window 16 has no verify length that fits it (verify lengths [32]): add a verify "
+     "length of at most 16, or drop the window"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
+      "--verify_windows=16,16"],
+     "duplicate verify windows in [16, 16]: give each once"),
     (["--model=tinyllama", "--variant=tiny", "--verify_lengths=1"],
      "verify length 1 must be between 2 and the kv cache length"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_logits=some"],

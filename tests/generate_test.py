@@ -434,7 +434,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--draft_model=smollm2: its tokenizer is not tinyllama-tiny's (49152 against 256 tokens"),
     (("--prompt=x", "--speculative=medusa"),
      "unknown --speculative=medusa; choose one of none, prompt_lookup, draft_model"),
-    (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none"),
+    (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none",
+      "--verify_windows=none"),
      "--speculative needs verify_<k> signatures, and tinyllama-tiny would have none"),
 ])
 def test_cli_bad_options_and_options_that_cannot_apply_are_one_line(args, message):

@@ -143,6 +143,9 @@ def test_a_cache_set_is_made_when_the_sequence_first_enters_it(models, backend):
   for _ in range(8):
     logits = run.decode(int(logits.reshape(-1, logits.shape[-1])[-1].argmax()))
   assert held() == {16, 32}
+  run.verify([2, 7])  # in verify window 32, where decode is
+  assert held() == {16, 32} and run.window == 32
+  run.verify_windows = []  # as a file without w<W>_verify_<k> signatures: on the full cache
   run.verify([2, 7])
   assert held() == {16, 32, None}
   sibling = run.share()
@@ -206,8 +209,9 @@ def test_a_rewound_cache_continues_like_pytorch_on_the_whole_sequence(models):
 
 def test_last_token_prefill_verify_and_windows_match_pytorch(models):
   """Prefill returns the last token's logits only (one row, padding or not, chunked or not, into
-  a window or the full cache), prefill(all_logits) and verify every row through verify_4, and
-  decode through windows 16 and 32 into the full cache: each against the re-authored PyTorch
+  a window or the full cache), prefill(all_logits) and verify every row through verify_4 and
+  verify_8 (in windows 16 and 32, and on the full cache when the padded call would pass the
+  window's end), and decode through windows 16 and 32 into the full cache: each against the re-authored PyTorch
   model on the whole sequence."""
   model = testing.load(SPEC, SPEC.variant("tiny").config, models["weights"],
                        SIGNATURES.kv_cache_max_len)
@@ -239,8 +243,21 @@ def test_last_token_prefill_verify_and_windows_match_pytorch(models):
     np.testing.assert_allclose(run.decode(tokens[position]), want[position], atol=1e-4, rtol=0)
   run.position = 20
   np.testing.assert_allclose(run.verify(tokens[20:24]), want[20:24], atol=1e-4, rtol=0)
+  assert run.window == 32
   run.position = 22  # keep two of the four: the cache goes on like the whole sequence
   np.testing.assert_allclose(run.decode(tokens[22]), want[22], atol=1e-4, rtol=0)
+  # Verify lengths 4 and 8, each in the smallest window its padded call fits: 3 tokens at 29 pad
+  # to 4 (33 > 32: the full cache); 4 at 28 fill window 32; 5 at 10 pad to 8 (18 > 16: window
+  # 32); 3 at 10 pad to 4 (window 16). Each rewinds a cache the one before wrote.
+  run.reset()
+  run.prefill(tokens[:40])
+  for start, count, window in ((29, 3, None), (28, 4, 32), (10, 5, 32), (10, 3, 16)):
+    run.position = start
+    np.testing.assert_allclose(run.verify(tokens[start:start + count]),
+                               want[start:start + count], atol=1e-4, rtol=0)
+    assert run.window == window, (start, count)
+    np.testing.assert_allclose(run.decode(tokens[start + count]), want[start + count],
+                               atol=1e-4, rtol=0)
 
 
 def test_model_bytes_run_too_and_share_the_file_cache(models, cache_root):

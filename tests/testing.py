@@ -26,14 +26,14 @@ RUNFILES_ROOT = pathlib.Path(__file__).absolute().parents[2]  # not resolve(): r
 # Tokens every suite can feed a tiny (256-token vocabulary) model.
 PROMPT = [1, 15, 200, 7, 42, 99, 3, 128, 5, 77]
 # The tiny variants' signatures in every suite that converts one: every kind (two prefill
-# lengths, decode, verify_4 and verify_8, windows 16 and 32, for decode and prefill, that a
-# session crosses into the full cache). //tests:tinyllama_tiny_float is the tiny TinyLlama converted with them, once,
+# lengths, decode, verify_4 and verify_8, windows 16 and 32, for decode, prefill and verify, that
+# a session crosses into the full cache). //tests:tinyllama_tiny_float is the tiny TinyLlama converted with them, once,
 # as a Bazel action: the suites that name it in `artifacts` (and the tools they start) take it
 # from the artifact cache's prebuilt layer instead of converting it again.
 TINY_SIGNATURES = Signatures((8, 16), 64, verify_lengths=(4, 8), decode_windows=(16, 32),
-                             prefill_windows=(16, 32))
+                             prefill_windows=(16, 32), verify_windows=(16, 32))
 TINY_FLAGS = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64", "--verify_lengths=4,8",
-              "--decode_windows=16,32", "--prefill_windows=16,32")
+              "--decode_windows=16,32", "--prefill_windows=16,32", "--verify_windows=16,32")
 
 
 def zoo_artifact(label: str, weights: pipeline.Weights | None = None,

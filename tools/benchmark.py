@@ -363,6 +363,7 @@ def _speculative() -> int:
              "recipe": s.recipe, "threads": _THREADS.value, "max_new_tokens": max_tokens,
              "repeats": _REPEATS.value, "temperature": _TEMPERATURE.value,
              "verify_length": max(s.signatures.verify_lengths),
+             "verify_windows": sorted(s.signatures.verify_windows),
              "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
              "load_average_start": measure.load_average()}
   results["results"] = speculative.run(session, tok, pathlib.Path(recipes.__file__).parent / "data",

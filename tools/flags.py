@@ -12,8 +12,8 @@ lives here, so `--kv_cache_max_len` means the same in every tool:
   --quantize                                    the recipe (default: the plugin's)
   --prefill_seq_lens, --kv_cache_max_len, --kv_layout   the signatures (default: the plugin's)
   --prefill_logits, --verify_lengths            (the plugin's verify lengths and windows
-  --decode_windows, --prefill_windows           that do not fit a smaller --kv_cache_max_len are
-                                                left out; given ones are checked)
+  --decode_windows, --prefill_windows,          that do not fit a smaller --kv_cache_max_len are
+  --verify_windows                              left out; given ones are checked)
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def int_list(values: list[str], flag: str, none_ok: bool = False) -> tuple[int, 
   """A list flag's integers (plain decimal: absl keeps `--flag=` as an empty list, and int()
   would take `2_56`); FlagError naming the flag otherwise."""
   spelling = "a comma-separated list of integers" + (" or 'none'" if none_ok else "")
-  if not values:
+  if not values or not any(v.strip() for v in values):
     raise FlagError(f"--{flag} is empty: give {spelling}, or leave the flag out for the default")
   if not all(re.fullmatch(r"\s*[+-]?[0-9]+\s*", v) for v in values):
     raise FlagError(f"--{flag} must be {spelling}, got {','.join(values)!r}")
@@ -142,6 +142,10 @@ class _Defined:
           "prefill_windows", None, "w<W>_prefill_<n> signatures prefilling into decode window W "
           "(a prompt that fits W attends over W entries, not the whole cache), e.g. 256,512; "
           "'none' for none (default: the plugin's, among the decode windows kept).")
+      self.verify_windows = flags.DEFINE_list(
+          "verify_windows", None, "w<W>_verify_<k> signatures verifying speculative drafts in "
+          "decode window W (no copy into the full cache and back around each draft), e.g. "
+          "256,512; 'none' for none (default: the plugin's, among the decode windows kept).")
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
@@ -188,7 +192,9 @@ class _Defined:
           _optional_ints(self.verify.value, "verify_lengths", spec.signatures.verify_lengths),
           _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows),
           _optional_ints(self.prefill_windows.value, "prefill_windows",
-                         spec.signatures.prefill_windows))
+                         spec.signatures.prefill_windows),
+          _optional_ints(self.verify_windows.value, "verify_windows",
+                         spec.signatures.verify_windows))
       kv = signatures.kv_cache_max_len
       # The plugin's own lengths that do not fit a shorter cache are left out, as for verify and
       # decode windows (a prefill chunk as long as the cache if none fits); given ones must fit.
@@ -205,6 +211,10 @@ class _Defined:
         signatures = dataclasses.replace(signatures, prefill_windows=tuple(
             w for w in signatures.prefill_windows if w in signatures.decode_windows
             and any(n <= w for n in signatures.prefill_seq_lens)))
+      if self.verify_windows.value is None:
+        signatures = dataclasses.replace(signatures, verify_windows=tuple(
+            w for w in signatures.verify_windows if w in signatures.decode_windows
+            and any(k <= w for k in signatures.verify_lengths)))
       signatures.validate()
       family = spec.family
       if family.check_kv_cache is not None:  # before any work, not at step 1 of a conversion

@@ -38,7 +38,8 @@ def main(argv):
                               "none: drop one of them")
   # Only --kv_cache_max_len also shapes the PyTorch model; the others shape the .tflite alone.
   shaping = [f"--{name}" for name in ("prefill_seq_lens", "kv_layout", "prefill_logits",
-                                      "verify_lengths", "decode_windows", "prefill_windows")
+                                      "verify_lengths", "decode_windows", "prefill_windows",
+                                      "verify_windows")
              if zoo_flags.given(name)]
   if _NO_TFLITE.value and shaping:
     raise zoo_flags.FlagError(f"{', '.join(shaping)} shape the .tflite, and --no_tflite checks "

@@ -33,7 +33,7 @@ CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="smollm2",
-    version="0.6.0",
+    version="0.7.0",
     description="SmolLM2 135M Instruct (chat)",
     url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     license="Apache-2.0",
@@ -42,9 +42,10 @@ SPEC = ModelSpec(
     default_variant="135m",
     family=llama.FAMILY,
     # verify_8: speculative decoding; windows: short contexts attend over (and read) 256, 512 or
-    # 768 cache entries, not 1024, in decode (256 or 512 in prefill; docs/speed.md).
+    # 768 cache entries, not 1024, in decode and verify (256 or 512 in prefill; docs/speed.md).
     signatures=Signatures(prefill_seq_lens=(32, 128), kv_cache_max_len=1024, verify_lengths=(8,),
-                          decode_windows=(256, 512, 768), prefill_windows=(256, 512)),
+                          decode_windows=(256, 512, 768), prefill_windows=(256, 512),
+                          verify_windows=(256, 512, 768)),
     default_recipe="dynamic_int8",
     # The 4-bit file beside the int8 one, chosen from docs/quality/smollm2-135m.md: GPTQ of
     # Hadamard-rotated weights, the MLP down projections and the tied table in int8.

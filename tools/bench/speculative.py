@@ -146,7 +146,10 @@ def markdown(data: dict) -> str:
 def conditions(data: dict) -> str:
   m = data["machine"]
   return (f"{data['model']}-{data['variant']} `{data['recipe']}`, real weights, "
-          f"{data['threads']} threads, verify_{data['verify_length']}, at most "
+          f"{data['threads']} threads, verify_{data['verify_length']}"
+          # Absent from records before 2026-12-05 (their verify ran on the full cache).
+          + (f" in windows {', '.join(map(str, data['verify_windows']))} and the full cache"
+             if data.get("verify_windows") else " on the full cache") + ", at most "
           f"{data['max_new_tokens']} new tokens, medians of {data['repeats']} alternating repeats; "
           f"measured {data['started'][:16]} UTC on {m['cpus']} CPUs ({m['cpu']}; "
           f"{measure.isa_text(m)}), load average {data['load_average_start'][0]:.1f} "
