@@ -156,6 +156,13 @@ class Signatures:
 
   def validate(self) -> None:
     """Raises SignatureError naming the bad length, window or layout."""
+    for name in ("prefill_seq_lens", "verify_lengths", "decode_windows", "prefill_windows",
+                 "verify_windows"):
+      bad = [v for v in getattr(self, name) if isinstance(v, bool) or not isinstance(v, int)]
+      if bad:  # a float or a string would name a signature no runner finds
+        raise SignatureError(f"{name} must be integers, got {bad[0]!r}")
+    if isinstance(self.kv_cache_max_len, bool) or not isinstance(self.kv_cache_max_len, int):
+      raise SignatureError(f"kv_cache_max_len must be an integer, got {self.kv_cache_max_len!r}")
     if self.kv_layout not in KV_LAYOUTS:
       raise SignatureError(f"unknown kv cache layout {self.kv_layout!r}; choose one of "
                            f"{', '.join(KV_LAYOUTS)}")
@@ -190,10 +197,15 @@ class Signatures:
                              f"{sorted(self.prefill_seq_lens)}: add a prefill length of at most "
                              f"{w}, or drop the window")
     for w in self.verify_windows:
+      if not 0 < w < self.kv_cache_max_len:
+        fix = ("drop it" if w <= 0 else
+               "drop it (the full cache has its own verify), or raise --kv_cache_max_len above it")
+        raise SignatureError(f"verify window {w} must be between 1 and the kv cache length "
+                             f"{self.kv_cache_max_len} (exclusive): {fix}")
       if w not in self.decode_windows:
         raise SignatureError(f"verify window {w} is not one of the decode windows "
-                             f"{sorted(self.decode_windows)}: speculative decoding decodes on in "
-                             "the window it verifies in; add it to the decode windows")
+                             f"{sorted(self.decode_windows)}: decoding goes on in the window a "
+                             "draft was verified in; add it to the decode windows")
       if not any(k <= w for k in self.verify_lengths):
         fix = (f"add a verify length of at most {w}, or drop the window" if self.verify_lengths
                else "add --verify_lengths (e.g. 8), or drop the verify windows")

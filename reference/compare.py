@@ -34,7 +34,7 @@ def tolerance(recipe: str) -> tuple[float, float]:
 @dataclasses.dataclass
 class Row:
   stage: str
-  prompt: int
+  prompt: int | str  # a prompt's index, or "@p" for a row starting at position p
   prefill_abs: float
   decode_abs: float
   rel: float
@@ -66,7 +66,7 @@ class Report:
     return next((l.layer for l in self.layers if not l.ok), None)
 
   def table(self) -> str:
-    lines = ["| stage | prompt | prefill max abs | decode max abs | max rel | greedy agree | ok |",
+    lines = ["| stage | prompt or @position | prefill max abs | decode max abs | max rel | greedy agree | ok |",
              "|---|---|---|---|---|---|---|"]
     for r in self.rows:
       lines.append(f"| {r.stage} | {r.prompt} | {r.prefill_abs:.2e} | {r.decode_abs:.2e} | "
@@ -138,12 +138,55 @@ def per_layer(model: nn.Module, original: nn.Module, prompt: list[int], kv_cache
   return rows
 
 
+def _cache_rows(runner, original_decoder, prompts: list[list[int]], stage: str, rel_tol: float,
+                greedy_share: float) -> list[Row]:
+  """One row per KV cache set of a `runtime.Runner` with decode windows: each window, then the
+  full cache. A sequence long enough to reach the set (the prompts' tokens, repeated) is
+  prefilled up to the set's first position p (a decode at p runs there); then every verify
+  length that fits runs from p (a verify signature of that set, where the file has them) and a
+  decode step at p, each against the original on the whole sequence. The prompts alone reach the
+  first window only."""
+  pool = [t for p in prompts for t in p]
+  caches = list(runner.windows) + [None]
+  rows = []
+  for low, cache in zip([0] + list(runner.windows), caches):
+    high = cache or runner.kv_cache_max_len
+    lengths = [k for k in (runner.verify_lengths if runner.scores_all_positions else [])
+               if low + k <= high]
+    seq = (pool * (low // len(pool) + 2))[:low + max(lengths + [1])]
+    original_decoder.reset()
+    expected = original_decoder.prefill(seq, all_logits=True)
+    scale = max(float(np.abs(expected).max()), 1e-6)
+    runner.reset()
+    if low:
+      runner.prefill(seq[:low])
+    verify_abs, agree, steps = 0.0, 0, 0
+    for k in lengths:
+      runner.position = low
+      got = runner.verify(seq[low:low + k])
+      verify_abs = max(verify_abs, float(np.abs(got - expected[low:low + k]).max()))
+      agree += int((got.argmax(-1) == expected[low:low + k].argmax(-1)).sum())
+      steps += k
+    runner.position = low
+    got = runner.decode(seq[low])
+    decode_abs = float(np.abs(got - expected[low]).max())
+    agree, steps = agree + int(got.argmax() == expected[low].argmax()), steps + 1
+    rel = max(verify_abs, decode_abs) / scale
+    where = f"window {cache}" if cache else "full cache"
+    checks = (f"verify {','.join(map(str, lengths))}, " if lengths else "") + "decode"
+    rows.append(Row(f"{stage}, {where}: {checks}", f"@{low}", verify_abs,
+                    decode_abs, rel, agree, steps, rel <= rel_tol and agree >= greedy_share * steps))
+  return rows
+
+
 def verify(model: nn.Module, original: nn.Module, prompts: list[list[int]], decode_steps: int,
            kv_cache_max_len: int, converted: Decoder | None = None, recipe: str = "none",
            layers: bool = False, log: Callable[[str], None] = print) -> Report:
   """Compares the re-authored `model` (and the `converted` one, e.g. a runtime.Runner on the
   .tflite, if given) with the `original` on every prompt: prefill logits, then `decode_steps`
-  steps teacher-forced with the original's greedy tokens."""
+  steps teacher-forced with the original's greedy tokens; for a converted file with decode
+  windows, also a verify of each length and a decode step in every window and the full cache
+  (`_cache_rows`)."""
   float_tol, float_greedy = tolerance("none")
   converted_tol, converted_greedy = tolerance(recipe)
   original_decoder = hf.HFDecoder(original)
@@ -163,5 +206,8 @@ def verify(model: nn.Module, original: nn.Module, prompts: list[list[int]], deco
     if converted is not None:
       rows.append(_compare(f"tflite ({recipe})", index, converted, expected_prefill,
                            expected_steps, tokens, prompt, converted_tol, converted_greedy))
+  if converted is not None and getattr(converted, "windows", None):
+    rows += _cache_rows(converted, original_decoder, prompts, f"tflite ({recipe})",
+                        converted_tol, converted_greedy)
   layer_rows = per_layer(model, original, prompts[0], kv_cache_max_len, float_tol) if layers else []
   return Report(rows, layer_rows, {"pytorch": float_tol, "tflite": converted_tol})

@@ -148,7 +148,10 @@ class Runner:
   def _token_ids(self, tokens) -> list[int]:
     """`tokens` (any iterable of integers) as a list; ValueError naming a token that is not an
     integer id of this model's vocabulary."""
-    ids = list(tokens)
+    try:
+      ids = list(tokens)
+    except TypeError:
+      raise ValueError(f"tokens must be a sequence of token ids, got {tokens!r}") from None
     for t in ids:
       if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
         raise ValueError(f"token ids must be integers, got {t!r}: tokenize with this model's "
@@ -240,6 +243,9 @@ class Runner:
     (w<W>_verify_<k>), which is where decode runs too, else on the full cache; a decode after a
     verify on the full cache moves back into a window (one copy of the used prefix, which costs
     less than attending over the whole cache at every later step)."""
+    tokens = self._token_ids(tokens)
+    if not tokens:
+      raise ValueError("verify needs at least one token")
     return self.prefill(tokens, all_logits=True)
 
   def decode(self, token: int) -> np.ndarray:

@@ -121,8 +121,12 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
      "duplicate prefill windows in [16, 16]: give each once"),
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
       "--verify_windows=32"],
-     "verify window 32 is not one of the decode windows [16]: speculative decoding decodes on in "
-     "the window it verifies in; add it to the decode windows"),
+     "verify window 32 is not one of the decode windows [16]: decoding goes on in the window a "
+     "draft was verified in; add it to the decode windows"),
+    (["--model=smollm2", "--variant=tiny", "--kv_cache_max_len=128", "--verify_windows=256"],
+     "verify window 256 must be between 1 and the kv cache length 128 (exclusive): drop it (the "
+     "full cache has its own verify), or raise --kv_cache_max_len above it"),
+
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
       "--verify_lengths=none", "--verify_windows=16"],
      "verify window 16 has no verify length that fits it (verify lengths []): add --verify_lengths "
@@ -152,6 +156,9 @@ def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp
      "prefill length 0 must be between 1 and the kv cache length 32"),
     (dict(signatures=Signatures((8, 64), 32)), SignatureError,
      "prefill length 64 must be between 1 and the kv cache length 32"),
+    (dict(signatures=Signatures((8,), 32, decode_windows=(16,), verify_lengths=(4,),
+                                verify_windows=(16.0,))), SignatureError,
+     "verify_windows must be integers, got 16.0"),
     (dict(signatures=Signatures((8,), 32, "bsnd")), SignatureError,
      "unknown kv cache layout 'bsnd'; choose one of transposed, default"),
     (dict(signatures=Signatures((8,), 4096)), SignatureError,

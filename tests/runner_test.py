@@ -380,6 +380,10 @@ def test_errors_name_the_problem(models):
       run.decode(5.7)
     with pytest.raises(ValueError, match="token ids must be integers, got True"):
       run.prefill([True])
+    with pytest.raises(ValueError, match="tokens must be a sequence of token ids, got 5"):
+      run.verify(5)
+    with pytest.raises(ValueError, match="verify needs at least one token"):
+      run.verify([])
     run.position = 1  # a rewind
     assert run.position == 1 and run.decode(np.int64(5)).shape == (256,)
     assert run.prefill(np.array([4, 5])).shape == (1, 256) and run.position == 4

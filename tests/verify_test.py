@@ -31,7 +31,14 @@ def test_verify_passes_for_the_seed_plugins(model, tflite):
   assert lines[-1] == "PASS"
   rows = [l for l in lines if l.startswith("| pytorch |") or l.startswith("| tflite (none) |")]
   assert len(rows) == (4 if tflite else 2) and all(r.endswith("| 5/5 | yes |") for r in rows)
-  assert sum(l.startswith("| tflite") for l in lines) == (2 if tflite else 0)
+  # Past the prompts, every cache set of the file: each verify length and a decode step there.
+  caches = [l for l in lines if l.startswith("| tflite (none), ")]
+  assert [l.split(" | ")[:2] for l in caches] == (
+      [["| tflite (none), window 16: verify 4,8, decode", "@0"],
+       ["| tflite (none), window 32: verify 4,8, decode", "@16"],
+       ["| tflite (none), full cache: verify 4,8, decode", "@32"]] if tflite else [])
+  assert all(l.endswith("| 13/13 | yes |") for l in caches)
+  assert sum(l.startswith("| tflite") for l in lines) == (5 if tflite else 0)
   assert "Traceback" not in result.stderr
   assert sum(l.startswith("| 0 |") or l.startswith("| 1 |") for l in lines) == 2  # 2 layers
 

@@ -145,7 +145,8 @@ class _Defined:
       self.verify_windows = flags.DEFINE_list(
           "verify_windows", None, "w<W>_verify_<k> signatures verifying speculative drafts in "
           "decode window W (no copy into the full cache and back around each draft), e.g. "
-          "256,512; 'none' for none (default: the plugin's, among the decode windows kept).")
+          "256,512; 'none' for none (default: the plugin's, among the decode windows kept, where a "
+          "verify length fits).")
 
   def selection(self) -> Selection:
     """The Selection of the parsed flags; raises ZooError naming a bad flag or combination."""
@@ -153,6 +154,7 @@ class _Defined:
     if times > 1:  # absl would keep the last
       raise FlagError(f"--quantize is given {times} times: this tool makes one recipe (only "
                       "evaluate takes several); give one")
+
     with_checkpoint = self.weights or self.checkpoint_config
     checkpoint = self.checkpoint.value if with_checkpoint else None
     if self.model.value is None and checkpoint is None:
