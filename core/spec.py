@@ -177,17 +177,9 @@ class Signatures:
         raise SignatureError(f"verify length {k} must be between 2 and the kv cache length "
                              f"{self.kv_cache_max_len}")
     for w in self.decode_windows:
-      if not 0 < w < self.kv_cache_max_len:
-        fix = ("drop it" if w <= 0 else
-               "drop it (the full cache has its own decode), or raise --kv_cache_max_len above it")
-        raise SignatureError(f"decode window {w} must be between 1 and the kv cache length "
-                             f"{self.kv_cache_max_len} (exclusive): {fix}")
+      self._check_window("decode", w)
     for w in self.prefill_windows:
-      if not 0 < w < self.kv_cache_max_len:
-        fix = ("drop it" if w <= 0 else
-               "drop it (the full cache has its own prefill), or raise --kv_cache_max_len above it")
-        raise SignatureError(f"prefill window {w} must be between 1 and the kv cache length "
-                             f"{self.kv_cache_max_len} (exclusive): {fix}")
+      self._check_window("prefill", w)
       if w not in self.decode_windows:
         raise SignatureError(f"prefill window {w} is not one of the decode windows "
                              f"{sorted(self.decode_windows)}: a prompt prefilled into a window "
@@ -197,11 +189,7 @@ class Signatures:
                              f"{sorted(self.prefill_seq_lens)}: add a prefill length of at most "
                              f"{w}, or drop the window")
     for w in self.verify_windows:
-      if not 0 < w < self.kv_cache_max_len:
-        fix = ("drop it" if w <= 0 else
-               "drop it (the full cache has its own verify), or raise --kv_cache_max_len above it")
-        raise SignatureError(f"verify window {w} must be between 1 and the kv cache length "
-                             f"{self.kv_cache_max_len} (exclusive): {fix}")
+      self._check_window("verify", w)
       if w not in self.decode_windows:
         raise SignatureError(f"verify window {w} is not one of the decode windows "
                              f"{sorted(self.decode_windows)}: decoding goes on in the window a "
@@ -226,6 +214,14 @@ class Signatures:
             f"{self.kv_cache_max_len}")
     if len(set(self.prefill_seq_lens)) != len(self.prefill_seq_lens):
       raise SignatureError(f"duplicate prefill lengths in {list(self.prefill_seq_lens)}")
+
+  def _check_window(self, kind: str, w: int) -> None:
+    """A `kind` ("decode", "prefill", "verify") window must be shorter than the full cache."""
+    if not 0 < w < self.kv_cache_max_len:
+      fix = ("drop it" if w <= 0 else f"drop it (the full cache has its own {kind}), or raise "
+             "--kv_cache_max_len above it")
+      raise SignatureError(f"{kind} window {w} must be between 1 and the kv cache length "
+                           f"{self.kv_cache_max_len} (exclusive): {fix}")
 
   @property
   def names(self) -> list[str]:

@@ -126,7 +126,6 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
     (["--model=smollm2", "--variant=tiny", "--kv_cache_max_len=128", "--verify_windows=256"],
      "verify window 256 must be between 1 and the kv cache length 128 (exclusive): drop it (the "
      "full cache has its own verify), or raise --kv_cache_max_len above it"),
-
     (["--model=tinyllama", "--variant=tiny", "--kv_cache_max_len=64", "--decode_windows=16",
       "--verify_lengths=none", "--verify_windows=16"],
      "verify window 16 has no verify length that fits it (verify lengths []): add --verify_lengths "
