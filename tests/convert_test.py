@@ -317,3 +317,20 @@ def test_a_signal_a_library_swallows_still_stops_the_tool(tmp_path, signal_name,
   assert run.stderr.strip().splitlines()[-1] == (
       f"swallowing_tool: {message}; nothing partial was left behind")
   assert "next stage" not in run.stderr and "finished" not in run.stdout
+
+
+def test_the_litezoo_command_runs_the_tool_it_names_and_explains_itself(tmp_path):
+  for flag in ("--help", "-h"):
+    run = testing.run_tool("cli", flag)
+    assert run.returncode == 0 and run.stderr == "", (flag, run.stderr)
+    assert run.stdout.startswith("usage: litezoo <tool> [--flags]; tools: convert, generate, ")
+  for args, given in (((), ""), (("gpt",), "unknown tool 'gpt'; "), (("--verbose",),
+                                                                      "unknown tool '--verbose'; ")):
+    run = testing.run_tool("cli", *args)
+    assert testing.one_line_error(run, "litezoo") == (
+        f"litezoo: error: {given}usage: litezoo <tool> [--flags]; tools: convert, generate, serve, "
+        "verify, evaluate, bundle, benchmark, explore, release, new_plugin; `litezoo <tool> "
+        "--help` lists a tool's flags")
+  run = testing.run_tool("cli", "convert", "--model=gpt-17", cwd=tmp_path)
+  assert testing.one_line_error(run, "convert").startswith(
+      "convert: error: unknown model 'gpt-17'; registered models: ")
