@@ -66,7 +66,8 @@ class Report:
     return next((l.layer for l in self.layers if not l.ok), None)
 
   def table(self) -> str:
-    lines = ["| stage | prompt or @position | prefill max abs | decode max abs | max rel | greedy agree | ok |",
+    lines = ["| stage | prompt or @position | prefill max abs | decode max abs | max rel | "
+             "greedy agree | ok |",
              "|---|---|---|---|---|---|---|"]
     for r in self.rows:
       lines.append(f"| {r.stage} | {r.prompt} | {r.prefill_abs:.2e} | {r.decode_abs:.2e} | "

@@ -188,6 +188,10 @@ class Runner:
     tokens = self._token_ids(tokens)
     if not tokens:
       raise ValueError("prefill needs at least one token")
+    return self._prefill(tokens, all_logits)
+
+  def _prefill(self, tokens: list[int], all_logits: bool) -> np.ndarray:
+    """prefill() on `tokens` already checked by _token_ids (and not empty)."""
     if self._position + len(tokens) > self.kv_cache_max_len:
       raise ValueError(f"{self._position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
@@ -246,7 +250,7 @@ class Runner:
     tokens = self._token_ids(tokens)
     if not tokens:
       raise ValueError("verify needs at least one token")
-    return self.prefill(tokens, all_logits=True)
+    return self._prefill(tokens, all_logits=True)
 
   def decode(self, token: int) -> np.ndarray:
     """Feeds one token; returns its logits [vocab]."""

@@ -154,7 +154,6 @@ class _Defined:
     if times > 1:  # absl would keep the last
       raise FlagError(f"--quantize is given {times} times: this tool makes one recipe (only "
                       "evaluate takes several); give one")
-
     with_checkpoint = self.weights or self.checkpoint_config
     checkpoint = self.checkpoint.value if with_checkpoint else None
     if self.model.value is None and checkpoint is None:
