@@ -324,11 +324,12 @@ class Session:
       raise GenerationError("speculative decoding and constrained decoding do not combine here: "
                             "drop one")
     capacity = self.runner.kv_cache_max_len
-    if len(context) >= capacity:
+    # A prompt may fill the cache: prefill's last logits still give one token, never fed back.
+    if len(context) > capacity:
       what = "the prompt and conversation take" if self.history else "the prompt takes"
       raise GenerationError(
-          f"{what} {len(context)} tokens, but the KV cache holds {capacity}, with room needed for "
-          "a new token: shorten it, start over, or convert with a larger --kv_cache_max_len")
+          f"{what} {len(context)} tokens, but the KV cache holds {capacity}: shorten it, start "
+          "over, or convert with a larger --kv_cache_max_len")
     common = min(shared_prefix(self.history, context), len(context) - 1)  # feed one at least
     # Rewinding is free: entries past the position are hidden by the mask and overwritten.
     self.runner.position = common

@@ -345,8 +345,8 @@ def test_sample_follows_the_distribution():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(context=list(range(64)), max_new_tokens=4),
-     "the prompt takes 64 tokens, but the KV cache holds 64, with room needed for a new token"),
+    (dict(context=list(range(65)), max_new_tokens=4),
+     "the prompt takes 65 tokens, but the KV cache holds 64: shorten it"),
     (dict(context=[1, 2], max_new_tokens=0), "max_new_tokens must be positive, got 0"),
     (dict(context=[1, 2], max_new_tokens=4, sampling=generate.Sampling(temperature=-1)),
      "temperature must be >= 0, got -1"),
@@ -363,6 +363,15 @@ def test_limits_are_clear_errors(tiny, kwargs, message):
 def test_generation_stops_when_the_cache_is_full(tiny):
   out, stats = generate.Session(runner.Runner(tiny[0]), set()).generate(list(range(60)), 50)
   assert stats.stopped_by == "KV cache full" and len(out) == 5  # positions 60..63, plus one
+
+
+def test_a_prompt_that_fills_the_cache_still_gets_its_one_token(tiny):
+  """Prefill's last logits give a token that is never fed back, so a prompt as long as the cache
+  has an answer of one token: PyTorch's greedy token for it."""
+  path, model = tiny
+  context = [(7 * i) % 50 + 3 for i in range(SIGNATURES.kv_cache_max_len)]
+  out, stats = generate.Session(runner.Runner(path), set()).generate(context, 10)
+  assert (out, stats.stopped_by) == (_torch_greedy(model, context, 1), "KV cache full")
 
 
 def test_text_stream_never_splits_a_character():

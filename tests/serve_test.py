@@ -259,6 +259,24 @@ def test_max_tokens_may_fill_the_cache_and_one_more_is_refused(client):
       f"this model's context (KV cache) holds {CAPACITY} tokens, but the prompt takes {prompt} "
       f"and max_tokens asks for {room + 1} more: lower max_tokens to at most {room}")
 
+  # A prompt as long as the cache still gets its one token; a longer one is refused.
+  def tokens(extra: int) -> int:  # the prompt's length, from the reply or the refusal
+    try:
+      return client.completions.create(**{**text, "prompt": text["prompt"] + "x" * extra},
+                                       max_tokens=1).usage.prompt_tokens
+    except openai.BadRequestError as e:
+      return int(re.search(r"the prompt takes (\d+)", e.body["message"]).group(1))
+  extra = 0
+  while tokens(extra + 1) <= CAPACITY:  # the tiny tokenizer's pieces are a few letters long
+    extra += 1
+  assert tokens(extra) == CAPACITY, "no run of x's ends the prompt at the cache's length"
+  full = client.completions.create(**{**text, "prompt": text["prompt"] + "x" * extra})
+  assert (full.usage.prompt_tokens, full.usage.completion_tokens) == (CAPACITY, 1)
+  assert full.choices[0].finish_reason == "length"
+  assert _refused(client.completions.create, **{**text, "prompt": text["prompt"] + "x" * (
+      extra + 1)}) == (f"this model's context (KV cache) holds {CAPACITY} tokens, but the prompt "
+                       f"takes {tokens(extra + 1)}: shorten it")
+
 
 def test_neutral_values_and_empty_message_fields_are_accepted(client):
   """What clients send by default, or echo back from a reply, is not an option that cannot

@@ -137,7 +137,7 @@ def create_app(served: Served) -> FastAPI:
         context = tok.encode(req.prompt)
     capacity = engine.capacity
     what = "the messages take" if req.endpoint == "chat" else "the prompt takes"
-    if len(context) >= capacity:
+    if len(context) > capacity:  # a full cache still gives one token (engine.room)
       raise ApiError(400, f"this model's context (KV cache) holds {capacity} tokens, but {what} "
                      f"{len(context)}: shorten {'them' if req.endpoint == 'chat' else 'it'}",
                      param="messages" if req.endpoint == "chat" else "prompt",
