@@ -180,12 +180,11 @@ def tensor_names(config: Config) -> TensorNames:
 def model_config(config: Config):
   """The litert-torch ModelConfig of a Config (per-layer block configs)."""
   from litezoo.conversion.litert import cfg  # pylint: disable=g-import-not-at-top
-  from litezoo.families import llama  # pylint: disable=g-import-not-at-top
+  from litezoo.families import blocks, llama  # pylint: disable=g-import-not-at-top
   if config.norm_placement not in PLACEMENTS:
     raise UnsupportedConfigError(f"norm placement {config.norm_placement!r} is not one of "
                                  f"{', '.join(PLACEMENTS)}")
-  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=config.rms_norm_eps,
-                                 zero_centered=config.zero_centered_norm)
+  norm = blocks.norm_config("rms", config.rms_norm_eps, config.zero_centered_norm)
   none = cfg.NormalizationConfig()
   head_norm = norm if config.qk_norm == "head" else none
   # Split the projection into heads before QK-norm (so it sees whole heads), and for a fused

@@ -101,8 +101,8 @@ def model_config(config: Config):
   """The litert-torch ModelConfig of a Gemma 3 Config."""
   from litezoo.conversion.litert import cfg  # pylint: disable=g-import-not-at-top
   # Gemma scales by (1 + weight), in every norm including QK-norm.
-  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=config.rms_norm_eps,
-                                 zero_centered=True)
+  from litezoo.families import blocks  # pylint: disable=g-import-not-at-top
+  norm = blocks.norm_config("rms", config.rms_norm_eps, zero_centered=True)
   bases = {GLOBAL: config.rope_theta, LOCAL: config.rope_local_base_freq}
   ff = cfg.FeedForwardConfig(
       type=cfg.FeedForwardType.GATED,

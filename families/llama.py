@@ -90,8 +90,8 @@ def model_config(config: Config):
   # Imported here, not at the top: the Generative API takes seconds to import, and listing the
   # registry's models should not pay for it.
   from litezoo.conversion.litert import cfg  # pylint: disable=g-import-not-at-top
-  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=config.rms_norm_eps,
-                                 zero_centered=config.zero_centered_norm)
+  from litezoo.families import blocks  # pylint: disable=g-import-not-at-top
+  norm = blocks.norm_config("rms", config.rms_norm_eps, config.zero_centered_norm)
   block = cfg.TransformerBlockConfig(
       attn_config=cfg.AttentionConfig(
           num_heads=config.num_attention_heads,

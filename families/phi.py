@@ -67,8 +67,8 @@ def tensor_names(config: Config) -> TensorNames:
 
 def model_config(config: Config):
   from litezoo.conversion.litert import cfg  # pylint: disable=g-import-not-at-top
-  norm = cfg.NormalizationConfig(type=cfg.NormalizationType.LAYER_NORM,
-                                 epsilon=config.layer_norm_eps)
+  from litezoo.families import blocks  # pylint: disable=g-import-not-at-top
+  norm = blocks.norm_config("layer", config.layer_norm_eps)
   block = cfg.TransformerBlockConfig(
       attn_config=cfg.AttentionConfig(
           num_heads=config.num_attention_heads,

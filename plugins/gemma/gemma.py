@@ -83,7 +83,7 @@ CONFIG_TINY = {**CONFIG_2B, **dict(vocab_size=256, hidden_size=64, intermediate_
 
 SPEC = ModelSpec(
     name="gemma",
-    version="0.6.0",
+    version="0.7.0",
     description="Gemma 2B (base and instruction-tuned)",
     url="https://huggingface.co/google/gemma-2b",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",

@@ -51,7 +51,7 @@ CONFIG_TINY = {**CONFIG_270M, **dict(
 
 SPEC = ModelSpec(
     name="gemma3",
-    version="0.5.0",
+    version="0.6.0",
     description="Gemma 3 270M base (completion, no chat template)",
     url="https://huggingface.co/google/gemma-3-270m",
     license="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",

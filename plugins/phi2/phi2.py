@@ -37,7 +37,7 @@ CONFIG_TINY = {**CONFIG_2_7B, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="phi2",
-    version="0.4.0",
+    version="0.5.0",
     description="Phi-2 2.7B base",
     url="https://huggingface.co/microsoft/phi-2",
     license="MIT",

@@ -33,7 +33,7 @@ CONFIG_TINY = {**CONFIG_135M, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="smollm2",
-    version="0.7.0",
+    version="0.8.0",
     description="SmolLM2 135M Instruct (chat)",
     url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     license="Apache-2.0",

@@ -43,7 +43,7 @@ CONFIG_TINY = {**CONFIG_1_1B, **dict(vocab_size=256, hidden_size=64, intermediat
 
 SPEC = ModelSpec(
     name="tinyllama",
-    version="0.6.0",
+    version="0.7.0",
     description="TinyLlama 1.1B chat",
     url="https://huggingface.co/TinyLlama/TinyLlama-1.1B-Chat-v1.0",
     license="Apache-2.0",
