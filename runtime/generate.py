@@ -326,10 +326,11 @@ class Session:
     capacity = self.runner.kv_cache_max_len
     # A prompt may fill the cache: prefill's last logits still give one token, never fed back.
     if len(context) > capacity:
-      what = "the prompt and conversation take" if self.history else "the prompt takes"
+      what, fix = (("the prompt and conversation take", "shorten it, start over")
+                   if self.history else ("the prompt takes", "shorten it"))
       raise GenerationError(
-          f"{what} {len(context)} tokens, but the KV cache holds {capacity}: shorten it, start "
-          "over, or convert with a larger --kv_cache_max_len")
+          f"{what} {len(context)} tokens, but the KV cache holds {capacity}: {fix}, or convert "
+          "with a larger --kv_cache_max_len")
     common = min(shared_prefix(self.history, context), len(context) - 1)  # feed one at least
     # Rewinding is free: entries past the position are hidden by the mask and overwritten.
     self.runner.position = common

@@ -32,9 +32,14 @@ class PickleSource:
         # global; mmap: tensors stay on disk until copied into the model.
         state = torch.load(file, weights_only=True, mmap=True, map_location="cpu")
       except Exception as e:  # pickle errors come in many types; none may fall back to unsafe
-        raise CheckpointError(f"{file}: refused by torch.load(weights_only=True) ({e}); this "
-                              "file holds more than tensors, convert it to safetensors on a "
-                              "machine you trust") from e
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights only load failed" in str(e).lower():  # a pickle of more than tensors
+          raise CheckpointError(f"{file}: refused by torch.load(weights_only=True) ({reason}); "
+                                "this file holds more than tensors, convert it to safetensors "
+                                "on a machine you trust") from e
+        raise CheckpointError(f"{file}: torch.load(weights_only=True) cannot read it ({reason}); "
+                              "it is not a checkpoint written by torch.save (1.6 or later): pass "
+                              "the model's safetensors") from e
       state = state.get("model_state_dict", state) if isinstance(state, dict) else state
       if not isinstance(state, dict):
         raise CheckpointError(f"{file}: holds a {type(state).__name__}, not a dict of tensors")

@@ -331,6 +331,9 @@ def test_the_litezoo_command_runs_the_tool_it_names_and_explains_itself(tmp_path
         f"litezoo: error: {given}usage: litezoo <tool> [--flags]; tools: convert, generate, serve, "
         "verify, evaluate, bundle, benchmark, explore, release, new_plugin; `litezoo <tool> "
         "--help` lists a tool's flags")
+  for flag in ("--help", "--helpfull"):  # absl exits 1 after its usage: asked-for help is 0
+    run = testing.run_tool("cli", "convert", flag)
+    assert run.returncode == 0 and "--quantize" in run.stdout, (flag, run.stderr[-500:])
   run = testing.run_tool("cli", "convert", "--model=gpt-17", cwd=tmp_path)
   assert testing.one_line_error(run, "convert").startswith(
       "convert: error: unknown model 'gpt-17'; registered models: ")

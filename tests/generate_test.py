@@ -419,6 +419,7 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
     (("--temperature=0.5", "--top_p=2", "--prompt=x"), "--top_p must be in (0, 1], got 2.0"),
     (("--max_new_tokens=0", "--prompt=x"), "--max_new_tokens must be positive, got 0"),
     ((), "give --prompt=TEXT, or --chat for a conversation"),
+    (("--prompt= \n",), "--prompt is empty: give the text to answer or continue"),
     (("--prompt=x", "--top_k=5"), "--top_k applies only when sampling: set --temperature above 0"),
     (("--prompt=x", "--sampling_seed=3"), "--sampling_seed applies only when sampling"),
     (("--prompt=x", "--system=Be brief."),

@@ -199,6 +199,13 @@ def test_allow_pickle_uses_weights_only_and_never_falls_back(tmp_path):
   assert not sentinel.exists()
 
 
+def test_allow_pickle_names_a_file_that_is_no_checkpoint(tmp_path):
+  (tmp_path / "noise.bin").write_bytes(bytes(range(256)) * 64)
+  with pytest.raises(sources.CheckpointError, match=r"noise\.bin: torch\.load\(weights_only=True\) "
+                     r"cannot read it \(.+\); it is not a checkpoint written by torch\.save"):
+    sources.open_checkpoint(tmp_path / "noise.bin", allow_pickle=True)
+
+
 def test_allow_pickle_loads_a_plain_state_dict(tmp_path):
   reference = testing.random_model(CONFIG)
   torch.save(reference.state_dict(), tmp_path / "pytorch_model.bin")

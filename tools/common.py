@@ -105,6 +105,10 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     # absl's own parser prints "FATAL Flags parsing error" and a second line of advice.
     try:
       rest = flags.FLAGS(argv)
+    except SystemExit as e:
+      # absl's --help, --helpshort and --helpfull print the usage, then exit 1: asked-for help
+      # is a success.
+      sys.exit(0 if e.code == 1 else e.code)
     except flags.Error as e:
       sys.stderr.write(f"{tool}: error: {_flag_error(e)} (--helpshort lists the flags)\n")
       sys.exit(2)

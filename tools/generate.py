@@ -45,6 +45,8 @@ _DRAFT_TOKENS = zoo_flags.define_draft_tokens()
 def _check_flags() -> generate.Sampling:
   if not _CHAT.value and _PROMPT.value is None:
     raise zoo_flags.FlagError("give --prompt=TEXT, or --chat for a conversation")
+  if _PROMPT.value is not None and not _PROMPT.value.strip():
+    raise zoo_flags.FlagError("--prompt is empty: give the text to answer or continue")
   if _CHAT.value and _RAW.value:
     raise zoo_flags.FlagError("--chat talks through the chat template and --raw turns it off: "
                               "drop one of them")
