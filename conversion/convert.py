@@ -12,6 +12,7 @@ import gc
 import json
 import math
 import pathlib
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -164,16 +165,32 @@ def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) 
 
 
 class _Stages:
-  """Prints each stage as it starts and ends, with its time."""
+  """Prints each stage as it starts and ends, with its time, and every `heartbeat` seconds while
+  it runs (exporting a 1B model takes minutes with nothing else to show)."""
 
-  def __init__(self, log: Callable[[str], None], total: int):
+  def __init__(self, log: Callable[[str], None], total: int, heartbeat: float = 60.0):
     self.log, self.total, self.index, self.seconds = log, total, 0, {}
+    self.heartbeat = heartbeat
 
   def run(self, name: str, fn: Callable, *args, **kwargs):
     self.index += 1
-    self.log(f"[{self.index}/{self.total}] {name} ...")
+    label = f"[{self.index}/{self.total}] {name}"
+    self.log(f"{label} ...")
     start = time.monotonic()
-    result = fn(*args, **kwargs)
+    done = threading.Event()
+
+    def beat():
+      while not done.wait(self.heartbeat):
+        minutes, seconds = divmod(int(time.monotonic() - start), 60)
+        self.log(f"{label}: still running, {minutes} min {seconds:02d} s so far")
+
+    thread = threading.Thread(target=beat, name="litezoo-stage-heartbeat", daemon=True)
+    thread.start()
+    try:
+      result = fn(*args, **kwargs)
+    finally:
+      done.set()
+      thread.join()
     self.seconds[name] = round(time.monotonic() - start, 2)
     self.log(f"[{self.index}/{self.total}] {name} done in {self.seconds[name]:.1f} s "
              f"(peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")

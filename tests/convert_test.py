@@ -263,6 +263,21 @@ def test_sigterm_mid_conversion_unwinds_like_ctrl_c(tmp_path):
   assert not (tmp_path / "out").exists(), list((tmp_path / "out").iterdir())
 
 
+def test_a_long_stage_says_it_is_still_running():
+  import threading, time  # pylint: disable=g-import-not-at-top,multiple-imports
+  lines = []
+  stages = convert._Stages(lines.append, total=2, heartbeat=0.05)  # pylint: disable=protected-access
+  assert stages.run("export float", lambda x: time.sleep(0.23) or x + 1, 1) == 2
+  assert stages.run("write", lambda: None) is None
+  assert lines[0] == "[1/2] export float ..."
+  beats = [line for line in lines if "still running" in line]
+  assert len(beats) >= 2 and all(b.startswith("[1/2] export float: still running, 0 min 00 s")
+                                 for b in beats)
+  assert lines[len(beats) + 1].startswith("[1/2] export float done in 0.2 s")
+  assert lines[-2:][0] == "[2/2] write ..." and "still running" not in lines[-1]
+  assert not [t for t in threading.enumerate() if t.name == "litezoo-stage-heartbeat"]
+
+
 def test_the_cache_key_covers_the_zoos_conversion_code(tmp_path):
   """A fix to a family (or the exporter, the loader, a recipe) must not be answered with the
   file the old code wrote: the zoo's conversion code is part of every artifact's key."""
