@@ -87,9 +87,10 @@ def checkpoint_spec(path: str | pathlib.Path, log: Callable[[str], None] = print
     from litezoo.sources import safetensors  # pylint: disable=g-import-not-at-top
     config = safetensors.read_config(path)
     if config is None:
+      what = "has no config.json" if path.is_dir() else "is a single file but not a .gguf"
       raise CheckpointSpecError(
-          f"{path} has no config.json, so the zoo cannot tell what model it holds; pass a Hugging "
-          "Face checkpoint directory (config.json + safetensors), a .gguf file, or --model=NAME")
+          f"{path} {what}, so the zoo cannot tell what model it holds; pass a Hugging Face "
+          "checkpoint directory (config.json + safetensors), a .gguf file, or --model=NAME")
     config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
     family = families.by_model_type(config.get("model_type"))
   family.config(config)  # refuses a field the family cannot build, naming it

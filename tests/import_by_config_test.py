@@ -140,6 +140,11 @@ def test_a_directory_without_config_is_refused_with_the_fix(tmp_path):
   line = testing.one_line_error(testing.run_tool("convert", f"--checkpoint={directory}",
                                                  cwd=tmp_path), "convert")
   assert "has no config.json" in line and "--model=NAME" in line
+  (tmp_path / "weights.bin").write_bytes(b"\0" * 64)
+  line = testing.one_line_error(testing.run_tool("convert", f"--checkpoint={tmp_path}/weights.bin",
+                                                 cwd=tmp_path), "convert")
+  assert line.startswith(f"convert: error: {tmp_path}/weights.bin is a single file but not a "
+                         ".gguf, so the zoo cannot tell what model it holds") and "--model=NAME" in line
 
 
 def test_the_benchmark_takes_a_checkpoint_as_the_model_not_beside_one(tmp_path):
