@@ -14,6 +14,7 @@ Two backends run the same kernels (XNNPACK) and give the same logits:
 
 import contextlib
 import copy
+import ctypes
 import functools
 import hashlib
 import os
@@ -59,10 +60,11 @@ class Runner:
   used prefix is copied into the next set when the sequence moves: a prefill goes into the
   smallest window with prefill signatures that holds the whole sequence after it (else the full
   cache), a verify likewise among windows with verify signatures, a decode into the smallest
-  window longer than the sequence, up to a larger one as it grows. A set
-  is made the first time the sequence enters it: a session that stays within 256 entries never
-  holds the full cache (float32 K and V for every layer and position: 44 MiB for TinyLlama 1.1B
-  at 1024 entries).
+  window longer than the sequence, up to a larger one as it grows. The runner holds only the set
+  the sequence is in: a set is made when the sequence enters it and freed when it leaves (and on
+  reset), so a session that stays within 256 entries never holds the full cache (float32 K and V
+  for every layer and position: 44 MiB for TinyLlama 1.1B at 1024 entries), and one that grows
+  to 1,000 tokens ends holding the full cache alone, not every window it passed through.
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
@@ -125,7 +127,7 @@ class Runner:
     return other
 
   def reset(self) -> None:
-    self._backend.clear_cache()
+    self._backend.release_caches()  # the next call makes the set it needs, zeroed
     self._home = None  # the cache set holding the sequence: None = the full cache, else a window
     self._position = 0
 
@@ -168,10 +170,12 @@ class Runner:
     return self._home
 
   def _move(self, window: int | None) -> None:
-    """Copies the first `position` entries of every layer's cache into the set `window`."""
+    """Copies the first `position` entries of every layer's cache into the set `window`, then
+    frees the set the sequence left."""
     if window != self._home:
       if self._position:  # an empty sequence has nothing to copy (stale entries are masked)
         self._backend.copy_cache(self._home, window, self._position, self._seq_axes)
+      self._backend.release_caches(keep=(window,))
       self._home = window
 
   def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
@@ -267,6 +271,24 @@ class Runner:
     return out[0]
 
 
+@functools.cache
+def _malloc_trim():
+  """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+  try:
+    return ctypes.CDLL(None).malloc_trim
+  except (OSError, AttributeError):
+    return None
+
+
+def _return_freed_memory() -> None:
+  """Gives freed cache sets' pages back to the OS. glibc keeps freed blocks of this size (0.5 MiB
+  per layer's K or V in a 768-entry window of SmolLM2) in its heap for reuse, where they still
+  count as resident; malloc_trim(0) releases them."""
+  trim = _malloc_trim()
+  if trim is not None:
+    trim(0)
+
+
 def _copy_prefix(src: np.ndarray, dst_shape, n: int, axis: int) -> np.ndarray:
   """A zero array of `dst_shape` holding the first `n` entries of `src` along `axis`."""
   out = np.zeros(dst_shape, src.dtype)
@@ -299,6 +321,7 @@ class _InterpreterBackend:
                 if n.startswith("kv_cache_")}
         self._specs[_window_of(name)] = spec
     self.cache_spec = self._specs.get(None, {})
+    self.caches = {}  # window -> {name: array}, each made on first use
     if "decode" in self._runners:
       self.vocab_size = int(self._runners["decode"].get_output_details()["logits"]["shape"][-1])
 
@@ -310,10 +333,12 @@ class _InterpreterBackend:
     other.caches = {}  # its own sets, each made on first use
     return other
 
-  def clear_cache(self) -> None:
-    self.caches = {window: {n: np.zeros(shape, dtype)
-                            for n, (shape, dtype) in self._specs[window].items()}
-                   for window in getattr(self, "caches", {})}  # the others: made on first use
+  def release_caches(self, keep=()) -> None:
+    gone = [window for window in self.caches if window not in keep]
+    for window in gone:
+      del self.caches[window]
+    if gone:
+      _return_freed_memory()
 
   def _cache(self, window):
     if window not in self.caches:
@@ -419,10 +444,18 @@ class _CompiledBackend:
   def rows(self, signature: str) -> int:
     return self._rows[signature]
 
-  def clear_cache(self) -> None:
-    for window, buffers in self.caches.items():
-      for name, buffer in buffers.items():
-        buffer.write(np.zeros(*self._specs[window][name]))
+  def release_caches(self, keep=()) -> None:
+    """Frees every cache set whose window is not in `keep`, with the I/O buffers bound to it."""
+    gone = [window for window in self.caches if window not in keep]
+    for window in gone:
+      for buffer in self.caches.pop(window).values():
+        buffer.destroy()
+      for signature in [s for s in self._io if _window_of(s) == window]:
+        inputs, outputs = self._io.pop(signature)
+        for buffer in (inputs["tokens"], inputs["input_pos"], outputs["logits"]):
+          buffer.destroy()
+    if gone:
+      _return_freed_memory()
 
   def copy_cache(self, src, dst, n: int, seq_axes) -> None:
     source = self._cache(src)

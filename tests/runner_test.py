@@ -130,9 +130,9 @@ def test_runners_sharing_a_model_keep_their_caches_apart(models, backend):
 
 
 @pytest.mark.parametrize("backend", runner.BACKENDS)
-def test_a_cache_set_is_made_when_the_sequence_first_enters_it(models, backend):
-  """A session within 16 entries holds window 16's buffers only (not the full cache's); each set
-  appears as the sequence reaches it, and a reset keeps those made (zeroed)."""
+def test_the_runner_holds_only_the_cache_set_the_sequence_is_in(models, backend):
+  """A session within 16 entries holds window 16's buffers only (not the full cache's); a set is
+  made as the sequence reaches it and freed when the sequence leaves it, and a reset frees all."""
   run = runner.Runner(models["none"], backend=backend)
   held = lambda: set(run._backend.caches)  # pylint: disable=protected-access
   assert held() == set()
@@ -142,16 +142,23 @@ def test_a_cache_set_is_made_when_the_sequence_first_enters_it(models, backend):
   assert run.position == 13 and held() == {16}
   for _ in range(8):
     logits = run.decode(int(logits.reshape(-1, logits.shape[-1])[-1].argmax()))
-  assert held() == {16, 32}
+  assert held() == {32}
   run.verify([2, 7])  # in verify window 32, where decode is
-  assert held() == {16, 32} and run.window == 32
+  assert held() == {32} and run.window == 32
   run.verify_windows = []  # as a file without w<W>_verify_<k> signatures: on the full cache
-  run.verify([2, 7])
-  assert held() == {16, 32, None}
+  rows = run.verify([2, 7])
+  assert held() == {None}
+  run.position -= 2
+  run.verify_windows = [32]
+  assert np.array_equal(run.verify([2, 7]), rows)  # back in window 32, remade from the copy
+  assert held() == {32}
   sibling = run.share()
   assert set(sibling._backend.caches) == set()  # pylint: disable=protected-access
   run.reset()
-  assert held() == {16, 32, None} and run.position == 0
+  assert held() == set() and run.position == 0
+  again = run.prefill([3, 1, 4, 1, 5])
+  assert np.array_equal(again, runner.Runner(models["none"], backend=backend).prefill(
+      [3, 1, 4, 1, 5]))  # a reset runner answers as a fresh one
 
 
 def test_the_windows_benchmark_decodes_in_each_window_and_over_the_full_cache(models, tmp_path):
