@@ -192,7 +192,7 @@ class _Stages:
       done.set()
       thread.join()
     self.seconds[name] = round(time.monotonic() - start, 2)
-    self.log(f"[{self.index}/{self.total}] {name} done in {self.seconds[name]:.1f} s "
+    self.log(f"{label} done in {self.seconds[name]:.1f} s "
              f"(peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
     return result
 

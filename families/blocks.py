@@ -34,7 +34,7 @@ def norm_config(kind: str, epsilon: float, zero_centered: bool = False):
   subgraph of its own (61 per signature on SmolLM2 135M, 854 in its 14-signature file). XNNPACK
   cannot take those, so each norm splits a signature's XNNPACK partitions and runs through the
   interpreter. The plain ops (MEAN, RSQRT, MUL) compute the same and are delegated: SmolLM2 135M
-  int8 decodes 1.10-1.17x faster and peaks 28 MiB lower (docs/speed.md, "Norms as plain ops").
+  int8 decodes 1.19x faster and peaks 32 MiB lower (docs/speed.md, "Norms as plain ops").
   """
   from litezoo.conversion.litert import cfg  # pylint: disable=g-import-not-at-top
   types = {"rms": cfg.NormalizationType.RMS_NORM, "layer": cfg.NormalizationType.LAYER_NORM}
