@@ -64,7 +64,11 @@ class Runner:
   the sequence is in: a set is made when the sequence enters it and freed when it leaves (and on
   reset), so a session that stays within 256 entries never holds the full cache (float32 K and V
   for every layer and position: 44 MiB for TinyLlama 1.1B at 1024 entries), and one that grows
-  to 1,000 tokens ends holding the full cache alone, not every window it passed through.
+  to 1,000 tokens ends holding the full cache alone, not every window it passed through. The one
+  exception is speculative decoding's round trip at a window's edge: a verify padded past the
+  window's end runs in the next set up and the decode after it comes back, so the set left by a
+  verify, or by a decode returning from a verify's set, is kept while it can still hold the
+  sequence (remaking it on each trip cost the buffers' first run every time).
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2,
@@ -127,9 +131,11 @@ class Runner:
     return other
 
   def reset(self) -> None:
-    self._backend.release_caches()  # the next call makes the set it needs, zeroed
     self._home = None  # the cache set holding the sequence: None = the full cache, else a window
+    self._spare = _NO_SET  # the other set of a speculative round trip, kept for the way back
+    self._verified = False  # whether the last call was a verify
     self._position = 0
+    self._release(keep=())  # the next call makes the set it needs, zeroed
 
   @property
   def position(self) -> int:
@@ -169,14 +175,28 @@ class Runner:
     """The cache holding the sequence: a window's length, or None for the full cache."""
     return self._home
 
-  def _move(self, window: int | None) -> None:
-    """Copies the first `position` entries of every layer's cache into the set `window`, then
-    frees the set the sequence left."""
+  def _move(self, window: int | None, verify: bool = False) -> None:
+    """Makes `window` the sequence's set before a call (a verify when `verify`): copies the first
+    `position` entries of every layer's cache into it, then frees every other set but a spare: the
+    set left by a verify, or by a decode right after one, while it can still hold the sequence."""
     if window != self._home:
       if self._position:  # an empty sequence has nothing to copy (stale entries are masked)
         self._backend.copy_cache(self._home, window, self._position, self._seq_axes)
-      self._backend.release_caches(keep=(window,))
+      self._spare = self._home if verify or self._verified else _NO_SET
       self._home = window
+    self._verified = verify
+    keep = {self._home}
+    if self._spare is not _NO_SET and self._position < (self._spare or self.kv_cache_max_len):
+      keep.add(self._spare)
+    self._release(keep)
+
+  def _release(self, keep) -> None:
+    """Frees every cache set not in `keep` (windows, None for the full cache)."""
+    gone = [window for window in self._backend.caches if window not in keep]
+    for window in gone:
+      self._backend.drop_cache(window)
+    if gone:
+      _return_freed_memory()
 
   def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
     """Feeds `tokens` after what is cached; returns the logits of the last one [1, vocab], or of
@@ -218,7 +238,7 @@ class Runner:
       if window is not None:
         kind = f"w{window}_verify"
         lengths = [k for k in lengths if k <= window]
-    self._move(window)
+    self._move(window, verify=kind.endswith("verify"))
     end = window or self.kv_cache_max_len
     logits = []
     rest = list(tokens)
@@ -227,7 +247,7 @@ class Runner:
       # signatures that fit the room left; near the end, feed tokens one by one through decode.
       usable = [n for n in lengths if n <= end - self._position]
       if not usable:
-        logits.extend(self._decode(t, window)[None] for t in rest)
+        logits.extend(self._decode(t, window, verify=kind.endswith("verify"))[None] for t in rest)
         break
       fitting = [n for n in usable if n >= len(rest)]
       length = fitting[0] if fitting else usable[-1]
@@ -263,12 +283,15 @@ class Runner:
     (token,) = self._token_ids((token,))
     return self._decode(token, next((w for w in self.windows if w > self._position), None))
 
-  def _decode(self, token: int, window: int | None) -> np.ndarray:
-    self._move(window)
+  def _decode(self, token: int, window: int | None, verify: bool = False) -> np.ndarray:
+    self._move(window, verify)
     out = self._backend.run("decode" if window is None else f"decode_w{window}",
                             np.array([[token]], np.int32), np.array([self._position], np.int32), 1)
     self._position += 1
     return out[0]
+
+
+_NO_SET = object()  # Runner._spare when there is none (None names the full cache)
 
 
 @functools.cache
@@ -333,12 +356,8 @@ class _InterpreterBackend:
     other.caches = {}  # its own sets, each made on first use
     return other
 
-  def release_caches(self, keep=()) -> None:
-    gone = [window for window in self.caches if window not in keep]
-    for window in gone:
-      del self.caches[window]
-    if gone:
-      _return_freed_memory()
+  def drop_cache(self, window) -> None:
+    del self.caches[window]
 
   def _cache(self, window):
     if window not in self.caches:
@@ -444,18 +463,14 @@ class _CompiledBackend:
   def rows(self, signature: str) -> int:
     return self._rows[signature]
 
-  def release_caches(self, keep=()) -> None:
-    """Frees every cache set whose window is not in `keep`, with the I/O buffers bound to it."""
-    gone = [window for window in self.caches if window not in keep]
-    for window in gone:
-      for buffer in self.caches.pop(window).values():
+  def drop_cache(self, window) -> None:
+    """Frees the cache set `window` with the I/O buffers bound to it."""
+    for buffer in self.caches.pop(window).values():
+      buffer.destroy()
+    for signature in [s for s in self._io if _window_of(s) == window]:
+      inputs, outputs = self._io.pop(signature)
+      for buffer in (inputs["tokens"], inputs["input_pos"], outputs["logits"]):
         buffer.destroy()
-      for signature in [s for s in self._io if _window_of(s) == window]:
-        inputs, outputs = self._io.pop(signature)
-        for buffer in (inputs["tokens"], inputs["input_pos"], outputs["logits"]):
-          buffer.destroy()
-    if gone:
-      _return_freed_memory()
 
   def copy_cache(self, src, dst, n: int, seq_axes) -> None:
     source = self._cache(src)

@@ -132,7 +132,8 @@ def test_runners_sharing_a_model_keep_their_caches_apart(models, backend):
 @pytest.mark.parametrize("backend", runner.BACKENDS)
 def test_the_runner_holds_only_the_cache_set_the_sequence_is_in(models, backend):
   """A session within 16 entries holds window 16's buffers only (not the full cache's); a set is
-  made as the sequence reaches it and freed when the sequence leaves it, and a reset frees all."""
+  made as the sequence reaches it and freed when the sequence leaves it (but for a verify's round
+  trip, test below), and a reset frees all."""
   run = runner.Runner(models["none"], backend=backend)
   held = lambda: set(run._backend.caches)  # pylint: disable=protected-access
   assert held() == set()
@@ -147,11 +148,17 @@ def test_the_runner_holds_only_the_cache_set_the_sequence_is_in(models, backend)
   assert held() == {32} and run.window == 32
   run.verify_windows = []  # as a file without w<W>_verify_<k> signatures: on the full cache
   rows = run.verify([2, 7])
-  assert held() == {None}
+  assert held() == {None, 32}  # window 32 kept for the decode back (a speculative round trip)
   run.position -= 2
   run.verify_windows = [32]
-  assert np.array_equal(run.verify([2, 7]), rows)  # back in window 32, remade from the copy
-  assert held() == {32}
+  assert np.array_equal(run.verify([2, 7]), rows)  # back in window 32, from the copy
+  assert held() == {32, None}
+  for _ in range(2):
+    logits = run.decode(int(logits.reshape(-1, logits.shape[-1])[-1].argmax()))
+  assert held() == {32, None}  # the full cache's set can still hold the sequence
+  run.position = 10
+  run.decode(3)  # a move that is no round trip (a rewind into window 16) frees both
+  assert held() == {16}
   sibling = run.share()
   assert set(sibling._backend.caches) == set()  # pylint: disable=protected-access
   run.reset()
@@ -159,6 +166,35 @@ def test_the_runner_holds_only_the_cache_set_the_sequence_is_in(models, backend)
   again = run.prefill([3, 1, 4, 1, 5])
   assert np.array_equal(again, runner.Runner(models["none"], backend=backend).prefill(
       [3, 1, 4, 1, 5]))  # a reset runner answers as a fresh one
+
+
+@pytest.mark.parametrize("backend", runner.BACKENDS)
+def test_a_speculative_round_trip_at_a_window_edge_keeps_both_sets(models, backend):
+  """A verify padded past window 16's end runs in window 32 and the decode after it comes back:
+  both sets stay (the same buffers, not remade) while window 16 can still hold the sequence, a
+  decode that grows past 16 frees it, and every logit matches a runner without windows."""
+  run = runner.Runner(models["none"], backend=backend)
+  plain = runner.Runner(models["none"], backend=backend, use_windows=False)
+  caches = lambda: run._backend.caches  # pylint: disable=protected-access
+  prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]
+  np.testing.assert_allclose(run.prefill(prompt), plain.prefill(prompt), rtol=1e-5, atol=1e-5)
+  for token in (7, 9):  # position 14, in window 16
+    np.testing.assert_allclose(run.decode(token), plain.decode(token), rtol=1e-5, atol=1e-5)
+  sets = {}
+  for trip in range(3):  # verify 3 tokens (pads to 4: 18 > 16, window 32), keep 1, decode back
+    draft = [2 + trip, 7, 1]
+    np.testing.assert_allclose(run.verify(draft), plain.verify(draft), rtol=1e-5, atol=1e-5)
+    assert run.window == 32 and set(caches()) == {16, 32}
+    run.position = plain.position = 14
+    np.testing.assert_allclose(run.decode(4), plain.decode(4), rtol=1e-5, atol=1e-5)
+    assert run.window == 16 and set(caches()) == {16, 32}
+    if trip and backend == "compiled":  # (the interpreter's arrays are new after every call)
+      assert all(caches()[w] is sets[w] for w in (16, 32)), "a set was remade on the round trip"
+    sets = dict(caches())
+    run.position = plain.position = 14
+  for token in (6, 6, 6):  # positions 14, 15, then 16: into window 32, which cannot come back
+    np.testing.assert_allclose(run.decode(token), plain.decode(token), rtol=1e-5, atol=1e-5)
+  assert run.window == 32 and set(caches()) == {32}
 
 
 def test_the_windows_benchmark_decodes_in_each_window_and_over_the_full_cache(models, tmp_path):
