@@ -1,0 +1,27 @@
+"""Decode time per step at each depth of one file, through the zoo's runner.
+
+    python docs/bench/decode-depth-2026-12-06/depth.py MODEL.tflite
+
+Prefills `depth` random tokens, decodes one (which moves into the window holding the sequence),
+then times 24 decode steps; the window a step runs in is the smallest decode window above the
+position (256, 512, 768 on the zoo's default files), else the full cache.
+"""
+import sys
+import time
+
+import numpy as np
+
+from litezoo.runtime.runner import Runner
+
+runner = Runner(sys.argv[1], num_threads=2)
+print("decode windows", runner.windows)
+tokens = np.random.default_rng(0).integers(0, 32000, 1100).tolist()
+for depth in [16, 200, 300, 480, 560, 730, 800, 980]:
+  runner.reset()
+  runner.prefill(tokens[:depth])
+  runner.decode(tokens[depth])
+  start = time.perf_counter()
+  for i in range(24):
+    runner.decode(tokens[depth + 1 + i])
+  step = (time.perf_counter() - start) / 24
+  print(f"depth {depth}: {step * 1e3:.2f} ms/step, {1 / step:.1f} tok/s", flush=True)
