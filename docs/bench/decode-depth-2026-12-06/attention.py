@@ -17,6 +17,7 @@ import time
 import torch
 
 from litezoo.conversion.litert import converter
+from litezoo.runtime.runner import _environment  # one LiteRT environment per process
 from litert_torch.generative.custom_ops import bmm_4d
 from litert_torch.generative.custom_ops import dynamic_update_slice as dus
 
@@ -53,11 +54,10 @@ def convert(mode, window, path):
 
 
 def time_call(path, inplace):
-  from ai_edge_litert import compiled_model, environment, options
-  env = environment.Environment.create(options=environment.EnvironmentOptions(
-      runtime_path=os.path.dirname(os.path.abspath(environment.__file__))))
-  model = compiled_model.CompiledModel.from_file(path, environment=env, options=options.Options(
-      cpu_options=options.CpuOptions(num_threads=2)))
+  from ai_edge_litert import compiled_model, options
+  model = compiled_model.CompiledModel.from_file(path, environment=_environment(),
+                                                 options=options.Options(
+                                                     cpu_options=options.CpuOptions(num_threads=2)))
   inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
   if inplace:
     outputs = [outputs[0], *inputs[4:]]
@@ -69,6 +69,9 @@ def time_call(path, inplace):
   return (time.perf_counter() - start) / 50 * 1e3
 
 
+MODES = ("update", "qk", "full")
+if len(sys.argv) < 2 or sys.argv[1] not in MODES:
+  sys.exit(f"attention.py: error: give a mode, one of {', '.join(MODES)} (then --inplace or not)")
 mode, inplace = sys.argv[1], "--inplace" in sys.argv
 with tempfile.TemporaryDirectory() as tmp:
   for window in (256, 768):

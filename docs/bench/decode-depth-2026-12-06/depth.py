@@ -4,7 +4,8 @@
 
 Prefills `depth` random tokens, decodes one (which moves into the window holding the sequence),
 then times 24 decode steps; the window a step runs in is the smallest decode window above the
-position (256, 512, 768 on the zoo's default files), else the full cache.
+position (256, 512, 768 on the zoo's default files), else the full cache. Depths whose 25
+steps do not fit the file's KV cache are left out.
 """
 import sys
 import time
@@ -15,13 +16,15 @@ from litezoo.runtime.runner import Runner
 
 runner = Runner(sys.argv[1], num_threads=2)
 print("decode windows", runner.windows)
-tokens = np.random.default_rng(0).integers(0, 32000, 1100).tolist()
-for depth in [16, 200, 300, 480, 560, 730, 800, 980]:
+STEPS = 24
+tokens = np.random.default_rng(0).integers(0, runner.vocab_size, runner.kv_cache_max_len).tolist()
+for depth in [d for d in (16, 200, 300, 480, 560, 730, 800, 980)
+              if d + 1 + STEPS <= runner.kv_cache_max_len]:
   runner.reset()
   runner.prefill(tokens[:depth])
   runner.decode(tokens[depth])
   start = time.perf_counter()
-  for i in range(24):
+  for i in range(STEPS):
     runner.decode(tokens[depth + 1 + i])
-  step = (time.perf_counter() - start) / 24
+  step = (time.perf_counter() - start) / STEPS
   print(f"depth {depth}: {step * 1e3:.2f} ms/step, {1 / step:.1f} tok/s", flush=True)
