@@ -12,9 +12,17 @@ import time
 
 import numpy as np
 
+from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
 from litezoo.runtime.runner import Runner
 
-runner = Runner(sys.argv[1], num_threads=2)
+if len(sys.argv) != 2:
+  sys.exit("depth.py: error: give one MODEL.tflite")
+try:
+  files.check_tflite(sys.argv[1])  # a clear refusal, before the runtime parses it
+  runner = Runner(sys.argv[1], num_threads=2)
+except (ZooError, ValueError) as e:  # ValueError: a LiteRT file that is not a zoo LLM
+  sys.exit(f"depth.py: error: {e}")
 print("decode windows", runner.windows)
 STEPS = 24
 tokens = np.random.default_rng(0).integers(0, runner.vocab_size, runner.kv_cache_max_len).tolist()

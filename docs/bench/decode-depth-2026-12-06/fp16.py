@@ -19,6 +19,8 @@ import time
 import numpy as np
 from ai_edge_litert import options
 
+from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
 from litezoo.runtime import tokenizer
 from litezoo.runtime.runner import Runner
 from litezoo.tools.evaluation.perplexity import Score, log_softmax
@@ -46,8 +48,13 @@ def main():
   parser.add_argument("tokenizer")
   parser.add_argument("--tokens", type=int, default=900)
   args = parser.parse_args()
-  tokens = tokenizer.load(args.tokenizer).encode(TEXT.read_text())[:args.tokens]
-  runs = {"default": runner_with_flags(args.model, None), "fp16": runner_with_flags(args.model, 0x7)}
+  try:
+    files.check_tflite(args.model)  # a clear refusal, before the runtime parses it
+    tokens = tokenizer.load(args.tokenizer).encode(TEXT.read_text())[:args.tokens]
+    runs = {"default": runner_with_flags(args.model, None),
+            "fp16": runner_with_flags(args.model, 0x7)}
+  except (ZooError, ValueError) as e:  # ValueError: a LiteRT file that is not a zoo LLM
+    sys.exit(f"fp16.py: error: {e}")
   if len(tokens) > runs["default"].kv_cache_max_len:
     sys.exit(f"fp16.py: error: {len(tokens)} tokens do not fit the "
              f"{runs['default'].kv_cache_max_len}-entry KV cache; give a smaller --tokens")

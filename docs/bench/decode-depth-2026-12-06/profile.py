@@ -18,6 +18,9 @@ import sys
 import tempfile
 import time
 
+from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
+
 GROUPS = (  # first match wins
     ("KV cache repacked (packw)", r"packw"),
     ("float attention matmul (f32/f16 gemm)", r"xnn_f(32|16)\w*_gemm"),
@@ -40,7 +43,10 @@ if flags is not None:
     self.xnnpack_flags = flags
   options.CpuOptions.__init__ = with_flags
 from litezoo.runtime.runner import Runner
-runner = Runner(sys.argv[1], num_threads=2, weight_cache=False)
+try:
+  runner = Runner(sys.argv[1], num_threads=2, weight_cache=False)
+except ValueError as e:  # a LiteRT file that is not a zoo LLM
+  sys.exit(f"profile.py: error: {e}")
 depth, steps = int(sys.argv[2]), int(sys.argv[3])
 if depth + steps + 1 > runner.kv_cache_max_len:
   sys.exit(f"profile.py: error: depth {depth} + {steps} steps + 1 do not fit the "
@@ -67,8 +73,16 @@ def main():
   args = parser.parse_args()
   if not shutil.which("perf"):
     sys.exit("profile.py: error: perf not found; install it (Debian: apt-get install linux-perf)")
-  if not os.path.isfile(args.model):
-    sys.exit(f"profile.py: error: no model file {args.model}")
+  if args.xnnpack_flags != "default":
+    try:
+      int(args.xnnpack_flags, 0)
+    except ValueError:
+      sys.exit(f"profile.py: error: --xnnpack_flags={args.xnnpack_flags!r} is not an integer "
+               "(e.g. 0x7) or 'default'")
+  try:
+    files.check_tflite(args.model)  # a clear refusal, before the runtime parses it
+  except ZooError as e:
+    sys.exit(f"profile.py: error: {e}")
   with tempfile.TemporaryDirectory() as tmp:
     data = os.path.join(tmp, "perf.data")
     log = open(os.path.join(tmp, "stderr"), "w+")  # LiteRT logs a lot: a file, not a pipe that fills

@@ -12,11 +12,17 @@ import time
 
 import numpy as np
 
+from litezoo.artifacts import files
+from litezoo.core.errors import ZooError
 from litezoo.runtime.runner import Runner
 
 if len(sys.argv) != 3:
   sys.exit("windows.py: error: give MODEL.tflite and a label")
-runner = Runner(sys.argv[1], num_threads=2, weight_cache=False)
+try:
+  files.check_tflite(sys.argv[1])  # a clear refusal, before the runtime parses it
+  runner = Runner(sys.argv[1], num_threads=2, weight_cache=False)
+except (ZooError, ValueError) as e:  # ValueError: a LiteRT file that is not a zoo LLM
+  sys.exit(f"windows.py: error: {e}")
 if runner.kv_cache_max_len < 512 + 32:
   sys.exit(f"windows.py: error: the {runner.kv_cache_max_len}-entry KV cache cannot hold 544 tokens")
 tokens = np.random.default_rng(0).integers(0, runner.vocab_size, 544).tolist()
