@@ -86,8 +86,9 @@ def prebuilt(cache_key: str, log: Callable[[str], None]) -> manifest.Artifact | 
 
 
 def fill_from(found: manifest.Artifact, final: pathlib.Path) -> manifest.Artifact:
-  """A copy of the prebuilt artifact `found` at the cache path `final`, manifest first (as a
-  conversion writes it), the bytes through a temp file so no reader sees half a file."""
+  """A copy of the artifact `found` (a prebuilt one, or a cached one for `convert`) at `final`,
+  manifest first (as a conversion writes it), the bytes through a temp file so no reader sees
+  half a file."""
   copied = manifest.Artifact(final, dataclasses.replace(found.manifest, file=final.name))
   final.parent.mkdir(parents=True, exist_ok=True)
   with files.atomic_path(final) as tmp:

@@ -63,6 +63,9 @@ CREATED_DIRS: list[pathlib.Path] = []
 def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
   """Creates `path` if needed and proves it writable, before any expensive work starts."""
   path = pathlib.Path(path)
+  if path.exists() and not path.is_dir():
+    raise OutputError(f"output directory {path} is a file, not a directory; choose another with "
+                      "--output_dir")
   missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
   try:
     path.mkdir(parents=True, exist_ok=True)

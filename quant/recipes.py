@@ -38,7 +38,7 @@ RECIPES: dict[str, str] = {
     # blockwise ones (qb4w) at prefill on AVX2/AVX-512 CPUs; usable with gptq:hadamard.
     "dynamic_int4_channel": "int4 per-channel weights, int8 dynamic-range activations",
 }
-# Short names accepted in overrides.
+# Short names, accepted wherever a recipe name is (the recipe and its overrides).
 ALIASES = {"int8": "dynamic_int8", "int4": "dynamic_int4_block32", "float16": "fp16"}
 # The building blocks' parts a recipe can treat differently, broadest first: a later one wins
 # where they overlap (down_proj is part of feedforward). A tied LM head is the embedding.
@@ -123,7 +123,8 @@ def _part(text: str, where: str) -> str:
   name = ALIASES.get(name, name)
   if name not in RECIPES:
     raise UnknownRecipeError(f"unknown quantization recipe {name!r}{where}; valid recipes: "
-                             f"{', '.join(RECIPES)} (and in overrides: {', '.join(ALIASES)})")
+                             f"{', '.join(RECIPES)} (short names: "
+                             f"{', '.join(f'{a} = {n}' for a, n in ALIASES.items())})")
   for option in options:
     if option not in OPTIONS:
       raise UnknownRecipeError(f"unknown option {option!r} in {text!r}{where}; valid options: "

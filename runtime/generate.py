@@ -3,6 +3,7 @@ and speculative decoding (greedy or sampled) with drafts from the context (promp
 from a smaller model."""
 
 import dataclasses
+import math
 import time
 from typing import Callable, Protocol
 
@@ -26,12 +27,24 @@ class Sampling:
   seed: int = 0
 
   def validate(self) -> None:
-    if self.temperature < 0:
-      raise GenerationError(f"temperature must be >= 0, got {self.temperature}")
+    if not math.isfinite(self.temperature) or self.temperature < 0:  # nan and inf are no scale
+      raise GenerationError(f"temperature must be a finite number >= 0, got {self.temperature}")
     if self.top_k < 0:
       raise GenerationError(f"top_k must be >= 0 (0: off), got {self.top_k}")
     if not 0 < self.top_p <= 1:
       raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def check_fits(tokens: int, capacity: int, conversation: bool = False) -> None:
+  """Raises GenerationError when a context of `tokens` cannot be prefilled into a KV cache of
+  `capacity` entries. A prompt may fill the cache: prefill's last logits still give one token,
+  never fed back. Tools call it before converting, so a prompt that cannot fit costs no minutes."""
+  if tokens > capacity:
+    what, fix = (("the prompt and conversation take", "shorten it, start over") if conversation
+                 else ("the prompt takes", "shorten it"))
+    raise GenerationError(
+        f"{what} {tokens} tokens, but the KV cache holds {capacity}: {fix}, or convert "
+        "with a larger --kv_cache_max_len")
 
 
 def distribution(logits: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np.ndarray]:
@@ -324,13 +337,7 @@ class Session:
       raise GenerationError("speculative decoding and constrained decoding do not combine here: "
                             "drop one")
     capacity = self.runner.kv_cache_max_len
-    # A prompt may fill the cache: prefill's last logits still give one token, never fed back.
-    if len(context) > capacity:
-      what, fix = (("the prompt and conversation take", "shorten it, start over")
-                   if self.history else ("the prompt takes", "shorten it"))
-      raise GenerationError(
-          f"{what} {len(context)} tokens, but the KV cache holds {capacity}: {fix}, or convert "
-          "with a larger --kv_cache_max_len")
+    check_fits(len(context), capacity, conversation=bool(self.history))
     common = min(shared_prefix(self.history, context), len(context) - 1)  # feed one at least
     # Rewinding is free: entries past the position are hidden by the mask and overwritten.
     self.runner.position = common

@@ -44,6 +44,14 @@ class Source(Protocol):
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
 
+def _refuse_pickle_flag(allow_pickle: bool, path: pathlib.Path, kind: str) -> None:
+  """An option that cannot apply is refused, not ignored."""
+  if allow_pickle:
+    raise CheckpointError(f"--allow_pickle applies only to a pickled checkpoint "
+                          f"({', '.join(PICKLE_SUFFIXES)} files); {path} is {kind}, which loads "
+                          "without it: drop --allow_pickle")
+
+
 def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
                     gguf: GGUFMap | None = None) -> Source:
   """A safetensors file or directory, or a GGUF file (read with the family's `gguf` map);
@@ -53,6 +61,7 @@ def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
   if not path.exists():
     raise CheckpointError(f"checkpoint {path} does not exist")
   if path.suffix == ".gguf":
+    _refuse_pickle_flag(allow_pickle, path, "a GGUF file")
     from litezoo.sources import gguf as gguf_lib
     return gguf_lib.GGUFSource(path, gguf)
   if path.is_dir() and not any(path.glob("*.safetensors")):
@@ -60,6 +69,7 @@ def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
   elif path.is_file() and path.suffix in PICKLE_SUFFIXES:
     pickles = [path]
   else:
+    _refuse_pickle_flag(allow_pickle, path, "safetensors")
     from litezoo.sources import safetensors
     return safetensors.SafetensorsSource(path)
   if not pickles:

@@ -166,7 +166,8 @@ def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp
     (dict(recipe="int3"), recipes.UnknownRecipeError,
      "unknown quantization recipe 'int3'; valid recipes: none, fp16, dynamic_int8, "
      "weight_only_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, "
-     "dynamic_int4_block256, dynamic_int4_channel (and in overrides: int8, int4, float16)"),
+     "dynamic_int4_block256, dynamic_int4_channel (short names: int8 = dynamic_int8, int4 = "
+     "dynamic_int4_block32, float16 = fp16)"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, error, message):
   spec = registry.Registry().get(kwargs.pop("model", "tinyllama"))
@@ -199,6 +200,28 @@ def test_a_transposed_cache_as_long_as_a_head_is_wide_runs(tmp_path):
     run.prefill([1, 2, 3], all_logits=True)
 
 
+def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
+  """The same settings converted before (by generate, serve, ...): convert copies the cached file
+  and its manifest instead of converting again, byte for byte what a conversion writes."""
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                             signatures=SMALL, log=lambda _: None)
+  flags = ("--model=tinyllama", "--variant=tiny", "--quantize=none", "--prefill_seq_lens=8,16",
+           "--kv_cache_max_len=32", "--verify_lengths=none")
+  copied = testing.run_tool("convert", *flags, "--output_dir=copy", cwd=tmp_path,
+                            env={"LITEZOO_CACHE": str(tmp_path / "cache")})
+  assert copied.returncode == 0, copied.stderr[-3000:]
+  assert "a copy of the cached conversion" in copied.stderr and "export float" not in copied.stderr
+  out = tmp_path / "copy" / cached.path.name
+  assert out.read_bytes() == cached.path.read_bytes()
+  assert manifest_lib.open_verified(out).manifest.file == out.name
+  # A fresh cache: converted, to the same bytes.
+  fresh = testing.run_tool("convert", *flags, "--output_dir=fresh", cwd=tmp_path,
+                           env={"LITEZOO_CACHE": str(tmp_path / "empty")})
+  assert fresh.returncode == 0 and "[2/4] export float done" in fresh.stderr, fresh.stderr[-3000:]
+  assert (tmp_path / "fresh" / out.name).read_bytes() == out.read_bytes()
+
+
 def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
   with pytest.raises(sources.CheckpointError, match=r"checkpoint .*/nope does not exist"):
     weights_lib.resolve(SPEC, "tiny", tmp_path / "nope")
@@ -207,6 +230,9 @@ def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
                      match=r"output directory .*a_file/out is not writable .*--output_dir"):
     convert.convert(SPEC, "tiny", _tiny_weights(SPEC), signatures=SMALL,
                     output_dir=tmp_path / "a_file" / "out")
+  with pytest.raises(files.OutputError, match=r"output directory .*a_file is a file, not a "
+                     "directory; choose another with --output_dir"):
+    files.ensure_writable_dir(tmp_path / "a_file")
 
 
 def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -332,6 +358,26 @@ def test_a_signal_a_library_swallows_still_stops_the_tool(tmp_path, signal_name,
   assert run.stderr.strip().splitlines()[-1] == (
       f"swallowing_tool: {message}; nothing partial was left behind")
   assert "next stage" not in run.stderr and "finished" not in run.stdout
+
+
+def test_an_interrupt_while_text_streams_ends_the_line_before_saying_so(tmp_path):
+  """Streamed text (generate writes token by token) gets its line ended before the notice, so
+  on a terminal the notice is not glued to the last word."""
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = tmp_path / "streaming_tool.py"
+  script.write_text("from litezoo.tools import common, console\n\n"
+                    "def main(argv):\n"
+                    "  console.out('a dozen', end='')\n"
+                    "  raise KeyboardInterrupt\n\n"
+                    "common.run(main)\n")
+  run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT)}, check=False)
+  assert run.returncode == 130, run.stderr[-2000:]
+  assert run.stdout == "a dozen\n"
+  assert run.stderr.strip().splitlines()[-1] == (
+      "streaming_tool: interrupted; nothing partial was left behind")
 
 
 def test_the_litezoo_command_runs_the_tool_it_names_and_explains_itself(tmp_path):

@@ -5,6 +5,7 @@ chat turns reuse the KV cache, and a refused turn leaves the conversation as it 
 seeded; limits and options that cannot apply are errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -349,7 +350,9 @@ def test_sample_follows_the_distribution():
      "the prompt takes 65 tokens, but the KV cache holds 64: shorten it"),
     (dict(context=[1, 2], max_new_tokens=0), "max_new_tokens must be positive, got 0"),
     (dict(context=[1, 2], max_new_tokens=4, sampling=generate.Sampling(temperature=-1)),
-     "temperature must be >= 0, got -1"),
+     "temperature must be a finite number >= 0, got -1"),
+    (dict(context=[1, 2], max_new_tokens=4, sampling=generate.Sampling(temperature=float("nan"))),
+     "temperature must be a finite number >= 0, got nan"),
     (dict(context=[1, 2], max_new_tokens=4, sampling=generate.Sampling(top_p=0)),
      "top_p must be in (0, 1], got 0"),
     (dict(context=[], max_new_tokens=4), "the prompt is empty"),
@@ -415,7 +418,9 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--temperature=-1", "--prompt=x"), "--temperature must be >= 0, got -1.0"),
+    (("--temperature=-1", "--prompt=x"), "--temperature must be a finite number >= 0, got -1.0"),
+    (("--temperature=nan", "--prompt=x"), "--temperature must be a finite number >= 0, got nan"),
+    (("--temperature=inf", "--prompt=x"), "--temperature must be a finite number >= 0, got inf"),
     (("--temperature=0.5", "--top_p=2", "--prompt=x"), "--top_p must be in (0, 1], got 2.0"),
     (("--max_new_tokens=0", "--prompt=x"), "--max_new_tokens must be positive, got 0"),
     ((), "give --prompt=TEXT, or --chat for a conversation"),
@@ -429,6 +434,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--system needs the chat template, which --raw turns off"),
     (("--chat", "--raw"), "--chat talks through the chat template and --raw turns it off"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
+    (("--prompt=x", "--checkpoint="), "--checkpoint is empty: give a Hugging Face directory or a "
+     ".gguf file, or leave the flag out"),
     (("--prompt=x", "--draft_tokens=3"), "--draft_tokens applies only with --speculative"),
     (("--prompt=x", "--speculative=draft_model"),
      "--speculative=draft_model needs --draft_model=NAME[/VARIANT]"),
@@ -451,6 +458,17 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
 def test_cli_bad_options_and_options_that_cannot_apply_are_one_line(args, message):
   result = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", *CLI, *args)
   assert testing.one_line_error(result, "generate").startswith(f"generate: error: {message}")
+
+
+def test_a_prompt_longer_than_the_cache_is_refused_before_converting():
+  """The tokenizer is at hand before the conversion: a prompt that cannot fit costs no minutes.
+  A new recipe (never converted in this test run) shows it: no conversion line is logged."""
+  result = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", *CLI,
+                            "--quantize=dynamic_int8:octav", "--prompt=" + "a b c d " * 40)
+  line = testing.one_line_error(result, "generate")
+  assert re.fullmatch(r"generate: error: the prompt takes \d+ tokens, but the KV cache holds 64: "
+                      r"shorten it, or convert with a larger --kv_cache_max_len", line), line
+  assert "on first use" not in result.stderr and "export float" not in result.stderr
 
 
 def _chat(checkpoint, stdin, *args):

@@ -164,6 +164,17 @@ def test_a_checkpoint_of_an_unknown_or_unsupported_architecture_is_refused(tmp_p
     new_plugin.from_checkpoint(tmp_path)
 
 
+def test_a_missing_or_empty_checkpoint_directory_is_named(tmp_path):
+  with pytest.raises(new_plugin.ScaffoldError, match=r"^--from_checkpoint: .*nosuch does not exist; "
+                     "give a Hugging Face checkpoint directory"):
+    new_plugin.from_checkpoint(tmp_path / "nosuch")
+  with pytest.raises(new_plugin.ScaffoldError, match=r"^--from_checkpoint: .* has no config\.json"):
+    new_plugin.from_checkpoint(tmp_path)
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(new_plugin.ScaffoldError, match=r"file is not a directory"):
+    new_plugin.from_checkpoint(tmp_path / "file")
+
+
 def test_heads_that_do_not_divide_are_named():
   """A contributor's tiny config with 6 heads and 4 KV heads."""
   bad = {**REGISTRY.get("smollm2").variant("tiny").config, "hidden_size": 96,

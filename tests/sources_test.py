@@ -215,6 +215,20 @@ def test_allow_pickle_loads_a_plain_state_dict(tmp_path):
   assert torch.equal(model.final_norm.weight, reference.model.norm.weight)
 
 
+def test_allow_pickle_is_refused_for_a_checkpoint_that_is_no_pickle(tmp_path):
+  """An option that cannot apply is refused, not ignored: safetensors and GGUF load without it."""
+  testing.random_model(CONFIG).save_pretrained(tmp_path / "hf")
+  with pytest.raises(sources.CheckpointError, match=r"^--allow_pickle applies only to a pickled "
+                     r"checkpoint \(\.bin, \.pt, \.pth, \.ckpt files\); .*hf is safetensors, "
+                     r"which loads without it: drop --allow_pickle$"):
+    sources.open_checkpoint(tmp_path / "hf", allow_pickle=True)
+  (tmp_path / "model.gguf").write_bytes(b"GGUF")
+  with pytest.raises(sources.CheckpointError, match=r"model\.gguf is a GGUF file, which loads "
+                     "without it"):
+    sources.open_checkpoint(tmp_path / "model.gguf", allow_pickle=True)
+  assert sources.open_checkpoint(tmp_path / "hf") is not None  # without the flag it loads
+
+
 def test_an_edited_chat_template_is_read_again_and_a_broken_one_is_named(tmp_path):
   """The tokenizer kept under the cache root is keyed on the checkpoint's files, chat_template.jinja
   (where transformers 5 saves a template) included: an edited template is never served stale."""

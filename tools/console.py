@@ -45,11 +45,18 @@ def stderr() -> IO[str]:
   return _real.get("err", sys.stderr)
 
 
+# Whether stdout's last write left a line open (text streamed token by token): a progress or
+# error line then starts on a line of its own, not glued to the text.
+_line_open = [False]
+
+
 def out(text: str, end: str = "\n") -> None:
   """Writes the tool's output (generated text, tables) to the real stdout."""
   stream = stdout()
   stream.write(text + end)
   stream.flush()
+  if text + end:
+    _line_open[0] = not (text + end).endswith("\n")
 
 
 # A signal the tool has not finished handling (tools/common.py): the exception it raised can be
@@ -69,6 +76,10 @@ def log(message: str) -> None:
   library swallowed (main thread only)."""
   if pending and threading.current_thread() is threading.main_thread():
     raise pending[0]()
+  if _line_open[0]:
+    _line_open[0] = False
+    stdout().write("\n")
+    stdout().flush()
   stream = stderr()
   stream.write(message + "\n")
   stream.flush()

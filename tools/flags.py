@@ -156,6 +156,9 @@ class _Defined:
                       "evaluate takes several); give one")
     with_checkpoint = self.weights or self.checkpoint_config
     checkpoint = self.checkpoint.value if with_checkpoint else None
+    if checkpoint is not None and not checkpoint.strip():  # not the current directory, silently
+      raise FlagError("--checkpoint is empty: give a Hugging Face directory or a .gguf file, or "
+                      "leave the flag out")
     if self.model.value is None and checkpoint is None:
       raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
                        ".gguf file); " if with_checkpoint else "give --model=NAME; ") +

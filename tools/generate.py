@@ -123,9 +123,15 @@ def main(argv):
     raise zoo_flags.FlagError(
         f"{s.name} has no chat template (a base model): --{'chat' if _CHAT.value else 'system'} "
         "cannot apply; use --prompt for plain completion")
-  if use_chat:  # a template that refuses the first turn is bad input: say so before converting
+  # Bad input is said before converting: a template that refuses the first turn, a prompt
+  # longer than the KV cache.
+  if use_chat:
     first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
-    tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
+    prompt = tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
+  else:
+    prompt = tok.encode(_PROMPT.value or "")
+  if _PROMPT.value is not None:
+    generate.check_fits(len(prompt), s.signatures.kv_cache_max_len)
   if _SPECULATIVE.value != "none":
     zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
   speculative = _speculative(s, tok)

@@ -103,7 +103,14 @@ def from_family(family: str, specs: list[ModelSpec]) -> tuple[str, dict, dict, s
 def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
   """(family, config, tiny overrides, note) from a checkpoint's config.json, checked."""
   from litezoo import families  # pylint: disable=g-import-not-at-top
+  if not directory.is_dir():
+    raise ScaffoldError(f"--from_checkpoint: {directory} "
+                        f"{'is not a directory' if directory.exists() else 'does not exist'}; "
+                        "give a Hugging Face checkpoint directory (its config.json is enough)")
   path = directory / "config.json"
+  if not path.is_file():
+    raise ScaffoldError(f"--from_checkpoint: {directory} has no config.json; give a Hugging Face "
+                        "checkpoint directory (its config.json is enough)")
   try:
     config = json.loads(path.read_text())
   except (OSError, ValueError) as e:
