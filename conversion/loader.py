@@ -57,6 +57,15 @@ def _fuse_qkv(attn_config, interleaved: bool):
   """q, k, v projections -> the building blocks' one qkv projection (grouped per KV head)."""
 
   def fuse(q, k, v):
+    # Checked first: grouping by KV head zips the splits, which would silently drop extra heads.
+    heads, groups, head_dim = (attn_config.num_heads, attn_config.num_query_groups,
+                               attn_config.head_dim)
+    wanted = (heads * head_dim, groups * head_dim, groups * head_dim)
+    if (q.shape[0], k.shape[0], v.shape[0]) != wanted:
+      raise LoadError(f"the checkpoint's query, key and value projections have {q.shape[0]}, "
+                      f"{k.shape[0]} and {v.shape[0]} rows, but the model's attention takes "
+                      f"{wanted[0]}, {wanted[1]} and {wanted[2]} ({heads} heads and {groups} KV "
+                      f"heads of {head_dim}): it holds a different model")
     if not interleaved:
       return torch.cat([q, k, v], dim=0)
     q_per_kv = attn_config.num_heads // attn_config.num_query_groups

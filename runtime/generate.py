@@ -53,7 +53,10 @@ def distribution(logits: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np
   top_p, most likely first; with neither cut, every token in vocabulary order (sorting 50k-256k
   logits per token would cost more than the draw). Sampling only: at temperature 0 there is
   nothing to sample."""
-  z = logits.astype(np.float64) / sampling.temperature
+  z = logits.astype(np.float64)
+  # Shifted before the division: at a tiny temperature (1e-320) the quotients overflow to inf,
+  # and inf - inf is nan; shifted, they are 0 for the largest and at most -inf for the rest.
+  z = (z - z.max()) / sampling.temperature
   if not sampling.top_k and sampling.top_p >= 1:
     probs = np.exp(z - z.max())
     return np.arange(len(z)), probs / probs.sum()

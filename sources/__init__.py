@@ -77,4 +77,4 @@ def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
   from litezoo.sources import pickled
   if not allow_pickle:
     raise pickled.refuse(pickles)
-  return pickled.PickleSource(pickles)
+  return pickled.PickleSource(pickles, path if path.is_dir() else None)

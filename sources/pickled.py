@@ -22,9 +22,12 @@ def refuse(files: list[pathlib.Path]) -> CheckpointError:
 class PickleSource:
   """`.bin`/`.pt` checkpoints, only when asked for, and only through weights_only unpickling."""
 
-  def __init__(self, files: list[pathlib.Path]):
+  def __init__(self, files: list[pathlib.Path], directory: pathlib.Path | None = None):
+    """`directory`: the checkpoint directory the files came from, whose config.json (if any)
+    is checked against the plugin's, as a safetensors directory's is."""
     import torch  # pylint: disable=g-import-not-at-top
     self._files = files
+    self._directory = directory
     self._tensors: dict[str, torch.Tensor] = {}
     for file in files:
       try:
@@ -55,4 +58,5 @@ class PickleSource:
     return self._tensors[name]
 
   def config(self) -> Mapping[str, Any] | None:
-    return None
+    from litezoo.sources import safetensors  # pylint: disable=g-import-not-at-top
+    return safetensors.read_config(self._directory) if self._directory is not None else None

@@ -380,6 +380,26 @@ def test_an_interrupt_while_text_streams_ends_the_line_before_saying_so(tmp_path
       "streaming_tool: interrupted; nothing partial was left behind")
 
 
+def test_a_full_disk_is_one_line_not_a_bug_report(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = tmp_path / "writing_tool.py"
+  script.write_text("import errno\nfrom litezoo.tools import common\n\n"
+                    "def main(argv):\n"
+                    "  raise OSError(errno.ENOSPC, 'No space left on device', '/out/m.tflite')\n\n"
+                    "common.run(main)\n")
+  run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT),
+                            "LITEZOO_CACHE": str(tmp_path / "cache")}, check=False)
+  assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+  assert run.stderr.strip().splitlines() == [
+      "writing_tool: error: no space left on the device writing /out/m.tflite: free some, or "
+      "choose another --output_dir (converted files are cached under $LITEZOO_CACHE, default "
+      "~/.cache/litezoo); nothing partial was left behind"]
+  assert not (tmp_path / "cache" / "logs").exists()  # no bug report saved
+
+
 def test_the_litezoo_command_runs_the_tool_it_names_and_explains_itself(tmp_path):
   for flag in ("--help", "-h"):
     run = testing.run_tool("cli", flag)

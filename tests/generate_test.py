@@ -343,6 +343,12 @@ def test_sample_follows_the_distribution():
   np.testing.assert_allclose(np.bincount(draws, minlength=3) / 4000, [0.5, 0.3, 0.2], atol=0.03)
   top2 = [generate.sample(logits, generate.Sampling(1.0, top_k=2), rng) for _ in range(500)]
   assert set(top2) == {0, 1}
+  # A temperature so small that logits / T overflow (1e-320 is a float64 subnormal): the largest
+  # logit, not nan probabilities.
+  for top_k in (0, 2):
+    order, probs = generate.distribution(logits, generate.Sampling(1e-320, top_k=top_k))
+    assert np.isfinite(probs).all() and order[np.argmax(probs)] == np.argmax(logits)
+    assert generate.sample(logits, generate.Sampling(1e-320, top_k=top_k), rng) == 0
 
 
 @pytest.mark.parametrize("kwargs, message", [

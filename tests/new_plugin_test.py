@@ -260,6 +260,10 @@ def test_unknown_family_is_refused_listing_the_families(tmp_path):
   assert testing.one_line_error(result, "new_plugin").startswith(
       "new_plugin: error: family 'qwen3' has no registered plugin to copy a config from: "
       "scaffold from its checkpoint's config.json with --from_checkpoint=DIR")
+  for flag in ("--from_checkpoint=", "--family= "):  # not the current directory, silently
+    result = testing.run_tool("new_plugin", "--name=mymodel", flag, f"--plugins_dir={tmp_path}")
+    assert testing.one_line_error(result, "new_plugin") == (
+        f"new_plugin: error: {flag.split('=')[0]} is empty: give a value, or leave the flag out")
   assert not list(tmp_path.iterdir())
 
 

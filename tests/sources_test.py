@@ -1,6 +1,7 @@
 """Checkpoint sources: pinned hub snapshots (sha256 checked, offline), pickles refused by default."""
 
 import hashlib
+import json
 import os
 import pathlib
 import socket
@@ -213,6 +214,27 @@ def test_allow_pickle_loads_a_plain_state_dict(tmp_path):
   loader.load(model, testing.names(SPEC, CONFIG),
               sources.open_checkpoint(tmp_path, allow_pickle=True))
   assert torch.equal(model.final_norm.weight, reference.model.norm.weight)
+
+
+def test_a_pickled_checkpoint_of_another_model_is_named_not_converted(tmp_path):
+  """A pickled directory's config.json is checked against the plugin's, as a safetensors
+  directory's is; without one, extra KV heads are still named when the projections are fused
+  (grouping by KV head would otherwise drop them)."""
+  from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
+  other = {**CONFIG, "num_key_value_heads": 4}
+  torch.save(testing.random_model(other).state_dict(), tmp_path / "pytorch_model.bin")
+  (tmp_path / "config.json").write_text(json.dumps(other))
+  source = sources.open_checkpoint(tmp_path, allow_pickle=True)
+  with pytest.raises(convert.ConfigMismatchError, match=r"has num_key_value_heads=4, but "
+                     "tinyllama-tiny has num_key_value_heads=2"):
+    convert.model_config(SPEC, "tiny", source, str(tmp_path))
+  (tmp_path / "config.json").unlink()
+  source = sources.open_checkpoint(tmp_path, allow_pickle=True)
+  assert convert.model_config(SPEC, "tiny", source) == dict(CONFIG)  # nothing to check it against
+  with pytest.raises(loader.LoadError, match=r"the checkpoint's query, key and value projections "
+                     r"have 64, 64 and 64 rows, but the model's attention takes 64, 32 and 32 \(4 "
+                     r"heads and 2 KV heads of 16\): it holds a different model"):
+    loader.load(testing.build(SPEC, CONFIG, 16), testing.names(SPEC, CONFIG), source)
 
 
 def test_allow_pickle_is_refused_for_a_checkpoint_that_is_no_pickle(tmp_path):

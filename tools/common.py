@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 import re
@@ -93,7 +94,15 @@ def run(main: Callable[[list[str]], int | None]) -> None:
       files.remove_empty_created_dirs()
       console.log(f"{tool}: interrupted; nothing partial was left behind")
       return 130
-    except Exception:  # pylint: disable=broad-except
+    except Exception as e:  # pylint: disable=broad-except
+      if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        # Not a bug: the machine's disk. Every atomic write has removed its temp file by now.
+        files.remove_empty_created_dirs()
+        where = f" writing {e.filename}" if e.filename else ""
+        console.log(f"{tool}: error: no space left on the device{where}: free some, or choose "
+                    "another --output_dir (converted files are cached under $LITEZOO_CACHE, "
+                    "default ~/.cache/litezoo); nothing partial was left behind")
+        return 1
       console.log(traceback.format_exc().rstrip())
       saved = files.cache_root() / "logs" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}.log"
       saved.parent.mkdir(parents=True, exist_ok=True)

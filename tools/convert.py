@@ -25,8 +25,10 @@ def main(argv):
                                     signatures=s.signatures)
   if cached is not None:
     final = output_dir / cached.path.name
-    if final.resolve() != cached.path.resolve():
-      cache.fill_from(cached, final)
+    if final.resolve() == cached.path.resolve():
+      console.log(f"{final} is the cached conversion of these settings already: nothing to do")
+      return 0
+    cache.fill_from(cached, final)
     console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: a "
                 f"copy of the cached conversion {cached.path}")
     return 0

@@ -268,6 +268,9 @@ Next steps (CONTRIBUTING.md has the details):
 def main(argv):
   del argv
   from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
+  for flag in (_FAMILY, _FROM_CHECKPOINT):
+    if flag.value is not None and not flag.value.strip():  # not the current directory, silently
+      raise ScaffoldError(f"--{flag.name} is empty: give a value, or leave the flag out")
   if (_FAMILY.value is None) == (_FROM_CHECKPOINT.value is None):
     raise ScaffoldError("give --family=NAME or --from_checkpoint=DIR (one of them)")
   plugins_dir = (common.user_path(_PLUGINS_DIR.value) if _PLUGINS_DIR.value
