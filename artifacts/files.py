@@ -63,9 +63,14 @@ CREATED_DIRS: list[pathlib.Path] = []
 def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
   """Creates `path` if needed and proves it writable, before any expensive work starts."""
   path = pathlib.Path(path)
-  if path.exists() and not path.is_dir():
-    raise OutputError(f"output directory {path} is a file, not a directory; choose another with "
-                      "--output_dir")
+  for place in (path, *path.parents):  # the nearest that exists: it must be a directory
+    if place.exists():
+      if not place.is_dir():
+        what = (f"{path} is a file" if place == path
+                else f"{path} cannot be made inside {place}, which is a file")
+        raise OutputError(f"output directory {what}, not a directory; choose another with "
+                          "--output_dir")
+      break
   missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
   try:
     path.mkdir(parents=True, exist_ok=True)

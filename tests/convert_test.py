@@ -227,7 +227,8 @@ def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
     weights_lib.resolve(SPEC, "tiny", tmp_path / "nope")
   (tmp_path / "a_file").write_text("")
   with pytest.raises(files.OutputError,
-                     match=r"output directory .*a_file/out is not writable .*--output_dir"):
+                     match=r"output directory .*a_file/out cannot be made inside .*a_file, which "
+                     r"is a file, not a directory; choose another with --output_dir"):
     convert.convert(SPEC, "tiny", _tiny_weights(SPEC), signatures=SMALL,
                     output_dir=tmp_path / "a_file" / "out")
   with pytest.raises(files.OutputError, match=r"output directory .*a_file is a file, not a "
