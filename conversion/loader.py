@@ -68,10 +68,9 @@ def _fuse_qkv(attn_config, interleaved: bool):
                       f"heads of {head_dim}): it holds a different model")
     if not interleaved:
       return torch.cat([q, k, v], dim=0)
-    q_per_kv = attn_config.num_heads // attn_config.num_query_groups
-    qs = torch.split(q, attn_config.head_dim * q_per_kv)
-    ks = torch.split(k, attn_config.head_dim)
-    vs = torch.split(v, attn_config.head_dim)
+    qs = torch.split(q, head_dim * (heads // groups))
+    ks = torch.split(k, head_dim)
+    vs = torch.split(v, head_dim)
     return torch.cat([t for group in zip(qs, ks, vs) for t in group])
 
   return fuse

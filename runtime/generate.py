@@ -54,16 +54,17 @@ def distribution(logits: np.ndarray, sampling: Sampling) -> tuple[np.ndarray, np
   logits per token would cost more than the draw). Sampling only: at temperature 0 there is
   nothing to sample."""
   z = logits.astype(np.float64)
-  # Shifted before the division: at a tiny temperature (1e-320) the quotients overflow to inf,
-  # and inf - inf is nan; shifted, they are 0 for the largest and at most -inf for the rest.
+  # Shifted before the division (so exp never overflows): at a tiny temperature (1e-320) the
+  # quotients of unshifted logits overflow to inf, and inf - inf is nan; shifted, they are 0 for
+  # the largest and at most -inf for the rest.
   z = (z - z.max()) / sampling.temperature
   if not sampling.top_k and sampling.top_p >= 1:
-    probs = np.exp(z - z.max())
+    probs = np.exp(z)
     return np.arange(len(z)), probs / probs.sum()
   order = np.argsort(-z)
   if sampling.top_k:
     order = order[:sampling.top_k]
-  probs = np.exp(z[order] - z[order[0]])
+  probs = np.exp(z[order])
   probs /= probs.sum()
   if sampling.top_p < 1:
     keep = int(np.searchsorted(np.cumsum(probs), sampling.top_p) + 1)

@@ -128,9 +128,9 @@ def main(argv):
   if use_chat:
     first = [] if _SYSTEM.value is None else [{"role": "system", "content": _SYSTEM.value}]
     prompt = tok.chat([*first, {"role": "user", "content": _PROMPT.value or "hi"}])
-  else:
-    prompt = tok.encode(_PROMPT.value or "")
-  if _PROMPT.value is not None:
+  else:  # without the template there is always a --prompt (_check_flags)
+    prompt = tok.encode(_PROMPT.value)
+  if _PROMPT.value is not None:  # a --chat started without one has nothing to check yet
     generate.check_fits(len(prompt), s.signatures.kv_cache_max_len)
   if _SPECULATIVE.value != "none":
     zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
