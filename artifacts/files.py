@@ -178,10 +178,27 @@ def write_json(final: str | os.PathLike, obj: Any) -> None:
 TFLITE_IDENTIFIER = b"TFL3"
 
 
+def check_tflite_header(head: bytes, size: int, name: str) -> None:
+  """Refuses bytes that cannot start a LiteRT model: `head` is the first 8 bytes of a `size`-byte
+  model named `name` in the message. The flatbuffer's identifier sits at bytes 4-8 and its root
+  table offset (little-endian uint32, bytes 0-4) must point inside the model. Costs nothing; the
+  runtime's own error for the same bytes is "Failed to build flatbuffer model".
+
+  Raises ArtifactError (a ValueError) naming the problem."""
+  if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+    raise ArtifactError(f"{name}: not a LiteRT model (no {TFLITE_IDENTIFIER.decode()} "
+                        "identifier at byte 4)")
+  (root,) = struct.unpack("<I", head[:4])
+  if not 8 <= root < size:
+    raise ArtifactError(f"{name}: not a LiteRT model (root table offset {root} outside the "
+                        f"{size}-byte file)")
+
+
 def check_tflite(path: str | os.PathLike, interpreter: bool = True) -> None:
-  """Refuses a file that is not a LiteRT model: the flatbuffer's root offset and identifier,
-  then (with `interpreter`) the LiteRT interpreter's flatbuffer verifier, which checks every
-  table and vector against the file's bounds before anything reads them."""
+  """Refuses a file that is not a LiteRT model: the flatbuffer's root offset and identifier
+  (`check_tflite_header`), then (with `interpreter`) the LiteRT interpreter's flatbuffer verifier,
+  which checks every table and vector against the file's bounds before anything reads them
+  (0.3 s on a 150 MB file, so callers on every start skip it)."""
   path = pathlib.Path(path)
   try:
     with open(path, "rb") as f:
@@ -189,13 +206,7 @@ def check_tflite(path: str | os.PathLike, interpreter: bool = True) -> None:
       size = os.fstat(f.fileno()).st_size
   except OSError as e:
     raise ArtifactError(f"{path}: cannot be read ({e.strerror or e})") from e
-  if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
-    raise ArtifactError(f"{path}: not a LiteRT model (no {TFLITE_IDENTIFIER.decode()} "
-                        "identifier at byte 4)")
-  (root,) = struct.unpack("<I", head[:4])
-  if not 8 <= root < size:
-    raise ArtifactError(f"{path}: not a LiteRT model (root table offset {root} outside the "
-                        f"{size}-byte file)")
+  check_tflite_header(head, size, str(path))
   if interpreter:
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
     try:  # no delegates: checking must not pack (and so copy) every weight

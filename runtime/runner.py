@@ -76,7 +76,13 @@ class Runner:
                kv_layout: str | None = None, use_windows: bool = True):
     """`model` is a .tflite path (its manifest, when beside it, gives the KV layout) or its
     bytes; `kv_layout` overrides; `use_windows=False` decodes over the full cache only. Raises
-    ValueError for a file that is not a zoo LLM."""
+    ValueError for a file that is not a zoo LLM (artifacts.files.ArtifactError for one that is not
+    a LiteRT model or cannot be read: the header is checked before the runtime parses it)."""
+    from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+    if isinstance(model, (bytes, bytearray)):
+      files.check_tflite_header(bytes(model[:8]), len(model), "the model bytes")
+    else:
+      files.check_tflite(model, interpreter=False)
     if kv_layout is None and not isinstance(model, (bytes, bytearray)):
       from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
       found = manifest.find(model)

@@ -222,6 +222,27 @@ def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
   assert (tmp_path / "fresh" / out.name).read_bytes() == out.read_bytes()
 
 
+def test_convert_quantizes_the_cached_float_conversion(tmp_path, monkeypatch):
+  """A quantized recipe on a cache miss whose float32 conversion is cached: convert quantizes that
+  file (seconds) instead of converting again, to the bytes a conversion from scratch writes."""
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                             signatures=SMALL, log=lambda _: None)
+  flags = ("--model=tinyllama", "--variant=tiny", "--quantize=dynamic_int8",
+           "--prefill_seq_lens=8,16", "--kv_cache_max_len=32", "--verify_lengths=none")
+  quantized = testing.run_tool("convert", *flags, "--output_dir=q", cwd=tmp_path,
+                               env={"LITEZOO_CACHE": str(tmp_path / "cache")})
+  assert quantized.returncode == 0, quantized.stderr[-3000:]
+  assert (f"quantizing the cached float32 conversion {cached.path}" in quantized.stderr
+          and "export float" not in quantized.stderr), quantized.stderr
+  out = tmp_path / "q" / "tinyllama-tiny_dynamic_int8_ekv32.tflite"
+  assert manifest_lib.open_verified(out).manifest.recipe_name == "dynamic_int8"
+  fresh = testing.run_tool("convert", *flags, "--output_dir=fresh", cwd=tmp_path,
+                           env={"LITEZOO_CACHE": str(tmp_path / "empty")})
+  assert fresh.returncode == 0 and "[2/4] export float done" in fresh.stderr, fresh.stderr[-3000:]
+  assert (tmp_path / "fresh" / out.name).read_bytes() == out.read_bytes()
+
+
 def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
   with pytest.raises(sources.CheckpointError, match=r"checkpoint .*/nope does not exist"):
     weights_lib.resolve(SPEC, "tiny", tmp_path / "nope")

@@ -424,3 +424,21 @@ def test_a_prompt_longer_than_the_cache_is_a_clear_error(killed_then_raced):
   path = next(killed_then_raced["directory"].glob("*.tflite"))
   with pytest.raises(generate.GenerationError, match="takes 200 tokens, but the KV cache holds 64"):
     generate.Session(runner.Runner(path), set()).generate(list(range(200)), 4)
+
+
+@pytest.mark.parametrize("model, message", [
+    ("missing.tflite", "missing.tflite: cannot be read (No such file or directory)"),
+    ("not_tflite.tflite", "not_tflite.tflite: not a LiteRT model (no TFL3 identifier at byte 4)"),
+    (".", ": cannot be read (Is a directory)"),
+    (b"\x10\x00\x00\x00TFL3", "the model bytes: not a LiteRT model (root table offset 16 outside "
+     "the 8-byte file)"),
+])
+def test_runner_names_a_file_that_is_not_a_model(tmp_path, model, message):
+  """Library callers get the header check too: LiteRT's own error is 'Failed to build flatbuffer
+  model' (or, for a missing path, FileNotFoundError from the manifest lookup)."""
+  (tmp_path / "not_tflite.tflite").write_bytes(b"GGUF" + b"\x00" * 60)
+  if isinstance(model, str):
+    model = tmp_path / model
+  with pytest.raises(artifacts.ArtifactError) as e:
+    runner.Runner(model)
+  assert str(e.value).endswith(message) and "\n" not in str(e.value)

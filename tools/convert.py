@@ -32,9 +32,19 @@ def main(argv):
     console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: a "
                 f"copy of the cached conversion {cached.path}")
     return 0
+  # A quantized recipe whose float conversion is cached: quantizing that file writes the bytes a
+  # conversion would (convert.convert quantizes its own float export the same way), in seconds.
+  cached_float = (pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe="none",
+                                           signatures=s.signatures)
+                  if s.recipe != "none" else None)
   windows = (pipeline.calibration_windows(s.spec, s.variant, s.weights, console.log)
              if recipes.calibrated(s.recipe) else None)
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top  (torch: seconds)
+  if cached_float is not None:
+    console.log(f"quantizing the cached float32 conversion {cached_float.path}")
+    convert.quantize(s.spec, cached_float, s.recipe, output_dir=output_dir, calibration=windows,
+                     weights=s.weights, log=console.log)
+    return 0
   convert.convert(s.spec, s.variant, s.weights, output_dir=output_dir, recipe=s.recipe,
                   signatures=s.signatures, calibration=windows, log=console.log)
   return 0
