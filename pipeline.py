@@ -218,11 +218,11 @@ def tokenizer(weights_: Weights, log: Callable[[str], None] = lambda _: None):
   """The checkpoint's tokenizer (runtime.tokenizer.HFTokenizer), kept under the cache root once
   built: building one from GGUF metadata takes seconds (minutes for Gemma's 262k vocabulary)."""
   from litezoo.runtime import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-  identity = hashlib.sha256(json.dumps(dict(weights_.identity), sort_keys=True).encode())
-  cache = files.cache_root() / "tokenizers" / identity.hexdigest()[:20]
-  if not tokenizer_lib.is_saved(cache):
-    log(f"reading the tokenizer of {weights_.path} (once; kept in {cache})")
-  return tokenizer_lib.load(weights_.path, cache=cache)
+  identity = json.dumps(cache.content_identity(weights_.identity), sort_keys=True)
+  saved = files.cache_root() / "tokenizers" / hashlib.sha256(identity.encode()).hexdigest()[:20]
+  if not tokenizer_lib.is_saved(saved):
+    log(f"reading the tokenizer of {weights_.path} (once; kept in {saved})")
+  return tokenizer_lib.load(weights_.path, cache=saved)
 
 
 def original_and_ours(spec: ModelSpec, variant: str | None, weights_: Weights,

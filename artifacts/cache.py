@@ -45,11 +45,17 @@ def code_identity(root: pathlib.Path | None = None) -> str:
   return digest.hexdigest()[:16]
 
 
+def content_identity(identity: Mapping[str, Any]) -> dict:
+  """A weights identity less where a local checkpoint lies: its files' sha256s say what it holds,
+  so a copy of it elsewhere (or the same file given by another path) is the same checkpoint."""
+  return {k: v for k, v in identity.items() if k != "path"}
+
+
 def key(spec: ModelSpec, variant: str, recipe: str, signatures: Signatures,
         weights: Weights | Mapping[str, Any], transform: str | None = None) -> str:
   """20 hex digits of the sha256 of everything that decides the artifact's bytes. `weights` is
   a Weights or its identity (what a manifest's `checkpoint` records, less `transform`)."""
-  identity = weights.identity if isinstance(weights, Weights) else weights
+  identity = content_identity(weights.identity if isinstance(weights, Weights) else weights)
   described = {
       "format": manifest.FORMAT, "model": spec.name, "plugin_version": spec.version,
       "variant": variant, "config": dict(spec.variant(variant).config), "recipe": recipe,

@@ -345,7 +345,7 @@ def quantize(spec: ModelSpec, float_artifact: Artifact, recipe: str, *,
     if "transform" in source.checkpoint:
       raise ConvertError(f"{recipe} is calibrated, and {float_artifact.path.name} was converted "
                          "from a transformed model: quantize it with an uncalibrated recipe")
-    if dict(weights.identity) != identity:
+    if cache.content_identity(weights.identity) != cache.content_identity(identity):
       raise ConvertError(f"{float_artifact.path.name} was not converted from {weights.path}: "
                          "calibrate with the weights it was converted from")
     stages.total += 1

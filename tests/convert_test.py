@@ -243,6 +243,28 @@ def test_convert_quantizes_the_cached_float_conversion(tmp_path, monkeypatch):
   assert (tmp_path / "fresh" / out.name).read_bytes() == out.read_bytes()
 
 
+def test_a_copy_of_a_checkpoint_elsewhere_is_the_same_cached_conversion(tmp_path, monkeypatch):
+  """The cache keys a local checkpoint by its files' sha256s, not by where it lies: a copy in
+  another directory finds the conversion of the first; changed bytes do not."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  source = _tiny_weights(SPEC).path
+  first, second = tmp_path / "a" / "ckpt", tmp_path / "b" / "ckpt"
+  shutil.copytree(source, first)
+  shutil.copytree(source, second)
+  resolve = lambda path: weights_lib.resolve(SPEC, "tiny", path, log=lambda _: None)
+  made = pipeline.artifact(SPEC, "tiny", resolve(first), recipe="none", signatures=SMALL,
+                           log=lambda _: None)
+  found = pipeline.cached_artifact(SPEC, "tiny", resolve(second), recipe="none",
+                                   signatures=SMALL)
+  assert found is not None and found.path == made.path
+  assert made.manifest.checkpoint["path"] == str(first.resolve())  # the manifest still says where
+  with open(second / "config.json", "a") as f:
+    f.write("\n")  # one byte more: other files, another key
+  assert pipeline.cached_artifact(SPEC, "tiny", resolve(second), recipe="none",
+                                  signatures=SMALL) is None
+
+
 def test_missing_checkpoint_and_unwritable_output_dir(tmp_path):
   with pytest.raises(sources.CheckpointError, match=r"checkpoint .*/nope does not exist"):
     weights_lib.resolve(SPEC, "tiny", tmp_path / "nope")
