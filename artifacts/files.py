@@ -242,12 +242,30 @@ def sha256_stamped(path: str | os.PathLike) -> str:
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
   """Holds an exclusive lock on `path` (created if needed) for the block: processes making the
-  same thing wait for each other and make it once."""
+  same thing wait for each other and make it once.
+
+  The lock file is removed on the way out, so a cache holds no lock files between uses (a killed
+  holder leaves an empty one, which the next holder reuses and removes). Removing it is safe
+  because a waiter that gets the lock checks that the path still names the file it locked and
+  otherwise starts over: a lock taken on an unlinked file would exclude no one.
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
+  while True:
+    lock = open(path, "a")  # pylint: disable=consider-using-with  (closed below)
     try:
-      yield
-    finally:
-      fcntl.flock(lock, fcntl.LOCK_UN)
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      with contextlib.suppress(FileNotFoundError):
+        held, named = os.fstat(lock.fileno()), os.stat(path)
+        if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+          break
+    except BaseException:
+      lock.close()
+      raise
+    lock.close()  # the holder before us removed it: lock the file now at `path`
+  try:
+    yield
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      path.unlink()
+    lock.close()  # closing releases the lock, after the unlink

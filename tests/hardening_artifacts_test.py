@@ -123,6 +123,8 @@ def test_a_killed_conversion_then_racing_ones_leave_one_verified_artifact(killed
   assert artifact.manifest.file == path.name
   final = _check_directory(run["directory"])
   assert final == {"complete": 1, "temp": 0}, sorted(os.listdir(run["directory"]))
+  # The killed holder's lock file was reused and then removed by the waiter that converted.
+  assert not list((run["cache"] / "artifacts").glob("*.lock"))
   report(capsys, f"killed conversion: SIGKILL {run['delay']:.2f} s after it began writing bytes "
          f"({'killed' if killed else 'had finished'}), left {run['after_kill']['complete']} "
          f"complete and 0 partial .tflite, {run['after_kill']['temp']} temp files; then 2 racing "
@@ -442,3 +444,30 @@ def test_runner_names_a_file_that_is_not_a_model(tmp_path, model, message):
   with pytest.raises(artifacts.ArtifactError) as e:
     runner.Runner(model)
   assert str(e.value).endswith(message) and "\n" not in str(e.value)
+
+
+def test_the_lock_excludes_and_leaves_no_file(tmp_path):
+  """Holders that remove the lock file on the way out still exclude each other: eight threads
+  (each its own open file, so flock sees them apart) hold it 40 times in all, never two at once,
+  and no lock file is left; one left by a killed holder is taken over and removed."""
+  import threading  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "x.lock"
+  path.write_text("")  # as a SIGKILLed holder leaves it
+  inside, most, lock = [0], [0], threading.Lock()
+
+  def hold():
+    for _ in range(5):
+      with artifacts.locked(path):
+        with lock:
+          inside[0] += 1
+          most[0] = max(most[0], inside[0])
+        time.sleep(0.002)
+        with lock:
+          inside[0] -= 1
+
+  threads = [threading.Thread(target=hold) for _ in range(8)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert most[0] == 1 and not path.exists()
