@@ -203,8 +203,13 @@ def main(argv):
     uvicorn.Server(config).run(sockets=[sock])
   finally:
     engine.stop()
-  served_count = engine.status()["served"]
-  console.log(f"serve: stopped ({served_count} request{'' if served_count == 1 else 's'} served)")
+  status = engine.status()
+  plural = lambda n: "" if n == 1 else "s"
+  others = [f"{status[k]} {what}" for k, what in (
+      ("cancelled", "cancelled by the client"), ("rejected", "turned away by a full queue"),
+      ("errors", "failed")) if status[k]]
+  console.log(f"serve: stopped ({status['served']} request{plural(status['served'])} served"
+              + "".join(f", {o}" for o in others) + ")")
   return 0
 
 
