@@ -77,10 +77,10 @@ def checkpoint_spec(path: str | pathlib.Path, log: Callable[[str], None] = print
   family does not implement; CheckpointSpecError / CheckpointError for an unreadable checkpoint.
   """
   from litezoo import families  # pylint: disable=g-import-not-at-top
-  from litezoo.sources import CheckpointError  # pylint: disable=g-import-not-at-top
+  from litezoo import sources  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   if not path.exists():
-    raise CheckpointError(f"checkpoint {path} does not exist")
+    raise sources.missing(path)
   if path.suffix == ".gguf":
     family, config = _gguf_config(path)
   else:

@@ -171,13 +171,26 @@ def load(model: nn.Module, names: TensorNames, source: Source,
   with torch.no_grad():
     for param, mapped in mapping.items():
       target = params[param]
-      if mapped.combine is _as_is and read_into is not None and read_into(mapped.sources[0], target):
-        continue  # read in place: the model's memory is the only copy
-      tensor = mapped.combine(*(source.load(s) for s in mapped.sources))
-      if tuple(tensor.shape) != tuple(target.shape):
-        shapes = ", ".join(f"{s} {list(source.shape(s))}" for s in mapped.sources)
-        raise LoadError(f"shape mismatch for {' + '.join(mapped.sources)}: the model expects "
-                        f"{list(target.shape)}, the checkpoint has {shapes}; the checkpoint's "
-                        "config and the model's differ")
-      target.copy_(tensor.to(target.dtype))
+      what = " + ".join(mapped.sources)
+      if not (mapped.combine is _as_is and read_into is not None
+              and read_into(mapped.sources[0], target)):  # else read in place, the only copy
+        loaded = [source.load(s) for s in mapped.sources]
+        for name, tensor in zip(mapped.sources, loaded):
+          if not tensor.dtype.is_floating_point:  # a cast would pass an index table as weights
+            raise LoadError(f"{name} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                            "not floating-point weights: the checkpoint is not one of this model")
+        tensor = mapped.combine(*loaded)
+        if tuple(tensor.shape) != tuple(target.shape):
+          shapes = ", ".join(f"{s} {list(source.shape(s))}" for s in mapped.sources)
+          raise LoadError(f"shape mismatch for {what}: the model expects {list(target.shape)}, "
+                          f"the checkpoint has {shapes}; the checkpoint's config and the model's "
+                          "differ")
+        target.copy_(tensor.to(target.dtype))
+      # A NaN or inf weight converts without complaint and then fails at run time (int8: a
+      # scale XNNPACK cannot take) or yields empty text (float): refuse it here, by name.
+      bad = int(target.numel() - torch.isfinite(target).sum())
+      if bad:
+        raise LoadError(f"{what} holds {bad} non-finite value{'s' if bad > 1 else ''} (NaN or "
+                        "inf) after loading as float32: the checkpoint is corrupt, or its values "
+                        "overflow float32")
   return LoadReport(loaded=len(mapping), ignored=sorted(available - needed))

@@ -167,6 +167,11 @@ class HFTokenizer:
     return self._render(messages, generation_prompt=True)
 
 
+# The files Hugging Face tokenizers are saved in: at least one is in any checkpoint that has one.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json",
+                   "spiece.model", "tokenizer.tiktoken")
+
+
 def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokenizer:
   """The tokenizer of a checkpoint (GGUF file or HF directory), with its chat template and stop
   tokens. Built once with transformers' AutoTokenizer and kept in `cache` (building one from GGUF
@@ -175,6 +180,12 @@ def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokeniz
   import transformers  # pylint: disable=g-import-not-at-top
   checkpoint = pathlib.Path(checkpoint)
   cached = pathlib.Path(cache) if cache else None
+  saved = cached is not None and (cached / _SAVED).exists()
+  if not saved and checkpoint.is_dir() and not any((checkpoint / n).exists()
+                                                   for n in TOKENIZER_FILES):
+    # transformers would blame a missing sentencepiece or tiktoken, which are not the problem
+    raise TokenizerError(f"{checkpoint} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
+                         "copy the model's tokenizer files beside its weights")
   try:
     if cached is not None and (cached / _SAVED).exists():
       tok = transformers.PreTrainedTokenizerFast.from_pretrained(cached)
@@ -187,8 +198,9 @@ def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokeniz
       if cached is not None:
         _save(tok, cached)
   except (OSError, ValueError, KeyError) as e:
-    raise TokenizerError(f"no tokenizer could be loaded from {checkpoint} "
-                         f"({' '.join(str(e).split())[:300]})") from e
+    reason = " ".join(str(e).split())
+    reason = reason if len(reason) <= 300 else reason[:299] + "…"
+    raise TokenizerError(f"no tokenizer could be loaded from {checkpoint} ({reason})") from e
   eos = tok.eos_token_id
   stop = {eos} if isinstance(eos, int) else set(eos or [])
   generation = checkpoint / "generation_config.json" if checkpoint.is_dir() else None

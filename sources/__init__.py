@@ -8,6 +8,7 @@ is never held twice in memory.
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
@@ -52,6 +53,20 @@ def _refuse_pickle_flag(allow_pickle: bool, path: pathlib.Path, kind: str) -> No
                           "without it: drop --allow_pickle")
 
 
+def missing(path: pathlib.Path) -> CheckpointError:
+  """The error for a checkpoint path that does not lead to a file or directory: missing, or a
+  symlink that dangles or loops (which Path.exists() also calls missing)."""
+  try:
+    os.stat(path)
+  except OSError as e:
+    if os.path.lexists(path):
+      if isinstance(e, FileNotFoundError):
+        return CheckpointError(f"checkpoint {path} is a symlink to {os.readlink(path)}, which "
+                               "does not exist")
+      return CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})")
+  return CheckpointError(f"checkpoint {path} does not exist")
+
+
 def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
                     gguf: GGUFMap | None = None) -> Source:
   """A safetensors file or directory, or a GGUF file (read with the family's `gguf` map);
@@ -59,18 +74,19 @@ def open_checkpoint(path: str | pathlib.Path, allow_pickle: bool = False,
   # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   if not path.exists():
-    raise CheckpointError(f"checkpoint {path} does not exist")
+    raise missing(path)
   if path.suffix == ".gguf":
     _refuse_pickle_flag(allow_pickle, path, "a GGUF file")
     from litezoo.sources import gguf as gguf_lib
     return gguf_lib.GGUFSource(path, gguf)
-  if path.is_dir() and not any(path.glob("*.safetensors")):
+  from litezoo.sources import safetensors
+  if (path.is_dir() and not any(path.glob("*.safetensors"))
+      and not os.path.lexists(path / safetensors.SafetensorsSource.INDEX)):
     pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
   elif path.is_file() and path.suffix in PICKLE_SUFFIXES:
     pickles = [path]
   else:
     _refuse_pickle_flag(allow_pickle, path, "safetensors")
-    from litezoo.sources import safetensors
     return safetensors.SafetensorsSource(path)
   if not pickles:
     raise CheckpointError(f"no .safetensors, .gguf or (with --allow_pickle) .bin files in {path}")

@@ -11,7 +11,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Any, Mapping
 
-from litezoo.sources import CheckpointError, validate
+from litezoo.sources import CheckpointError, missing, validate
 
 if TYPE_CHECKING:
   import torch
@@ -59,7 +59,7 @@ class SafetensorsSource:
   @classmethod
   def _find_files(cls, path: pathlib.Path) -> list[pathlib.Path]:
     if not path.exists():
-      raise CheckpointError(f"checkpoint {path} does not exist")
+      raise missing(path)
     if path.is_file():
       if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: expected a .safetensors file or a checkpoint directory")
@@ -121,10 +121,14 @@ def read_config(path: pathlib.Path) -> dict[str, Any] | None:
   """The config.json of checkpoint directory `path`, or None if it has none (or `path` is a
   file). Raises CheckpointError when it is not a readable JSON object."""
   found = path / "config.json" if path.is_dir() else None
-  if found is None or not found.is_file():
+  if found is None or not os.path.lexists(found):
     return None
   try:
-    config = json.loads(found.read_text())
+    with validate.open_regular(found) as f:  # a directory, FIFO or symlink loop is named
+      text = f.read()
+    config = json.loads(text)
+  except validate.FileCheckError as e:
+    raise CheckpointError(str(e)) from e
   except (OSError, ValueError) as e:
     raise CheckpointError(f"{found} is not readable JSON ({e})") from e
   if not isinstance(config, dict):

@@ -7,12 +7,15 @@ is refused with an error naming the problem before memory is allocated for anyth
 Memory used is bounded by the header bytes actually present in the file (and the caps below).
 """
 
+import contextlib
 import dataclasses
 import json
 import mmap
 import os
 import pathlib
+import stat
 import struct
+from typing import BinaryIO, Iterator
 
 from litezoo.core.errors import ZooError
 
@@ -23,6 +26,30 @@ class FileCheckError(ZooError, ValueError):
   def __init__(self, path: os.PathLike, detail: str):
     super().__init__(f"{path}: {detail}")
     self.path, self.detail = path, detail
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike) -> Iterator[BinaryIO]:
+  """`path` opened for reading, if it is a regular file. Raises FileCheckError naming why not: it
+  cannot be opened (missing, a dangling symlink or a symlink loop, no permission), or it is a
+  directory, a named pipe (whose open() would wait for a writer forever), a device (/dev/zero
+  never ends) or a socket."""
+  try:  # O_NONBLOCK: opening a FIFO returns at once instead of waiting; reads of files ignore it
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  except OSError as e:
+    raise FileCheckError(path, f"cannot be read ({e.strerror or e})") from e
+  mode = os.fstat(fd).st_mode
+  if not stat.S_ISREG(mode):  # before fdopen, which refuses a directory with its own traceback
+    os.close(fd)
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    raise FileCheckError(path, f"is {kind}, not a regular file")
+  with os.fdopen(fd, "rb") as f:
+    yield f
 
 
 # --- GGUF -----------------------------------------------------------------------------------------
@@ -114,7 +141,7 @@ def check_gguf(path: str | os.PathLike) -> None:
   """Refuses a GGUF file whose header, metadata or tensor table does not fit the file."""
   import gguf  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
-  with open(path, "rb") as f:
+  with open_regular(path) as f:
     size = os.fstat(f.fileno()).st_size
     if size < 24:
       raise FileCheckError(path, f"{size} bytes is too short for a GGUF header (24 bytes)")
@@ -224,7 +251,7 @@ def check_safetensors(path: str | os.PathLike) -> dict[str, SafetensorsEntry]:
   def fail(message: str) -> FileCheckError:
     return FileCheckError(path, message)
 
-  with open(path, "rb") as f:
+  with open_regular(path) as f:
     size = os.fstat(f.fileno()).st_size
     if size < 8:
       raise fail(f"{size} bytes is too short for a safetensors header (8-byte length first)")
@@ -291,10 +318,12 @@ def check_safetensors_index(index: str | os.PathLike) -> dict[str, str]:
   def fail(message: str) -> FileCheckError:
     return FileCheckError(index, message)
 
-  if index.stat().st_size > MAX_SAFETENSORS_HEADER:
-    raise fail(f"an index larger than {MAX_SAFETENSORS_HEADER} bytes is not plausible")
+  with open_regular(index) as f:
+    if os.fstat(f.fileno()).st_size > MAX_SAFETENSORS_HEADER:
+      raise fail(f"an index larger than {MAX_SAFETENSORS_HEADER} bytes is not plausible")
+    data = f.read()
   try:
-    weight_map = json.loads(index.read_bytes())["weight_map"]
+    weight_map = json.loads(data)["weight_map"]
   except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
     raise fail(f"not a valid safetensors index ({type(e).__name__}: {e})") from e
   if not isinstance(weight_map, dict) or not weight_map:

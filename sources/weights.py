@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from litezoo.artifacts import files
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import HubPin, ModelSpec, PackagedFile
-from litezoo.sources import PICKLE_SUFFIXES, CheckpointError, Source, open_checkpoint
+from litezoo.sources import PICKLE_SUFFIXES, CheckpointError, Source, missing, open_checkpoint
 from litezoo.sources import pins, random_weights
 
 # Files of a checkpoint directory that decide what it holds (weights, config, tokenizer).
@@ -105,7 +105,7 @@ def resolve(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathl
   if checkpoint is not None:
     path = pathlib.Path(checkpoint)
     if not path.exists():
-      raise CheckpointError(f"checkpoint {path} does not exist")
+      raise missing(path)
     open_checkpoint(path, allow_pickle)  # refuses pickles and unreadable files before any work
     return Weights(path, _local_identity(path), allow_pickle)
   if random or found.random_weights:

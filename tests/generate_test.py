@@ -439,6 +439,9 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
     (("--prompt=x", "--raw", "--system=Answer in French."),
      "--system needs the chat template, which --raw turns off"),
     (("--chat", "--raw"), "--chat talks through the chat template and --raw turns it off"),
+    (("--prompt=x", "--raw"), "tinyllama-tiny has no chat template (a base model): its prompts "
+     "are plain completions already, so --raw cannot apply"),
+    (("--prompt=x", "--system= "), "--system is empty: give the instructions, or drop --system"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
     (("--prompt=x", "--checkpoint="), "--checkpoint is empty: give a Hugging Face directory or a "
      ".gguf file, or leave the flag out"),

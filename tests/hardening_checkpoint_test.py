@@ -255,3 +255,62 @@ def test_a_good_sharded_index_loads(tmp_path):
   source = sources.open_checkpoint(tmp_path)
   assert sorted(source.names()) == ["a", "b"] and source.shape("b") == (3,)
   assert torch.equal(source.load("a"), torch.arange(2.0))
+
+
+def _not_regular(directory, name: str, kind: str):
+  """Makes `directory/name` a `kind` that is not a regular file; returns the message's tail."""
+  import os  # pylint: disable=g-import-not-at-top
+  path = directory / name
+  if kind == "loop":
+    os.symlink(directory / "other", path)
+    os.symlink(path, directory / "other")
+    return "cannot be read (Too many levels of symbolic links)"
+  if kind == "dangling":
+    os.symlink(directory / "gone", path)
+    return "cannot be read (No such file or directory)"
+  if kind == "directory":
+    path.mkdir()
+    return "is a directory, not a regular file"
+  os.mkfifo(path)  # opening it for reading would wait for a writer forever
+  return "is a named pipe, not a regular file"
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling", "directory", "fifo"])
+def test_weights_or_config_that_are_not_regular_files_are_named(tmp_path, kind):
+  """A checkpoint's file that is a symlink loop, a dangling symlink, a directory or a named pipe:
+  one error naming it (they were tracebacks, and a pipe hung), for safetensors, GGUF and
+  config.json."""
+  weights = tmp_path / "weights"
+  weights.mkdir()
+  (weights / "config.json").write_text(json.dumps({"model_type": "llama"}))
+  tail = _not_regular(weights, "model.safetensors", kind)
+  with pytest.raises(sources.CheckpointError) as e:
+    sources.open_checkpoint(weights)
+  assert str(e.value) == (f"{weights / 'model.safetensors'}: not a readable safetensors file: "
+                          f"{tail}")
+  config = tmp_path / "config"
+  config.mkdir()
+  tail = _not_regular(config, "config.json", kind)
+  with pytest.raises(sources.CheckpointError) as e:
+    safetensors.read_config(config)
+  assert str(e.value) == f"{config / 'config.json'}: {tail}"
+  gguf_dir = tmp_path / "gguf"
+  gguf_dir.mkdir()
+  tail = _not_regular(gguf_dir, "m.gguf", kind)
+  with pytest.raises(sources.CheckpointError) as e:
+    sources.open_checkpoint(gguf_dir / "m.gguf")
+  if kind == "loop":  # Path.exists() says False for both: named before opening
+    assert str(e.value) == f"checkpoint {gguf_dir / 'm.gguf'} {tail}"
+  elif kind == "dangling":
+    assert str(e.value) == (f"checkpoint {gguf_dir / 'm.gguf'} is a symlink to "
+                            f"{gguf_dir / 'gone'}, which does not exist")
+  else:
+    assert str(e.value) == f"{gguf_dir / 'm.gguf'}: not a readable GGUF file: {tail}"
+
+
+def test_an_index_whose_shards_are_all_missing_says_so(tmp_path):
+  (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+      {"weight_map": {"a": "model-00001-of-00002.safetensors"}}))
+  with pytest.raises(sources.CheckpointError, match=r"model.safetensors.index.json lists shards "
+                     r"that are missing: .*model-00001-of-00002.safetensors"):
+    sources.open_checkpoint(tmp_path)

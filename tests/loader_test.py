@@ -84,6 +84,31 @@ def test_shape_mismatch_names_the_tensor_and_both_shapes(tmp_path):
                           "config and the model's differ")
 
 
+@pytest.mark.parametrize("name, value, dtype, message", [
+    ("model.norm.weight", float("nan"), torch.float32,
+     "model.norm.weight holds 64 non-finite values (NaN or inf) after loading as float32"),
+    # fp16's largest is 65504; a bf16 1e39 overflows float32 on the way in
+    ("model.layers.0.mlp.up_proj.weight", float("inf"), torch.float16,
+     "model.layers.0.mlp.up_proj.weight holds 8192 non-finite values"),
+    # q/k/v are fused into one parameter: the message names all three
+    ("model.layers.1.self_attn.k_proj.weight", float("nan"), torch.float32,
+     "model.layers.1.self_attn.q_proj.weight + model.layers.1.self_attn.k_proj.weight + "
+     "model.layers.1.self_attn.v_proj.weight holds 2048 non-finite values"),
+    ("model.embed_tokens.weight", 3, torch.int32,
+     "model.embed_tokens.weight holds int32 values, not floating-point weights"),
+])
+def test_non_finite_or_integer_weights_are_refused_by_name(tmp_path, name, value, dtype,
+                                                          message):
+  """A NaN or inf weight converted without complaint, then failed at run time (int8: "Failed to
+  allocate tensors") or gave empty text (float); an integer tensor was cast silently."""
+  state = _state(tmp_path)
+  state[name] = torch.full(state[name].shape, value).to(dtype)
+  safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+  with pytest.raises(loader.LoadError) as e:
+    loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
+  assert str(e.value).startswith(message), str(e.value)
+
+
 def test_a_tensor_the_model_would_not_use_is_refused(tmp_path):
   state = _state(tmp_path)
   state["lm_head.bias"] = torch.zeros(256)

@@ -129,6 +129,10 @@ def test_completions_on_a_chat_model_and_sampling_is_seeded(client):
   a = client.completions.create(seed=1, **hot).choices[0].text
   assert a == client.completions.create(seed=1, **hot).choices[0].text
   assert a != client.completions.create(seed=2, **hot).choices[0].text
+  with pytest.raises(openai.BadRequestError, match="unrecognized request argument: "
+                     "response_format; it applies to /v1/chat/completions"):
+    client.completions.create(model="smollm2-tiny", prompt="{", max_tokens=4,
+                              extra_body={"response_format": {"type": "json_object"}})
 
 
 SCHEMA = {"type": "object", "properties": {
@@ -181,6 +185,7 @@ def test_json_object_and_regex_and_grammar(client):
      "response_format.json_schema.schema", None),
     (dict(max_tokens=0), 400, "max_tokens", None),
     (dict(stop=["a", "b", "c", "d", "e"]), 400, "stop", None),
+    (dict(stop=["}"], response_format={"type": "json_object"}), 400, "stop", None),
     (dict(messages=[{"role": ["user"], "content": "hi"}]), 400, "messages[0].role", None),
     (dict(temperature=10**400), 400, "temperature", None),
     (dict(n=True), 400, "n", "unsupported_parameter"),

@@ -276,3 +276,15 @@ def test_an_edited_chat_template_is_read_again_and_a_broken_one_is_named(tmp_pat
   template.write_text("{% for m in messages %}{{ m.content }{% endfor %}")  # a syntax error
   with pytest.raises(tokenizer_lib.TokenizerError, match=r"chat template is broken \(line 1\)"):
     tokenizer().chat_text(hi)
+
+
+def test_a_checkpoint_without_tokenizer_files_says_so(tmp_path):
+  """transformers blames a missing sentencepiece or tiktoken for a directory with no tokenizer
+  at all; the zoo names what is missing."""
+  from litezoo.runtime import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  (tmp_path / "config.json").write_text("{}")
+  with pytest.raises(tokenizer_lib.TokenizerError) as e:
+    tokenizer_lib.load(tmp_path)
+  assert str(e.value) == (f"{tmp_path} holds no tokenizer (none of tokenizer.json, "
+                          "tokenizer.model, tokenizer_config.json, vocab.json, spiece.model, "
+                          "tokenizer.tiktoken): copy the model's tokenizer files beside its weights")

@@ -29,9 +29,9 @@ def main(argv):
                               f"{', '.join(bundle.FORMATS)}")
   s = _SELECT.selection()
   output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  tok = pipeline.tokenizer(s.weights, console.log)  # seconds, so before minutes of converting
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
-  tok = pipeline.tokenizer(s.weights, console.log)
   written = bundle.write_bundles(artifact, tok, s.weights.path, output_dir, formats=formats,
                                  litertlm_type=s.spec.family.litertlm_type, log=console.log)
   for path in written.values():

@@ -52,6 +52,8 @@ def _check_flags() -> generate.Sampling:
                               "drop one of them")
   if _SYSTEM.value is not None and _RAW.value:
     raise zoo_flags.FlagError("--system needs the chat template, which --raw turns off: drop one")
+  if _SYSTEM.value is not None and not _SYSTEM.value.strip():
+    raise zoo_flags.FlagError("--system is empty: give the instructions, or drop --system")
   sampling_flags = [f for f in ("top_k", "top_p", "sampling_seed") if zoo_flags.given(f)]
   if _TEMPERATURE.value == 0 and sampling_flags:
     raise zoo_flags.FlagError(f"--{sampling_flags[0]} applies only when sampling: set "
@@ -119,6 +121,9 @@ def main(argv):
   s = _SELECT.selection()
   tok = pipeline.tokenizer(s.weights, console.log)
   use_chat = tok.chat_template is not None and not _RAW.value
+  if _RAW.value and tok.chat_template is None:
+    raise zoo_flags.FlagError(f"{s.name} has no chat template (a base model): its prompts are "
+                              "plain completions already, so --raw cannot apply; drop it")
   if not use_chat and (_CHAT.value or _SYSTEM.value is not None):
     raise zoo_flags.FlagError(
         f"{s.name} has no chat template (a base model): --{'chat' if _CHAT.value else 'system'} "

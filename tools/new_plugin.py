@@ -224,7 +224,9 @@ def scaffold(name: str, rendered: dict[str, str], plugins_dir: pathlib.Path,
   """Writes plugins_dir/<name>/ whole or not at all, adds it to plugins_dir/plugins.bzl if there
   is one, and returns the plugin's directory."""
   if not plugins_dir.is_dir():
-    raise ScaffoldError(f"plugins directory {plugins_dir} does not exist; pass --plugins_dir")
+    what = "is not a directory" if plugins_dir.exists() else "does not exist"
+    raise ScaffoldError(f"plugins directory {plugins_dir} {what}; pass --plugins_dir=DIR, the "
+                        "plugins/ folder of a checkout of the zoo")
   check_name(name, plugins_dir, registered)
   bzl_file = plugins_dir / "plugins.bzl"
   # Edited in memory before anything is written, so a list it cannot edit leaves nothing behind.

@@ -9,6 +9,7 @@ Ctrl-C stops taking requests, finishes the ones under way and queued, and exits.
 """
 
 import errno
+import ipaddress
 import signal
 import socket
 import sys
@@ -195,6 +196,9 @@ def main(argv):
   shown = f"[{host}]" if ":" in host else host
   console.log(f"serving {s.name} ({artifact.path.name}) at http://{shown}:{port}/v1; "
               "Ctrl-C or SIGTERM stops")
+  if not ipaddress.ip_address(host.split("%")[0]).is_loopback and _API_KEY.value is None:
+    console.log(f"warning: listening on {host}, beyond this machine, without --api_key: anyone "
+                "who can reach the port can use the model")
   # uvicorn drains on SIGTERM or Ctrl-C, then raises the signal again for the handler it found:
   # this one, so the tool goes on to stop the engine and exits 0 either way.
   signal.signal(signal.SIGTERM, lambda *_: None)

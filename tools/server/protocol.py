@@ -266,7 +266,8 @@ def _bookkeeping(body: dict) -> None:
 def _common(body: dict, keys: set[str]) -> None:
   unknown = sorted(set(body) - keys)
   if unknown:
-    raise bad(unknown[0], f"unrecognized request argument: {unknown[0]}",
+    chat_only = "; it applies to /v1/chat/completions" if unknown[0] in _CHAT_KEYS else ""
+    raise bad(unknown[0], f"unrecognized request argument: {unknown[0]}{chat_only}",
               code="unknown_parameter")
   if not body.get("model"):
     raise bad("model", "model must be given (GET /v1/models lists it)",
@@ -347,8 +348,15 @@ def chat_request(body: dict) -> Request:
   max_tokens = given.get(param)
   sampling = _sampling(body)
   stream, include_usage = _stream(body)
-  return Request(body["model"], "chat", messages, None, max_tokens, sampling, _stop(body),
-                 stream, include_usage, _response_format(body), param)
+  stops, response_format = _stop(body), _response_format(body)
+  if stops and response_format is not None:
+    # Every constrained reply that ends with finish_reason "stop" parses: a stop string would
+    # end one early (a JSON object at its first "}") and break that promise.
+    raise bad("stop", "stop cannot apply with response_format: a stop sequence would cut the "
+              "constrained reply short of its format (JSON at its first '}'); drop stop, the "
+              "format ends the reply itself")
+  return Request(body["model"], "chat", messages, None, max_tokens, sampling, stops,
+                 stream, include_usage, response_format, param)
 
 
 def completion_request(body: dict) -> Request:
