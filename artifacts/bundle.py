@@ -186,6 +186,17 @@ def bundle_tokenizer(tok, checkpoint: pathlib.Path, sentencepiece: bool = True) 
       affixes=affixes)
 
 
+def check_vocab(bundled: BundleTokenizer, logits: int, checkpoint: os.PathLike, model: str) -> None:
+  """Raises BundleError when a tokenizer of `bundled.vocab_size` tokens cannot be the one of a
+  model (named `model`) with `logits` outputs. Padded embeddings (Phi-2: 51200 rows for 50295
+  tokens) are fine; more tokens than logits, or far fewer, are not."""
+  if bundled.vocab_size > logits or bundled.vocab_size < logits * 0.9:
+    raise BundleError(
+        f"the tokenizer of {checkpoint} has {bundled.vocab_size} tokens but {model} has {logits} "
+        "logits: they belong to different models; pass the checkpoint the model was converted "
+        "from")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Model:
   """What the bundles need to know about the .tflite, read from its manifest."""
@@ -318,12 +329,15 @@ def _litertlm(model: _Model, litertlm_type: str, tflite: pathlib.Path, tok: Bund
 
 def write_bundles(artifact: Artifact, tok, checkpoint: pathlib.Path, output_dir: pathlib.Path,
                   formats=FORMATS, litertlm_type: str = "generic_model",
-                  log: Callable[[str], None] = print) -> dict[str, pathlib.Path]:
+                  log: Callable[[str], None] = print,
+                  bundled: BundleTokenizer | None = None) -> dict[str, pathlib.Path]:
   """Writes `<model>-<variant>_<recipe tag>.<format>` for each format into `output_dir`.
 
   `tok` is the tokenizer of `checkpoint` (the weights the artifact was converted from);
-  `litertlm_type` is the family's LiteRT-LM model type. Raises BundleError naming the problem
-  (unknown format, a tokenizer that does not fit the model, a .task that could not be exact).
+  `litertlm_type` is the family's LiteRT-LM model type; `bundled` is `bundle_tokenizer`'s result
+  for them if the caller made it already (to check it before converting). Raises BundleError
+  naming the problem (unknown format, a tokenizer that does not fit the model, a .task that could
+  not be exact).
   """
   formats = tuple(formats)
   unknown = [f for f in formats if f not in FORMATS]
@@ -332,22 +346,25 @@ def write_bundles(artifact: Artifact, tok, checkpoint: pathlib.Path, output_dir:
                       f"{', '.join(FORMATS)}")
   model = _inspect(artifact)
   output_dir = files.ensure_writable_dir(output_dir)
-  log(f"reading the tokenizer of {checkpoint}")
-  bundled = bundle_tokenizer(tok, pathlib.Path(checkpoint), sentencepiece="task" in formats)
-  # Padded embeddings (Phi-2: 51200 rows for 50295 tokens) are fine; more tokens than logits are not.
-  if bundled.vocab_size > model.vocab_size or bundled.vocab_size < model.vocab_size * 0.9:
-    raise BundleError(
-        f"the tokenizer of {checkpoint} has {bundled.vocab_size} tokens but {artifact.path.name} "
-        f"has {model.vocab_size} logits: they belong to different models; pass the checkpoint "
-        "the model was converted from")
-  written = {}
+  if bundled is None:
+    log(f"reading the tokenizer of {checkpoint}")
+    bundled = bundle_tokenizer(tok, pathlib.Path(checkpoint), sentencepiece="task" in formats)
+  check_vocab(bundled, model.vocab_size, checkpoint, artifact.path.name)
+  finals = {fmt: output_dir / f"{model.stem}.{fmt}" for fmt in formats}
+  for final in finals.values():
+    if final.is_dir():
+      raise files.OutputError(f"{final} is a directory, where the bundle would go: move it away "
+                              "or choose another output directory")
+  # Every format is written in the scratch first and moved into place only once all are done:
+  # an error or Ctrl-C leaves none of them, not a .task without its .litertlm.
   with tempfile.TemporaryDirectory(dir=output_dir, prefix=".bundle-") as scratch:
-    for fmt in formats:
-      final = output_dir / f"{model.stem}.{fmt}"
+    scratch = pathlib.Path(scratch)
+    for fmt, final in finals.items():
       log(f"writing {final.name}")
       if fmt == "task":
-        _task(model, artifact.path, bundled, final, pathlib.Path(scratch))
+        _task(model, artifact.path, bundled, scratch / final.name, scratch)
       else:
-        _litertlm(model, litertlm_type, artifact.path, bundled, final, pathlib.Path(scratch))
-      written[fmt] = final
-  return written
+        _litertlm(model, litertlm_type, artifact.path, bundled, scratch / final.name, scratch)
+    for final in finals.values():
+      os.replace(scratch / final.name, final)
+  return finals

@@ -60,8 +60,9 @@ def artifact_name(model: str, variant: str, recipe_tag: str, kv_cache_max_len: i
 CREATED_DIRS: list[pathlib.Path] = []
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
-  """Creates `path` if needed and proves it writable, before any expensive work starts."""
+def ensure_writable_dir(path: str | os.PathLike, flag: str = "output_dir") -> pathlib.Path:
+  """Creates `path` if needed and proves it writable, before any expensive work starts. `flag`
+  names the option that chose it, in the error (OutputError)."""
   path = pathlib.Path(path)
   for place in (path, *path.parents):  # the nearest that exists: it must be a directory
     if place.exists():
@@ -69,7 +70,7 @@ def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
         what = (f"{path} is a file" if place == path
                 else f"{path} cannot be made inside {place}, which is a file")
         raise OutputError(f"output directory {what}, not a directory; choose another with "
-                          "--output_dir")
+                          f"--{flag}")
       break
   missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
   try:
@@ -79,7 +80,7 @@ def ensure_writable_dir(path: str | os.PathLike) -> pathlib.Path:
       pass
   except OSError as e:
     raise OutputError(f"output directory {path} is not writable ({e.strerror or e}); "
-                      "choose another with --output_dir") from e
+                      f"choose another with --{flag}") from e
   return path
 
 
@@ -137,6 +138,9 @@ def atomic_path(final: str | os.PathLike) -> Iterator[pathlib.Path]:
   SIGKILL the temp file stays, unlocked, until the next write of `final` removes it.
   """
   final = pathlib.Path(final)
+  if final.is_dir():  # the rename would fail only after the work, leaving a manifest behind
+    raise OutputError(f"{final} is a directory, where the output file would go: move it away "
+                      "or choose another output directory")
   fd, tmp = _locked_temp(final.parent, f".{final.name}")
   umask = os.umask(0)
   os.umask(umask)

@@ -101,12 +101,16 @@ class Artifact:
     """The artifact at `path` with its manifest; raises ArtifactError if the manifest is missing
     or unreadable (the bytes are not checked: see `open_verified`)."""
     path = pathlib.Path(path)
+    if not manifest_path(path).exists():
+      raise files.ArtifactError(
+          f"{path}: its manifest {manifest_path(path).name} is missing (the zoo writes one beside "
+          "every .tflite it converts): copy it along, or convert the model again")
     try:
       data = json.loads(manifest_path(path).read_text())
       return cls(path, Manifest.from_json(data))
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise files.ArtifactError(
-          f"{path}: its manifest {manifest_path(path).name} is missing or unreadable "
+          f"{path}: its manifest {manifest_path(path).name} is unreadable "
           f"({type(e).__name__}: {e}); convert the model again") from e
 
   def write_manifest(self) -> None:

@@ -62,7 +62,8 @@ class SafetensorsSource:
       raise missing(path)
     if path.is_file():
       if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: expected a .safetensors file or a checkpoint directory")
+        raise CheckpointError(f"{path}: expected a checkpoint directory (config.json + "
+                              "safetensors), a .safetensors file or a .gguf file")
       return [path]
     index = path / cls.INDEX
     if index.exists():

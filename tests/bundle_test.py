@@ -18,7 +18,7 @@ import zlib
 import pytest
 
 from litezoo import pipeline
-from litezoo.artifacts import bundle
+from litezoo.artifacts import bundle, files
 from litezoo.artifacts.manifest import Artifact
 from litezoo.core import registry
 from litezoo.runtime import generate, runner, tokenizer
@@ -244,8 +244,35 @@ def test_a_tokenizer_of_another_size_is_refused(tiny, tmp_path):
 
 def test_a_tflite_without_a_manifest_is_refused(tmp_path):
   (tmp_path / "x.tflite").write_bytes(b"TFL3")
-  with pytest.raises(Exception, match="manifest .* is missing or unreadable"):
+  with pytest.raises(Exception, match=r"its manifest x\.manifest\.json is missing \(the zoo "
+                     "writes one beside every .tflite it converts\\): copy it along"):
     Artifact.read(tmp_path / "x.tflite")
+  (tmp_path / "x.manifest.json").write_text("{")
+  with pytest.raises(Exception, match=r"manifest x\.manifest\.json is unreadable "
+                     r"\(JSONDecodeError"):
+    Artifact.read(tmp_path / "x.tflite")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--format=litertlm,litertlm",), "--format=litertlm,litertlm names a format twice: name each "
+     "once"),
+    (("--output_dir=",), "--output_dir is empty: give a directory (. for the current one), or "
+     "leave the flag out"),
+])
+def test_tool_refuses_repeated_formats_and_an_empty_output_dir(args, message):
+  result = testing.run_tool("bundle", "--model=tinyllama", "--variant=tiny", *args)
+  assert testing.one_line_error(result, "bundle") == f"bundle: error: {message}"
+
+
+def test_a_directory_where_a_bundle_goes_is_named_and_nothing_is_written(tiny, tmp_path):
+  """Found by a trial: a traceback after the .task was already written beside it."""
+  artifact, tok, weights, _ = tiny
+  stem = artifact.path.stem.rsplit("_ekv", 1)[0]
+  (tmp_path / f"{stem}.litertlm").mkdir()
+  with pytest.raises(files.OutputError, match=f"{stem}.litertlm is a directory, where the bundle "
+                     "would go"):
+    bundle.write_bundles(artifact, tok, weights.path, tmp_path, log=lambda _: None)
+  assert [p.name for p in tmp_path.iterdir()] == [f"{stem}.litertlm"]
 
 
 def test_tool_refuses_an_unknown_format_before_converting():

@@ -286,6 +286,16 @@ def test_the_json_table_and_plot_are_written_all_or_none(tmp_path, monkeypatch, 
     ("--window=1", "--window must be at least 2, got 1"),
     ("--max_tokens=-1", "--max_tokens must be at least 0, got -1"),
     ("--threads=0", "--threads must be at least 1, got 0"),
+    # Found by a trial: these were tracebacks (or refusals after the conversion) until checked
+    # against the model's 2048-token context and the text before any model loads.
+    ("--window=4096", "--window=4096 is longer than the 2048-token context of tinyllama-tiny: "
+     "use --window=2048 or less"),
+    ("--kv_cache_max_len=4096", "kv cache length 4096 exceeds the 2048-token context of "
+     "tinyllama-tiny; pass --kv_cache_max_len=2048 or less"),
+    ("--max_tokens=10", "10 tokens of alice_in_wonderland.txt to score (--max_tokens=10 kept that "
+     "many): fewer than one --window of 256; lower --window or raise --max_tokens"),
+    ("--output_dir=", "--output_dir is empty: give a directory (. for the current one), or leave "
+     "the flag out"),
 ])
 def test_each_bad_flag_is_named_alone(arg, message):
   run = testing.run_tool("evaluate", "--model=tinyllama", "--variant=tiny", arg)

@@ -210,6 +210,21 @@ def test_a_release_ships_other_recipes_beside_its_own_each_with_its_quality_row(
      "choose one of --update_pins and --step=describe"),
     (("--step=quantize", "--float={d}/missing.tflite", "--tflite={d}/x.tflite"),
      "--float={d}/missing.tflite is not a file: give a converted float .tflite"),
+    # A second trial: a release wrote bundles and cards from any file, over its own inputs.
+    (("--step=bundle", "--tflite={d}/f.tflite"),
+     "--step=bundle needs --task=PATH.task, --litertlm=PATH.litertlm or both"),
+    (("--step=bundle", "--tflite={d}/f.tflite", "--litertlm={d}/f.tflite"),
+     "--litertlm={d}/f.tflite would overwrite the --tflite input: write it elsewhere"),
+    (("--step=quantize", "--float={d}/f.tflite", "--tflite={d}/f.tflite"),
+     "--tflite={d}/f.tflite would overwrite the --float input: write it elsewhere"),
+    (("--step=bundle", "--tflite={d}/f.tflite", "--task={d}/a", "--litertlm={d}/a"),
+     "--task and --litertlm both name {d}/a: give each its own file"),
+    (("--step=bundle", "--tflite={d}/f.tflite", "--litertlm={d}/x.litertlm"),
+     "{d}/f.tflite: its manifest f.manifest.json is missing (the zoo writes one beside every "
+     ".tflite it converts): copy it along, or convert the model again"),
+    (("--step=describe", "--tflite={d}/f.tflite", "--manifest={d}/m.json", "--card={d}/c.md"),
+     "{d}/f.tflite: its manifest f.manifest.json is missing (the zoo writes one beside every "
+     ".tflite it converts): copy it along, or convert the model again"),
 ])
 def test_the_release_tool_refuses_incomplete_or_conflicting_actions(args, message, tmp_path):
   """Found by a first-hour trial: these gave tracebacks or were silently ignored."""

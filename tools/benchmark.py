@@ -105,7 +105,7 @@ def main(argv):
   if _THREADS.value < 1 or _REPEATS.value < 1 or _DECODE_TOKENS.value < 1:
     raise ZooError("--threads, --repeats and --decode_tokens must be at least 1")
   results, default_recipe = run(peers)
-  out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  out = zoo_flags.output_dir(_OUTPUT_DIR)
   stem = results["model"] + "-" + results["variant"]
   if results["recipe"] != default_recipe:
     from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
@@ -313,7 +313,7 @@ def _write(stem: str, s, results: dict, module, title: str) -> int:
   """`stem`.json, .md (title, plot, table, conditions) and .png in --output_dir, from the
   serving or speculative comparison `module`; one set of files per recipe."""
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
-  out = artifacts.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  out = zoo_flags.output_dir(_OUTPUT_DIR)
   if s.recipe != s.spec.default_recipe:  # one file per recipe: another recipe does not overwrite it
     stem += "_" + recipes.parse(s.recipe).file_tag
   artifacts.write_json(out / f"{stem}.json", results)

@@ -23,17 +23,26 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", ".", "Where to write the bundles
 def main(argv):
   del argv
   formats = [f.strip() for f in _FORMAT.value if f.strip()]
+  if len(set(formats)) < len(formats):
+    raise zoo_flags.FlagError(f"--format={','.join(formats)} names a format twice: name each once")
   unknown = [f for f in formats if f not in bundle.FORMATS]
   if unknown or not formats:  # checked before any conversion starts
     raise zoo_flags.FlagError(f"unknown --format {','.join(unknown) or '(empty)'}; formats: "
                               f"{', '.join(bundle.FORMATS)}")
   s = _SELECT.selection()
-  output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
-  tok = pipeline.tokenizer(s.weights, console.log)  # seconds, so before minutes of converting
+  output_dir = zoo_flags.output_dir(_OUTPUT_DIR)
+  # The tokenizer is read and checked against the model's vocabulary in seconds, before the
+  # minutes of converting.
+  tok = pipeline.tokenizer(s.weights, console.log)
+  bundled = bundle.bundle_tokenizer(tok, s.weights.path, sentencepiece="task" in formats)
+  vocab = s.spec.variant(s.variant).config.get("vocab_size")
+  if vocab:
+    bundle.check_vocab(bundled, vocab, s.weights.path, f"{s.spec.name}-{s.variant}")
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)
   written = bundle.write_bundles(artifact, tok, s.weights.path, output_dir, formats=formats,
-                                 litertlm_type=s.spec.family.litertlm_type, log=console.log)
+                                 litertlm_type=s.spec.family.litertlm_type, log=console.log,
+                                 bundled=bundled)
   for path in written.values():
     console.out(f"{path}  {path.stat().st_size / 2**20:.1f} MiB  sha256 "
                 f"{files.sha256_file(path)}")

@@ -6,7 +6,7 @@
 from absl import flags
 
 from litezoo import pipeline
-from litezoo.artifacts import cache, files
+from litezoo.artifacts import cache
 from litezoo.quant import recipes
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
@@ -18,7 +18,7 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", ".", "Where to write the .tflite
 def main(argv):
   del argv
   s = _SELECT.selection()
-  output_dir = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))  # before any work
+  output_dir = zoo_flags.output_dir(_OUTPUT_DIR)  # before any work
   # The same settings already converted (by generate, serve, evaluate, ...): their bytes are
   # what a conversion would write (one cache key, one file), so copy them instead of minutes.
   cached = pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe=s.recipe,

@@ -217,13 +217,17 @@ def main(argv):
                   f"({canonical}): measured once")
     written.setdefault(canonical, text)
   chosen = list(written)
-  out = files.ensure_writable_dir(common.user_path(_OUTPUT_DIR.value))
+  out = zoo_flags.output_dir(_OUTPUT_DIR)
   outputs = [out / f"{s.name}{suffix}" for suffix in (".json", ".md", ".png")]
   for path in outputs:  # found now, not after an hour of measuring
     if path.exists() and not path.is_file():
       raise files.OutputError(f"{path} is not a file: move it away or choose another "
                               "--output_dir")
-  kv_len = _KV_LEN.value or max(_WINDOW.value, 128)
+  context = s.spec.variant(s.variant).config.get("max_position_embeddings")
+  if context and _WINDOW.value > context:
+    raise zoo_flags.FlagError(f"--window={_WINDOW.value} is longer than the {context}-token "
+                              f"context of {s.name}: use --window={context} or less")
+  kv_len = _KV_LEN.value or min(max(_WINDOW.value, 128), context or 128)
   if kv_len < _WINDOW.value:
     raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} is shorter than --window")
   tok = pipeline.tokenizer(s.weights, console.log)
@@ -233,7 +237,13 @@ def main(argv):
       raise zoo_flags.FlagError(f"--kv_cache_max_len={kv_len} cannot hold the longest task "
                                 f"prompt with its answer ({needed} tokens): raise it or leave it "
                                 "out")
+    if context and needed > context:
+      raise zoo_flags.FlagError(f"the longest task prompt with its answer needs {needed} tokens, "
+                                f"more than the {context}-token context of {s.name}: shorten it "
+                                "or leave its task set out")
     kv_len = max(kv_len, -(-needed // 64) * 64)
+    if context:
+      kv_len = min(kv_len, max(context, _WINDOW.value))  # rounding up must not pass the context
   settings = dict(zip(SETTINGS, (s.spec.name, s.variant, TEXT.name, _WINDOW.value,
                                  _MAX_TOKENS.value, [t.name for t in task_list],
                                  _TASK_LIMIT.value, kv_len)))
@@ -242,6 +252,19 @@ def main(argv):
   signatures = Signatures(tuple(n for n in s.spec.signatures.prefill_seq_lens
                                 if n <= _WINDOW.value) or (_WINDOW.value,), kv_len,
                           prefill_logits="all")
+  s.spec.check_signatures(s.variant, signatures)  # a KV cache past the model's context
+  # The text in tokens, and whether it fills a window, before any conversion.
+  tokens = tok.encode(TEXT.read_text())
+  prefix = []
+  if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:
+    prefix, tokens = tokens[:1], tokens[1:]  # BOS starts every window, not just the first
+  if _MAX_TOKENS.value:
+    tokens = tokens[:_MAX_TOKENS.value]
+  if not perplexity.windows(tokens, _WINDOW.value, prefix):
+    cut = f" (--max_tokens={_MAX_TOKENS.value} kept that many)" if _MAX_TOKENS.value else ""
+    raise zoo_flags.FlagError(f"{len(tokens)} tokens of {TEXT.name} to score{cut}: fewer than "
+                              f"one --window of {_WINDOW.value}; lower --window or raise "
+                              "--max_tokens")
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
   skipped = {}
   # Refused or skipped in seconds, before any model loads.
@@ -253,12 +276,6 @@ def main(argv):
     skipped[recipe] = str(e.__cause__ or e)  # the reason, without "cannot be applied" twice
     console.log(f"skipping {recipe}: {skipped[recipe]}")
   chosen = [r for r in chosen if r not in skipped]
-  tokens = tok.encode(TEXT.read_text())
-  prefix = []
-  if tok.bos_id is not None and tokens[:1] == [tok.bos_id]:
-    prefix, tokens = tokens[:1], tokens[1:]  # BOS starts every window, not just the first
-  if _MAX_TOKENS.value:
-    tokens = tokens[:_MAX_TOKENS.value]
   # pylint: disable=g-import-not-at-top  (torch and the converter take seconds to import)
   from litezoo.reference.reauthored import TorchDecoder
   _, model = pipeline.original_and_ours(s.spec, s.variant, s.weights,

@@ -29,7 +29,6 @@ _NODE_DATA_DIR = flags.DEFINE_string("node_data_dir", None,
 
 
 def _write_node_data(directory: pathlib.Path, found) -> None:
-  directory = files.ensure_writable_dir(directory)
   for graph in ("pytorch", "tflite"):
     for kind, data in (("divergence", found.divergence), ("quant_error", found.quant_error)):
       with files.atomic_path(directory / f"{graph}_{kind}.json") as tmp:
@@ -43,6 +42,9 @@ def main(argv):
     raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port")
   s = _SELECT.selection()
   from litezoo.tools.explorer import overlays as explore  # pylint: disable=g-import-not-at-top
+  explore.check_host(_HOST.value)  # both before the minutes of converting
+  node_data = (files.ensure_writable_dir(common.user_path(_NODE_DATA_DIR.value),
+                                         flag="node_data_dir") if _NODE_DATA_DIR.value else None)
   with tempfile.TemporaryDirectory(prefix="litezoo-explore-") as work:
     found = explore.prepare(s, work_dir=pathlib.Path(work), corrupt=_CORRUPT.value,
                             log=console.log)
@@ -53,8 +55,8 @@ def main(argv):
       console.out(f"\nweight quantization error ({s.recipe}): {len(found.weight_errors)} weight "
                   f"tensors, largest {max(found.weight_errors.values()):.2e}"
                   + (f" ({worst[0]})" if worst else ""))
-    if _NODE_DATA_DIR.value:
-      _write_node_data(common.user_path(_NODE_DATA_DIR.value), found)
+    if node_data is not None:
+      _write_node_data(node_data, found)
     config = explore.config(s.spec, s.variant, found)
     console.log(f"starting Model Explorer on http://{_HOST.value}:{_PORT.value} (or the next "
                 "free port) ...")

@@ -76,6 +76,17 @@ def int_list(values: list[str], flag: str, none_ok: bool = False) -> tuple[int, 
   return tuple(int(v) for v in values)
 
 
+def output_dir(flag) -> pathlib.Path:
+  """The directory a tool writes to (its `--output_dir` flag holder), made if needed and proven
+  writable before any work; FlagError for an empty value (an unset shell variable, most likely),
+  which would otherwise mean the current directory."""
+  from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+  if not flag.value.strip():
+    raise FlagError(f"--{flag.name} is empty: give a directory (. for the current one), or leave "
+                    "the flag out")
+  return files.ensure_writable_dir(common.user_path(flag.value))
+
+
 def float_tflite(value: str) -> pathlib.Path:
   """The `--float` file a quantize step reads; FlagError when it is not a file."""
   path = pathlib.Path(value)

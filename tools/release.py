@@ -10,6 +10,7 @@ import pathlib
 
 from absl import flags
 
+from litezoo.artifacts import files
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 from litezoo.tools.releases import pins as release
@@ -47,6 +48,34 @@ def _path(flag) -> pathlib.Path | None:
   return pathlib.Path(flag.value) if flag.value else None
 
 
+# Per step: the flags naming files it reads, and those naming files it writes.
+_IO = {"convert": ((), ("tflite",)), "quantize": (("float",), ("tflite",)),
+       "bundle": (("tflite",), ("task", "litertlm")),
+       "describe": (("tflite", "extra_tflite", "task", "litertlm"), ("manifest", "card"))}
+
+
+def _check_paths(step: str) -> None:
+  """Refuses a step whose outputs name one file twice or overwrite one of its inputs (the input
+  would be gone before it is read whole), and makes the outputs' directories."""
+  def named(flag_names):
+    for name in flag_names:
+      value = flags.FLAGS[name].value
+      for one in (value if isinstance(value, list) else [value] if value else []):
+        yield name, pathlib.Path(one)
+
+  reads, writes = _IO[step]
+  written: dict[pathlib.Path, str] = {}
+  for name, path in named(writes):
+    other = written.setdefault(path.resolve(), name)
+    if other != name:
+      raise zoo_flags.FlagError(f"--{other} and --{name} both name {path}: give each its own file")
+    files.ensure_writable_dir(path.parent, flag=name)
+  for name, path in named((*reads, "weights")):
+    if path.resolve() in written:
+      raise zoo_flags.FlagError(f"--{written[path.resolve()]}={path} would overwrite the "
+                                f"--{name} input: write it elsewhere")
+
+
 def main(argv):
   del argv
   selection = _SELECT.selection()
@@ -65,6 +94,11 @@ def main(argv):
     raise zoo_flags.FlagError(f"--step={_STEP.value} needs --tflite=PATH.tflite")
   if _FLOAT.value:
     zoo_flags.float_tflite(_FLOAT.value)
+  if _STEP.value == "bundle" and not (_TASK.value or _LITERTLM.value):
+    raise zoo_flags.FlagError("--step=bundle needs --task=PATH.task, --litertlm=PATH.litertlm "
+                              "or both")
+  if _STEP.value:
+    _check_paths(_STEP.value)
   lock = _path(_LOCK) or _workspace() / "requirements.lock"
   plugin_dir = _workspace() / "plugins" / spec.name
   if _UPDATE_PINS.value:

@@ -31,8 +31,10 @@ PROMPTS = (
 
 def main(argv):
   del argv
-  if not 1 <= _PROMPTS.value <= len(PROMPTS) or _DECODE_STEPS.value < 0:
-    raise zoo_flags.FlagError(f"--prompts must be 1 to {len(PROMPTS)} and --decode_steps >= 0")
+  if not 1 <= _PROMPTS.value <= len(PROMPTS):
+    raise zoo_flags.FlagError(f"--prompts must be 1 to {len(PROMPTS)}, got {_PROMPTS.value}")
+  if _DECODE_STEPS.value < 0:
+    raise zoo_flags.FlagError(f"--decode_steps must be 0 or more, got {_DECODE_STEPS.value}")
   if _NO_TFLITE.value and zoo_flags.given("quantize"):
     raise zoo_flags.FlagError("--quantize picks the .tflite to check, and --no_tflite checks "
                               "none: drop one of them")

@@ -401,16 +401,27 @@ def config(spec, variant: str, found: Exploration):
 
 # --- serving -----------------------------------------------------------------------------------------
 
+def check_host(host: str) -> None:
+  """Raises ExploreError when `host` is not an address of this machine (a name that does not
+  resolve, or another machine's address)."""
+  _free_port(host, 0)
+
+
 def _free_port(host: str, first: int) -> int:
-  """The first port from `first` up that nothing listens on (Model Explorer's own rule)."""
+  """The first port from `first` up that nothing listens on (Model Explorer's own rule); 0 asks
+  the system for any."""
+  import errno  # pylint: disable=g-import-not-at-top
   import socket  # pylint: disable=g-import-not-at-top
   for port in range(first, first + 100):
     with socket.socket() as probe:
       try:
         probe.bind((host, port))
         return port
-      except OSError:
-        continue
+      except OSError as e:
+        if e.errno != errno.EADDRINUSE:  # a port taken is the only reason to try the next
+          raise ExploreError(f"--host={host} is not an address of this machine "
+                             f"({e.strerror or e}): use 127.0.0.1 (the default) or one of its "
+                             "network interfaces' addresses") from e
   raise ExploreError(f"no free port from {first} to {first + 99} on {host}: pass --port")
 
 

@@ -12,13 +12,14 @@ bumping the version fails `tests/release_test.py`.
 """
 
 import ast
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import re
 import tempfile
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from litezoo import pipeline
 from litezoo.artifacts import files, manifest as manifest_lib
@@ -171,9 +172,31 @@ def weights_from(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
   return weights_lib.resolve(spec, variant, log=lambda _: None)
 
 
-def _own_cache(scratch: pathlib.Path) -> None:
-  # An action writes only under its outputs: random weights and tokenizers go to its scratch.
-  os.environ["LITEZOO_CACHE"] = str(scratch / "cache")
+@contextlib.contextmanager
+def _scratch(beside: pathlib.Path) -> Iterator[pathlib.Path]:
+  """A scratch directory beside `beside`, holding the cache for the block: an action writes only
+  under its outputs (random weights and tokenizers go to the scratch). The cache is given back on
+  the way out, so an error's log lands in the user's cache, not in a scratch being removed."""
+  saved = os.environ.get("LITEZOO_CACHE")
+  with tempfile.TemporaryDirectory(dir=beside.parent, prefix=".release-") as scratch:
+    os.environ["LITEZOO_CACHE"] = str(pathlib.Path(scratch) / "cache")
+    try:
+      yield pathlib.Path(scratch)
+    finally:
+      if saved is None:
+        os.environ.pop("LITEZOO_CACHE", None)
+      else:
+        os.environ["LITEZOO_CACHE"] = saved
+
+
+def released_input(path: pathlib.Path, spec: ModelSpec, variant: str) -> manifest_lib.Artifact:
+  """A .tflite a step reads, checked as the cache checks its own (its manifest's sha256 and size,
+  the LiteRT verifier) and holding this model. Raises ArtifactError or ReleaseError."""
+  artifact = manifest_lib.open_verified(path)
+  if (artifact.manifest.model, artifact.manifest.variant) != (spec.name, variant):
+    raise ReleaseError(f"{path.name} holds {artifact.manifest.model}-{artifact.manifest.variant}"
+                       f", not {spec.name}-{variant}")
+  return artifact
 
 
 def _move(artifact: manifest_lib.Artifact, out_tflite: pathlib.Path) -> None:
@@ -191,9 +214,7 @@ def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
   """Converts to `out_tflite` and its manifest (`<stem>.manifest.json` beside it): the release's
   .tflite (the plugin's recipe and signatures), or a zoo_artifact's (bazel/artifact.bzl)."""
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
-  with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
-    scratch = pathlib.Path(scratch)
-    _own_cache(scratch)
+  with _scratch(out_tflite) as scratch:
     weights = weights_from(spec, variant, inputs, scratch)
     windows = (pipeline.calibration_windows(spec, variant, weights, log)
                if recipes.calibrated(recipe or spec.default_recipe) else None)
@@ -209,13 +230,8 @@ def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, rec
   recipe (gptq) reads the variant's weights from `inputs` (as convert_step does) and calibrates
   on them first. Raises ReleaseError when the file holds another model."""
   from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top
-  source = manifest_lib.Artifact.read(float_tflite)
-  if (source.manifest.model, source.manifest.variant) != (spec.name, variant):
-    raise ReleaseError(f"{float_tflite.name} holds {source.manifest.model}-"
-                       f"{source.manifest.variant}, not {spec.name}-{variant}")
-  with tempfile.TemporaryDirectory(dir=out_tflite.parent, prefix=".release-") as scratch:
-    scratch = pathlib.Path(scratch)
-    _own_cache(scratch)
+  source = released_input(float_tflite, spec, variant)
+  with _scratch(out_tflite) as scratch:
     weights = windows = None
     if recipes.calibrated(recipe):
       weights = weights_from(spec, variant, list(inputs), scratch)
@@ -229,11 +245,10 @@ def bundle_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
                 log: Callable[[str], None] = print) -> None:
   from litezoo.artifacts import bundle  # pylint: disable=g-import-not-at-top
   from litezoo.runtime import tokenizer  # pylint: disable=g-import-not-at-top
-  with tempfile.TemporaryDirectory(dir=tflite.parent, prefix=".release-") as scratch:
-    scratch = pathlib.Path(scratch)
-    _own_cache(scratch)
+  artifact = released_input(tflite, spec, variant)
+  with _scratch(next(iter(outputs.values()))) as scratch:
     weights = weights_from(spec, variant, inputs, scratch)
-    written = bundle.write_bundles(manifest_lib.Artifact.read(tflite),
+    written = bundle.write_bundles(artifact,
                                    tokenizer.load(weights.path), weights.path, scratch,
                                    formats=tuple(outputs),
                                    litertlm_type=spec.family.litertlm_type, log=log)
@@ -253,8 +268,8 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
   first .tflite of `released` is the plugin's recipe's; later ones are the release's other
   recipes (bazel/release.bzl `recipes`)."""
   tflite, *others = [f for f in released if f.suffix == ".tflite"]
-  artifact = manifest_lib.Artifact.read(tflite)
-  extras = {f.name: manifest_lib.Artifact.read(f).manifest for f in others}
+  artifact = released_input(tflite, spec, variant)
+  extras = {f.name: released_input(f, spec, variant).manifest for f in others}
   if variant == spec.default_variant:
     # The release's files are named by the BUILD's zoo_plugin(release_recipes=...); its pins by
     # the ModelSpec's. A release whose files and pins disagree is refused.
