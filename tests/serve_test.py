@@ -590,3 +590,37 @@ def test_a_taken_port_is_refused_before_any_model_loads():
     port = taken.getsockname()[1]
     run = testing.run_tool("serve", "--model=tinyllama", f"--port={port}")
   assert f"cannot listen on 127.0.0.1:{port}" in testing.one_line_error(run, "serve")
+
+
+def test_a_body_that_stops_halfway_is_refused_after_a_timeout():
+  """Found by a trial: a client that sent half a body held its connection for good. The app is
+  served on its own here (no model: the body is read before anything else) with a 1 s limit."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import uvicorn  # pylint: disable=g-import-not-at-top
+  from litezoo.tools.server import app as app_lib  # pylint: disable=g-import-not-at-top
+  served = app_lib.Served(engine=None, model_id="m", aliases=(), tokenizer=None,
+                          tokenizer_lock=threading.Lock(), grammars=None, body_seconds=1.0)
+  server = uvicorn.Server(uvicorn.Config(app_lib.create_app(served), log_level="warning"))
+  listening = socket.socket()
+  listening.bind(("127.0.0.1", 0))
+  thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+  thread.start()
+  try:
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+      time.sleep(0.05)
+    with socket.create_connection(listening.getsockname()[:2], timeout=10) as client:
+      client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")
+      start = time.monotonic()
+      reply = client.recv(4096)
+    assert time.monotonic() - start < 5
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), reply
+    assert json.loads(body)["error"] == {
+        "message": "the request body did not arrive within 1 s (8 bytes came)",
+        "type": "invalid_request_error", "param": None, "code": "timeout"}
+  finally:
+    server.should_exit = True
+    thread.join(10)

@@ -45,6 +45,9 @@ class Served:
   grammars: object | None  # grammar.Grammars
   api_key: str | None = None
   max_body_bytes: int = 1 << 20
+  # A body that has not arrived whole by then is refused (408): a client that sends half of one
+  # and stops would otherwise hold its connection, and a slot in the event loop, for ever.
+  body_seconds: float = 30.0
   drain_seconds: float = 30.0
   log: Callable[[str], None] = print
   created: int = dataclasses.field(default_factory=lambda: int(time.time()))
@@ -98,14 +101,18 @@ def create_app(served: Served) -> FastAPI:
                      code="request_too_large")
     chunks, size = [], 0
     try:
-      async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-          raise ApiError(413, f"the request body is over the limit of {limit} bytes",
-                         code="request_too_large")
-        chunks.append(chunk)
+      async with asyncio.timeout(served.body_seconds):
+        async for chunk in request.stream():
+          size += len(chunk)
+          if size > limit:
+            raise ApiError(413, f"the request body is over the limit of {limit} bytes",
+                           code="request_too_large")
+          chunks.append(chunk)
     except ClientDisconnect as e:  # it left halfway through its body: nobody to answer
       raise ApiError(499, "the client closed the request", code="cancelled") from e
+    except TimeoutError as e:
+      raise ApiError(408, f"the request body did not arrive within {served.body_seconds:g} s "
+                     f"({size} bytes came)", code="timeout") from e
     return b"".join(chunks)
 
   @app.api_route("/health", methods=["GET", "HEAD"])  # some health checkers send HEAD
