@@ -16,6 +16,7 @@ the `.task` is refused and the `.litertlm`, which carries the tokenizer as is, i
 import contextlib
 import dataclasses
 import hashlib
+import mmap
 import os
 import pathlib
 import shutil
@@ -184,6 +185,43 @@ def bundle_tokenizer(tok, checkpoint: pathlib.Path, sentencepiece: bool = True) 
       stop_texts=tuple(tok.token_text(i) for i in stop_ids),
       chat_template=tok.chat_template,
       affixes=affixes)
+
+
+def holds_model(bundle: pathlib.Path, tflite: pathlib.Path) -> bool:
+  """Whether the `.task` or `.litertlm` at `bundle` carries exactly the bytes of `tflite` (both
+  store the model as is: a .task as a stored zip entry, a .litertlm as an aligned section)."""
+  size, digest = tflite.stat().st_size, files.sha256_file(tflite)
+
+  def same(read) -> bool:
+    h = hashlib.sha256()
+    left = size
+    while left:
+      block = read(min(left, 1 << 24))
+      if not block:
+        return False
+      h.update(block)
+      left -= len(block)
+    return h.hexdigest() == digest
+
+  if bundle.suffix == ".task":
+    if not zipfile.is_zipfile(bundle):
+      return False
+    with zipfile.ZipFile(bundle) as archive:
+      return any(info.file_size == size and same(archive.open(info).read)
+                 for info in archive.infolist())
+  with open(tflite, "rb") as f:
+    head = f.read(64)
+  with open(bundle, "rb") as f:
+    if os.fstat(f.fileno()).st_size < size:
+      return False
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+      start = data.find(head)
+      while start >= 0:
+        with memoryview(data)[start:start + size] as view:
+          if len(view) == size and hashlib.sha256(view).hexdigest() == digest:
+            return True
+        start = data.find(head, start + 1)
+  return False
 
 
 def check_vocab(bundled: BundleTokenizer, logits: int, checkpoint: os.PathLike, model: str) -> None:

@@ -167,9 +167,10 @@ class HFTokenizer:
     return self._render(messages, generation_prompt=True)
 
 
-# The files Hugging Face tokenizers are saved in: at least one is in any checkpoint that has one.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json",
-                   "spiece.model", "tokenizer.tiktoken")
+# The files that hold a Hugging Face tokenizer's vocabulary: any checkpoint with a tokenizer has
+# one (tokenizer_config.json alone only configures one).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "tokenizer.tiktoken")
 
 
 def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokenizer:

@@ -66,7 +66,7 @@ class SafetensorsSource:
                               "safetensors), a .safetensors file or a .gguf file")
       return [path]
     index = path / cls.INDEX
-    if index.exists():
+    if os.path.lexists(index):  # a symlink loop or a directory is named by the check below
       try:
         weight_map = validate.check_safetensors_index(index)
       except validate.FileCheckError as e:

@@ -275,14 +275,24 @@ def test_bandwidth_reads_the_whole_array():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--threads=0"], "--threads, --repeats and --decode_tokens must be at least 1"),
-    (["--decode_tokens=-3"], "--threads, --repeats and --decode_tokens must be at least 1"),
+    (["--threads=0"], "--threads must be at least 1, got 0"),
+    (["--decode_tokens=-3"], "--decode_tokens must be at least 1, got -3"),
     (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--depths=100"],
-     "no --depths fit a KV cache of 64 with 32 decode tokens"),
+     "--depths=100 does not fit a KV cache of 64 with 32 decode tokens: use at most 30"),
+    # A trial found these ignored, or failing only after the bandwidth test.
+    (["--depths=-5"], "--depths must be 0 or more, got -5"),
+    (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--ttft_prompt=100"],
+     "--ttft_prompt=100 is more than half the KV cache of 64: use at most 32"),
+    (["--bandwidth_mib=-1"], "--bandwidth_mib must be at least 1, got -1"),
+    (["--peers=zoo,zoo"], "--peers=zoo,zoo names a peer twice: name each once"),
+    (["--llamacpp_dir=/nonexistent"], "--llamacpp_dir applies only with the llamacpp or "
+     "llamacpp-gguf peer"),
+    (["--output_dir="], "--output_dir is empty"),
     (["--prefill_seq_lens=8", "--kv_cache_max_len=4"], "must be between 1 and the kv cache"),
 ])
 def test_options_past_the_model_limits_are_clear_errors(flags, message):
-  run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", "--peers=zoo", *flags)
+  peers = [] if any(f.startswith("--peers=") for f in flags) else ["--peers=zoo"]
+  run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", *peers, *flags)
   assert run.returncode == 2, run.stderr[-2000:]
   assert message in run.stderr
 
@@ -292,6 +302,15 @@ def test_the_zoo_is_measured_without_torch_loaded():
   runtime RSS though the zoo does not use it."""
   assert testing.torch_modules_imported_by("litezoo.tools.bench.child",
                                            "litezoo.tools.bench.zoo") == []
+
+
+def test_an_empty_peer_list_and_a_work_dir_that_is_a_file_are_refused(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  for flags, message in ((["--peers="], "--peers is empty: name peers"),
+                         (["--peers=zoo", f"--work_dir={tmp_path / 'a_file'}"],
+                          "is a file, not a directory; choose another with --work_dir")):
+    run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", *flags)
+    assert message in testing.one_line_error(run, "benchmark"), run.stderr[-2000:]
 
 
 def test_unknown_serving_peer_is_an_error():

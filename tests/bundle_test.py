@@ -242,6 +242,20 @@ def test_a_tokenizer_of_another_size_is_refused(tiny, tmp_path):
                          tmp_path / "out", formats=("litertlm",))
 
 
+def test_holds_model_finds_the_tflite_in_each_bundle_and_nowhere_else(tiny, tmp_path):
+  """release's describe step checks each bundle carries the release's .tflite byte for byte."""
+  artifact, _, _, bundles = tiny
+  for path in bundles.values():
+    assert bundle.holds_model(path, artifact.path)
+  other = tmp_path / "other.tflite"
+  data = bytearray(artifact.path.read_bytes())
+  data[-1] ^= 1  # the same model but one byte
+  other.write_bytes(bytes(data))
+  assert not any(bundle.holds_model(path, other) for path in bundles.values())
+  (tmp_path / "junk.task").write_bytes(b"junk!")
+  assert not bundle.holds_model(tmp_path / "junk.task", artifact.path)
+
+
 def test_a_tflite_without_a_manifest_is_refused(tmp_path):
   (tmp_path / "x.tflite").write_bytes(b"TFL3")
   with pytest.raises(Exception, match=r"its manifest x\.manifest\.json is missing \(the zoo "

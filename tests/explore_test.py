@@ -98,6 +98,24 @@ def test_a_layer_the_model_does_not_have_is_refused():
       "explore: error: --corrupt_layer=2 is not a layer of tinyllama-tiny: pass 0..1")
 
 
+@pytest.mark.parametrize("args, message", [
+    # Found by trials: an empty host served and then spun at 100% CPU, ignoring SIGTERM; another
+    # machine's address was "no free port"; a file as --node_data_dir failed after converting.
+    (("--host=",), "--host is empty: give an address (127.0.0.1, the default)"),
+    (("--host=192.0.2.1",), "--host=192.0.2.1 is not an address of this machine"),
+    (("--node_data_dir={file}",), "output directory {file} is a file, not a directory; choose "
+     "another with --node_data_dir"),
+])
+def test_bad_host_and_node_data_dir_are_refused_before_converting(args, message, tmp_path):
+  (tmp_path / "f").write_text("")
+  args = [a.format(file=tmp_path / "f") for a in args]
+  result = testing.run_tool("explore", "--model=tinyllama", "--variant=tiny", "--no_browser",
+                            *args, env={"LITEZOO_CACHE": str(tmp_path / "cache")})
+  assert testing.one_line_error(result, "explore").startswith(
+      f"explore: error: {message.format(file=tmp_path / 'f')}")
+  assert not (tmp_path / "cache" / "artifacts").exists()  # nothing was converted
+
+
 def test_the_tool_reports_the_perturbed_layer(served):
   _, _, _, lines = served
   text = "".join(lines)

@@ -314,3 +314,11 @@ def test_an_index_whose_shards_are_all_missing_says_so(tmp_path):
   with pytest.raises(sources.CheckpointError, match=r"model.safetensors.index.json lists shards "
                      r"that are missing: .*model-00001-of-00002.safetensors"):
     sources.open_checkpoint(tmp_path)
+
+
+def test_an_index_that_is_a_symlink_loop_is_named(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  index = tmp_path / "model.safetensors.index.json"
+  os.symlink(index, index)
+  with pytest.raises(sources.CheckpointError, match="Too many levels of symbolic links"):
+    sources.open_checkpoint(tmp_path)

@@ -566,6 +566,7 @@ def test_speculative_serving_gives_the_same_greedy_text():
      "--quantize is given 2 times: this tool makes one recipe (only evaluate takes several); "
      "give one"),
     (("--model=tinyllama", "--host=192.0.2.1"), "--host=192.0.2.1 is not an address of this"),
+    (("--model=tinyllama", "--host="), "--host is empty: give an address"),
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
     (("--model=tinyllama", "--speculative=medusa"),
      "unknown --speculative=medusa; choose one of none, prompt_lookup"),

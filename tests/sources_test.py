@@ -285,6 +285,9 @@ def test_a_checkpoint_without_tokenizer_files_says_so(tmp_path):
   (tmp_path / "config.json").write_text("{}")
   with pytest.raises(tokenizer_lib.TokenizerError) as e:
     tokenizer_lib.load(tmp_path)
+  (tmp_path / "tokenizer_config.json").write_text("{}")  # configures a tokenizer, holds none
+  with pytest.raises(tokenizer_lib.TokenizerError) as e:
+    tokenizer_lib.load(tmp_path)
   assert str(e.value) == (f"{tmp_path} holds no tokenizer (none of tokenizer.json, "
-                          "tokenizer.model, tokenizer_config.json, vocab.json, spiece.model, "
-                          "tokenizer.tiktoken): copy the model's tokenizer files beside its weights")
+                          "tokenizer.model, vocab.json, spiece.model, tokenizer.tiktoken): copy "
+                          "the model's tokenizer files beside its weights")

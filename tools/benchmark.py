@@ -98,14 +98,9 @@ def main(argv):
     return _serving()
   if _SPECULATIVE.value:
     return _speculative()
-  peers = _PEERS.value or list(PEERS)
-  unknown = [p for p in peers if p not in PEERS]
-  if unknown:
-    raise ZooError(f"unknown --peers {', '.join(unknown)}; peers: {', '.join(PEERS)}")
-  if _THREADS.value < 1 or _REPEATS.value < 1 or _DECODE_TOKENS.value < 1:
-    raise ZooError("--threads, --repeats and --decode_tokens must be at least 1")
+  peers = _check_peer_flags()
+  out = zoo_flags.output_dir(_OUTPUT_DIR)  # before the hour of measuring, not after
   results, default_recipe = run(peers)
-  out = zoo_flags.output_dir(_OUTPUT_DIR)
   stem = results["model"] + "-" + results["variant"]
   if results["recipe"] != default_recipe:
     from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
@@ -141,6 +136,52 @@ def _check_mode_flags() -> None:
                      + (f", not to --{mode}" if mode else "") + ": drop it")
 
 
+def _check_peer_flags() -> list[str]:
+  """The peers to run, once every peer-benchmark flag is checked (before any measuring)."""
+  if _PEERS.value is not None and not [p for p in _PEERS.value if p.strip()]:
+    raise zoo_flags.FlagError(f"--peers is empty: name peers ({', '.join(PEERS)}), or leave the "
+                              "flag out for all")
+  peers = [p.strip() for p in _PEERS.value or PEERS if p.strip()]
+  unknown = [p for p in peers if p not in PEERS]
+  if unknown:
+    raise zoo_flags.FlagError(f"unknown --peers {', '.join(unknown)}; peers: {', '.join(PEERS)}")
+  if len(set(peers)) < len(peers):
+    raise zoo_flags.FlagError(f"--peers={','.join(peers)} names a peer twice: name each once")
+  for name, value in (("threads", _THREADS.value), ("repeats", _REPEATS.value),
+                      ("decode_tokens", _DECODE_TOKENS.value), ("ttft_prompt", _TTFT.value),
+                      ("bandwidth_mib", _BANDWIDTH_MIB.value)):
+    if value < 1:
+      raise zoo_flags.FlagError(f"--{name} must be at least 1, got {value}")
+  negative = [d for d in _int_list(_DEPTHS.value, "depths") if d < 0]
+  if negative:
+    raise zoo_flags.FlagError(f"--depths must be 0 or more, got {negative[0]}")
+  if _LLAMACPP_DIR.value:
+    if not {"llamacpp", "llamacpp-gguf"} & set(peers):
+      raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
+                                "peer, which --peers leaves out: drop it")
+    if not common.user_path(_LLAMACPP_DIR.value).is_dir():
+      raise zoo_flags.FlagError(f"--llamacpp_dir={_LLAMACPP_DIR.value} is not a directory: give "
+                                "the llama.cpp build tools/setup_llamacpp.sh made")
+  if _WORK_DIR.value:
+    artifacts.ensure_writable_dir(common.user_path(_WORK_DIR.value), flag="work_dir")
+  return peers
+
+
+def _check_fit(kv: int) -> None:
+  """Refuses a --depths or --ttft_prompt the user gave that the KV cache of `kv` cannot hold (the
+  defaults that do not fit a small cache are dropped, as they were not asked for)."""
+  if zoo_flags.given("depths"):
+    unfit = [d for d in _int_list(_DEPTHS.value, "depths") if d + _DECODE_TOKENS.value + 2 > kv]
+    if unfit:
+      raise zoo_flags.FlagError(
+          f"--depths={unfit[0]} does not fit a KV cache of {kv} with {_DECODE_TOKENS.value} "
+          f"decode tokens: use at most {kv - _DECODE_TOKENS.value - 2}, or a larger "
+          "--kv_cache_max_len")
+  if zoo_flags.given("ttft_prompt") and _TTFT.value > kv // 2:
+    raise zoo_flags.FlagError(f"--ttft_prompt={_TTFT.value} is more than half the KV cache of {kv}"
+                              f": use at most {kv // 2}, or a larger --kv_cache_max_len")
+
+
 def run(peers: list[str]) -> tuple[dict, str]:
   """(the results, the model's default recipe)."""
   from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
@@ -151,6 +192,7 @@ def run(peers: list[str]) -> tuple[dict, str]:
                                        selection.signatures)
   config = dict(spec.variant(variant).config)
   kv = signatures.kv_cache_max_len
+  _check_fit(kv)
   plan = measure.Plan(
       threads=_THREADS.value, prefill_lengths=tuple(sorted(signatures.prefill_seq_lens)),
       depths=tuple(d for d in _int_list(_DEPTHS.value, "depths")

@@ -40,6 +40,8 @@ def main(argv):
   del argv
   if not 0 < _PORT.value < 65536:
     raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port")
+  if not _HOST.value.strip():  # an empty host binds every address, and Model Explorer then spun
+    raise zoo_flags.FlagError("--host is empty: give an address (127.0.0.1, the default)")
   s = _SELECT.selection()
   from litezoo.tools.explorer import overlays as explore  # pylint: disable=g-import-not-at-top
   explore.check_host(_HOST.value)  # both before the minutes of converting

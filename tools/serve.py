@@ -64,6 +64,9 @@ def _check_flags() -> None:
                               " (drafts from a model: tools/generate only)")
   if _API_KEY.value is not None and not _API_KEY.value.strip():
     raise zoo_flags.FlagError("--api_key must not be empty")
+  if not _HOST.value.strip():
+    raise zoo_flags.FlagError("--host is empty: give an address (127.0.0.1, the default; 0.0.0.0 "
+                              "for every interface)")
 
 
 def _bind(host: str, port: int) -> socket.socket:

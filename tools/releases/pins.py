@@ -199,12 +199,14 @@ def released_input(path: pathlib.Path, spec: ModelSpec, variant: str) -> manifes
   return artifact
 
 
-def _move(artifact: manifest_lib.Artifact, out_tflite: pathlib.Path) -> None:
+def _move(artifact: manifest_lib.Artifact, out_tflite: pathlib.Path,
+          log: Callable[[str], None]) -> None:
   """Moves a converted artifact to the declared output, its manifest naming the new file."""
   moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(artifact.manifest,
                                                                 file=out_tflite.name))
   os.replace(artifact.path, out_tflite)
   moved.write_manifest()
+  log(f"moved to {out_tflite}")
 
 
 def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
@@ -219,7 +221,7 @@ def convert_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
     windows = (pipeline.calibration_windows(spec, variant, weights, log)
                if recipes.calibrated(recipe or spec.default_recipe) else None)
     _move(convert.convert(spec, variant, weights, output_dir=scratch, recipe=recipe,
-                          signatures=signatures, calibration=windows, log=log), out_tflite)
+                          signatures=signatures, calibration=windows, log=log), out_tflite, log)
 
 
 def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, recipe: str,
@@ -237,7 +239,7 @@ def quantize_step(spec: ModelSpec, variant: str, float_tflite: pathlib.Path, rec
       weights = weights_from(spec, variant, list(inputs), scratch)
       windows = pipeline.calibration_windows(spec, variant, weights, log)
     _move(convert.quantize(spec, source, recipe, output_dir=scratch, calibration=windows,
-                           weights=weights, log=log), out_tflite)
+                           weights=weights, log=log), out_tflite, log)
 
 
 def bundle_step(spec: ModelSpec, variant: str, inputs: list[pathlib.Path],
@@ -267,9 +269,14 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
   """Writes the model card, then the manifest naming every file's sha256 (the card's too). The
   first .tflite of `released` is the plugin's recipe's; later ones are the release's other
   recipes (bazel/release.bzl `recipes`)."""
+  from litezoo.artifacts import bundle  # pylint: disable=g-import-not-at-top
   tflite, *others = [f for f in released if f.suffix == ".tflite"]
   artifact = released_input(tflite, spec, variant)
   extras = {f.name: released_input(f, spec, variant).manifest for f in others}
+  for f in released:
+    if f.suffix in (".task", ".litertlm") and not bundle.holds_model(f, tflite):
+      raise ReleaseError(f"{f.name} does not carry {tflite.name}: a release's bundles are made "
+                         "from its own .tflite (--step=bundle --tflite=" + tflite.name + ")")
   if variant == spec.default_variant:
     # The release's files are named by the BUILD's zoo_plugin(release_recipes=...); its pins by
     # the ModelSpec's. A release whose files and pins disagree is refused.
