@@ -155,13 +155,10 @@ def _check_peer_flags() -> list[str]:
   negative = [d for d in _int_list(_DEPTHS.value, "depths") if d < 0]
   if negative:
     raise zoo_flags.FlagError(f"--depths must be 0 or more, got {negative[0]}")
-  if _LLAMACPP_DIR.value:
-    if not {"llamacpp", "llamacpp-gguf"} & set(peers):
-      raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
-                                "peer, which --peers leaves out: drop it")
-    if not common.user_path(_LLAMACPP_DIR.value).is_dir():
-      raise zoo_flags.FlagError(f"--llamacpp_dir={_LLAMACPP_DIR.value} is not a directory: give "
-                                "the llama.cpp build tools/setup_llamacpp.sh made")
+  # (A --llamacpp_dir without a build in it is the llama.cpp peers' own "skipped" row.)
+  if _LLAMACPP_DIR.value and not {"llamacpp", "llamacpp-gguf"} & set(peers):
+    raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
+                              "peer, which --peers leaves out: drop it")
   if _WORK_DIR.value:
     artifacts.ensure_writable_dir(common.user_path(_WORK_DIR.value), flag="work_dir")
   return peers

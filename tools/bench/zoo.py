@@ -46,6 +46,8 @@ def convert_child(args: dict) -> dict:
   if "quantized_from" in conversion:  # the float conversion and the quantization, added up
     float_record = dict(conversion["quantized_from"]["conversion"])
   del manifest
+  if "seconds" not in conversion:  # a release's or zoo_artifact's file: built without timings
+    return {"path": str(artifact.path), "conversion": None}
   return {"path": str(artifact.path), "conversion": {
       "seconds": round(conversion["seconds"] + float_record.get("seconds", 0), 2),
       "peak_rss_bytes": max(conversion["peak_rss_bytes"], float_record.get("peak_rss_bytes", 0)),

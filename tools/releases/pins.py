@@ -199,11 +199,23 @@ def released_input(path: pathlib.Path, spec: ModelSpec, variant: str) -> manifes
   return artifact
 
 
+_TIMINGS = ("seconds", "stage_seconds", "peak_rss_bytes")
+
+
+def _without_timings(conversion: dict) -> dict:
+  """A manifest's `conversion` less what differs from run to run (wall times, peak RSS), at every
+  level (`quantized_from` nests the float file's): a release is the same bytes on every build."""
+  return {k: _without_timings(v) if isinstance(v, dict) else v
+          for k, v in conversion.items() if k not in _TIMINGS}
+
+
 def _move(artifact: manifest_lib.Artifact, out_tflite: pathlib.Path,
           log: Callable[[str], None]) -> None:
-  """Moves a converted artifact to the declared output, its manifest naming the new file."""
-  moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(artifact.manifest,
-                                                                file=out_tflite.name))
+  """Moves a converted artifact to the declared output, its manifest naming the new file (and
+  keeping no timings, so that two builds give the same manifest)."""
+  moved = manifest_lib.Artifact(out_tflite, dataclasses.replace(
+      artifact.manifest, file=out_tflite.name,
+      conversion=_without_timings(dict(artifact.manifest.conversion))))
   os.replace(artifact.path, out_tflite)
   moved.write_manifest()
   log(f"moved to {out_tflite}")
