@@ -78,15 +78,15 @@ class Runner:
     bytes; `kv_layout` overrides; `use_windows=False` decodes over the full cache only. Raises
     ValueError for a file that is not a zoo LLM (artifacts.files.ArtifactError for one that is not
     a LiteRT model or cannot be read: the header is checked before the runtime parses it)."""
-    from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from litezoo.artifacts import files, manifest
     if isinstance(model, (bytes, bytearray)):
       files.check_tflite_header(bytes(model[:8]), len(model), "the model bytes")
     else:
       files.check_tflite(model, interpreter=False)
-    if kv_layout is None and not isinstance(model, (bytes, bytearray)):
-      from litezoo.artifacts import manifest  # pylint: disable=g-import-not-at-top
-      found = manifest.find(model)
-      kv_layout = found.manifest.signatures.kv_layout if found is not None else None
+      if kv_layout is None:
+        found = manifest.find(model)
+        kv_layout = found.manifest.signatures.kv_layout if found is not None else None
     if backend == "compiled":
       self._backend = _CompiledBackend(model, num_threads, weight_cache)
     elif backend == "interpreter":

@@ -188,7 +188,7 @@ def load(checkpoint: os.PathLike, cache: os.PathLike | None = None) -> HFTokeniz
     raise TokenizerError(f"{checkpoint} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}): "
                          "copy the model's tokenizer files beside its weights")
   try:
-    if cached is not None and (cached / _SAVED).exists():
+    if saved:
       tok = transformers.PreTrainedTokenizerFast.from_pretrained(cached)
     else:
       if checkpoint.suffix == ".gguf":

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from litezoo.artifacts import files
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import HubPin, ModelSpec, PackagedFile
-from litezoo.sources import PICKLE_SUFFIXES, CheckpointError, Source, missing, open_checkpoint
+from litezoo.sources import PICKLE_SUFFIXES, Source, open_checkpoint
 from litezoo.sources import pins, random_weights
 
 # Files of a checkpoint directory that decide what it holds (weights, config, tokenizer).
@@ -104,9 +104,8 @@ def resolve(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathl
   found = spec.variant(variant_name)
   if checkpoint is not None:
     path = pathlib.Path(checkpoint)
-    if not path.exists():
-      raise missing(path)
-    open_checkpoint(path, allow_pickle)  # refuses pickles and unreadable files before any work
+    # Refuses a missing path, pickles and unreadable files before any work.
+    open_checkpoint(path, allow_pickle)
     return Weights(path, _local_identity(path), allow_pickle)
   if random or found.random_weights:
     seed = seed or 0

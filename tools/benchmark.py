@@ -160,7 +160,7 @@ def _check_peer_flags() -> list[str]:
     raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
                               "peer, which --peers leaves out: drop it")
   if _WORK_DIR.value:
-    artifacts.ensure_writable_dir(common.user_path(_WORK_DIR.value), flag="work_dir")
+    zoo_flags.output_dir(_WORK_DIR)
   return peers
 
 

@@ -243,7 +243,7 @@ def main(argv):
                                 "or leave its task set out")
     kv_len = max(kv_len, -(-needed // 64) * 64)
     if context:
-      kv_len = min(kv_len, max(context, _WINDOW.value))  # rounding up must not pass the context
+      kv_len = min(kv_len, context)  # rounding up must not pass it (the window is within it)
   settings = dict(zip(SETTINGS, (s.spec.name, s.variant, TEXT.name, _WINDOW.value,
                                  _MAX_TOKENS.value, [t.name for t in task_list],
                                  _TASK_LIMIT.value, kv_len)))

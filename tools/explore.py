@@ -45,8 +45,7 @@ def main(argv):
   s = _SELECT.selection()
   from litezoo.tools.explorer import overlays as explore  # pylint: disable=g-import-not-at-top
   explore.check_host(_HOST.value)  # both before the minutes of converting
-  node_data = (files.ensure_writable_dir(common.user_path(_NODE_DATA_DIR.value),
-                                         flag="node_data_dir") if _NODE_DATA_DIR.value else None)
+  node_data = zoo_flags.output_dir(_NODE_DATA_DIR) if _NODE_DATA_DIR.value else None
   with tempfile.TemporaryDirectory(prefix="litezoo-explore-") as work:
     found = explore.prepare(s, work_dir=pathlib.Path(work), corrupt=_CORRUPT.value,
                             log=console.log)

@@ -77,14 +77,15 @@ def int_list(values: list[str], flag: str, none_ok: bool = False) -> tuple[int, 
 
 
 def output_dir(flag) -> pathlib.Path:
-  """The directory a tool writes to (its `--output_dir` flag holder), made if needed and proven
+  """The directory a tool writes to (the holder of its flag naming it: --output_dir, --work_dir,
+  --node_data_dir), made if needed and proven
   writable before any work; FlagError for an empty value (an unset shell variable, most likely),
   which would otherwise mean the current directory."""
   from litezoo.artifacts import files  # pylint: disable=g-import-not-at-top
   if not flag.value.strip():
     raise FlagError(f"--{flag.name} is empty: give a directory (. for the current one), or leave "
                     "the flag out")
-  return files.ensure_writable_dir(common.user_path(flag.value))
+  return files.ensure_writable_dir(common.user_path(flag.value), flag=flag.name)
 
 
 def float_tflite(value: str) -> pathlib.Path:
