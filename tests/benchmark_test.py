@@ -276,6 +276,7 @@ def test_bandwidth_reads_the_whole_array():
 
 @pytest.mark.parametrize("flags, message", [
     (["--threads=0"], "--threads must be at least 1, got 0"),
+    (["--threads=5000"], "--threads=5000 is more than the "),
     (["--decode_tokens=-3"], "--decode_tokens must be at least 1, got -3"),
     (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--depths=100"],
      "--depths=100 does not fit a KV cache of 64 with 32 decode tokens: use at most 30"),

@@ -443,6 +443,7 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "are plain completions already, so --raw cannot apply"),
     (("--prompt=x", "--system= "), "--system is empty: give the instructions, or drop --system"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
+    (("--prompt=x", "--threads=5000"), "--threads=5000 is more than the "),
     (("--prompt=x", "--checkpoint="), "--checkpoint is empty: give a Hugging Face directory or a "
      ".gguf file, or leave the flag out"),
     (("--prompt=x", "--draft_tokens=3"), "--draft_tokens applies only with --speculative"),

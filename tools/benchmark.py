@@ -147,7 +147,8 @@ def _check_peer_flags() -> list[str]:
     raise zoo_flags.FlagError(f"unknown --peers {', '.join(unknown)}; peers: {', '.join(PEERS)}")
   if len(set(peers)) < len(peers):
     raise zoo_flags.FlagError(f"--peers={','.join(peers)} names a peer twice: name each once")
-  for name, value in (("threads", _THREADS.value), ("repeats", _REPEATS.value),
+  zoo_flags.check_threads(_THREADS.value)
+  for name, value in (("repeats", _REPEATS.value),
                       ("decode_tokens", _DECODE_TOKENS.value), ("ttft_prompt", _TTFT.value),
                       ("bandwidth_mib", _BANDWIDTH_MIB.value)):
     if value < 1:
@@ -374,8 +375,8 @@ def _speculative() -> int:
   from litezoo.runtime import generate, runner  # pylint: disable=g-import-not-at-top
   from litezoo.tools.bench import measure, speculative  # pylint: disable=g-import-not-at-top
   max_tokens = 192 if _MAX_TOKENS.value is None else _MAX_TOKENS.value
-  for name, value, low in (("max_tokens", max_tokens, 2), ("repeats", _REPEATS.value, 1),
-                           ("threads", _THREADS.value, 1)):
+  zoo_flags.check_threads(_THREADS.value)
+  for name, value, low in (("max_tokens", max_tokens, 2), ("repeats", _REPEATS.value, 1)):
     if value < low:
       raise ZooError(f"--{name} must be at least {low}, got {value}")
   if _TEMPERATURE.value <= 0:

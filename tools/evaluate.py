@@ -186,10 +186,10 @@ def _merged(previous: dict, rows: list[dict], result: dict, dropped: dict) -> li
 
 def main(argv):
   del argv
-  for name, value, least in (("window", _WINDOW.value, 2), ("max_tokens", _MAX_TOKENS.value, 0),
-                             ("threads", _THREADS.value, 1)):
+  for name, value, least in (("window", _WINDOW.value, 2), ("max_tokens", _MAX_TOKENS.value, 0)):
     if value < least:
       raise zoo_flags.FlagError(f"--{name} must be at least {least}, got {value}")
+  zoo_flags.check_threads(_THREADS.value)
   if _TASKS.value is None:
     for name in ("task_limit", "tasks_litertlm"):
       if flags.FLAGS[name].present:

@@ -60,8 +60,7 @@ def _check_flags() -> generate.Sampling:
                               "--temperature above 0 (0 is greedy)")
   if _MAX_NEW.value <= 0:
     raise zoo_flags.FlagError(f"--max_new_tokens must be positive, got {_MAX_NEW.value}")
-  if _THREADS.value <= 0:
-    raise zoo_flags.FlagError(f"--threads must be at least 1, got {_THREADS.value}")
+  zoo_flags.check_threads(_THREADS.value)
   sampling = generate.Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
   try:
     sampling.validate()

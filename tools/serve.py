@@ -54,8 +54,9 @@ _DRAIN = flags.DEFINE_float("drain_seconds", 60.0, "On SIGTERM, how long request
 def _check_flags() -> None:
   if not 0 <= _PORT.value <= 65535:
     raise zoo_flags.FlagError(f"--port must be in 0..65535, got {_PORT.value}")
+  zoo_flags.check_threads(_THREADS.value)
   for name, flag, low in (("max_queue", _MAX_QUEUE, 0), ("slots", _SLOTS, 1),
-                          ("threads", _THREADS, 1), ("max_body_bytes", _MAX_BODY, 1024)):
+                          ("max_body_bytes", _MAX_BODY, 1024)):
     if flag.value < low:
       raise zoo_flags.FlagError(f"--{name} must be at least {low}, got {flag.value}")
   if _DRAIN.value < 0:

@@ -105,8 +105,8 @@ def main(argv):
   lengths, depths = _list(_LENGTHS.value, "lengths"), _list(_DEPTHS.value, "decode_depths")
   if not lengths and not depths:
     raise FlagError("nothing to compare: give --lengths (prefill) or --decode_depths (decode)")
-  for name, value in (("repeats", _REPEATS.value), ("decode_steps", _STEPS.value),
-                      ("threads", _THREADS.value)):
+  zoo_flags.check_threads(_THREADS.value)
+  for name, value in (("repeats", _REPEATS.value), ("decode_steps", _STEPS.value)):
     if value < 1:
       raise FlagError(f"--{name} must be at least 1, got {value}")
   output = common.user_path(_OUTPUT.value) if _OUTPUT.value else None
