@@ -187,10 +187,11 @@ def bundle_tokenizer(tok, checkpoint: pathlib.Path, sentencepiece: bool = True) 
       affixes=affixes)
 
 
-def holds_model(bundle: pathlib.Path, tflite: pathlib.Path) -> bool:
+def holds_model(bundle: pathlib.Path, tflite: pathlib.Path, digest: str | None = None) -> bool:
   """Whether the `.task` or `.litertlm` at `bundle` carries exactly the bytes of `tflite` (both
-  store the model as is: a .task as a stored zip entry, a .litertlm as an aligned section)."""
-  size, digest = tflite.stat().st_size, files.sha256_file(tflite)
+  store the model as is: a .task as a stored zip entry, a .litertlm as an aligned section).
+  `digest`: tflite's sha256 when the caller has checked it already (else it is hashed here)."""
+  size, digest = tflite.stat().st_size, digest or files.sha256_file(tflite)
 
   def same(read) -> bool:
     h = hashlib.sha256()

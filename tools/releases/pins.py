@@ -286,7 +286,8 @@ def describe_step(spec: ModelSpec, variant: str, lock: pathlib.Path,
   artifact = released_input(tflite, spec, variant)
   extras = {f.name: released_input(f, spec, variant).manifest for f in others}
   for f in released:
-    if f.suffix in (".task", ".litertlm") and not bundle.holds_model(f, tflite):
+    if (f.suffix in (".task", ".litertlm")
+        and not bundle.holds_model(f, tflite, artifact.manifest.sha256)):
       raise ReleaseError(f"{f.name} does not carry {tflite.name}: a release's bundles are made "
                          "from its own .tflite (--step=bundle --tflite=" + tflite.name + ")")
   if variant == spec.default_variant:
