@@ -82,7 +82,8 @@ def prebuilt(cache_key: str, log: Callable[[str], None]) -> manifest.Artifact | 
     path = pathlib.Path(entry)
     try:
       if not path.is_file():
-        raise files.ArtifactError(f"{path} does not exist")
+        raise files.ArtifactError(f"{path} is a directory, not a .tflite" if path.is_dir()
+                                  else f"{path} does not exist")
       if manifest.Artifact.read(path).manifest.cache_key != cache_key:
         continue
       return manifest.open_verified(path)

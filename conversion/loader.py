@@ -158,7 +158,8 @@ def load(model: nn.Module, names: TensorNames, source: Source,
     for name in missing[:5]:
       close = difflib.get_close_matches(name, unused or sorted(available - needed), n=2, cutoff=0.6)
       hints.append(f"{name}" + (f" (closest in the checkpoint: {', '.join(close)})" if close else ""))
-    raise LoadError(f"the checkpoint lacks {len(missing)} tensors the model needs: "
+    raise LoadError(f"the checkpoint lacks {len(missing)} tensor{'s' * (len(missing) > 1)} the "
+                    "model needs: "
                     f"{'; '.join(hints)}{' ...' if len(missing) > 5 else ''}; check the family's "
                     "tensor names against the checkpoint's")
   if unused:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import numbers
 import re
 from typing import Any, Callable, Mapping
 
@@ -21,6 +22,10 @@ from litezoo.core.spec import TensorNames, UnsupportedConfigError
 def _set(value: Any) -> bool:
   return value not in (None, False, 0, {}, [], "")
 
+
+# Sizes a config must give as whole numbers of at least 1 (Reader.required checks them).
+SIZES = frozenset(("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                   "num_attention_heads", "max_position_embeddings"))
 
 # config.json keys that change the computation when set. A family that does not read one of these
 # refuses a config that sets it, naming the key, instead of building something else silently.
@@ -70,8 +75,10 @@ class Reader:
       self.values = transformers.AutoConfig.for_model(**copy.deepcopy(dict(hf))).to_dict()
     except Exception as e:  # pylint: disable=broad-except  (its validators raise many kinds)
       reason = " ".join(str(e).split())
+      if len(reason) > 300:  # its first words name the field; cut at a word, not inside one
+        reason = reason[:300].rsplit(" ", 1)[0] + " ..."
       raise UnsupportedConfigError(f"transformers refuses this {model_type} config: "
-                                   f"{reason[-300:]}") from e
+                                   f"{reason}") from e
     self.read: set[str] = {"model_type"}
     self.given = dict(hf)  # as written, before transformers moved keys (rope_scaling, ...)
 
@@ -81,10 +88,18 @@ class Reader:
     return default if value is None else value
 
   def required(self, key: str) -> Any:
+    """The value of `key`; UnsupportedConfigError when it is missing, or when it is one of the
+    sizes (SIZES) and not a whole number of at least 1 (a context of 0 reached the converter's
+    assertions; -1 layers was reported as unused tensors)."""
     self.read.add(key)
-    if self.values.get(key) is None:
+    value = self.values.get(key)
+    if value is None:
       raise UnsupportedConfigError(f"the {self.family} config has no {key!r}")
-    return self.values[key]
+    if key in SIZES and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                             and float(value).is_integer() and value >= 1):
+      raise UnsupportedConfigError(f"{key}={value!r} in the {self.family} config: it must be a "
+                                   "whole number of at least 1")
+    return value
 
   def refuse(self, key: str, why: str) -> UnsupportedConfigError:
     return UnsupportedConfigError(f"{key}={self.values.get(key)!r}: {why}")
@@ -115,7 +130,16 @@ def rope_theta(reader: Reader, default: float = 10000.0, kind: str | None = None
     raise UnsupportedConfigError(f"{key}={reader.given.get(key)!r}: RoPE type "
                                  f"{params['rope_type']!r} is not implemented by the "
                                  f"{reader.family} family")
-  return float(params.get("rope_theta") or reader.values.get("rope_theta") or default)
+  return positive_theta(float(params.get("rope_theta") or reader.values.get("rope_theta")
+                              or default))
+
+
+def positive_theta(theta: float) -> float:
+  """`theta`, or UnsupportedConfigError unless it is above 0 (RoPE's base: a negative one gives
+  NaN frequencies)."""
+  if not theta > 0:
+    raise UnsupportedConfigError(f"rope_theta={theta}: RoPE's base must be above 0")
+  return theta
 
 
 def head_dim(reader: Reader) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping
 
 from litezoo.core.spec import TensorNames, UnsupportedConfigError
@@ -77,6 +78,11 @@ def _hashable(value: Any) -> Any:
   return tuple(value) if isinstance(value, list) else value
 
 
+# RoPE scaling parameters that must be above 0 where a config gives them.
+_POSITIVE_ROPE = ("factor", "low_freq_factor", "high_freq_factor",
+                  "original_max_position_embeddings", "attention_factor")
+
+
 def read_rope(r: base.Reader, config_max_positions: int) -> dict:
   """The rope fields of Config from transformers 5's `rope_parameters` (per layer type only when
   every type has the same), refusing a scaling the zoo does not compute, by name."""
@@ -93,10 +99,17 @@ def read_rope(r: base.Reader, config_max_positions: int) -> dict:
     raise UnsupportedConfigError(
         f"{key}={r.given.get(key)!r}: RoPE type {rope_type!r} is not implemented by the "
         f"{r.family} family (it computes {', '.join(ROPE_TYPES)})")
-  theta = float(params.get("rope_theta") or r.values.get("rope_theta") or 10000.0)
+  theta = base.positive_theta(float(params.get("rope_theta") or r.values.get("rope_theta")
+                                     or 10000.0))
   partial = float(params.get("partial_rotary_factor") or r("partial_rotary_factor", 1.0))
   scaling = {k: _hashable(v) for k, v in params.items()
              if k not in ("rope_theta", "rope_type", "type", "partial_rotary_factor")}
+  for name in _POSITIVE_ROPE:  # transformers takes a negative factor, and RoPE turns to nonsense
+    value = scaling.get(name)
+    if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                  and value > 0):
+      raise UnsupportedConfigError(f"{key}={r.given.get(key)!r}: its {name} must be a number "
+                                   "above 0")
   if rope_type == "longrope":
     scaling.setdefault("original_max_position_embeddings",
                        r("original_max_position_embeddings") or config_max_positions)

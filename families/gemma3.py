@@ -77,7 +77,8 @@ def read_config(hf: Mapping[str, Any]) -> Config:
       max_position_embeddings=r.required("max_position_embeddings"),
       rms_norm_eps=float(r.required("rms_norm_eps")),
       rope_theta=base.rope_theta(r, 1e6, kind=GLOBAL),
-      rope_local_base_freq=float(r("rope_local_base_freq") or base.rope_theta(r, 1e4, kind=LOCAL)),
+      rope_local_base_freq=base.positive_theta(float(
+          r("rope_local_base_freq") or base.rope_theta(r, 1e4, kind=LOCAL))),
       sliding_window=int(r.required("sliding_window")), layer_types=_layer_types(r),
       hidden_activation=base.activation(r, "hidden_activation", "gelu_pytorch_tanh"),
       attention_bias=bool(r("attention_bias", False)))

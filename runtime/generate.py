@@ -33,6 +33,8 @@ class Sampling:
       raise GenerationError(f"top_k must be >= 0 (0: off), got {self.top_k}")
     if not 0 < self.top_p <= 1:
       raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
+    if self.seed < 0:  # numpy's generators take non-negative seeds only
+      raise GenerationError(f"the sampling seed must be >= 0, got {self.seed}")
 
 
 def check_fits(tokens: int, capacity: int, conversation: bool = False) -> None:

@@ -323,9 +323,13 @@ def check_safetensors_index(index: str | os.PathLike) -> dict[str, str]:
       raise fail(f"an index larger than {MAX_SAFETENSORS_HEADER} bytes is not plausible")
     data = f.read()
   try:
-    weight_map = json.loads(data)["weight_map"]
-  except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-    raise fail(f"not a valid safetensors index ({type(e).__name__}: {e})") from e
+    index_json = json.loads(data)
+  except (UnicodeDecodeError, ValueError) as e:
+    raise fail(f"not a valid safetensors index: not JSON ({e})") from e
+  if not isinstance(index_json, dict) or "weight_map" not in index_json:
+    raise fail("not a valid safetensors index: it has no \"weight_map\" of tensor name -> shard "
+               "file")
+  weight_map = index_json["weight_map"]
   if not isinstance(weight_map, dict) or not weight_map:
     raise fail("weight_map must be a non-empty object of tensor name -> shard file")
   for name, shard in weight_map.items():

@@ -85,7 +85,8 @@ def check(spec: ModelSpec, variant: str | None = None, checkpoint: str | pathlib
     # Say where the weights would come from (the plugin's page) so the fix is one download away.
     raise WeightsError(
         f"{spec.name}-{variant_name} has no pinned source here (no sha256s recorded to check a "
-        f"download against): download it from {spec.url} and pass --checkpoint=DIR (safetensors "
+        f"download against): download it{' from ' + spec.url if spec.url else ''} and pass "
+        "--checkpoint=DIR (safetensors "
         "or GGUF), or --random_weights for random weights of the real size (speed and memory "
         "only)")
 

@@ -29,7 +29,7 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
     assert f"{stage} done in" in result.stderr
   # Quiet: the converter's and LiteRT's own output (lowering logs, accelerator probes) is kept
   # aside; stderr holds the tool's own lines only.
-  assert all(line.startswith(("[", "wrote ", "writing random weights")) for line in
+  assert all(line.startswith(("[", "wrote ", "writing random weights", "converting ")) for line in
              result.stderr.strip().splitlines()), result.stderr
   out = tmp_path / "out"  # relative to the directory `bazel run` was started from
   tflite = out / "tinyllama-tiny_none_ekv32.tflite"
@@ -141,6 +141,10 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
      "verify length 1 must be between 2 and the kv cache length"),
     (["--model=tinyllama", "--variant=tiny", "--prefill_logits=some"],
      "unknown prefill logits 'some'; choose one of last, all"),
+    # A trial found these two taken as the plugin's default.
+    (["--model=tinyllama", "--variant=tiny", "--prefill_logits="],
+     "--prefill_logits is empty: give a value (default: last), or leave the flag out"),
+    (["--model=tinyllama", "--variant=tiny", "--kv_layout= "], "--kv_layout is empty"),
 ])
 def test_cli_bad_input_and_options_that_cannot_apply_are_one_line_and_exit_2(tmp_path, args,
                                                                               message):
@@ -220,6 +224,14 @@ def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
                            env={"LITEZOO_CACHE": str(tmp_path / "empty")})
   assert fresh.returncode == 0 and "[2/4] export float done" in fresh.stderr, fresh.stderr[-3000:]
   assert (tmp_path / "fresh" / out.name).read_bytes() == out.read_bytes()
+  # That conversion is cached too (a trial found convert converting the same settings again,
+  # and generate a third time): the next convert, anywhere, copies it.
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "empty"))
+  assert pipeline.cached_artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                                  signatures=SMALL).path.read_bytes() == out.read_bytes()
+  again = testing.run_tool("convert", *flags, "--output_dir=again", cwd=tmp_path,
+                           env={"LITEZOO_CACHE": str(tmp_path / "empty")})
+  assert again.returncode == 0 and "a copy of the cached conversion" in again.stderr
 
 
 def test_convert_quantizes_the_cached_float_conversion(tmp_path, monkeypatch):
@@ -312,7 +324,9 @@ def test_sigterm_mid_conversion_unwinds_like_ctrl_c(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   env = {**os.environ, "PYTHONPATH": str(testing.RUNFILES_ROOT),
-         "BUILD_WORKING_DIRECTORY": str(tmp_path)}
+         "BUILD_WORKING_DIRECTORY": str(tmp_path), "LITEZOO_CACHE": str(tmp_path / "cache")}
+  # convert converts into the cache, then copies: the temp file is beside the cached one.
+  temps = lambda: list((tmp_path / "cache" / "artifacts").rglob(".tinyllama-tiny_none_*"))
   with subprocess.Popen([sys.executable, "-m", "litezoo.tools.convert", "--model=tinyllama",
                          "--variant=tiny", "--quantize=none", "--prefill_seq_lens=8",
                          "--kv_cache_max_len=32", "--output_dir=out"],
@@ -322,15 +336,15 @@ def test_sigterm_mid_conversion_unwinds_like_ctrl_c(tmp_path):
     for line in proc.stderr:
       seen.append(line)
       if line.startswith("[2/4] export float ..."):  # the temp file exists from here on
-        assert list((tmp_path / "out").iterdir()), "no temp file to clean up"
+        assert temps(), "no temp file to clean up"
         proc.send_signal(signal.SIGTERM)
         break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 143, "".join(seen) + rest
   assert rest.strip().splitlines()[-1:] == [
       "convert: terminated; nothing partial was left behind"], rest
-  # The temp file is gone, and so is the output directory the tool made for it (it was empty).
-  assert not (tmp_path / "out").exists(), list((tmp_path / "out").iterdir())
+  # The temp file is gone, and so is the output directory the tool made (it was empty).
+  assert not temps() and not (tmp_path / "out").exists()
 
 
 def test_a_long_stage_says_it_is_still_running():

@@ -444,6 +444,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
     (("--prompt=x", "--system= "), "--system is empty: give the instructions, or drop --system"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
     (("--prompt=x", "--threads=5000"), "--threads=5000 is more than the "),
+    (("--prompt=x", "--temperature=0.5", "--sampling_seed=-1"),
+     "--sampling_seed must be 0 or more, got -1"),
     (("--prompt=x", "--checkpoint="), "--checkpoint is empty: give a Hugging Face directory or a "
      ".gguf file, or leave the flag out"),
     (("--prompt=x", "--draft_tokens=3"), "--draft_tokens applies only with --speculative"),
@@ -455,6 +457,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--draft_model=nosuch: unknown model 'nosuch'; registered models:"),
     (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2/huge"),
      "--draft_model=smollm2/huge: unknown variant 'huge' of model 'smollm2'"),
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=/tmp/ckpt"),
+     "--draft_model=/tmp/ckpt is not NAME or NAME/VARIANT of a registered model"),
     (("--prompt=x", "--speculative=prompt_lookup", "--draft_tokens=8"),
      "--draft_tokens=8 is more than verify_8 scores after the pending token (7): use at most 7"),
     (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2"),

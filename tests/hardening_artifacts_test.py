@@ -183,7 +183,8 @@ def test_a_prebuilt_file_fills_the_cache_only_if_its_key_matches_and_its_bytes_c
     raise RuntimeError("converted")
 
   monkeypatch.setattr(convert_lib, "convert", convert)
-  monkeypatch.setenv("LITEZOO_PREBUILT", f"{tmp_path / 'missing.tflite'}:{prebuilt}")
+  monkeypatch.setenv("LITEZOO_PREBUILT",
+                     f"{tmp_path / 'missing.tflite'}:{prebuilt.parent}:{prebuilt}")
 
   def fresh_cache(name):
     monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / name))
@@ -196,6 +197,8 @@ def test_a_prebuilt_file_fills_the_cache_only_if_its_key_matches_and_its_bytes_c
   assert found.manifest.sha256 == source.manifest.sha256 and found.manifest.file == found.path.name
   assert logs[-1] == f"using prebuilt {prebuilt} for tinyllama-tiny (none)"
   assert any("missing.tflite" in line and "does not exist" in line for line in logs)
+  assert f"ignoring prebuilt {prebuilt.parent} (from $LITEZOO_PREBUILT): {prebuilt.parent} is a " \
+         "directory, not a .tflite" in logs
   # Quantized on first use from the prebuilt float file, without a conversion.
   pipeline.artifact(SPEC, "tiny", fresh_cache("b"), recipe="dynamic_int8", signatures=SIGNATURES,
                     log=lambda _: None)

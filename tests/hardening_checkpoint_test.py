@@ -227,7 +227,9 @@ BAD_INDEXES = {
     "absolute": ({"weight_map": {"a": "/etc/x.safetensors"}}, "points to '/etc/x.safetensors'"),
     "not_safetensors": ({"weight_map": {"a": "model.bin"}}, "points to 'model.bin'"),
     "not_a_map": ({"weight_map": ["a"]}, "weight_map must be a non-empty object"),
-    "no_map": ({"metadata": {}}, "not a valid safetensors index (KeyError"),
+    "no_map": ({"metadata": {}}, 'not a valid safetensors index: it has no "weight_map" of '
+               "tensor name -> shard file"),
+    "a_list": ([1, 2], 'not a valid safetensors index: it has no "weight_map"'),
     "wrong_shard": ({"weight_map": {"a": "model-2.safetensors", "b": "model-1.safetensors"}},
                     "puts 'a' in model-2.safetensors, but it is in model-1.safetensors"),
     "missing_tensor": ({"weight_map": {"a": "model-2.safetensors"}},

@@ -89,16 +89,38 @@ def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):
     ("gemma2", dict(use_bidirectional_attention=True), "use_bidirectional_attention"),
     ("olmo2", dict(sliding_window=8), "sliding_window"),
     ("granite", dict(attn_logit_softcapping=30.0), "attn_logit_softcapping"),
+    # A trial found a context of 0 failing in the converter's assertions, and -1 layers reported
+    # as unused tensors.
+    ("llama3", dict(max_position_embeddings=0), "max_position_embeddings=0 in the llama config: "
+     "it must be a whole number of at least 1"),
+    ("llama3", dict(num_hidden_layers=-1), "num_hidden_layers=-1 in the llama config: it must be"),
+    ("gemma2", dict(intermediate_size=0), "intermediate_size=0 in the gemma2 config"),
+    # transformers takes these; RoPE would then be nonsense.
+    ("llama3", dict(rope_theta=-5.0), "rope_theta=-5.0: RoPE's base must be above 0"),
+    ("llama3", dict(rope_scaling=dict(rope_type="linear", factor=-2.0)),
+     "rope_scaling={'rope_type': 'linear', 'factor': -2.0}: its factor must be a number above 0"),
 ])
-def test_a_field_the_family_does_not_implement_is_refused_by_name(tmp_path, name, changes,
-                                                                    field):
+def test_a_field_the_family_does_not_implement_or_cannot_be_is_refused_by_name(
+    tmp_path, name, changes, field):
   directory = tmp_path / name
   directory.mkdir()
   (directory / "config.json").write_text(
       json.dumps({**family_configs.TINY[name], **changes}))
   with pytest.raises(UnsupportedConfigError) as e:
     pipeline.checkpoint_spec(directory, log=lambda _: None)
-  assert str(e.value).startswith(f"{field}=")
+  assert str(e.value).startswith(field if " " in field else f"{field}=")
+
+
+def test_a_long_transformers_refusal_is_cut_at_a_word_and_keeps_the_field(tmp_path):
+  directory = tmp_path / "m"
+  directory.mkdir()
+  (directory / "config.json").write_text(
+      json.dumps({**family_configs.TINY["llama3"], "rope_scaling": "linear"}))
+  with pytest.raises(UnsupportedConfigError) as e:
+    pipeline.checkpoint_spec(directory, log=lambda _: None)
+  text = str(e.value)
+  assert text.startswith("transformers refuses this llama config: Validation error for field")
+  assert text.endswith(" ...") and len(text) < 400
 
 
 def test_the_tools_refuse_a_field_in_one_line(tmp_path):

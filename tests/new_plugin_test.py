@@ -6,6 +6,7 @@ contributor makes is reported by name.
 The scaffolds that run go into a copy of the source tree (<tmp>/litezoo), never into the checkout.
 """
 
+import ast
 import json
 import os
 import pathlib
@@ -290,3 +291,139 @@ def test_a_hint_never_names_a_flag_the_tool_does_not_take(tool, args, tmp_path):
   helped = testing.run_tool(tool, "--helpfull").stdout
   for flag in hinted:
     assert f"--{flag}" in helped or f"--[no]{flag}" in helped, (tool, flag)
+
+
+@pytest.mark.parametrize("name", new_plugin.MACRO_TARGETS)
+def test_names_of_targets_the_plugin_macro_makes_are_refused(name, tmp_path):
+  """`zoo_release rule 'release' in package 'plugins/release' conflicts with existing py_library
+  rule`, in every build, otherwise."""
+  with pytest.raises(new_plugin.ScaffoldError, match=rf"^--name='{name}' is the name of a target "
+                     "the zoo_plugin macro makes in every plugin's package .*; choose another "
+                     rf"--name, e.g. --name=my_{name}$"):
+    new_plugin.check_name(name, tmp_path, {})
+
+
+def test_the_refused_target_names_are_all_the_plugin_macro_makes():
+  """Every fixed `name = "..."` in bazel/defs.bzl's zoo_plugin (the others are <name>, <name>_test)."""
+  found = [p / "bazel" / "defs.bzl" for p in (SOURCE, pathlib.Path(new_plugin.__file__).resolve()
+                                              .parents[1]) if (p / "bazel" / "defs.bzl").exists()]
+  assert found, "bazel/defs.bzl is not in this test's files (tests/BUILD: new_plugin_test's data)"
+  macro = found[0].read_text().split("def zoo_plugin(")[1].split("\ndef ")[0]
+  assert sorted(re.findall(r'\bname = "([^"]+)"', macro)) == sorted(new_plugin.MACRO_TARGETS)
+
+
+def test_an_existing_directory_still_listed_names_its_line_in_plugins_bzl(tmp_path):
+  """Removing the directory alone leaves plugins.bzl naming a package that is gone: `no such
+  package 'plugins/pd3'` in every build."""
+  (tmp_path / "pd3").mkdir()
+  with pytest.raises(new_plugin.ScaffoldError, match=r"pd3 already exists; choose another --name "
+                     r"or remove it$"):  # not listed: the directory is all there is
+    new_plugin.check_name("pd3", tmp_path, {})
+  (tmp_path / "plugins.bzl").write_text('ZOO_PLUGINS = [\n    "gemma",\n    "pd3",\n]\n')
+  with pytest.raises(new_plugin.ScaffoldError, match=r"pd3 already exists; choose another --name, "
+                     rf"or remove it and its \"pd3\" line from {re.escape(str(tmp_path))}/"
+                     r"plugins\.bzl$"):
+    new_plugin.check_name("pd3", tmp_path, {})
+
+
+def test_a_missing_name_or_an_empty_plugins_dir_is_refused(checkout):
+  """Run from the copy: an empty --plugins_dir would otherwise scaffold into its plugins/."""
+  before = sorted(p.name for p in (checkout / "plugins").iterdir())
+  result = run_python(checkout, "-m", "litezoo.tools.new_plugin", "--name=emptydir",
+                      "--family=llama", "--plugins_dir=")
+  assert testing.one_line_error(result, "new_plugin") == (
+      "new_plugin: error: --plugins_dir is empty: give a value, or leave the flag out")
+  result = run_python(checkout, "-m", "litezoo.tools.new_plugin", "--family=llama")
+  assert testing.one_line_error(result, "new_plugin") == (
+      "new_plugin: error: --name is required: the model's and its plugin's name, a lowercase "
+      "Python identifier, e.g. --name=mymodel")
+  assert sorted(p.name for p in (checkout / "plugins").iterdir()) == before
+  with pytest.raises(new_plugin.ScaffoldError, match="^--name is required: "):
+    new_plugin.check_name(None, checkout / "plugins", {})
+
+
+@pytest.mark.parametrize("text, kind", [("[1, 2, 3]", "array"), ('"llama"', "string"),
+                                        ("3", "number"), ("null", "null")])
+def test_a_config_that_is_no_json_object_is_refused(text, kind, tmp_path):
+  (tmp_path / "config.json").write_text(text)
+  with pytest.raises(new_plugin.ScaffoldError, match=rf"config\.json holds a JSON {kind}, "
+                     r"not an object: a Hugging Face config\.json is one \{\.\.\.\} of the "
+                     "model's settings$"):
+    new_plugin.from_checkpoint(tmp_path)
+  assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+# Valid JSON that is no Python: keys no identifier or a keyword, and the non-finite numbers Python's
+# json reads (NaN, Infinity, and 1e999, too large for a float).
+_ODD = {"my-extra-key": 3, "lambda": 3, "": 1, 'quote"back\\slash\nline': [1, {"x-y": 2}],
+        "text": '""" \\u', "missing": float("nan"), "limits": [float("inf"), -float("inf")]}
+
+
+def _odd_checkpoint(directory: pathlib.Path, **config) -> pathlib.Path:
+  """A checkpoint directory whose config.json is SmolLM2's, with _ODD's entries and `config`."""
+  directory.mkdir()
+  text = json.dumps({**REGISTRY.get("smollm2").variant("135m").config, **_ODD, **config})
+  (directory / "config.json").write_text(text.replace('"limits": [Infinity', '"limits": [1e999'))
+  return directory
+
+
+def test_any_key_and_value_of_a_config_is_written_as_read(tmp_path):
+  """The scaffold's config is a dict literal with quoted keys; NaN and infinities are
+  float("nan") etc. The path, in the docstring and a comment, cannot end them either."""
+  checkpoint = _odd_checkpoint(tmp_path / 'ck\\user"""\nx')
+  family, read, tiny, note = new_plugin.from_checkpoint(checkpoint)
+  plugin = new_plugin.scaffold("oddkeys", new_plugin.render(
+      "oddkeys", family, read, tiny, note, f"--from_checkpoint={checkpoint}"), tmp_path, {},
+                               log=lambda _: None)
+  [spec] = new_plugin.load_specs(plugin / "oddkeys.py")
+  config = spec.variants["base"].config
+  for key in ("my-extra-key", "lambda", "", 'quote"back\\slash\nline', "text"):
+    assert config[key] == _ODD[key], key
+  assert config["missing"] != config["missing"] and config["limits"] == _ODD["limits"]
+  assert 'float("nan")' in (plugin / "oddkeys.py").read_text()
+  docstring = ast.get_docstring(ast.parse((plugin / "oddkeys.py").read_text()))
+  assert f"--from_checkpoint={checkpoint}`" in docstring
+  llama.read_config(spec.variants["tiny"].config)
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted([checkpoint.name, "oddkeys"])
+
+
+@pytest.mark.parametrize("context, prefill, kv", [
+    (512, (32, 128), 512), (100, (32,), 100), (20, (20,), 20), (8192, (32, 128), 1024)])
+def test_the_cache_fits_a_checkpoint_context_shorter_than_1024_tokens(context, prefill, kv,
+                                                                       tmp_path):
+  """`verify --model=ckllama --checkpoint=DIR` refused the scaffold's 1024-token cache for a
+  512-token model."""
+  (tmp_path / "ck").mkdir()
+  (tmp_path / "ck" / "config.json").write_text(json.dumps(
+      {**REGISTRY.get("smollm2").variant("135m").config, "max_position_embeddings": context}))
+  family, read, tiny, note = new_plugin.from_checkpoint(tmp_path / "ck")
+  plugin = new_plugin.scaffold("ckllama", new_plugin.render(
+      "ckllama", family, read, tiny, note, "--from_checkpoint=ck"), tmp_path, {},
+                               log=lambda _: None)
+  [spec] = new_plugin.load_specs(plugin / "ckllama.py")
+  assert (spec.signatures.prefill_seq_lens, spec.signatures.kv_cache_max_len) == (prefill, kv)
+  for variant in spec.variants:
+    spec.check_signatures(variant, spec.signatures)
+
+
+def test_a_plugin_named_like_a_module_its_test_imports_and_one_from_an_odd_config_test_as_written(
+    checkout, tmp_path):
+  """`from litezoo.tests import testing` shadowed a plugin module named `testing`; an odd config
+  must import under pytest too. Each test fails only for the published count it waits for."""
+  plugins = checkout / "plugins"
+  name, config, tiny, _ = new_plugin.from_family("llama", SPECS)
+  new_plugin.scaffold("testing", new_plugin.render("testing", name, config, tiny, "",
+                                                   "--family=llama"), plugins, {},
+                      log=lambda _: None)
+  family, read, tiny, note = new_plugin.from_checkpoint(_odd_checkpoint(tmp_path / "ck"))
+  new_plugin.scaffold("oddkeys", new_plugin.render("oddkeys", family, read, tiny, note,
+                                                   "--from_checkpoint=ck"), plugins, {},
+                      log=lambda _: None)
+  results, output = pytest_results(checkout, "litezoo/plugins/testing/testing_test.py",
+                                   "litezoo/plugins/oddkeys/oddkeys_test.py")
+  assert results == {
+      f"litezoo/plugins/{n}/{n}_test.py::test_base_has_the_published_parameter_count": "FAILED"
+      for n in ("testing", "oddkeys")}, output
+  for n in ("testing", "oddkeys"):
+    assert f"{n}-base: fill in the published parameter count" in output, output
+  assert "AttributeError" not in output and "Error while" not in output

@@ -103,6 +103,7 @@ def run(main: Callable[[list[str]], int | None]) -> None:
                     "another --output_dir (converted files are cached under $LITEZOO_CACHE, "
                     "default ~/.cache/litezoo); nothing partial was left behind")
         return 1
+      files.remove_empty_created_dirs()  # a bug too leaves no empty --output_dir behind
       console.log(traceback.format_exc().rstrip())
       saved = files.cache_root() / "logs" / f"{tool}-{time.strftime('%Y%m%d-%H%M%S')}.log"
       saved.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,7 @@
-"""Converts any registered model to a LiteRT .tflite with a JSON manifest.
+"""Converts any registered model to a LiteRT .tflite with a JSON manifest, in --output_dir.
+
+The conversion goes through the artifact cache (~/.cache/litezoo, $LITEZOO_CACHE) as every tool's
+does: the same settings are converted once, whichever tool asked first.
 
   bazel run //tools:convert -- --model=tinyllama --variant=tiny --output_dir=out
 """
@@ -7,7 +10,6 @@ from absl import flags
 
 from litezoo import pipeline
 from litezoo.artifacts import cache
-from litezoo.quant import recipes
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 
@@ -19,34 +21,26 @@ def main(argv):
   del argv
   s = _SELECT.selection()
   output_dir = zoo_flags.output_dir(_OUTPUT_DIR)  # before any work
-  # The same settings already converted (by generate, serve, evaluate, ...): their bytes are
-  # what a conversion would write (one cache key, one file), so copy them instead of minutes.
+  # Through the cache, as every tool converts: settings converted before (by generate, serve, an
+  # earlier convert) are copied in seconds; a quantized recipe whose float32 conversion is cached
+  # quantizes that file (the same bytes); and what this run converts, generate then finds.
   cached = pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                     signatures=s.signatures)
-  if cached is not None:
-    final = output_dir / cached.path.name
-    if final.resolve() == cached.path.resolve():
-      console.log(f"{final} is the cached conversion of these settings already: nothing to do")
-      return 0
-    cache.fill_from(cached, final)
-    console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: a "
-                f"copy of the cached conversion {cached.path}")
+  if cached is None and s.recipe != "none":
+    cached_float = pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe="none",
+                                            signatures=s.signatures)
+    if cached_float is not None:
+      console.log(f"quantizing the cached float32 conversion {cached_float.path}")
+  artifact = cached or pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
+                                         signatures=s.signatures, log=console.log)
+  final = output_dir / artifact.path.name
+  if final.resolve() == artifact.path.resolve():
+    console.log(f"{final} is the cached conversion of these settings already: nothing to do")
     return 0
-  # A quantized recipe whose float conversion is cached: quantizing that file writes the bytes a
-  # conversion would (convert.convert quantizes its own float export the same way), in seconds.
-  cached_float = (pipeline.cached_artifact(s.spec, s.variant, s.weights, recipe="none",
-                                           signatures=s.signatures)
-                  if s.recipe != "none" else None)
-  windows = (pipeline.calibration_windows(s.spec, s.variant, s.weights, console.log)
-             if recipes.calibrated(s.recipe) else None)
-  from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top  (torch: seconds)
-  if cached_float is not None:
-    console.log(f"quantizing the cached float32 conversion {cached_float.path}")
-    convert.quantize(s.spec, cached_float, s.recipe, output_dir=output_dir, calibration=windows,
-                     weights=s.weights, log=console.log)
-    return 0
-  convert.convert(s.spec, s.variant, s.weights, output_dir=output_dir, recipe=s.recipe,
-                  signatures=s.signatures, calibration=windows, log=console.log)
+  cache.fill_from(artifact, final)
+  console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: a "
+              f"{'copy of the cached conversion' if cached else 'copy of the conversion cached as'} "
+              f"{artifact.path}")
   return 0
 
 

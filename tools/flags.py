@@ -186,7 +186,7 @@ class _Defined:
     if self.model.value is None and checkpoint is None:
       raise FlagError(("give --model=NAME or --checkpoint=DIR (a Hugging Face directory or a "
                        ".gguf file); " if with_checkpoint else "give --model=NAME; ") +
-                      "registered models: " + ", ".join(default_registry().names()))
+                      "registered models: " + default_registry().listing())
     found = []  # what the checkpoint was read as: said once every flag is checked
     if self.model.value is None:  # the checkpoint is the model
       if self.variant.value is not None:
@@ -215,8 +215,8 @@ class _Defined:
           int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value is not None
           else spec.signatures.prefill_seq_lens,
           self.kv.value if self.kv.value is not None else spec.signatures.kv_cache_max_len,
-          self.layout.value or spec.signatures.kv_layout,
-          self.prefill_logits.value or spec.signatures.prefill_logits,
+          _choice(self.layout.value, "kv_layout", spec.signatures.kv_layout),
+          _choice(self.prefill_logits.value, "prefill_logits", spec.signatures.prefill_logits),
           _optional_ints(self.verify.value, "verify_lengths", spec.signatures.verify_lengths),
           _optional_ints(self.windows.value, "decode_windows", spec.signatures.decode_windows),
           _optional_ints(self.prefill_windows.value, "prefill_windows",
@@ -305,6 +305,16 @@ def check_draft_tokens(s: Selection, draft_tokens: int) -> None:
   if draft_tokens > most:
     raise FlagError(f"--draft_tokens={draft_tokens} is more than verify_{most + 1} scores after "
                     f"the pending token ({most}): use at most {most}, or a longer --verify_lengths")
+
+
+def _choice(value: str | None, flag: str, default: str) -> str:
+  """A string flag's value; unset gives `default`; empty (an unset shell variable, most likely)
+  is a FlagError, not the default (Signatures.validate checks the value itself)."""
+  if value is None:
+    return default
+  if not value.strip():
+    raise FlagError(f"--{flag} is empty: give a value (default: {default}), or leave the flag out")
+  return value
 
 
 def _optional_ints(values, flag: str, default: tuple[int, ...]) -> tuple[int, ...]:

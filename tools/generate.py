@@ -58,6 +58,8 @@ def _check_flags() -> generate.Sampling:
   if _TEMPERATURE.value == 0 and sampling_flags:
     raise zoo_flags.FlagError(f"--{sampling_flags[0]} applies only when sampling: set "
                               "--temperature above 0 (0 is greedy)")
+  if _SEED.value < 0:
+    raise zoo_flags.FlagError(f"--sampling_seed must be 0 or more, got {_SEED.value}")
   if _MAX_NEW.value <= 0:
     raise zoo_flags.FlagError(f"--max_new_tokens must be positive, got {_MAX_NEW.value}")
   zoo_flags.check_threads(_THREADS.value)
@@ -84,6 +86,9 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
   from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
   label = f"--draft_model={_DRAFT_MODEL.value}"
   name, _, variant = _DRAFT_MODEL.value.partition("/")
+  if not name.strip() or "/" in variant:
+    raise zoo_flags.FlagError(f"{label} is not NAME or NAME/VARIANT of a registered model (a "
+                              "checkpoint cannot draft here), e.g. --draft_model=smollm2/135m")
   try:  # the errors name the draft's flag, not --model's
     spec = zoo_flags.default_registry().get(name)
     variant = variant or spec.default_variant

@@ -15,6 +15,7 @@ import copy
 import importlib.util
 import json
 import keyword
+import math
 import os
 import pathlib
 import pprint
@@ -57,14 +58,34 @@ def repo_root() -> pathlib.Path:
   return pathlib.Path(workspace) if workspace else pathlib.Path(__file__).absolute().parents[1]
 
 
-def check_name(name: str, plugins_dir: pathlib.Path, registered: Mapping[str, str]) -> None:
-  if not re.fullmatch(r"[a-z][a-z0-9_]*", name or "") or keyword.iskeyword(name):
+# Targets the zoo_plugin macro (bazel/defs.bzl) makes in every plugin's package besides <name>
+# and <name>_test: a plugin of one of these names would define it twice, and every build fails.
+MACRO_TARGETS = ("artifact_tool", "release", "release_tool", "weights")
+_NAME_REQUIRED = ("--name is required: the model's and its plugin's name, a lowercase Python "
+                  "identifier, e.g. --name=mymodel")
+
+
+def check_name(name: str | None, plugins_dir: pathlib.Path, registered: Mapping[str, str]) -> None:
+  """Raises ScaffoldError for a missing name, one that is no lowercase identifier, one the
+  zoo_plugin macro takes, one already registered, or one whose directory exists."""
+  if name is None:
+    raise ScaffoldError(_NAME_REQUIRED)
+  if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
     raise ScaffoldError(f"--name={name!r} is not a lowercase Python identifier (letters, digits "
                         "and underscores, starting with a letter), e.g. --name=mymodel")
+  if name in MACRO_TARGETS:
+    raise ScaffoldError(f"--name={name!r} is the name of a target the zoo_plugin macro makes in "
+                        f"every plugin's package ({', '.join(MACRO_TARGETS)}); choose another "
+                        f"--name, e.g. --name=my_{name}")
   if name in registered:
     raise ScaffoldError(f"model {name!r} is already registered by plugin {registered[name]!r}; "
                         "choose another --name")
   if (plugins_dir / name).exists():
+    bzl_file = plugins_dir / "plugins.bzl"
+    if name in listed(bzl_file.read_text() if bzl_file.is_file() else ""):
+      # Its directory alone removed, the list names a package that is gone: every build fails.
+      raise ScaffoldError(f"{plugins_dir / name} already exists; choose another --name, or remove "
+                          f"it and its \"{name}\" line from {bzl_file}")
     raise ScaffoldError(f"{plugins_dir / name} already exists; choose another --name or remove it")
 
 
@@ -76,9 +97,62 @@ def representatives(specs: list[ModelSpec]) -> dict[str, ModelSpec]:
   return found
 
 
+class _Code:
+  """Python source that pprint writes as is (repr)."""
+
+  def __init__(self, code: str):
+    self.code = code
+
+  def __repr__(self) -> str:
+    return self.code
+
+
+def _literal(value: Any) -> Any:
+  """`value` with its NaNs and infinities (json reads NaN, Infinity and 1e999 as floats) as
+  `float("nan")` etc.: their repr, nan and inf, is no Python name."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return _Code(f'float("{value}")')
+  if isinstance(value, Mapping):
+    return {k: _literal(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return type(value)(_literal(v) for v in value)
+  return value
+
+
 def _source(value: Mapping[str, Any]) -> str:
-  return "dict(\n" + "".join(f"    {k}={pprint.pformat(v, width=90)},\n"
-                              for k, v in value.items()) + ")"
+  """`value` as a dict literal, one key a line: quoted keys, since a config's keys need not be
+  Python identifiers (`my-key`) and may be keywords (`lambda`), which keyword arguments cannot."""
+  lines = []
+  for key, item in value.items():
+    prefix = f"    {key!r}: "
+    text = pprint.pformat(_literal(item), width=max(90 - len(prefix), 40))
+    lines.append(prefix + text.replace("\n", "\n" + " " * len(prefix)) + ",\n")
+  return "{\n" + "".join(lines) + "}"
+
+
+def _text(text: str) -> str:
+  """`text` as it can stand in the scaffold's docstring and comments: escaped as in a string
+  literal if it holds a line break, a backslash or a quote, which would end the comment or the
+  docstring, or make the file not compile (a path's `\\u`)."""
+  if text.isprintable() and not set(text) & set('\\"'):
+    return text
+  return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+# The scaffold's signatures: two prefill lengths and a 1024-token cache, where they fit.
+KV_CACHE_MAX_LEN = 1024
+PREFILL_SEQ_LENS = (32, 128)
+
+
+def signatures_source(config: Mapping[str, Any]) -> str:
+  """The scaffold's Signatures(...): a cache no longer than the model's context (a longer one is
+  refused by every tool, ModelSpec.check_signatures), and the prefill lengths that fit in it."""
+  context = config.get("max_position_embeddings")
+  kv = KV_CACHE_MAX_LEN
+  if isinstance(context, (int, float)) and not isinstance(context, bool) and context >= 1:
+    kv = int(min(kv, context))
+  prefill = tuple(n for n in PREFILL_SEQ_LENS if n <= kv) or (kv,)
+  return f"Signatures(prefill_seq_lens={prefill!r}, kv_cache_max_len={kv})"
 
 
 def from_family(family: str, specs: list[ModelSpec]) -> tuple[str, dict, dict, str]:
@@ -112,9 +186,12 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
     raise ScaffoldError(f"--from_checkpoint: {directory} has no config.json; give a Hugging Face "
                         "checkpoint directory (its config.json is enough)")
   try:
-    config = json.loads(path.read_text())
+    config = json.loads(path.read_text(encoding="utf-8"))
   except (OSError, ValueError) as e:
     raise ScaffoldError(f"{path} is not readable JSON ({e})") from e
+  if not isinstance(config, dict):
+    raise ScaffoldError(f"{path} holds a JSON {_JSON_KINDS.get(type(config), 'value')}, not an "
+                        "object: a Hugging Face config.json is one {...} of the model's settings")
   family = families.by_model_type(config.get("model_type"))
   config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
   family.config(config)  # refuses a field the family cannot build, naming it
@@ -132,6 +209,10 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
     if scaling:
       tiny[key] = scaling
   return family.name, config, tiny, f"Read from {path}."
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
 
 
 # The tiny variant's tokenizer (sources/random_weights.py) has <s> = 1 and </s> = 2 and no padding.
@@ -183,7 +264,8 @@ def _shrunk_longrope(config: Mapping[str, Any], key: str, head_dim: int) -> dict
 def render(name: str, family: str, config: dict, tiny: dict, note: str, origin: str) -> dict:
   """File name -> text of the plugin's files."""
   values = dict(name=name, family=family, config=_source(config), tiny=_source(tiny),
-                config_note=note, origin=origin)
+                signatures=signatures_source(config), config_note=_text(note),
+                origin=_text(origin))
 
   def fill(template: str) -> str:
     return string.Template((TEMPLATES / template).read_text()).substitute(values)
@@ -193,6 +275,12 @@ def render(name: str, family: str, config: dict, tiny: dict, note: str, origin: 
 
 
 _LIST = re.compile(r"(ZOO_PLUGINS = \[)(.*?)(\n\])", re.S)
+
+
+def listed(bzl: str) -> list[str]:
+  """The names in plugins/plugins.bzl's ZOO_PLUGINS ([] for a text without the list)."""
+  match = _LIST.search(bzl)
+  return re.findall(r'"([^"]+)"', match.group(2)) if match else []
 
 
 def add_to_list(bzl: str, name: str) -> str:
@@ -235,7 +323,7 @@ def scaffold(name: str, rendered: dict[str, str], plugins_dir: pathlib.Path,
   staging = pathlib.Path(tempfile.mkdtemp(dir=plugins_dir, prefix=f".{name}.", suffix=".partial"))
   try:
     for file, text in rendered.items():
-      (staging / file).write_text(text)
+      (staging / file).write_text(text, encoding="utf-8")  # Python's, whatever the locale
     specs = load_specs(staging / f"{name}.py")  # the scaffold must import and register
     if [s.name for s in specs] != [name]:
       raise ScaffoldError(f"the scaffold registers {[s.name for s in specs]}, not [{name!r}]")
@@ -270,12 +358,14 @@ Next steps (CONTRIBUTING.md has the details):
 def main(argv):
   del argv
   from litezoo.core.registry import default_registry  # pylint: disable=g-import-not-at-top
-  for flag in (_FAMILY, _FROM_CHECKPOINT):
+  if _NAME.value is None:
+    raise ScaffoldError(_NAME_REQUIRED)
+  for flag in (_FAMILY, _FROM_CHECKPOINT, _PLUGINS_DIR):
     if flag.value is not None and not flag.value.strip():  # not the current directory, silently
       raise ScaffoldError(f"--{flag.name} is empty: give a value, or leave the flag out")
   if (_FAMILY.value is None) == (_FROM_CHECKPOINT.value is None):
     raise ScaffoldError("give --family=NAME or --from_checkpoint=DIR (one of them)")
-  plugins_dir = (common.user_path(_PLUGINS_DIR.value) if _PLUGINS_DIR.value
+  plugins_dir = (common.user_path(_PLUGINS_DIR.value) if _PLUGINS_DIR.value is not None
                  else repo_root() / "plugins")
   registry = default_registry()
   registered = {model: registry.owner(model) for model in registry.names()}
