@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import numbers
 import re
 from typing import Any, Callable, Mapping
@@ -85,14 +86,17 @@ class Reader:
   def __call__(self, key: str, default: Any = None) -> Any:
     self.read.add(key)
     value = self.values.get(key)
+    if isinstance(value, float) and math.isnan(value):
+      # NaN is never equal to itself: the checks after this one would contradict themselves.
+      raise UnsupportedConfigError(f"{key}=NaN in the {self.family} config: give the number the "
+                                   "model was trained with")
     return default if value is None else value
 
   def required(self, key: str) -> Any:
     """The value of `key`; UnsupportedConfigError when it is missing, or when it is one of the
     sizes (SIZES) and not a whole number of at least 1 (a context of 0 reached the converter's
     assertions; -1 layers was reported as unused tensors)."""
-    self.read.add(key)
-    value = self.values.get(key)
+    value = self(key)
     if value is None:
       raise UnsupportedConfigError(f"the {self.family} config has no {key!r}")
     if key in SIZES and not (isinstance(value, numbers.Real) and not isinstance(value, bool)

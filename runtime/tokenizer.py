@@ -33,6 +33,18 @@ class Tokenizer(Protocol):
     ...
 
 
+def utf8(text: str) -> str:
+  """`text`, or TokenizerError when it holds bytes that were not UTF-8: Python reads such bytes
+  in argv and stdin as lone surrogates, which the tokenizer library refuses with a TypeError."""
+  try:
+    text.encode("utf-8")
+  except UnicodeEncodeError as e:
+    raw = text[e.start].encode("utf-8", "surrogateescape")
+    raise TokenizerError(f"the text is not UTF-8 (byte 0x{raw.hex()} at character {e.start}): "
+                         "give UTF-8 text") from e
+  return text
+
+
 ROLES = ("system", "user", "assistant")
 _SAVED = ".complete"
 
@@ -84,7 +96,7 @@ class HFTokenizer:
                       and with_special[0] == self.bos_id)
 
   def encode(self, text: str) -> list[int]:
-    ids = self._tok(text, add_special_tokens=False)["input_ids"]
+    ids = self._tok(utf8(text), add_special_tokens=False)["input_ids"]
     return [self.bos_id] + ids if self._adds_bos else ids
 
   def decode(self, ids: list[int]) -> str:
@@ -98,7 +110,7 @@ class HFTokenizer:
 
   def encode_chat_text(self, text: str) -> list[int]:
     # The template writes its own special tokens (BOS included): nothing is added.
-    return self._tok(text, add_special_tokens=False)["input_ids"]
+    return self._tok(utf8(text), add_special_tokens=False)["input_ids"]
 
   def _render(self, messages: list[dict], generation_prompt: bool) -> str:
     import jinja2  # pylint: disable=g-import-not-at-top

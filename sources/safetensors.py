@@ -132,6 +132,8 @@ def read_config(path: pathlib.Path) -> dict[str, Any] | None:
     raise CheckpointError(str(e)) from e
   except (OSError, ValueError) as e:
     raise CheckpointError(f"{found} is not readable JSON ({e})") from e
+  except RecursionError as e:  # json's decoder recurses once per level
+    raise CheckpointError(f"{found} is not readable JSON (nested too deeply)") from e
   if not isinstance(config, dict):
     raise CheckpointError(f"{found} holds a {type(config).__name__}, not a JSON object")
   return config

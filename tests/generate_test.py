@@ -444,6 +444,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
     (("--prompt=x", "--system= "), "--system is empty: give the instructions, or drop --system"),
     (("--prompt=x", "--threads=0"), "--threads must be at least 1, got 0"),
     (("--prompt=x", "--threads=5000"), "--threads=5000 is more than the "),
+    # Bytes that are not UTF-8 reach Python as lone surrogates (a TypeError in the tokenizer).
+    (("--prompt=h\udcffi",), "the text is not UTF-8 (byte 0xff at character 1): give UTF-8 text"),
     (("--prompt=x", "--temperature=0.5", "--sampling_seed=-1"),
      "--sampling_seed must be 0 or more, got -1"),
     (("--prompt=x", "--checkpoint="), "--checkpoint is empty: give a Hugging Face directory or a "

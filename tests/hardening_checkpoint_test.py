@@ -324,3 +324,14 @@ def test_an_index_that_is_a_symlink_loop_is_named(tmp_path):
   os.symlink(index, index)
   with pytest.raises(sources.CheckpointError, match="Too many levels of symbolic links"):
     sources.open_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000 + "]" * 200_000,
+                                  '{"a": ' * 5_000 + "1" + "}" * 5_000])
+def test_a_config_nested_too_deeply_is_one_error(tmp_path, text):
+  """json's decoder recurses once per level: a trial's 200,000-deep array was a RecursionError
+  traceback."""
+  (tmp_path / "config.json").write_text(text)
+  with pytest.raises(sources.CheckpointError, match=r"config\.json is not readable JSON \(nested "
+                     r"too deeply\)$"):
+    safetensors.read_config(tmp_path)

@@ -97,6 +97,7 @@ def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):
     ("gemma2", dict(intermediate_size=0), "intermediate_size=0 in the gemma2 config"),
     # transformers takes these; RoPE would then be nonsense.
     ("llama3", dict(rope_theta=-5.0), "rope_theta=-5.0: RoPE's base must be above 0"),
+    ("llama3", dict(rms_norm_eps=float("nan")), "rms_norm_eps=NaN in the llama config"),
     ("llama3", dict(rope_scaling=dict(rope_type="linear", factor=-2.0)),
      "rope_scaling={'rope_type': 'linear', 'factor': -2.0}: its factor must be a number above 0"),
 ])

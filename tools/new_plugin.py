@@ -189,6 +189,8 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
     config = json.loads(path.read_text(encoding="utf-8"))
   except (OSError, ValueError) as e:
     raise ScaffoldError(f"{path} is not readable JSON ({e})") from e
+  except RecursionError as e:  # json's decoder recurses once per level
+    raise ScaffoldError(f"{path} is not readable JSON (nested too deeply)") from e
   if not isinstance(config, dict):
     raise ScaffoldError(f"{path} holds a JSON {_JSON_KINDS.get(type(config), 'value')}, not an "
                         "object: a Hugging Face config.json is one {...} of the model's settings")
