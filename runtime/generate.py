@@ -34,7 +34,7 @@ class Sampling:
     if not 0 < self.top_p <= 1:
       raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
     if self.seed < 0:  # numpy's generators take non-negative seeds only
-      raise GenerationError(f"the sampling seed must be >= 0, got {self.seed}")
+      raise GenerationError(f"sampling_seed must be 0 or more, got {self.seed}")
 
 
 def check_fits(tokens: int, capacity: int, conversation: bool = False) -> None:

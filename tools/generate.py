@@ -58,8 +58,6 @@ def _check_flags() -> generate.Sampling:
   if _TEMPERATURE.value == 0 and sampling_flags:
     raise zoo_flags.FlagError(f"--{sampling_flags[0]} applies only when sampling: set "
                               "--temperature above 0 (0 is greedy)")
-  if _SEED.value < 0:
-    raise zoo_flags.FlagError(f"--sampling_seed must be 0 or more, got {_SEED.value}")
   if _MAX_NEW.value <= 0:
     raise zoo_flags.FlagError(f"--max_new_tokens must be positive, got {_MAX_NEW.value}")
   zoo_flags.check_threads(_THREADS.value)
@@ -68,7 +66,6 @@ def _check_flags() -> generate.Sampling:
     sampling.validate()
   except generate.GenerationError as e:  # the same words, naming the flag
     raise zoo_flags.FlagError(f"--{e}") from e
-  sampling.validate()
   zoo_flags.check_speculative(_SPECULATIVE.value, SPECULATIVE, _DRAFT_TOKENS.value)
   if (_SPECULATIVE.value == "draft_model") != (_DRAFT_MODEL.value is not None):
     raise zoo_flags.FlagError("--speculative=draft_model needs --draft_model=NAME[/VARIANT]"
