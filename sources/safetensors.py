@@ -118,22 +118,38 @@ class SafetensorsSource:
     return read_config(self.path)
 
 
+# Real config.json files are a few KiB (a few hundred with a large id2label); each is parsed whole
+# and copied into every manifest and scaffold, so one of many megabytes is a mistake or an attack.
+MAX_CONFIG_BYTES = 4 << 20
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
 def read_config(path: pathlib.Path) -> dict[str, Any] | None:
   """The config.json of checkpoint directory `path`, or None if it has none (or `path` is a
-  file). Raises CheckpointError when it is not a readable JSON object."""
+  file). Raises CheckpointError when it is not a readable JSON object of at most
+  MAX_CONFIG_BYTES."""
   found = path / "config.json" if path.is_dir() else None
   if found is None or not os.path.lexists(found):
     return None
   try:
     with validate.open_regular(found) as f:  # a directory, FIFO or symlink loop is named
-      text = f.read()
-    config = json.loads(text)
+      text = f.read(MAX_CONFIG_BYTES + 1)
   except validate.FileCheckError as e:
     raise CheckpointError(str(e)) from e
-  except (OSError, ValueError) as e:
+  except OSError as e:
+    raise CheckpointError(f"{found} cannot be read ({e.strerror or e})") from e
+  if len(text) > MAX_CONFIG_BYTES:
+    raise CheckpointError(f"{found} is over {MAX_CONFIG_BYTES >> 20} MiB, where a model's "
+                          "config.json is a few KiB: check that it is the model's config")
+  try:
+    config = json.loads(text)
+  except ValueError as e:
     raise CheckpointError(f"{found} is not readable JSON ({e})") from e
   except RecursionError as e:  # json's decoder recurses once per level
     raise CheckpointError(f"{found} is not readable JSON (nested too deeply)") from e
   if not isinstance(config, dict):
-    raise CheckpointError(f"{found} holds a {type(config).__name__}, not a JSON object")
+    raise CheckpointError(f"{found} holds a JSON {_JSON_KINDS.get(type(config), 'value')}, not "
+                          "an object: a Hugging Face config.json is one {...} of the model's "
+                          "settings")
   return config

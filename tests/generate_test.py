@@ -12,6 +12,7 @@ import pytest
 
 from litezoo import pipeline
 from litezoo.core import registry
+from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner
 from litezoo.tests import serving, testing
 
@@ -199,8 +200,10 @@ def test_a_draft_models_greedy_speculation_gives_plain_greedy_tokens(tiny):
   LiteRT runners: the text is plain greedy's; a second turn feeds the draft only what is new."""
   path, _ = tiny
   draft_spec = registry.Registry().get("smollm2")
+  # A draft only prefills and decodes: no verify or window signatures to convert.
   draft_path = pipeline.artifact(draft_spec, "tiny", pipeline.weights(draft_spec, "tiny"),
-                                 recipe="none", signatures=SIGNATURES, log=lambda _: None).path
+                                 recipe="none", signatures=Signatures((8, 16), 64),
+                                 log=lambda _: None).path
   context = [int(t) for t in np.random.default_rng(3).integers(0, 256, 12)]
   plain, _ = generate.Session(runner.Runner(path), set()).generate(context, 30)
   drafter = generate.DraftModel(runner.Runner(draft_path), draft_tokens=3)
@@ -500,8 +503,9 @@ def test_a_refused_chat_turn_leaves_the_conversation_as_it_was(chat_checkpoint):
   assert refused_then_asked.returncode == 0, refused_then_asked.stderr[-3000:]
   errors = [l for l in refused_then_asked.stderr.splitlines() if "generate: " in l]
   assert len(errors) == 1 and "but the KV cache holds 64" in errors[0]
-  asked = _chat(chat_checkpoint, "hi\nWhat is it?\n\n")
+  asked = _chat(chat_checkpoint, "hi\nWhat is it?\n")  # ended by EOF, not an empty line
   assert asked.returncode == 0, asked.stderr[-3000:]
+  assert asked.stderr.endswith("> \n")  # the last prompt's line is ended, as a shell's is
   assert refused_then_asked.stdout == asked.stdout
   assert refused_then_asked.stderr.count("[prefill") == asked.stderr.count("[prefill") == 2
 

@@ -326,6 +326,16 @@ def test_an_index_that_is_a_symlink_loop_is_named(tmp_path):
     sources.open_checkpoint(tmp_path)
 
 
+def test_a_config_of_many_megabytes_is_refused_before_it_is_parsed(tmp_path):
+  """A trial's 60 MB config.json (an unused key holding millions of integers) was parsed and
+  copied whole into every manifest: 4.5 minutes and two 270 MB manifests for a tiny model."""
+  (tmp_path / "config.json").write_text('{"model_type": "llama", "junk": [' + "1," * (3 << 20)
+                                        + '1]}')
+  with pytest.raises(sources.CheckpointError, match=r"config\.json is over 4 MiB, where a "
+                     r"model's config\.json is a few KiB: check that it is the model's config$"):
+    safetensors.read_config(tmp_path)
+
+
 @pytest.mark.parametrize("text", ["[" * 200_000 + "]" * 200_000,
                                   '{"a": ' * 5_000 + "1" + "}" * 5_000])
 def test_a_config_nested_too_deeply_is_one_error(tmp_path, text):

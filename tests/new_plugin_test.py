@@ -174,6 +174,10 @@ def test_a_missing_or_empty_checkpoint_directory_is_named(tmp_path):
   (tmp_path / "file").write_text("x")
   with pytest.raises(new_plugin.ScaffoldError, match=r"file is not a directory"):
     new_plugin.from_checkpoint(tmp_path / "file")
+  (tmp_path / "config.json").mkdir()  # read as every tool reads a checkpoint's config
+  with pytest.raises(new_plugin.ScaffoldError, match=r"config\.json: is a directory, not a "
+                     "regular file$"):
+    new_plugin.from_checkpoint(tmp_path)
 
 
 def test_heads_that_do_not_divide_are_named():

@@ -58,7 +58,8 @@ class Selection:
 
   @functools.cached_property
   def weights(self):
-    """The Weights (fetched, found or written on first use; then kept)."""
+    """The Weights (fetched, found or written on first use; then kept). First checks the
+    plugin's config for these signatures (UnsupportedConfigError)."""
     return self._resolve_weights(console.log)
 
   @property
@@ -200,10 +201,7 @@ class _Defined:
                         "not both")
       spec = default_registry().get(self.model.value)
     variant = self.variant.value or spec.default_variant
-    try:  # the plugin's own config, before any weights are written or read
-      model_config = spec.family.config(spec.variant(variant).config)
-    except UnsupportedConfigError as e:
-      raise UnsupportedConfigError(f"{spec.name}-{variant}'s config: {e}") from e
+    spec.variant(variant)  # UnknownVariantError, before the flags' own checks
     if self.weights:  # flag combinations first: no file read, no seconds of imports
       from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
       weights_lib.check(spec, variant, checkpoint, random=self.random.value,
@@ -243,10 +241,7 @@ class _Defined:
         signatures = dataclasses.replace(signatures, verify_windows=tuple(
             w for w in signatures.verify_windows if w in signatures.decode_windows
             and any(k <= w for k in signatures.verify_lengths)))
-      signatures.validate()
-      family = spec.family
-      if family.check_kv_cache is not None:  # before any work, not at step 1 of a conversion
-        family.check_kv_cache(model_config, signatures.kv_cache_max_len)
+      spec.check_signatures(variant, signatures)  # and the context, from the plugin's raw config
     recipe = None
     if self.recipe is not None:
       if self.recipe.value is not None and not self.recipe.value.strip():
@@ -256,8 +251,20 @@ class _Defined:
     for line in found:
       console.log(line)
 
+    def check_config():
+      # Reading the plugin's config through its family imports transformers and torch (seconds),
+      # which a misspelled flag, the tool's own included, should not wait for: it runs when the
+      # weights are first asked for, before any is written or read and before any conversion.
+      try:
+        model_config = spec.family.config(spec.variant(variant).config)
+      except UnsupportedConfigError as e:
+        raise UnsupportedConfigError(f"{spec.name}-{variant}'s config: {e}") from e
+      if signatures is not None and spec.family.check_kv_cache is not None:
+        spec.family.check_kv_cache(model_config, signatures.kv_cache_max_len)
+
     def resolve(log):
       from litezoo.sources import weights  # pylint: disable=g-import-not-at-top
+      check_config()
       if not self.weights:
         return weights.resolve(spec, variant, log=log)
       checkpoint = self.checkpoint.value

@@ -166,7 +166,10 @@ def main(argv):
       console.stderr().write("> ")  # stdout carries only the replies
       console.stderr().flush()
       line = sys.stdin.readline()
-      if not line or not line.strip():
+      if not line:  # Ctrl-D or the end of piped input: end the prompt's line, as a shell does
+        console.stderr().write("\n")
+        return 0
+      if not line.strip():
         return 0
       line = line.rstrip("\n")
     if line.strip() == "/reset":

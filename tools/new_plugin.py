@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 import keyword
 import math
 import os
@@ -31,6 +30,7 @@ from absl import flags
 from litezoo.artifacts import files
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import ModelSpec
+from litezoo.sources import CheckpointError, safetensors
 from litezoo.tools import common, console
 
 TEMPLATES = pathlib.Path(__file__).absolute().parent / "templates"
@@ -181,19 +181,13 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
     raise ScaffoldError(f"--from_checkpoint: {directory} "
                         f"{'is not a directory' if directory.exists() else 'does not exist'}; "
                         "give a Hugging Face checkpoint directory (its config.json is enough)")
-  path = directory / "config.json"
-  if not path.is_file():
+  try:
+    config = safetensors.read_config(directory)
+  except CheckpointError as e:
+    raise ScaffoldError(str(e)) from e
+  if config is None:
     raise ScaffoldError(f"--from_checkpoint: {directory} has no config.json; give a Hugging Face "
                         "checkpoint directory (its config.json is enough)")
-  try:
-    config = json.loads(path.read_text(encoding="utf-8"))
-  except (OSError, ValueError) as e:
-    raise ScaffoldError(f"{path} is not readable JSON ({e})") from e
-  except RecursionError as e:  # json's decoder recurses once per level
-    raise ScaffoldError(f"{path} is not readable JSON (nested too deeply)") from e
-  if not isinstance(config, dict):
-    raise ScaffoldError(f"{path} holds a JSON {_JSON_KINDS.get(type(config), 'value')}, not an "
-                        "object: a Hugging Face config.json is one {...} of the model's settings")
   family = families.by_model_type(config.get("model_type"))
   config = {k: v for k, v in config.items() if k not in _NOT_CONFIG}
   family.config(config)  # refuses a field the family cannot build, naming it
@@ -210,11 +204,7 @@ def from_checkpoint(directory: pathlib.Path) -> tuple[str, dict, dict, str]:
     scaling = _shrunk_longrope(config, key, tiny.get("head_dim", 64 // 4))
     if scaling:
       tiny[key] = scaling
-  return family.name, config, tiny, f"Read from {path}."
-
-
-_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-               type(None): "null"}
+  return family.name, config, tiny, f"Read from {directory / 'config.json'}."
 
 
 # The tiny variant's tokenizer (sources/random_weights.py) has <s> = 1 and </s> = 2 and no padding.
