@@ -334,9 +334,13 @@ def _litertlm(model: _Model, litertlm_type: str, tflite: pathlib.Path, tok: Bund
   if tok.chat_template:
     llm.jinja_prompt_template = ENGINE_CONTENT_AS_TEXT + tok.chat_template
   llm.max_num_tokens = model.kv_cache_max_len
-  # Greedy, as tools/generate; spelled top-k 1 since the CPU engine does not implement GREEDY.
-  llm.sampler_params.type = sampler_params_pb2.SamplerParameters.TOP_K
+  # Greedy, as tools/generate. LiteRT-LM 0.18's CPU sampler implements TOP_P only (GREEDY and
+  # TOP_K fail at the first token: "Sampler type: 1 not implemented yet" in `litert-lm run`, which
+  # samples as the file says), so greedy is spelled as its Python API spells it: top-p with k=1.
+  llm.sampler_params.type = sampler_params_pb2.SamplerParameters.TOP_P
   llm.sampler_params.k = 1
+  llm.sampler_params.p = 1.0
+  llm.sampler_params.temperature = 1.0
   getattr(llm.llm_model_type, litertlm_type).SetInParent()
   llm.supports_thinking = False
   llm.supports_function_calling = False

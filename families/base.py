@@ -71,6 +71,11 @@ class Reader:
     if model_type not in model_types:
       raise UnsupportedConfigError(
           f"the {family} family builds model_type {', '.join(model_types)}, not {model_type!r}")
+    for key in ("rope_scaling", "rope_parameters"):  # transformers' error would name the other
+      if hf.get(key) is not None and not isinstance(hf[key], Mapping):
+        raise UnsupportedConfigError(
+            f"{key}={hf[key]!r} in the {family} config: it must be an object such as "
+            '{"rope_type": "linear", "factor": 2.0}, or null for plain RoPE')
     try:
       # A deep copy: transformers rewrites nested dicts (rope_scaling) in place.
       self.values = transformers.AutoConfig.for_model(**copy.deepcopy(dict(hf))).to_dict()

@@ -4,6 +4,7 @@ tokens exactly and, sampling, the model's own distribution (chi-square against a
 chat turns reuse the KV cache, and a refused turn leaves the conversation as it was; sampling is
 seeded; limits and options that cannot apply are errors."""
 
+import dataclasses
 import json
 import re
 
@@ -12,13 +13,13 @@ import pytest
 
 from litezoo import pipeline
 from litezoo.core import registry
-from litezoo.core.spec import Signatures
 from litezoo.runtime import generate, runner
 from litezoo.tests import serving, testing
 
 SPEC = registry.Registry().get("tinyllama")
 # The suites' shared signatures (//tests:tinyllama_tiny_float holds them converted), as flags.
 SIGNATURES, CLI = testing.TINY_SIGNATURES, testing.TINY_FLAGS
+DRAFT_SIGNATURES = dataclasses.replace(SIGNATURES, verify_lengths=(), verify_windows=())
 # The chat model's: prefill and decode only (a conversation uses nothing else).
 CHAT_CLI = ("--prefill_seq_lens=8,16", "--kv_cache_max_len=64", "--verify_lengths=none",
             "--decode_windows=none")
@@ -200,9 +201,10 @@ def test_a_draft_models_greedy_speculation_gives_plain_greedy_tokens(tiny):
   LiteRT runners: the text is plain greedy's; a second turn feeds the draft only what is new."""
   path, _ = tiny
   draft_spec = registry.Registry().get("smollm2")
-  # A draft only prefills and decodes: no verify or window signatures to convert.
+  # A draft only prefills and decodes: tools/generate converts it without verify signatures
+  # (and the CLI test below then finds this float file and only quantizes it).
   draft_path = pipeline.artifact(draft_spec, "tiny", pipeline.weights(draft_spec, "tiny"),
-                                 recipe="none", signatures=Signatures((8, 16), 64),
+                                 recipe="none", signatures=DRAFT_SIGNATURES,
                                  log=lambda _: None).path
   context = [int(t) for t in np.random.default_rng(3).integers(0, 256, 12)]
   plain, _ = generate.Session(runner.Runner(path), set()).generate(context, 30)
@@ -422,6 +424,10 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
   assert drafted.stdout == first.stdout and "smollm2-tiny (dynamic_int8) on first use" in (
       drafted.stderr)
   assert "draft tokens accepted" in drafted.stderr
+  # The draft was converted without verify signatures, which it never calls.
+  draft = registry.Registry().get("smollm2")
+  assert pipeline.cached_artifact(draft, "tiny", pipeline.weights(draft, "tiny"),
+                                  recipe="dynamic_int8", signatures=DRAFT_SIGNATURES) is not None
   verbose = testing.run_tool("generate", *args, "--verbose")
   assert verbose.returncode == 0 and "INFO" in verbose.stderr  # --verbose shows them
 

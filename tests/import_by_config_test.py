@@ -100,6 +100,9 @@ def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):
     ("llama3", dict(rms_norm_eps=float("nan")), "rms_norm_eps=NaN in the llama config"),
     ("llama3", dict(rope_scaling=dict(rope_type="linear", factor=-2.0)),
      "rope_scaling={'rope_type': 'linear', 'factor': -2.0}: its factor must be a number above 0"),
+    # transformers' own refusal named the other key (rope_parameters).
+    ("llama3", dict(rope_scaling="linear"), "rope_scaling='linear' in the llama config: it must "
+     'be an object such as {"rope_type": "linear", "factor": 2.0}, or null for plain RoPE'),
 ])
 def test_a_field_the_family_does_not_implement_or_cannot_be_is_refused_by_name(
     tmp_path, name, changes, field):
@@ -116,11 +119,12 @@ def test_a_long_transformers_refusal_is_cut_at_a_word_and_keeps_the_field(tmp_pa
   directory = tmp_path / "m"
   directory.mkdir()
   (directory / "config.json").write_text(
-      json.dumps({**family_configs.TINY["llama3"], "rope_scaling": "linear"}))
+      json.dumps({**family_configs.TINY["llama3"], "attention_dropout": "x"}))
   with pytest.raises(UnsupportedConfigError) as e:
     pipeline.checkpoint_spec(directory, log=lambda _: None)
   text = str(e.value)
-  assert text.startswith("transformers refuses this llama config: Validation error for field")
+  assert text.startswith("transformers refuses this llama config: Validation error for field "
+                         "'attention_dropout'")
   assert text.endswith(" ...") and len(text) < 400
 
 

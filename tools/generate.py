@@ -8,6 +8,7 @@
       --draft_model=NAME/VARIANT --prompt=...   # a smaller model with the same tokenizer drafts
 """
 
+import dataclasses
 import sys
 
 from absl import flags
@@ -104,7 +105,10 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
     raise zoo_flags.FlagError(
         f"{label}: its tokenizer is not {s.name}'s ({len(theirs)} against {len(ours)} tokens, "
         f"{differ} entries differ); a draft model must share the target's tokenizer")
-  artifact = pipeline.artifact(spec, variant, weights, recipe=s.recipe, signatures=s.signatures,
+  # The target's signatures but its verify_<k>: a draft only prefills and decodes, and each
+  # signature costs conversion time and memory at load.
+  signatures = dataclasses.replace(s.signatures, verify_lengths=(), verify_windows=())
+  artifact = pipeline.artifact(spec, variant, weights, recipe=s.recipe, signatures=signatures,
                                log=console.log)
   return generate.DraftModel(runner.Runner(artifact.path, num_threads=_THREADS.value),
                              draft_tokens=_DRAFT_TOKENS.value)
