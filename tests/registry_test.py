@@ -191,6 +191,18 @@ def test_a_plugin_with_a_bad_hook_leaves_the_tools_working(site, tmp_path):
   line = testing.one_line_error(run, "generate")
   assert line.startswith("generate: error: unknown model 'gpt-17'; registered models: gemma, ")
   assert "tinyllama; plugin 'zoo-wrongarg' failed to load: its hook does not match " in line
+  # A run that works says so too, not only a failed lookup: the plugin's models are missing.
+  run = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--kv_layout=bshd",
+                         env={"PYTHONPATH": f"{testing.RUNFILES_ROOT}{os.pathsep}{tmp_path}"})
+  assert testing.one_line_error(run, "convert").startswith("convert: error: unknown kv cache ")
+  run = testing.run_tool("generate", "--model=tinyllama", "--variant=tiny", "--prompt=hi",
+                         "--max_new_tokens=2", "--kv_cache_max_len=32", "--prefill_seq_lens=8",
+                         "--verify_lengths=none",
+                         env={"PYTHONPATH": f"{testing.RUNFILES_ROOT}{os.pathsep}{tmp_path}"})
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert run.stderr.startswith("warning: plugin 'zoo-wrongarg' failed to load: its hook does not "
+                               "match ")
+  assert "(its models are left out; the others work)\n" in run.stderr
 
 
 def test_listing_names_every_plugin_problem(site):

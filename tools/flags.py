@@ -250,6 +250,8 @@ class _Defined:
       recipe = recipes.check(self.recipe.value or spec.default_recipe)
     for line in found:
       console.log(line)
+    for problem in default_registry().errors:  # not only when a lookup fails: said every run
+      console.log(f"warning: {problem} (its models are left out; the others work)")
 
     def check_config():
       # Reading the plugin's config through its family imports transformers and torch (seconds),
