@@ -139,6 +139,12 @@ def rope_theta(reader: Reader, default: float = 10000.0, kind: str | None = None
     raise UnsupportedConfigError(f"{key}={reader.given.get(key)!r}: RoPE type "
                                  f"{params['rope_type']!r} is not implemented by the "
                                  f"{reader.family} family")
+  return theta_of(params, reader, default)
+
+
+def theta_of(params: Mapping[str, Any], reader: Reader, default: float) -> float:
+  """The RoPE base of `params` (transformers 5's rope_parameters), else the config's top-level
+  rope_theta, else `default`; UnsupportedConfigError unless it is above 0."""
   return positive_theta(float(params.get("rope_theta") or reader.values.get("rope_theta")
                               or default))
 

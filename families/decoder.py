@@ -99,8 +99,7 @@ def read_rope(r: base.Reader, config_max_positions: int) -> dict:
     raise UnsupportedConfigError(
         f"{key}={r.given.get(key)!r}: RoPE type {rope_type!r} is not implemented by the "
         f"{r.family} family (it computes {', '.join(ROPE_TYPES)})")
-  theta = base.positive_theta(float(params.get("rope_theta") or r.values.get("rope_theta")
-                                     or 10000.0))
+  theta = base.theta_of(params, r, 10000.0)
   partial = float(params.get("partial_rotary_factor") or r("partial_rotary_factor", 1.0))
   scaling = {k: _hashable(v) for k, v in params.items()
              if k not in ("rope_theta", "rope_type", "type", "partial_rotary_factor")}
