@@ -20,5 +20,8 @@ def by_model_type(model_type: str):
     if model_type in family.model_types:
       return family
   known = sorted(t for f in FAMILIES for t in f.model_types)
+  if model_type is None:  # "model_type None is not one the zoo can build" read as a zoo bug
+    raise UnsupportedConfigError(f"the config has no model_type, which names the architecture; "
+                                 f"the zoo builds: {', '.join(known)}")
   raise UnsupportedConfigError(f"model_type {model_type!r} is not one the zoo can build; "
                                f"it builds: {', '.join(known)}")

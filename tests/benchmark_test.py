@@ -309,7 +309,9 @@ def test_an_empty_peer_list_and_a_work_dir_that_is_a_file_are_refused(tmp_path):
   (tmp_path / "a_file").write_text("")
   for flags, message in ((["--peers="], "--peers is empty: name peers"),
                          (["--peers=zoo", f"--work_dir={tmp_path / 'a_file'}"],
-                          "is a file, not a directory; choose another with --work_dir")):
+                          "is a file, not a directory; choose another with --work_dir"),
+                         (["--peers=zoo", "--work_dir="], "--work_dir is empty: give a "
+                          "directory")):
     run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", *flags)
     assert message in testing.one_line_error(run, "benchmark"), run.stderr[-2000:]
 

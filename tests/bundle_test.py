@@ -204,6 +204,13 @@ def test_a_task_for_a_tokenizer_without_bos_is_refused_pointing_to_litertlm(tiny
   with pytest.raises(bundle.BundleError, match=r"start token before every prompt, and the "
                      r"tokenizer of .* starts text with none .* --format=litertlm"):
     bundle.write_bundles(artifact, tok, weights.path, tmp_path, formats=("task",))
+  # The tool's default --format (every format) leaves the .task out and makes the .litertlm;
+  # asked for by name, the .task is refused.
+  from litezoo.tools import bundle as bundle_tool  # pylint: disable=g-import-not-at-top
+  bundled, formats = bundle_tool.tokenizer_for(tok, weights.path, ["task", "litertlm"], False)
+  assert formats == ["litertlm"] and bundled.sentencepiece is None and bundled.start_id is None
+  with pytest.raises(bundle.BundleError, match="starts text with none"):
+    bundle_tool.tokenizer_for(tok, weights.path, ["task", "litertlm"], True)
 
 
 def test_a_tokenizer_sentencepiece_cannot_carry_exactly_is_refused_for_task(tiny):

@@ -68,6 +68,13 @@ def test_generate_runs_a_checkpoint_like_a_plugin_model(tmp_path):
   assert expected.strip() and run.stdout.rstrip("\n") == expected
 
 
+def test_a_config_without_model_type_says_so(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))
+  with pytest.raises(UnsupportedConfigError, match="^the config has no model_type, which names "
+                     "the architecture; the zoo builds: "):
+    pipeline.checkpoint_spec(tmp_path, log=lambda _: None)
+
+
 def test_an_unknown_model_type_is_refused_listing_the_buildable_ones(tmp_path):
   directory = tmp_path / "gpt2"
   directory.mkdir()

@@ -206,6 +206,12 @@ def test_a_release_ships_other_recipes_beside_its_own_each_with_its_quality_row(
     (("--step=convert",), "--step=convert needs --tflite=PATH.tflite"),
     (("--step=describe",), "--step=describe needs --tflite=PATH.tflite"),
     (("--update_pins", "--check_pins"), "choose one of --update_pins and --check_pins"),
+    # A trial: an unknown recipe was never named; the step complained about its inputs instead.
+    (("--step=convert", "--recipe=int9", "--tflite={d}/x.tflite"),
+     "unknown quantization recipe 'int9'; valid recipes: none, fp16, dynamic_int8, "
+     "weight_only_int8, dynamic_int4_block32, dynamic_int4_block64, dynamic_int4_block128, "
+     "dynamic_int4_block256, dynamic_int4_channel (short names: int8 = dynamic_int8, int4 = "
+     "dynamic_int4_block32, float16 = fp16)"),
     (("--update_pins", "--step=describe", "--tflite={d}/x.tflite"),
      "choose one of --update_pins and --step=describe"),
     (("--step=quantize", "--float={d}/missing.tflite", "--tflite={d}/x.tflite"),

@@ -559,6 +559,9 @@ def test_speculative_serving_gives_the_same_greedy_text():
     (("--model=tinyllama", "--port=70000"), "--port must be in 0..65535, got 70000"),
     (("--model=nosuchmodel",), "unknown model"),
     (("--model=tinyllama", "--slots=0"), "--slots must be at least 1"),
+    # A trial: NaN and infinity passed the check and ended in a traceback at the server's start.
+    (("--model=tinyllama", "--drain_seconds=nan"),
+     "--drain_seconds must be a finite number >= 0, got nan"),
     (("--model=tinyllama", "--port=eighty"), "--port takes an integer, got 'eighty'"),
     (("--model=tinyllama", "stray"), "unexpected argument 'stray'"),
     # absl would keep the last: the first is not dropped silently (evaluate takes several).

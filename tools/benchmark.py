@@ -160,7 +160,7 @@ def _check_peer_flags() -> list[str]:
   if _LLAMACPP_DIR.value and not {"llamacpp", "llamacpp-gguf"} & set(peers):
     raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
                               "peer, which --peers leaves out: drop it")
-  if _WORK_DIR.value:
+  if _WORK_DIR.value is not None:  # an empty one is refused, not read as unset
     zoo_flags.output_dir(_WORK_DIR)
   return peers
 

@@ -16,8 +16,23 @@ from litezoo.tools import flags as zoo_flags
 
 _SELECT = zoo_flags.define()
 _FORMAT = flags.DEFINE_list("format", list(bundle.FORMATS),
-                            f"Bundle formats: {', '.join(bundle.FORMATS)}.")
+                            f"Bundle formats: {', '.join(bundle.FORMATS)} (default: each one the "
+                            "model's tokenizer allows).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", ".", "Where to write the bundles.")
+
+
+def tokenizer_for(tok, checkpoint, formats: list[str], asked: bool):
+  """(bundle.BundleTokenizer, formats): with the default --format (`asked` False), a .task the
+  tokenizer cannot be carried in (no BOS, no exact SentencePiece form) is left out with a log
+  line instead of failing the .litertlm too; asked for, it raises bundle.BundleError."""
+  try:
+    return bundle.bundle_tokenizer(tok, checkpoint, sentencepiece="task" in formats), formats
+  except bundle.BundleError as e:
+    if asked or "task" not in formats:
+      raise
+    console.log(f"no .task (the default --format asks for one where it can be made): {e}")
+    formats = [f for f in formats if f != "task"]
+    return bundle.bundle_tokenizer(tok, checkpoint, sentencepiece=False), formats
 
 
 def main(argv):
@@ -34,7 +49,7 @@ def main(argv):
   # The tokenizer is read and checked against the model's vocabulary in seconds, before the
   # minutes of converting.
   tok = pipeline.tokenizer(s.weights, console.log)
-  bundled = bundle.bundle_tokenizer(tok, s.weights.path, sentencepiece="task" in formats)
+  bundled, formats = tokenizer_for(tok, s.weights.path, formats, zoo_flags.given("format"))
   vocab = s.spec.variant(s.variant).config.get("vocab_size")
   if vocab:
     bundle.check_vocab(bundled, vocab, s.weights.path, f"{s.spec.name}-{s.variant}")

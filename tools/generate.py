@@ -124,6 +124,8 @@ def main(argv):
   del argv
   sampling = _check_flags()
   s = _SELECT.selection()
+  if _SPECULATIVE.value != "none":  # the flags against the signatures: before the tokenizer
+    zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
   tok = pipeline.tokenizer(s.weights, console.log)
   use_chat = tok.chat_template is not None and not _RAW.value
   if _RAW.value and tok.chat_template is None:
@@ -142,8 +144,6 @@ def main(argv):
     prompt = tok.encode(_PROMPT.value)
   if _PROMPT.value is not None:  # a --chat started without one has nothing to check yet
     generate.check_fits(len(prompt), s.signatures.kv_cache_max_len)
-  if _SPECULATIVE.value != "none":
-    zoo_flags.check_draft_tokens(s, _DRAFT_TOKENS.value)
   speculative = _speculative(s, tok)
   artifact = pipeline.artifact(s.spec, s.variant, s.weights, recipe=s.recipe,
                                signatures=s.signatures, log=console.log)

@@ -11,6 +11,7 @@ import pathlib
 from absl import flags
 
 from litezoo.artifacts import files
+from litezoo.quant import recipes
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 from litezoo.tools.releases import pins as release
@@ -90,6 +91,8 @@ def main(argv):
                                        (f"--step={_STEP.value}", _STEP.value)) if given]
   if len(actions) > 1:
     raise zoo_flags.FlagError(f"choose one of {' and '.join(actions)}")
+  if _RECIPE.value is not None:  # before the step looks for its inputs
+    recipes.check(_RECIPE.value)
   if _STEP.value and not _TFLITE.value:
     raise zoo_flags.FlagError(f"--step={_STEP.value} needs --tflite=PATH.tflite")
   if _FLOAT.value:

@@ -10,6 +10,7 @@ Ctrl-C stops taking requests, finishes the ones under way and queued, and exits.
 
 import errno
 import ipaddress
+import math
 import signal
 import socket
 import sys
@@ -59,8 +60,8 @@ def _check_flags() -> None:
                           ("max_body_bytes", _MAX_BODY, 1024)):
     if flag.value < low:
       raise zoo_flags.FlagError(f"--{name} must be at least {low}, got {flag.value}")
-  if _DRAIN.value < 0:
-    raise zoo_flags.FlagError(f"--drain_seconds must be >= 0, got {_DRAIN.value}")
+  if not (math.isfinite(_DRAIN.value) and _DRAIN.value >= 0):
+    raise zoo_flags.FlagError(f"--drain_seconds must be a finite number >= 0, got {_DRAIN.value}")
   zoo_flags.check_speculative(_SPECULATIVE.value, ("none", "prompt_lookup"), _DRAFT_TOKENS.value,
                               " (drafts from a model: tools/generate only)")
   if _API_KEY.value is not None and not _API_KEY.value.strip():
