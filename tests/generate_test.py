@@ -434,6 +434,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
 
 @pytest.mark.parametrize("args, message", [
     (("--temperature=-1", "--prompt=x"), "--temperature must be a finite number >= 0, got -1.0"),
+    (("--prompt=x", "--checkpoint=/nonexistent/ckpt"),
+     "checkpoint /nonexistent/ckpt does not exist"),
     (("--temperature=nan", "--prompt=x"), "--temperature must be a finite number >= 0, got nan"),
     (("--temperature=inf", "--prompt=x"), "--temperature must be a finite number >= 0, got inf"),
     (("--temperature=0.5", "--top_p=2", "--prompt=x"), "--top_p must be in (0, 1], got 2.0"),

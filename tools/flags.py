@@ -207,6 +207,9 @@ class _Defined:
       weights_lib.check(spec, variant, checkpoint, random=self.random.value,
                         seed=self.seed.value if given("weights_seed") else None,
                         allow_pickle=self.allow_pickle.value)
+      if checkpoint is not None and not common.user_path(checkpoint).exists():
+        from litezoo import sources  # pylint: disable=g-import-not-at-top
+        raise sources.missing(common.user_path(checkpoint))  # not after seconds of imports
     signatures = None
     if self.signatures:
       signatures = Signatures(
