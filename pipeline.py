@@ -173,7 +173,7 @@ def artifact(spec: ModelSpec, variant: str | None, weights_: Weights, *, recipe:
     prebuilt = cache.prebuilt(key, log)
     if prebuilt is not None:
       log(f"using prebuilt {prebuilt.path} for {spec.name}-{variant} ({recipe})")
-      return cache.fill_from(prebuilt, final)
+      return cache.fill_from(prebuilt, final)[0]
     # Imported only to convert: a cached or prebuilt artifact runs without torch (180 MiB, a
     # second).
     from litezoo.conversion import convert  # pylint: disable=g-import-not-at-top

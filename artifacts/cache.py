@@ -92,13 +92,30 @@ def prebuilt(cache_key: str, log: Callable[[str], None]) -> manifest.Artifact | 
   return None
 
 
-def fill_from(found: manifest.Artifact, final: pathlib.Path) -> manifest.Artifact:
-  """A copy of the artifact `found` (a prebuilt one, or a cached one for `convert`) at `final`,
-  manifest first (as a conversion writes it), the bytes through a temp file so no reader sees
-  half a file."""
+def fill_from(found: manifest.Artifact, final: pathlib.Path,
+              link: bool = False) -> tuple[manifest.Artifact, bool]:
+  """The artifact `found` (a prebuilt one, or a cached one for `convert`) at `final`, and whether
+  it is a hard link rather than a copy. Manifest first (as a conversion writes it), the bytes
+  through a temp file so no reader sees half a file.
+
+  With `link`, `final` becomes a hard link to `found` where the file system allows one (same
+  device), so a 1 GB model is not stored twice; else, and without `link`, a copy. Every reader
+  checks the bytes against the manifest's sha256 (`manifest.open_verified`), so a linked file
+  changed in place is caught in both places, and the cache converts its own again.
+  """
   copied = manifest.Artifact(final, dataclasses.replace(found.manifest, file=final.name))
   final.parent.mkdir(parents=True, exist_ok=True)
+  linked = False
   with files.atomic_path(final) as tmp:
-    shutil.copyfile(found.path, tmp)
+    if link:
+      staged = tmp.with_name(tmp.name + ".link")
+      try:
+        os.link(found.path, staged)
+        os.replace(staged, tmp)  # the locked temp name now holds the linked inode
+        linked = True
+      except OSError:  # another device (EXDEV), no hard links there, or not allowed: copy
+        staged.unlink(missing_ok=True)
+    if not linked:
+      shutil.copyfile(found.path, tmp)
     copied.write_manifest()
-  return copied
+  return copied, linked

@@ -252,7 +252,9 @@ class Registry:
           f"model {name!r} is registered by {count} plugins: {', '.join(plugins[:-1])} and "
           f"{plugins[-1]}; {_CHOOSE_PLUGINS}")
     if name not in models:
-      raise UnknownModelError(f"unknown model {name!r}; registered models: {self.listing()}")
+      close = difflib.get_close_matches(name, models, n=1)
+      hint = f"did you mean {close[0]!r}? " if close else ""
+      raise UnknownModelError(f"unknown model {name!r}; {hint}registered models: {self.listing()}")
     return models[name]
 
   def owner(self, name: str) -> str:

@@ -24,6 +24,7 @@ TINY = ["--model=tinyllama", "--variant=tiny", *testing.TINY_FLAGS, "--depths=4,
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
   out = tmp_path_factory.mktemp("bench")
+  (out / "no-llama.cpp").mkdir()  # a directory without a build: llama.cpp's "skipped" row
   run = testing.run_tool("benchmark", *TINY, "--peers=zoo,torch,llamacpp",
                          f"--llamacpp_dir={out / 'no-llama.cpp'}", f"--output_dir={out}",
                          f"--work_dir={out / 'work'}")
@@ -288,6 +289,8 @@ def test_bandwidth_reads_the_whole_array():
     (["--peers=zoo,zoo"], "--peers=zoo,zoo names a peer twice: name each once"),
     (["--llamacpp_dir=/nonexistent"], "--llamacpp_dir applies only with the llamacpp or "
      "llamacpp-gguf peer"),
+    (["--peers=llamacpp", "--llamacpp_dir=/nonexistent"], "--llamacpp_dir=/nonexistent is not "
+     "a directory: give the directory tools/setup_llamacpp.sh built into"),
     (["--output_dir="], "--output_dir is empty"),
     (["--prefill_seq_lens=8", "--kv_cache_max_len=4"], "must be between 1 and the kv cache"),
 ])

@@ -1,13 +1,15 @@
 """tools/convert and the pipeline behind it: files, manifest, atomic writes, errors by message."""
 
+import errno
 import json
+import os
 import pathlib
 
 import numpy as np
 import pytest
 
 from litezoo import pipeline, sources
-from litezoo.artifacts import files, manifest as manifest_lib
+from litezoo.artifacts import cache, files, manifest as manifest_lib
 from litezoo.conversion import convert
 from litezoo.core import registry
 from litezoo.core.spec import Signatures, SignatureError, UnknownVariantError
@@ -216,9 +218,10 @@ def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
   copied = testing.run_tool("convert", *flags, "--output_dir=copy", cwd=tmp_path,
                             env={"LITEZOO_CACHE": str(tmp_path / "cache")})
   assert copied.returncode == 0, copied.stderr[-3000:]
-  assert "a copy of the cached conversion" in copied.stderr and "export float" not in copied.stderr
+  assert ("a hard link to the cached conversion" in copied.stderr
+          and "export float" not in copied.stderr), copied.stderr[-3000:]
   out = tmp_path / "copy" / cached.path.name
-  assert out.read_bytes() == cached.path.read_bytes()
+  assert os.path.samefile(out, cached.path)  # one file on disk, not two
   assert manifest_lib.open_verified(out).manifest.file == out.name
   # A fresh cache: converted, to the same bytes.
   fresh = testing.run_tool("convert", *flags, "--output_dir=fresh", cwd=tmp_path,
@@ -232,7 +235,36 @@ def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
                                   signatures=SMALL).path.read_bytes() == out.read_bytes()
   again = testing.run_tool("convert", *flags, "--output_dir=again", cwd=tmp_path,
                            env={"LITEZOO_CACHE": str(tmp_path / "empty")})
-  assert again.returncode == 0 and "a copy of the cached conversion" in again.stderr
+  assert again.returncode == 0 and "a hard link to the cached conversion" in again.stderr
+  # A linked output changed in place is the cache's file changed: both readers catch it, and the
+  # cache converts its own again (a new file: the output keeps the changed one).
+  with open(tmp_path / "again" / out.name, "r+b") as f:
+    f.seek(-1, os.SEEK_END)
+    last = f.read(1)
+    f.seek(-1, os.SEEK_END)
+    f.write(bytes([last[0] ^ 1]))
+  with pytest.raises(files.ArtifactError, match="does not match its manifest"):
+    manifest_lib.open_verified(tmp_path / "again" / out.name)
+  assert pipeline.cached_artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                                  signatures=SMALL) is None
+
+
+def test_convert_copies_where_it_cannot_link(tmp_path, monkeypatch):
+  """Another file system (EXDEV) or one without hard links: the output is a whole copy."""
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                             signatures=SMALL, log=lambda _: None)
+
+  def no_link(*_):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+  monkeypatch.setattr(os, "link", no_link)
+  out, linked = cache.fill_from(cached, tmp_path / "out" / cached.path.name, link=True)
+  assert not linked and not os.path.samefile(out.path, cached.path)
+  assert out.path.read_bytes() == cached.path.read_bytes()
+  assert manifest_lib.open_verified(out.path).manifest.file == out.path.name
+  assert sorted(p.name for p in out.path.parent.iterdir()) == sorted(  # no temp file left
+      [out.path.name, out.path.name.removesuffix(".tflite") + ".manifest.json"])
 
 
 def test_convert_quantizes_the_cached_float_conversion(tmp_path, monkeypatch):

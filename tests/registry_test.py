@@ -141,6 +141,14 @@ def test_unknown_model_lists_the_registered_ones():
     registry.Registry().get("gpt-17")
   assert str(e.value).startswith("unknown model 'gpt-17'; registered models: ")
   assert "tinyllama" in str(e.value)
+  assert "did you mean" not in str(e.value)  # nothing is close to it
+
+
+def test_a_misspelled_model_gets_the_close_name():
+  with pytest.raises(registry.UnknownModelError) as e:
+    registry.Registry().get("tinylama")
+  assert str(e.value).startswith("unknown model 'tinylama'; did you mean 'tinyllama'? "
+                                 "registered models: ")
 
 
 WRONG_ARGUMENT = textwrap.dedent("""

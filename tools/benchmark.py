@@ -160,6 +160,10 @@ def _check_peer_flags() -> list[str]:
   if _LLAMACPP_DIR.value and not {"llamacpp", "llamacpp-gguf"} & set(peers):
     raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
                               "peer, which --peers leaves out: drop it")
+  if _LLAMACPP_DIR.value and not common.user_path(_LLAMACPP_DIR.value).is_dir():  # a typo
+    raise zoo_flags.FlagError(f"--llamacpp_dir={_LLAMACPP_DIR.value} is not a directory: give "
+                              "the directory tools/setup_llamacpp.sh built into, or leave the "
+                              "flag out for its default")
   if _WORK_DIR.value is not None:  # an empty one is refused, not read as unset
     zoo_flags.output_dir(_WORK_DIR)
   return peers

@@ -37,9 +37,10 @@ def main(argv):
   if final.resolve() == artifact.path.resolve():
     console.log(f"{final} is the cached conversion of these settings already: nothing to do")
     return 0
-  cache.fill_from(artifact, final)
-  console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: a "
-              f"{'copy of the cached conversion' if cached else 'copy of the conversion cached as'} "
+  _, linked = cache.fill_from(artifact, final, link=True)
+  how = "a hard link to" if linked else "a copy of"  # a link: the same bytes are not kept twice
+  console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: {how} "
+              f"{'the cached conversion' if cached else 'the conversion cached as'} "
               f"{artifact.path}")
   return 0
 
