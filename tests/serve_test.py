@@ -571,6 +571,11 @@ def test_speculative_serving_gives_the_same_greedy_text():
     (("--model=tinyllama", "--host=192.0.2.1"), "--host=192.0.2.1 is not an address of this"),
     (("--model=tinyllama", "--host="), "--host is empty: give an address"),
     (("--model=tinyllama", "--nosuchflag"), "Unknown command line flag 'nosuchflag'"),
+    # absl's negation is --noX; it suggested the on form for these.
+    (("--model=tinyllama", "--no_prefix_reuse"),
+     "unknown flag --no_prefix_reuse: the off form of --prefix_reuse is --noprefix_reuse"),
+    (("--model=tinyllama", "--no-prefix-reuse"),
+     "unknown flag --no-prefix-reuse: the off form of --prefix_reuse is --noprefix_reuse"),
     (("--model=tinyllama", "--speculative=medusa"),
      "unknown --speculative=medusa; choose one of none, prompt_lookup"),
     (("--model=tinyllama", "--variant=tiny", "--speculative=prompt_lookup", "--draft_tokens=9"),

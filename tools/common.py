@@ -47,6 +47,9 @@ _NOT_A_NUMBER = re.compile(r"^flag --(\w+)=(.*): (invalid literal for int\(\)|co
 _NOT_A_BOOL = re.compile(r"^flag --(\w+)=(.*): \('Non-boolean argument to boolean flag'")
 
 
+_UNKNOWN = re.compile(r"^Unknown command line flag '([\w-]+)'")
+
+
 def _flag_error(e: Exception) -> str:
   """absl's message, with Python's int()/float() wording replaced by the flag's type, and its
   tuple for a value given to an on/off flag replaced by words."""
@@ -55,6 +58,13 @@ def _flag_error(e: Exception) -> str:
     name, value = found.groups()
     return (f"--{name} is on or off and takes no value such as {value!r}: write --{name} or "
             f"--no{name}")
+  found = _UNKNOWN.match(str(e))
+  if found:  # --no_X or --no-X for an on/off flag X: absl's spelling is --noX
+    off = re.fullmatch(r"no[-_](\w[\w-]*)", found.group(1))
+    name = off and off.group(1).replace("-", "_")
+    if name and isinstance(flags.FLAGS[name] if name in flags.FLAGS else None,
+                           flags.BooleanFlag):
+      return f"unknown flag --{found.group(1)}: the off form of --{name} is --no{name}"
   found = _NOT_A_NUMBER.match(str(e))
   if not found:
     return str(e)
