@@ -40,10 +40,16 @@ class _SharingBuilder(flatbuffers.Builder):
     return self._strings[key]
 
 
-def _pack(model) -> bytearray:
+def pack(model) -> bytearray:
+  """The flatbuffer of `model` (a schema ModelT), each distinct vector and string written once."""
   builder = _SharingBuilder(1 << 20)
   builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
   return builder.Output()
+
+
+def align(n: int) -> int:
+  """`n` rounded up to where data stored after a flatbuffer may start."""
+  return -(-n // _ALIGN) * _ALIGN
 
 
 def share_vectors(raw: bytes | bytearray) -> bytearray:
@@ -70,13 +76,13 @@ def share_vectors(raw: bytes | bytearray) -> bytearray:
   if any(getattr(o, off) + getattr(o, size) > len(raw) for o, off, size in outside):
     raise ValueError(f"a truncated .tflite: its data runs past the end of its {len(raw)} bytes")
   if not outside:
-    return _pack(model)
+    return pack(model)
   data_start = min(getattr(o, off) for o, off, _ in outside)
-  size = len(_pack(model))  # offsets are non-zero either way, so moving them keeps the size
-  shift = -(-size // _ALIGN) * _ALIGN - data_start
+  size = len(pack(model))  # offsets are non-zero either way, so moving them keeps the size
+  shift = align(size) - data_start
   for o, off, _ in outside:
     setattr(o, off, getattr(o, off) + shift)
-  packed = _pack(model)
+  packed = pack(model)
   if len(packed) != size:
     raise AssertionError(f"re-packed flatbuffer changed size ({size} -> {len(packed)} bytes)")
   out = bytearray(data_start + shift + len(raw) - data_start)

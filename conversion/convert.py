@@ -99,11 +99,30 @@ def open_checked(spec: ModelSpec, variant: str, weights: Weights,
 
 def build_loaded(spec: ModelSpec, config: dict, source: Source,
                  kv_cache_max_len: int) -> torch.nn.Module:
-  """The re-authored model built from `config`, with the weights of `source` loaded."""
-  model = spec.family.build(spec.family.config(config), kv_cache_max_len)
-  loader.load(model, spec.family.tensor_names(spec.family.config(config)), source,
-              getattr(spec.family, "is_weight", lambda _: True))
+  """The re-authored model built from `config`, with the weights of `source` loaded. Raises
+  loader.LoadError when the checkpoint does not fit the config, before allocating the model."""
+  family_config = spec.family.config(config)
+  names = spec.family.tensor_names(family_config)
+  # The shapes alone first: a size that does not fit the checkpoint costs no memory.
+  loader.check(meta_build(spec, config, kv_cache_max_len), names, source,
+               getattr(spec.family, "is_weight", lambda _: True))
+  model = spec.family.build(family_config, kv_cache_max_len)
+  loader.load(model, names, source, getattr(spec.family, "is_weight", lambda _: True))
   return model
+
+
+def meta_build(spec: ModelSpec, config: dict, kv_cache_max_len: int) -> torch.nn.Module:
+  """The model of `config` on the meta device (shapes, no memory). Raises loader.LoadError
+  when its sizes make a tensor too large to exist (torch's "Storage size calculation
+  overflowed", a traceback before)."""
+  try:
+    with torch.device("meta"):
+      return spec.family.build(spec.family.config(config), kv_cache_max_len)
+  except RuntimeError as e:
+    if "overflow" not in str(e):
+      raise
+    raise loader.LoadError(f"the config's sizes make a tensor too large to exist ({e}): check "
+                           "hidden_size, intermediate_size and vocab_size in config.json") from e
 
 
 def load_model(spec: ModelSpec, variant: str, weights: Weights, kv_cache_max_len: int,
@@ -239,14 +258,15 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   quant_recipe = recipes.resolve(recipe, tied)
   with files.atomic_path(final) as tmp:
     if quant_recipe is None:  # the float export is the artifact: written in place, never moved
-      stages.run("export float", export.export_float, model, signatures, str(tmp))
+      exported = stages.run("export float", export.export_float, model, signatures, str(tmp))
       del model
       gc.collect()
       stages.run("quantize (none)", lambda: None)
       stages.run("write (in place)", lambda: None)
     else:
       with files.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
-        stages.run("export float", export.export_float, model, signatures, str(float_file))
+        exported = stages.run("export float", export.export_float, model, signatures,
+                              str(float_file))
         del model
         gc.collect()
         data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),
@@ -265,7 +285,8 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
         cache_key=cache.key(spec, variant, recipe, signatures, weights,
                             transform.name if transform is not None else None),
         conversion={"seconds": round(time.monotonic() - start, 2),
-                    "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes()}))
+                    "stage_seconds": stages.seconds, "peak_rss_bytes": peak_rss_bytes(),
+                    **(exported or {})}))
     # The manifest lands first: an artifact is never visible without one.
     artifact.write_manifest()
   log(f"wrote {final} ({artifact.manifest.size_bytes / 2**20:.1f} MiB) and its manifest in "
@@ -297,8 +318,7 @@ def refuse_unfit_recipe(spec: ModelSpec, config: dict, kv_cache_max_len: int, re
   quantizer would say so only after them, in its own terms, about a tensor). Returns the model's
   config (built on the meta device: no memory). Raises export.QuantizeError."""
   from litezoo.conversion import export  # pylint: disable=g-import-not-at-top
-  with torch.device("meta"):  # only the config and the shapes are needed: allocate nothing
-    meta_model = spec.family.build(spec.family.config(config), kv_cache_max_len)
+  meta_model = meta_build(spec, config, kv_cache_max_len)  # the shapes only: allocates nothing
   try:
     recipes.check_blocks(recipe, {
         name: int(m.weight.shape[1]) for name, m in meta_model.named_modules()

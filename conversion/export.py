@@ -5,15 +5,24 @@ Two stages keep memory low (see shared/TOOLCHAIN.md): the float conversion runs 
 quantizes that file. Converting and quantizing in one call peaks above 13 GB for TinyLlama 1.1B.
 """
 
+import contextlib
+import os
+import pathlib
+import signal
+import sys
+import time
+import traceback
+
 import torch
 from torch import nn
 
+from litezoo.conversion import merge
 from litezoo.conversion.litert import converter, export_config, kv_cache
 from litezoo.core.errors import ZooError
 from litezoo.core.spec import Signatures
 
 
-def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
+def export_float(model: nn.Module, signatures: Signatures, path: str) -> dict:
   """Writes `model` as float32 .tflite with the signatures of `signatures` (core/spec.py).
 
   Inputs: tokens [1, n] int32, input_pos [n] int32, kv_cache_{k,v}_<layer> in the signatures'
@@ -21,6 +30,12 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   cache. rows is n, except for prefill_<n> with prefill_logits="last": 1, the logits of the token
   at the first maximum of input_pos (the runner gives padding slots the last real token's
   position). The mask comes from the model's own mask cache, cut to the cache's length.
+
+  Four or more signatures are converted in two groups, each its own litert-torch conversion,
+  and merged (conversion/merge.py): in two processes at once where the machine has two cores
+  and the memory (`_second_process`), else one after the other. The bytes are the same either
+  way. Returns what the manifest records of it: {"export_processes": 1 or 2, and with 2
+  "export_child_peak_rss_bytes"}.
   """
   signatures.validate()
   config = model.config
@@ -29,14 +44,10 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   every_row = converter_module(model, cfg)
   last_row = converter_module(model, cfg, last_logits=True)
   prefill = last_row if signatures.prefill_logits == "last" else every_row
-  conv = converter.Converter()
+  entries = []  # (name, module, tokens, cache entries), in the file's signature order
 
   def add(name: str, module: nn.Module, length: int, cache_len: int) -> None:
-    conv.add_signature(name, module, sample_kwargs={
-        "tokens": torch.zeros((1, length), dtype=torch.int32),
-        "input_pos": torch.arange(0, length, dtype=torch.int32),
-        "kv_cache": kv_cache.KVCache.from_model_config(cache_len, config, kv_layout=layout),
-    })
+    entries.append((name, module, length, cache_len))
 
   full = signatures.kv_cache_max_len
   for length in sorted(signatures.prefill_seq_lens):
@@ -52,14 +63,140 @@ def export_float(model: nn.Module, signatures: Signatures, path: str) -> None:
   for window in sorted(signatures.verify_windows):
     for length in sorted(k for k in signatures.verify_lengths if k <= window):
       add(f"w{window}_verify_{length}", every_row, length, window)
+
+  def convert(group, out: str) -> None:
+    conv = converter.Converter()
+    for name, module, length, cache_len in group:
+      conv.add_signature(name, module, sample_kwargs={
+          "tokens": torch.zeros((1, length), dtype=torch.int32),
+          "input_pos": torch.arange(0, length, dtype=torch.int32),
+          "kv_cache": kv_cache.KVCache.from_model_config(cache_len, config, kv_layout=layout),
+      })
+    global _LOWERED
+    _LOWERED = True  # before the call: a failed one may have started MLIR's threads too
+    conv.convert(lightweight_conversion=True).export(out)
+    _release_export_graph()
+
   head = model.lm_head
   model.lm_head = _LastRowHead(head)  # for the trace only: the caller's model is left as it was
   try:
-    edge_model = conv.convert(lightweight_conversion=True)
-    edge_model.export(path)
+    if len(entries) < _SPLIT_FROM:
+      convert(entries, path)
+      return {"export_processes": 1}
+    half = (len(entries) + 1) // 2
+    try:
+      return _in_two(convert, entries[:half], entries[half:], path)
+    except merge.MergeError:  # a graph the merge does not know: one conversion, as before
+      convert(entries, path)
+      return {"export_processes": 1}
   finally:
     model.lm_head = head
     _release_export_graph()
+
+
+_SPLIT_FROM = 4  # signatures: fewer are converted in one piece (a split would not pay)
+_LOWERED = False  # whether this process has run litert-torch's lowering (JAX, MLIR) yet
+
+
+def _in_two(convert, first, second, path: str) -> dict:
+  """`convert`s the two groups into temp files beside `path` (the second in a forked process
+  when `_second_process` allows it) and merges them into `path`."""
+  parts = [f"{path}.part{i}" for i in (1, 2)]
+  error = parts[1] + ".error"
+  info = {"export_processes": 1}
+  try:
+    if _second_process():
+      pid = os.fork()
+      if pid == 0:
+        _child(convert, second, parts[1], error)  # never returns
+      try:
+        start = time.monotonic()
+        convert(first, parts[0])
+        # The groups take about as long: a child far slower than that is stuck, not working.
+        status, usage = _wait(pid, deadline=time.monotonic() + 3 * (time.monotonic() - start) + 60)
+      except BaseException:
+        _stop(pid)
+        raise
+      if status == 0:
+        info = {"export_processes": 2, "export_child_peak_rss_bytes": usage.ru_maxrss * 1024}
+      else:  # killed (out of memory?), failed or stuck: here, where a failure shows its traceback
+        convert(second, parts[1])
+    else:
+      convert(first, parts[0])
+      convert(second, parts[1])
+    merge.merge(pathlib.Path(parts[0]), pathlib.Path(parts[1]), pathlib.Path(path))
+    return info
+  finally:
+    for part in (*parts, error):
+      pathlib.Path(part).unlink(missing_ok=True)
+
+
+def _wait(pid: int, deadline: float):
+  """(wait status, rusage) of the child `pid`, or (None, None) after stopping it at `deadline`."""
+  while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+      return status, usage
+    if time.monotonic() > deadline:
+      _stop(pid)
+      return None, None
+    time.sleep(0.2)
+
+
+def _stop(pid: int) -> None:
+  with contextlib.suppress(ProcessLookupError, ChildProcessError):
+    os.kill(pid, signal.SIGKILL)  # its temp files are the parent's to remove
+    os.waitpid(pid, 0)
+
+
+def _child(convert, group, out: str, error: str) -> None:
+  """The forked process: converts `group` into `out` and exits, 0 on success; never returns,
+  and never runs the parent's cleanup (its temp files and locks are the parent's)."""
+  code = 1
+  try:
+    # New streams: a lock another thread of the parent held at the fork would stay held here.
+    sys.stdout = sys.stderr = open(error, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    torch.set_num_threads(1)  # the parent's OpenMP pool does not exist in this process
+    convert(group, out)
+    code = 0
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+  finally:
+    with contextlib.suppress(BaseException):
+      sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _second_process() -> bool:
+  """Whether the second group may convert in a forked process: a POSIX fork, a process that
+  has not lowered a model yet (the thread pools of JAX's backend and of MLIR's contexts do not
+  survive a fork: a child reusing them waits forever; so the first conversion of a tool's run
+  is split across processes, and later ones in the same process run one after the other), two
+  cores this process may run on, memory for a second export (MemAvailable over twice this
+  process's RSS: the weights are shared until written, the export's own memory is not), and
+  not turned off with LITEZOO_EXPORT_PROCESSES=1."""
+  if os.environ.get("LITEZOO_EXPORT_PROCESSES", "") == "1" or not hasattr(os, "fork"):
+    return False
+  bridge = sys.modules.get("jax._src.xla_bridge")
+  if _LOWERED or getattr(bridge, "_backends", None):
+    return False
+  if len(os.sched_getaffinity(0)) < 2:
+    return False
+  try:
+    available = _proc_bytes("/proc/meminfo", "MemAvailable")
+    rss = _proc_bytes("/proc/self/status", "VmRSS")
+  except (OSError, ValueError):
+    return False
+  return available > 2 * rss
+
+
+def _proc_bytes(path: str, field: str) -> int:
+  """A "Field: N kB" line of /proc/meminfo or /proc/self/status, in bytes."""
+  with open(path, encoding="ascii") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024
+  raise ValueError(f"no {field} in {path}")
 
 
 def kv_layout(signatures: Signatures, config):

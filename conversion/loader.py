@@ -139,15 +139,15 @@ def _list(names: list[str], limit: int = 5) -> str:
   return shown + (f", ... ({len(names)} in all)" if len(names) > limit else f" ({len(names)})")
 
 
-def load(model: nn.Module, names: TensorNames, source: Source,
-         is_weight: Callable[[str], bool] = lambda _: True) -> LoadReport:
-  """Copies every model parameter from `source`.
-
-  Raises LoadError, before copying anything, naming: the tensors the model needs that the
-  checkpoint lacks (with the checkpoint's closest unused names), and the checkpoint tensors the
-  model would not use (`is_weight` says which names are not weights at all, e.g. saved RoPE
-  buffers); while copying, a tensor whose shape does not fit.
-  """
+def check(model: nn.Module, names: TensorNames, source: Source,
+          is_weight: Callable[[str], bool] = lambda _: True) -> dict[str, "_Mapped"]:
+  """The load plan of `model` (which may be on the meta device: only shapes are read) from
+  `source`; raises LoadError naming the tensors the model needs that the checkpoint lacks (with
+  the checkpoint's closest unused names), the checkpoint tensors the model would not use
+  (`is_weight` says which names are not weights at all, e.g. saved RoPE buffers), or a tensor
+  taken as it is whose shape differs. Run on a meta model before the real one is allocated, a
+  config whose sizes the checkpoint contradicts (a hidden_size left out, a GGUF of a vocabulary
+  and no tensors) costs no memory: it was an out-of-memory kill before."""
   mapping = plan(model, names)
   available = set(source.names())
   needed = {s for m in mapping.values() for s in m.sources}
@@ -167,6 +167,27 @@ def load(model: nn.Module, names: TensorNames, source: Source,
         f"the checkpoint holds {len(unused)} tensors the model would not use: {_list(unused)}; "
         "converting without them would give a model that differs from the checkpoint (is it a "
         "checkpoint of another architecture, or does its config leave out a feature?)")
+  params = dict(model.named_parameters())
+  for param, mapped in mapping.items():
+    if mapped.combine is _as_is:  # a fused tensor's parts are checked as they load
+      found = tuple(source.shape(mapped.sources[0]))
+      if found != tuple(params[param].shape):
+        raise LoadError(f"shape mismatch for {mapped.sources[0]}: the model expects "
+                        f"{list(params[param].shape)}, the checkpoint has {list(found)}; the "
+                        "checkpoint's config and the model's differ")
+  return mapping
+
+
+def load(model: nn.Module, names: TensorNames, source: Source,
+         is_weight: Callable[[str], bool] = lambda _: True) -> LoadReport:
+  """Copies every model parameter from `source`.
+
+  Raises LoadError, before copying anything, for what `check` refuses; while copying, for a
+  fused tensor whose parts do not fit, or a tensor that is not floating point or not finite.
+  """
+  mapping = check(model, names, source, is_weight)
+  available = set(source.names())
+  needed = {s for m in mapping.values() for s in m.sources}
   params = dict(model.named_parameters())
   read_into = getattr(source, "read_into", None)  # safetensors: straight into the parameter
   with torch.no_grad():

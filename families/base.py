@@ -28,6 +28,11 @@ def _set(value: Any) -> bool:
 SIZES = frozenset(("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                    "num_attention_heads", "max_position_embeddings"))
 
+# Sizes config.json itself must give: transformers fills in a default for its model type (a
+# hidden_size of 4096), which the checkpoint's shapes then contradict far from the cause.
+WRITTEN = frozenset(("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads"))
+
 # config.json keys that change the computation when set. A family that does not read one of these
 # refuses a config that sets it, naming the key, instead of building something else silently.
 FEATURES: dict[str, Callable[[Any], bool]] = {
@@ -102,8 +107,10 @@ class Reader:
     sizes (SIZES) and not a whole number of at least 1 (a context of 0 reached the converter's
     assertions; -1 layers was reported as unused tensors)."""
     value = self(key)
-    if value is None:
-      raise UnsupportedConfigError(f"the {self.family} config has no {key!r}")
+    if value is None or (key in WRITTEN and key not in self.given):
+      raise UnsupportedConfigError(f"the {self.family} config has no {key!r}" + (
+          f" (transformers would assume {value}, a guess that decides every shape)"
+          if value is not None else ""))
     if key in SIZES and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                              and float(value).is_integer() and value >= 1):
       raise UnsupportedConfigError(f"{key}={value!r} in the {self.family} config: it must be a "

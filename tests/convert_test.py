@@ -86,6 +86,10 @@ def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
      "--random_weights and --checkpoint exclude each other"),
     (["--model=tinyllama", "--variant=tiny", "--weights_seed=3", "--checkpoint=."],
      "--weights_seed and --checkpoint exclude each other"),
+    # A trial: accepted though it could change nothing.
+    (["--model=tinyllama", "--variant=tiny", "--random_weights"],
+     "--random_weights applies to a variant with real weights; tinyllama-tiny has random "
+     "weights already: drop the flag"),
     (["--model=tinyllama", "--variant=tiny", "--allow_pickle"],
      "--allow_pickle applies only to a --checkpoint"),
     (["--model=smollm2", "--weights_seed=3"], "--weights_seed applies only to random weights"),

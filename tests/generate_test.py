@@ -476,6 +476,10 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--draft_tokens=8 is more than verify_8 scores after the pending token (7): use at most 7"),
     (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2"),
      "--draft_model=smollm2: its tokenizer is not tinyllama-tiny's (49152 against 256 tokens"),
+    # A trial: the target as its own draft converted a second file and halved the speed.
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=tinyllama/tiny"),
+     "--draft_model=tinyllama/tiny: it is the target model itself: a draft pays off only when it is "
+     "much smaller"),
     (("--prompt=x", "--speculative=medusa"),
      "unknown --speculative=medusa; choose one of none, prompt_lookup, draft_model"),
     (("--prompt=x", "--speculative=prompt_lookup", "--verify_lengths=none",

@@ -188,3 +188,35 @@ def test_the_benchmark_takes_a_checkpoint_as_the_model_not_beside_one(tmp_path):
       testing.run_tool("benchmark", "--model=tinyllama", f"--checkpoint={directory}",
                        "--peers=zoo", cwd=tmp_path), "benchmark")
   assert "give --model or --checkpoint, not both" in line
+
+
+def test_a_size_config_json_leaves_out_is_named_not_defaulted(tmp_path):
+  """transformers would fill in hidden_size=4096 for qwen2, and the checkpoint's shapes would
+  then contradict it, far from the cause (a trial)."""
+  directory = tmp_path / "qwen2"
+  directory.mkdir()
+  config = dict(family_configs.TINY["qwen2"])
+  del config["hidden_size"]
+  (directory / "config.json").write_text(json.dumps(config))
+  with pytest.raises(UnsupportedConfigError, match=r"^the qwen2 config has no 'hidden_size' "
+                     r"\(transformers would assume 4096, a guess that decides every shape\)$"):
+    pipeline.checkpoint_spec(directory, log=lambda _: None)
+
+
+@pytest.mark.parametrize("hidden, message", [
+    # A trial: torch's "Storage size calculation overflowed" came out as a traceback.
+    (10**12, "the config's sizes make a tensor too large to exist (Storage size calculation "
+     "overflowed"),
+    # Checked on the meta device before the model is allocated (16x the memory here).
+    (256, "shape mismatch for model.embed_tokens.weight: the model expects [256, 256], the "
+     "checkpoint has [256, 64]"),
+])
+def test_config_sizes_the_checkpoint_contradicts_are_one_line(tmp_path, hidden, message):
+  directory = _checkpoint(tmp_path, "qwen2")
+  config = json.loads((directory / "config.json").read_text())
+  assert config["hidden_size"] == 64 and config["vocab_size"] == 256
+  (directory / "config.json").write_text(json.dumps({**config, "hidden_size": hidden}))
+  line = testing.one_line_error(testing.run_tool("convert", f"--checkpoint={directory}",
+                                                 "--quantize=none", f"--output_dir={tmp_path}"),
+                                "convert")
+  assert message in line

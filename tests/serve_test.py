@@ -24,7 +24,7 @@ import pytest
 
 from litezoo.runtime import generate
 from litezoo.tests import serving, testing
-from litezoo.tools.server import engine, load
+from litezoo.tools.server import app as app_lib, engine, load
 
 KEY = "test-key"
 Server = serving.Server
@@ -184,7 +184,12 @@ def test_json_object_and_regex_and_grammar(client):
         "type": "object", "properties": {"a": {"type": "nonsense"}}}}}), 400,
      "response_format.json_schema.schema", None),
     (dict(max_tokens=0), 400, "max_tokens", None),
+    # A trial: past llguidance's lexer limits, a 500 and a traceback in the log.
+    (dict(response_format={"type": "regex", "regex": "(a|aa)*(b|bb){1000}"}), 400,
+     "response_format", None),
     (dict(stop=["a", "b", "c", "d", "e"]), 400, "stop", None),
+    # A trial: 4 stop strings of 250 KB held the model for 258 s (checked at every token).
+    (dict(stop=["x" * 1001]), 400, "stop", None),
     (dict(stop=["}"], response_format={"type": "json_object"}), 400, "stop", None),
     (dict(messages=[{"role": ["user"], "content": "hi"}]), 400, "messages[0].role", None),
     (dict(temperature=10**400), 400, "temperature", None),
@@ -218,6 +223,16 @@ def test_errors_in_openai_format(client, kwargs, status, param, code):
   if code:
     assert e.code == code
   assert "Traceback" not in json.dumps(e.body)
+
+
+def test_held_back_text_is_the_longest_stop_prefix_ending_the_reply():
+  """engine._held (linear in the stop's length per token) against its definition."""
+  rng = np.random.default_rng(0)
+  for _ in range(3000):
+    text = "".join(rng.choice(list("ab"), rng.integers(0, 12)))
+    stop = "".join(rng.choice(list("ab"), rng.integers(1, 8)))
+    expected = max((k for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+    assert engine._held(text, stop) == expected, (text, stop)  # pylint: disable=protected-access
 
 
 CAPACITY = int(next(a for a in SIGNATURES if a.startswith("--kv_cache_max_len=")).split("=")[1])
@@ -343,6 +358,34 @@ def test_malformed_json_and_huge_bodies_are_refused_and_the_server_goes_on(serve
       b'{"model": "smollm2-tiny", "messages": [{"role": "user", "content": "\\ud800 hi"}]}'))
   assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content", r.text
   assert ask(client, "still there?", max_tokens=2).usage.completion_tokens == 2
+
+
+def test_a_web_page_cannot_use_the_loopback_server(server):
+  """A trial: any Host and any Content-Type were served, so a page in the user's browser could
+  POST a "simple" (form or text/plain) request without CORS asking first, and with DNS
+  rebinding (its own name resolving to 127.0.0.1) read the reply."""
+  body = json.dumps({"model": "smollm2-tiny", "max_tokens": 2,
+                     "messages": [{"role": "user", "content": "hi"}]})
+  auth = {"Authorization": f"Bearer {KEY}"}
+  for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+    r = httpx.post(server.v1 + "/chat/completions", content=body,
+                   headers={**auth, **({"Content-Type": kind} if kind else {})})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+  port = server.v1.split(":")[-1].split("/")[0]
+  for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.attacker.example"):
+    r = httpx.get(server.v1 + "/models", headers={**auth, "Host": host})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host", r.text
+    assert "it listens on loopback" in r.json()["error"]["message"]
+  for host in (f"localhost:{port}", f"LOCALHOST:{port}", f"127.0.0.1:{port}", "localhost"):
+    r = httpx.post(server.v1 + "/chat/completions", content=body,
+                   headers={**auth, "Host": host, "Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200, (host, r.text)
+
+
+def test_host_names_are_read_without_the_port():
+  assert [app_lib.host_name(h) for h in ("[::1]:8000", "[::1]", "Localhost:80", "127.0.0.1",
+                                        "::1", "")] == ["::1", "::1", "localhost", "127.0.0.1",
+                                                        "::1", ""]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
@@ -607,7 +650,7 @@ def test_a_body_that_stops_halfway_is_refused_after_a_timeout():
   import socket  # pylint: disable=g-import-not-at-top
   import threading  # pylint: disable=g-import-not-at-top
   import uvicorn  # pylint: disable=g-import-not-at-top
-  from litezoo.tools.server import app as app_lib  # pylint: disable=g-import-not-at-top
+
   served = app_lib.Served(engine=None, model_id="m", aliases=(), tokenizer=None,
                           tokenizer_lock=threading.Lock(), grammars=None, body_seconds=1.0)
   server = uvicorn.Server(uvicorn.Config(app_lib.create_app(served), log_level="warning"))

@@ -39,7 +39,9 @@ def _write_node_data(directory: pathlib.Path, found) -> None:
 def main(argv):
   del argv
   if not 0 < _PORT.value < 65536:
-    raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port")
+    raise zoo_flags.FlagError(f"--port={_PORT.value} is not a TCP port: give 1 to 65535 (Model "
+                              "Explorer takes the first free port from there up, so there is no "
+                              "0 for any free port, as serve has)")
   if not _HOST.value.strip():  # an empty host binds every address, and Model Explorer then spun
     raise zoo_flags.FlagError("--host is empty: give an address (127.0.0.1, the default)")
   s = _SELECT.selection()

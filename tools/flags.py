@@ -204,6 +204,9 @@ class _Defined:
     spec.variant(variant)  # UnknownVariantError, before the flags' own checks
     if self.weights:  # flag combinations first: no file read, no seconds of imports
       from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
+      if self.random.value and checkpoint is None and spec.variant(variant).random_weights:
+        raise FlagError(f"--random_weights applies to a variant with real weights; {spec.name}-"
+                        f"{variant} has random weights already: drop the flag")
       weights_lib.check(spec, variant, checkpoint, random=self.random.value,
                         seed=self.seed.value if given("weights_seed") else None,
                         allow_pickle=self.allow_pickle.value)

@@ -91,6 +91,10 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
     spec = zoo_flags.default_registry().get(name)
     variant = variant or spec.default_variant
     spec.variant(variant)
+    if (spec.name, variant) == (s.spec.name, s.variant) and not _SELECT.checkpoint.value:
+      raise zoo_flags.FlagError("it is the target model itself: a draft pays off only "
+                                "when it is much smaller (same tokenizer); name a smaller model, "
+                                "or use --speculative=prompt_lookup")
     if spec.family.check_kv_cache is not None:  # the draft's cache is as long as the target's
       spec.family.check_kv_cache(spec.family.config(spec.variant(variant).config),
                                  s.signatures.kv_cache_max_len)

@@ -188,6 +188,8 @@ def main(argv):
   served = server_app.Served(
       engine=engine, model_id=s.name, aliases=(s.spec.name,), tokenizer=tok,
       tokenizer_lock=tok_lock, grammars=grammars, api_key=_API_KEY.value,
+      allowed_hosts=server_app.LOOPBACK_HOSTS if ipaddress.ip_address(
+          sock.getsockname()[0].split("%")[0]).is_loopback else None,
       max_body_bytes=_MAX_BODY.value, drain_seconds=_DRAIN.value, log=console.log)
   config = uvicorn.Config(server_app.create_app(served), log_level="warning", access_log=False,
                           timeout_graceful_shutdown=int(_DRAIN.value) + 5,

@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect
 from litezoo.runtime.tokenizer import TokenizerError
 from litezoo.tools.server import protocol
 from litezoo.tools.server.engine import Cancelled, Engine, Job, QueueFull, Result
+from litezoo.tools.server.grammar import GrammarLimitError
 from litezoo.tools.server.protocol import ApiError
 
 
@@ -44,6 +45,9 @@ class Served:
   tokenizer_lock: threading.Lock
   grammars: object | None  # grammar.Grammars
   api_key: str | None = None
+  # Host header names the server answers to (None: any). Bound to loopback, only loopback
+  # names: a web page whose own name resolves to 127.0.0.1 (DNS rebinding) is refused.
+  allowed_hosts: frozenset[str] | None = None
   max_body_bytes: int = 1 << 20
   # A body that has not arrived whole by then is refused (408): a client that sends half of one
   # and stops would otherwise hold its connection, and a slot in the event loop, for ever.
@@ -53,11 +57,34 @@ class Served:
   created: int = dataclasses.field(default_factory=lambda: int(time.time()))
 
 
+LOOPBACK_HOSTS = frozenset(("localhost", "127.0.0.1", "::1"))
+
+
+def host_name(header: str) -> str:
+  """The name in a Host header, without its port: "[::1]:8000" -> "::1", "Localhost" ->
+  "localhost"."""
+  header = header.strip().lower()
+  if header.startswith("["):  # an IPv6 address, maybe with a port after "]"
+    return header[1:].partition("]")[0]
+  return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
 def create_app(served: Served) -> FastAPI:
   # No redirect from /v1/models/ to /v1/models: a client that follows it would POST twice.
   app = FastAPI(title="litezoo", docs_url=None, redoc_url=None, openapi_url=None,
                 redirect_slashes=False)
   engine = served.engine
+
+  @app.middleware("http")
+  async def _host(request: Request, call_next):
+    if served.allowed_hosts is not None:
+      host = host_name(request.headers.get("host", ""))
+      if host not in served.allowed_hosts:
+        return JSONResponse(ApiError(
+            400, f"the Host header names {host or 'nothing'!r}, not this server (it answers to "
+            f"{', '.join(sorted(served.allowed_hosts))}: it listens on loopback)",
+            code="invalid_host").body(), status_code=400)
+    return await call_next(request)
 
   @app.exception_handler(ApiError)
   async def _api_error(_, e: ApiError):
@@ -164,6 +191,12 @@ def create_app(served: Served) -> FastAPI:
 
   async def _generate(request: Request, parse):
     _authorize(request)
+    # Only JSON: a form or text/plain POST is a "simple" request a web page may send to this
+    # port without the browser asking first (CORS), so one is refused before it is read.
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+      raise ApiError(415, f"the request body must be JSON: send Content-Type: application/json "
+                     f"(got {kind or 'none'})", code="unsupported_media_type")
     body = await _body(request)
     # Reading a big body and rendering and tokenizing its messages take a while: in a thread,
     # so the event loop goes on streaming the running replies (and answering /health).
@@ -264,6 +297,9 @@ def create_app(served: Served) -> FastAPI:
   def _generation_error(e: Exception) -> ApiError:
     if isinstance(e, Cancelled):
       return ApiError(499, "the request was cancelled", code="cancelled")
+    if isinstance(e, GrammarLimitError):
+      return ApiError(400, f"response_format is past the grammar engine's limits ({e}): "
+                      "simplify it", param="response_format")
     return ApiError(500, "generation failed (the server log has the details)",
                     code="internal_error")
 

@@ -77,9 +77,7 @@ class TextAssembler:
       if found:
         self.text, self.stopped = text[:min(found)], True
         return self._take(len(self.text))
-      hold = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])),
-                 default=0)
-      return self._take(len(text) - hold)
+      return self._take(len(text) - max(_held(text, s) for s in self.stops))
     return self._take(len(text))
 
   def _take(self, end: int) -> str:
@@ -94,6 +92,17 @@ class TextAssembler:
       # decode as U+FFFD, which is not text the model wrote.
       self.text = self.decode(self.ids).rstrip("\ufffd")
     return self._take(len(self.text))
+
+
+def _held(text: str, stop: str) -> int:
+  """How many characters at the end of `text` could be the start of `stop` (held back until the
+  next token says): the longest k < len(stop) with text ending in stop[:k]. Each candidate start
+  is tried once, and a mismatch usually ends at its first character."""
+  tail = text[max(0, len(text) - len(stop) + 1):] if len(stop) > 1 else ""
+  for i in range(len(tail)):
+    if stop.startswith(tail[i:]):
+      return len(tail) - i
+  return 0
 
 
 class Turns:
@@ -306,7 +315,10 @@ class Engine:
     except Exception as e:  # pylint: disable=broad-except
       with self._cond:
         self.counts["errors"] += 1
-      self._log(f"serve: generation failed:\n{traceback.format_exc().rstrip()}")
+      if type(e).__name__ == "GrammarLimitError":  # the request's pattern: one line, no trace
+        self._log(f"serve: a response_format went past the grammar engine's limits: {e}")
+      else:
+        self._log(f"serve: generation failed:\n{traceback.format_exc().rstrip()}")
       job.emit("error", e)
       return
     tail = text.flush()

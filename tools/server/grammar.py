@@ -66,6 +66,12 @@ class Grammars:
         grammar, self._lltokenizer())
     if is_error:
       raise bad(param, f"{param} is invalid: {' '.join(messages[0].split())[:500]}")
+    try:  # the first mask builds the lexer: where a pattern past llguidance's limits shows
+      Constraint(self._lltokenizer(), grammar, self.vocab_size).mask(
+          np.zeros(self.vocab_size, np.float32))
+    except (ValueError, RuntimeError) as e:
+      raise bad(param, f"{param} is past the grammar engine's limits "
+                f"({' '.join(str(e).split())[:300]}): simplify it") from e
     return grammar
 
   def constraint(self, grammar: str) -> "Constraint":
@@ -138,7 +144,14 @@ class Constraint:
 
   def accept(self, token: int) -> None:
     if not self._matcher.consume_token(token):
-      raise RuntimeError(f"the grammar refused a token it allowed: {self._matcher.get_error()}")
+      # llguidance stops a lexer that grows past its limits midway ("too many expressions
+      # constructed"): the request's pattern, not the server, is at fault.
+      said = (self._matcher.get_error() or "no reason given").splitlines()[0][:200]
+      raise GrammarLimitError(f"the grammar engine stopped: {said}")
+
+
+class GrammarLimitError(RuntimeError):
+  """A grammar that compiled and then went past llguidance's limits while generating."""
 
   def accepting(self) -> bool:
     return self._matcher.is_accepting()

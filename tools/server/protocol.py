@@ -16,6 +16,9 @@ from typing import Any
 from litezoo.runtime.generate import Sampling
 
 MAX_STOPS = 4  # as OpenAI
+# A stop string is checked against the reply at every token: an unbounded one (the body allows
+# 1 MiB) let one request hold the model for minutes (a trial: 4 x 250 KB, 258 s for 100 tokens).
+MAX_STOP_CHARS = 1000
 # Roles the chat template sees; OpenAI's "developer" role is the system message of newer clients.
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Accepted and without effect on a single-sequence sampler, as OpenAI documents them.
@@ -149,6 +152,9 @@ def _stop(body: dict) -> list[str]:
     raise bad("stop", f"stop takes at most {MAX_STOPS} sequences, got {len(stops)}")
   if any(not s for s in stops):
     raise bad("stop", "a stop sequence must not be empty")
+  if any(len(s) > MAX_STOP_CHARS for s in stops):
+    longest = max(map(len, stops))
+    raise bad("stop", f"a stop sequence takes at most {MAX_STOP_CHARS} characters, got {longest}")
   return [_unicode(s, "stop") for s in stops]
 
 
