@@ -98,7 +98,9 @@ def checkpoint_spec(path: str | pathlib.Path, log: Callable[[str], None] = print
   kv = min(CHECKPOINT_KV_CACHE, context)
   prefill = tuple(n for n in CHECKPOINT_PREFILL if n < kv) or (kv,)
   name = _model_name(path)
-  log(f"{path}: a {config['model_type']} model ({family.name} family), converted as {name}")
+  kind = str(config["model_type"])
+  article = "an" if kind[:1].lower() in "aeio" else "a"
+  log(f"{path}: {article} {kind} model ({family.name} family), converted as {name}")
   return ModelSpec(
       name=name, version="0.0.0", variants={CHECKPOINT_VARIANT: Variant(config)},
       default_variant=CHECKPOINT_VARIANT, family=family,

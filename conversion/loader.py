@@ -136,7 +136,7 @@ class LoadReport:
 
 def _list(names: list[str], limit: int = 5) -> str:
   shown = ", ".join(names[:limit])
-  return shown + (f", ... ({len(names)} in all)" if len(names) > limit else f" ({len(names)})")
+  return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def check(model: nn.Module, names: TensorNames, source: Source,
@@ -163,18 +163,25 @@ def check(model: nn.Module, names: TensorNames, source: Source,
                     f"{'; '.join(hints)}{' ...' if len(missing) > 5 else ''}; check the family's "
                     "tensor names against the checkpoint's")
   if unused:
+    tied = any(n.endswith("lm_head.weight") for n in unused)  # the config ties the head
     raise LoadError(
-        f"the checkpoint holds {len(unused)} tensors the model would not use: {_list(unused)}; "
-        "converting without them would give a model that differs from the checkpoint (is it a "
-        "checkpoint of another architecture, or does its config leave out a feature?)")
+        f"the checkpoint holds {len(unused)} tensor{'s' * (len(unused) > 1)} the model would not "
+        f"use: {_list(unused)}; "
+        "converting without them would give a model that differs from the checkpoint " + (
+            "(its config.json sets tie_word_embeddings, so the LM head would be the embedding "
+            "table: if the checkpoint's own lm_head.weight differs, set tie_word_embeddings to "
+            "false)" if tied else
+            "(is it a checkpoint of another architecture, or does its config leave out a "
+            "feature?)"))
   params = dict(model.named_parameters())
   for param, mapped in mapping.items():
     if mapped.combine is _as_is:  # a fused tensor's parts are checked as they load
       found = tuple(source.shape(mapped.sources[0]))
       if found != tuple(params[param].shape):
-        raise LoadError(f"shape mismatch for {mapped.sources[0]}: the model expects "
-                        f"{list(params[param].shape)}, the checkpoint has {list(found)}; the "
-                        "checkpoint's config and the model's differ")
+        name = mapped.sources[0]
+        raise LoadError(f"shape mismatch for {name}: the model expects "
+                        f"{list(params[param].shape)}, the checkpoint has {name} {list(found)}; "
+                        "the checkpoint's config and the model's differ")
   return mapping
 
 

@@ -209,7 +209,7 @@ def test_a_size_config_json_leaves_out_is_named_not_defaulted(tmp_path):
      "overflowed"),
     # Checked on the meta device before the model is allocated (16x the memory here).
     (256, "shape mismatch for model.embed_tokens.weight: the model expects [256, 256], the "
-     "checkpoint has [256, 64]"),
+     "checkpoint has model.embed_tokens.weight [256, 64]"),
 ])
 def test_config_sizes_the_checkpoint_contradicts_are_one_line(tmp_path, hidden, message):
   directory = _checkpoint(tmp_path, "qwen2")

@@ -115,8 +115,8 @@ def test_a_tensor_the_model_would_not_use_is_refused(tmp_path):
   safetensors.torch.save_file(state, tmp_path / "model.safetensors")
   with pytest.raises(loader.LoadError) as e:
     loader.load(_model(), NAMES, sources.open_checkpoint(tmp_path))
-  assert str(e.value).startswith("the checkpoint holds 1 tensors the model would not use: "
-                                 "lm_head.bias (1); converting without them")
+  assert str(e.value).startswith("the checkpoint holds 1 tensor the model would not use: "
+                                 "lm_head.bias; converting without them")
 
 
 def test_saved_rope_buffers_are_not_weights(tmp_path):

@@ -206,6 +206,9 @@ def test_a_release_ships_other_recipes_beside_its_own_each_with_its_quality_row(
     (("--step=convert",), "--step=convert needs --tflite=PATH.tflite"),
     (("--step=describe",), "--step=describe needs --tflite=PATH.tflite"),
     (("--update_pins", "--check_pins"), "choose one of --update_pins and --check_pins"),
+    # A trial: --variant=tiny was taken, and every variant's pins checked as ever.
+    (("--check_pins",), "--variant cannot apply to --check_pins: a plugin's pins cover all its "
+     "variants at once; drop it"),
     # A trial: an unknown recipe was never named; the step complained about its inputs instead.
     (("--step=convert", "--recipe=int9", "--tflite={d}/x.tflite"),
      "unknown quantization recipe 'int9'; valid recipes: none, fp16, dynamic_int8, "

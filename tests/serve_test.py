@@ -208,6 +208,9 @@ def test_json_object_and_regex_and_grammar(client):
     (dict(stream=True, stream_options={"include_obfuscation": True}), 400,
      "stream_options.include_obfuscation", "unsupported_parameter"),
     (dict(store=True), 400, "store", "unsupported_parameter"),
+    # A trial: "unrecognized request argument" for a standard field.
+    (dict(top_logprobs=3), 400, "top_logprobs", "unsupported_parameter"),
+    (dict(logprobs=True, top_logprobs=3), 400, "logprobs", "unsupported_parameter"),
     (dict(user=[1]), 400, "user", None),
     (dict(messages=[{"content": "hi"}]), 400, "messages[0].role", "missing_required_parameter"),
 ])

@@ -91,6 +91,10 @@ def main(argv):
                                        (f"--step={_STEP.value}", _STEP.value)) if given]
   if len(actions) > 1:
     raise zoo_flags.FlagError(f"choose one of {' and '.join(actions)}")
+  if (_UPDATE_PINS.value or _CHECK_PINS.value) and flags.FLAGS["variant"].present:
+    # A trial: --variant=tiny was taken, and the pins of every variant checked as ever.
+    raise zoo_flags.FlagError(f"--variant cannot apply to {actions[0]}: a plugin's pins cover "
+                              "all its variants at once; drop it")
   if _RECIPE.value is not None:  # before the step looks for its inputs
     recipes.check(_RECIPE.value)
   if _STEP.value and not _TFLITE.value:

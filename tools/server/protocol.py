@@ -22,8 +22,9 @@ MAX_STOP_CHARS = 1000
 # Roles the chat template sees; OpenAI's "developer" role is the system message of newer clients.
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Accepted and without effect on a single-sequence sampler, as OpenAI documents them.
-_NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "n": 1,
-            "parallel_tool_calls": None, "tool_choice": "none", "best_of": 1, "echo": False}
+_NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "top_logprobs": 0,
+            "n": 1, "parallel_tool_calls": None, "tool_choice": "none", "best_of": 1,
+            "echo": False}
 _METADATA = ("user", "metadata", "store", "service_tier")  # bookkeeping fields with no effect
 
 
@@ -239,8 +240,8 @@ def _response_format(body: dict) -> dict | None:
 
 _CHAT_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
               "seed", "stop", "stream", "stream_options", "n", "response_format", "top_k",
-              "presence_penalty", "frequency_penalty", "logprobs", "tools", "tool_choice",
-              "parallel_tool_calls", *_METADATA}
+              "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "tools",
+              "tool_choice", "parallel_tool_calls", *_METADATA}
 _COMPLETION_KEYS = {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop",
                     "stream", "stream_options", "n", "top_k", "presence_penalty",
                     "frequency_penalty", "logprobs", "echo", "best_of", "suffix", *_METADATA}
