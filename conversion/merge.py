@@ -105,10 +105,13 @@ def merge(first: pathlib.Path, second: pathlib.Path, out: pathlib.Path) -> None:
       key = _key(buffer, fb)
       if key is not None and key in by_digest:
         remap[index] = by_digest[key]
+        buffer.data = None  # a view of the second file's bytes: let them go before packing
         continue
       if buffer.offset > 1:  # small (a constant no signature of the first file has): a copy
         fb.seek(buffer.offset)
         appended.append((buffer, fb.read(buffer.size)))
+      elif buffer.data is not None:
+        buffer.data = buffer.data.copy()  # its own: the second file's bytes can then go
       remap[index] = len(a.buffers)
       a.buffers.append(buffer)
     first_size = os.fstat(fa.fileno()).st_size
@@ -162,7 +165,7 @@ def _write(model, first: pathlib.Path, first_size: int, appended, out: pathlib.P
   mine = {id(b) for b, _ in appended}
   outside = [b for b in model.buffers if b.offset > 1 and id(b) not in mine]
   if not outside and not appended:
-    out.write_bytes(compact.pack(model))
+    out.write_bytes(compact.pack(model, size_hint=first_size + (1 << 24)))
     return
   start = min((b.offset for b in outside), default=first_size)
   size = len(compact.pack(model))  # offsets are non-zero either way: moving them keeps the size
