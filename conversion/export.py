@@ -155,7 +155,8 @@ def _child(convert, group, out: str, error: str) -> None:
   code = 1
   try:
     # New streams: a lock another thread of the parent held at the fork would stay held here.
-    sys.stdout = sys.stderr = open(error, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    stream = open(error, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    sys.stdout = sys.stderr = stream
     torch.set_num_threads(1)  # the parent's OpenMP pool does not exist in this process
     convert(group, out)
     code = 0

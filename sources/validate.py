@@ -137,8 +137,10 @@ class _Cursor:
       raise self.fail(f"{what}: unknown value type {kind}")
 
 
-def check_gguf(path: str | os.PathLike) -> None:
-  """Refuses a GGUF file whose header, metadata or tensor table does not fit the file."""
+def check_gguf(path: str | os.PathLike) -> str | None:
+  """Refuses a GGUF file whose header, metadata or tensor table does not fit the file; returns
+  its `general.architecture` (None if it has none), read on the way: the gguf package's reader
+  takes 10-25 s over a large vocabulary before anything can be asked of it."""
   import gguf  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   with open_regular(path) as f:
@@ -146,10 +148,10 @@ def check_gguf(path: str | os.PathLike) -> None:
     if size < 24:
       raise FileCheckError(path, f"{size} bytes is too short for a GGUF header (24 bytes)")
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-      _check_gguf(_Cursor(data, path), gguf)
+      return _check_gguf(_Cursor(data, path), gguf)
 
 
-def _check_gguf(c: _Cursor, gguf) -> None:
+def _check_gguf(c: _Cursor, gguf) -> str | None:
   magic = bytes(c.data[:4])
   if magic != GGUF_MAGIC:
     raise c.fail(f"not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
@@ -164,6 +166,7 @@ def _check_gguf(c: _Cursor, gguf) -> None:
   if keys > MAX_GGUF_KEYS or keys * 13 > len(c.data):  # a key/value is >= 13 bytes
     raise c.fail(f"header claims {keys} metadata keys, more than the file can hold")
   alignment = gguf.GGUF_DEFAULT_ALIGNMENT
+  architecture = None
   seen_keys = set()
   for index in range(keys):
     key = c.string(f"metadata key #{index}")
@@ -177,6 +180,8 @@ def _check_gguf(c: _Cursor, gguf) -> None:
       alignment = c.unpack("<I", "general.alignment")
       if alignment == 0 or alignment & (alignment - 1):
         raise c.fail(f"general.alignment {alignment} is not a power of two")
+    elif key == "general.architecture" and kind == _STRING:
+      architecture = c.string("general.architecture")
     else:
       c.skip_value(kind, f"metadata {key!r}")
   infos, names = [], set()
@@ -216,6 +221,7 @@ def _check_gguf(c: _Cursor, gguf) -> None:
                    f"of the {len(c.data)}-byte file (truncated or corrupt)")
     ranges.append((start, start + nbytes, name))
   _check_no_overlap(ranges, c.fail)
+  return architecture
 
 
 def _check_no_overlap(ranges, fail) -> None:

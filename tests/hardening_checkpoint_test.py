@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from litezoo import sources
+from litezoo import pipeline, sources
 from litezoo.families import llama
 from litezoo.sources import gguf as zoo_gguf
 from litezoo.sources import pins, safetensors, validate
@@ -345,3 +345,18 @@ def test_a_config_nested_too_deeply_is_one_error(tmp_path, text):
   with pytest.raises(sources.CheckpointError, match=r"config\.json is not readable JSON \(nested "
                      r"too deeply\)$"):
     safetensors.read_config(tmp_path)
+
+
+def test_the_architecture_is_read_in_the_bounds_check_walk(tmp_path, monkeypatch):
+  """A trial: an architecture the zoo cannot import was refused only after gguf's reader had
+  parsed the whole vocabulary (13-24 s for llama.cpp's vocabulary files)."""
+  vocab = (_s("tokenizer.ggml.tokens"), 9, struct.pack("<IQ", 8, 3) + _s("a") + _s("b") + _s("c"))
+  path = tmp_path / "m.gguf"
+  path.write_bytes(_gguf(kvs=[vocab, (_s("general.architecture"), 8, _s("command-r"))]))
+  assert validate.check_gguf(path) == "command-r"
+  monkeypatch.setattr(gguf, "GGUFReader", None)  # not called: the walk found the name
+  with pytest.raises(pipeline.CheckpointSpecError, match="holds a llama.cpp .command-r. model, "
+                     "which the zoo cannot import; it imports GGUF architectures: "):
+    pipeline.checkpoint_spec(path, log=lambda _: None)
+  path.write_bytes(_gguf(kvs=[vocab]))
+  assert validate.check_gguf(path) is None
