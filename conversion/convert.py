@@ -103,11 +103,11 @@ def build_loaded(spec: ModelSpec, config: dict, source: Source,
   loader.LoadError when the checkpoint does not fit the config, before allocating the model."""
   family_config = spec.family.config(config)
   names = spec.family.tensor_names(family_config)
+  is_weight = getattr(spec.family, "is_weight", lambda _: True)
   # The shapes alone first: a size that does not fit the checkpoint costs no memory.
-  loader.check(meta_build(spec, config, kv_cache_max_len), names, source,
-               getattr(spec.family, "is_weight", lambda _: True))
+  loader.check(meta_build(spec, config, kv_cache_max_len), names, source, is_weight)
   model = spec.family.build(family_config, kv_cache_max_len)
-  loader.load(model, names, source, getattr(spec.family, "is_weight", lambda _: True))
+  loader.load(model, names, source, is_weight)
   return model
 
 

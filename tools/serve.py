@@ -185,11 +185,11 @@ def main(argv):
       lambda: generate.Session(next(caches), tok.stop_ids),
       decode, slots=_SLOTS.value, max_queue=_MAX_QUEUE.value, grammars=grammars,
       log=console.log, prefix_reuse=_PREFIX_REUSE.value, speculative=speculative)
+  loopback = ipaddress.ip_address(sock.getsockname()[0].split("%")[0]).is_loopback
   served = server_app.Served(
       engine=engine, model_id=s.name, aliases=(s.spec.name,), tokenizer=tok,
       tokenizer_lock=tok_lock, grammars=grammars, api_key=_API_KEY.value,
-      allowed_hosts=server_app.LOOPBACK_HOSTS if ipaddress.ip_address(
-          sock.getsockname()[0].split("%")[0]).is_loopback else None,
+      allowed_hosts=server_app.LOOPBACK_HOSTS if loopback else None,
       max_body_bytes=_MAX_BODY.value, drain_seconds=_DRAIN.value, log=console.log)
   config = uvicorn.Config(server_app.create_app(served), log_level="warning", access_log=False,
                           timeout_graceful_shutdown=int(_DRAIN.value) + 5,
@@ -203,7 +203,7 @@ def main(argv):
   shown = f"[{host}]" if ":" in host else host
   console.log(f"serving {s.name} ({artifact.path.name}) at http://{shown}:{port}/v1; "
               "Ctrl-C or SIGTERM stops")
-  if not ipaddress.ip_address(host.split("%")[0]).is_loopback and _API_KEY.value is None:
+  if not loopback and _API_KEY.value is None:
     console.log(f"warning: listening on {host}, beyond this machine, without --api_key: anyone "
                 "who can reach the port can use the model")
   # uvicorn drains on SIGTERM or Ctrl-C, then raises the signal again for the handler it found:

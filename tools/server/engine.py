@@ -25,6 +25,7 @@ import traceback
 from typing import Callable
 
 from litezoo.runtime import generate
+from litezoo.tools.server.grammar import GrammarLimitError
 
 
 class QueueFull(Exception):
@@ -315,7 +316,7 @@ class Engine:
     except Exception as e:  # pylint: disable=broad-except
       with self._cond:
         self.counts["errors"] += 1
-      if type(e).__name__ == "GrammarLimitError":  # the request's pattern: one line, no trace
+      if isinstance(e, GrammarLimitError):  # the request's pattern: one line, no trace
         self._log(f"serve: a response_format went past the grammar engine's limits: {e}")
       else:
         self._log(f"serve: generation failed:\n{traceback.format_exc().rstrip()}")
