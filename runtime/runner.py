@@ -54,18 +54,19 @@ class Runner:
   are hidden by the causal mask and overwritten by later calls); it cannot be set higher.
 
   Signatures it uses (core.spec.Signatures): prefill_<n> (the last token's logits, or every
-  token's in files converted before manifest format 3), verify_<k> (every token's logits),
-  decode, decode_w<W> (decode over a cache of only W entries), w<W>_prefill_<n> (prefill into
-  window W) and w<W>_verify_<k> (verify in window W). Each window has its own cache buffers; the
-  used prefix is copied into the next set when the sequence moves: a prefill goes into the
-  smallest window with prefill signatures that holds the whole sequence after it (else the full
-  cache), a verify likewise among windows with verify signatures, a decode into the smallest
-  window longer than the sequence, up to a larger one as it grows. The runner holds only the set
-  the sequence is in: a set is made when the sequence enters it and freed when it leaves (and on
-  reset), so a session that stays within 256 entries never holds the full cache (float32 K and V
-  for every layer and position: 44 MiB for TinyLlama 1.1B at 1024 entries), and one that grows
-  to 1,000 tokens ends holding the full cache alone, not every window it passed through. The one
-  exception is speculative decoding's round trip at a window's edge: a verify padded past the
+  token's in files converted before manifest format 3), verify_<k> (every token's logits), decode,
+  decode_w<W> (decode over a cache of only W entries), w<W>_prefill_<n> (prefill into window W)
+  and w<W>_verify_<k> (verify in window W). Each window has its own cache buffers; the used prefix
+  is copied into the next set when the sequence moves: each prefill chunk goes into the smallest
+  window with prefill signatures that holds it padded (else the full cache), so a long prompt's
+  first chunks attend over a window's entries, not the full cache's; a verify goes into the
+  smallest window with verify signatures that holds the sequence after it, a decode into the
+  smallest window longer than the sequence, up to a larger one as it grows. The runner holds only
+  the set the sequence is in: a set is made when the sequence enters it and freed when it leaves
+  (and on reset), so a session that stays within 256 entries never holds the full cache (float32 K
+  and V for every layer and position: 44 MiB for TinyLlama 1.1B at 1024 entries), and one that
+  grows to 1,000 tokens ends holding the full cache alone, not every window it passed through. The
+  one exception is speculative decoding's round trip at a window's edge: a verify padded past the
   window's end runs in the next set up and the decode after it comes back, so the set left by a
   verify, or by a decode returning from a verify's set, is kept while it can still hold the
   sequence (remaking it on each trip cost the buffers' first run every time).
@@ -208,9 +209,11 @@ class Runner:
     """Feeds `tokens` after what is cached; returns the logits of the last one [1, vocab], or of
     every one [len(tokens), vocab] with `all_logits`.
 
-    Uses the smallest signature that fits (prefill_<n>, or w<W>_prefill_<n> when the sequence
-    will fit window W; verify_<k> for all_logits when prefill returns only the last row), and
-    several chunks if none does. Padding slots get the last real
+    Uses the smallest signature that fits (prefill_<n>, or w<W>_prefill_<n> in the smallest
+    window W that holds the chunk; verify_<k> for all_logits when prefill returns only the last
+    row), and several chunks if none does, moving up through the windows as the sequence grows (a
+    600-token prompt prefills its first 256 tokens in window 256, the next 256 in window 512 and
+    the rest in the full cache). Padding slots get the last real
     token's position (where a last-logits prefill finds that token) and write cache entries past
     the sequence, which the causal mask hides and later calls overwrite. Raises ValueError if the
     tokens do not fit the cache, or all_logits is asked of a file that cannot give them.
@@ -226,10 +229,9 @@ class Runner:
       raise ValueError(f"{self._position + len(tokens)} tokens do not fit the KV cache of "
                        f"{self.kv_cache_max_len}")
     kind, lengths, window = "prefill", self.prefill_lengths, None
-    if not all_logits:  # into a window's cache when the whole sequence will fit it
+    if not all_logits:  # the set the sequence ends in: the smallest window that holds it all
       window = next((w for w in self.prefill_windows if self._position + len(tokens) <= w), None)
       if window is not None:
-        kind = f"w{window}_prefill"
         lengths = [n for n in self.prefill_lengths if n <= window]
     if all_logits and not self.prefill_all_logits:
       if not self.verify_lengths:
@@ -244,7 +246,9 @@ class Runner:
       if window is not None:
         kind = f"w{window}_verify"
         lengths = [k for k in lengths if k <= window]
-    self._move(window, verify=kind.endswith("verify"))
+    verify = kind.endswith("verify")
+    if all_logits:  # a last-logits prefill moves chunk by chunk, below
+      self._move(window, verify=verify)
     end = window or self.kv_cache_max_len
     logits = []
     rest = list(tokens)
@@ -252,17 +256,31 @@ class Runner:
       # A padded slot past the cache end would make the cache update clamp and shift: only use
       # signatures that fit the room left; near the end, feed tokens one by one through decode.
       usable = [n for n in lengths if n <= end - self._position]
+      if not usable and not all_logits and len(rest) > _TAIL_DECODE_STEPS and (
+          self._position + self.prefill_lengths[0] <= self.kv_cache_max_len):
+        # A tail with no room for a padded chunk in the set the sequence ends in: one padded
+        # chunk in a larger set costs less than a decode step per token (the next decode moves
+        # back, copying the used prefix).
+        usable = self.prefill_lengths[:1]
       if not usable:
-        logits.extend(self._decode(t, window, verify=kind.endswith("verify"))[None] for t in rest)
+        logits.extend(self._decode(t, window, verify=verify)[None] for t in rest)
         break
       fitting = [n for n in usable if n >= len(rest)]
       length = fitting[0] if fitting else usable[-1]
       chunk, rest = rest[:length], rest[length:]
+      name = f"{kind}_{length}"
+      if not all_logits:
+        # A chunk attends over its set's every entry, so an early chunk of a long prompt runs in
+        # the smallest window that holds it padded; the move copies the used prefix, which costs
+        # far less than attending over the full cache.
+        at = next((w for w in self.prefill_windows if self._position + length <= w), None)
+        self._move(at)
+        name = f"prefill_{length}" if at is None else f"w{at}_prefill_{length}"
       padded = np.zeros((1, length), np.int32)
       padded[0, :len(chunk)] = chunk
       positions = np.full((length,), self._position + len(chunk) - 1, np.int32)
       positions[:len(chunk)] = np.arange(self._position, self._position + len(chunk))
-      out = self._backend.run(f"{kind}_{length}", padded, positions, len(chunk))
+      out = self._backend.run(name, padded, positions, len(chunk))
       if all_logits:
         logits.append(out)
       elif not rest:
@@ -298,6 +316,11 @@ class Runner:
 
 
 _NO_SET = object()  # Runner._spare when there is none (None names the full cache)
+# A prefill tail of at most this many tokens that no padded signature fits goes through decode,
+# token by token; a longer one runs as one padded chunk in a larger set. The break-even is about
+# 5 tokens on TinyLlama 1.1B (a decode step 40 ms, the chunk with both moves 0.2 s) and 8 on
+# SmolLM2 135M (6.5 ms against 50-70 ms; docs/speed.md, 2026-12-07).
+_TAIL_DECODE_STEPS = 4
 
 
 @functools.cache

@@ -25,27 +25,35 @@ class GGUFError(CheckpointError):
   pass
 
 
-def _reader(path: pathlib.Path):
-  import gguf  # pylint: disable=g-import-not-at-top
+def _header(path: pathlib.Path, weights: bool) -> validate.GGUFHeader:
+  """The bounds check of the file (the gguf reader trusts every count and length in it); with
+  `weights`, a file without tensors is refused before the reader parses its vocabulary."""
   try:
-    # The reader trusts every count and length in the file: bounds are checked first.
-    validate.check_gguf(path)
-    return gguf.GGUFReader(path)
+    header = validate.check_gguf(path)
   except validate.FileCheckError as e:
     raise GGUFError(f"{path}: not a readable GGUF file: {e.detail}") from e
+  if weights and not header.tensors:
+    raise GGUFError(f"{path} holds no tensors (a vocabulary-only GGUF, such as llama.cpp's "
+                    "ggml-vocab-*.gguf?): pass a GGUF file with the model's weights")
+  return header
+
+
+def _reader(path: pathlib.Path, weights: bool):
+  import gguf  # pylint: disable=g-import-not-at-top
+  _header(path, weights)
+  try:
+    return gguf.GGUFReader(path)
   except Exception as e:  # the reader raises ValueError, struct errors, IndexError...
     raise GGUFError(f"{path}: not a readable GGUF file ({type(e).__name__}: {e})") from e
 
 
 def architecture(path: str | os.PathLike) -> str:
-  """The file's `general.architecture` (llama.cpp's name of the family: llama, gemma3, ...),
-  from the bounds check's walk of the header: an architecture the zoo cannot import is refused
-  in about a second, not after the reader's 10-25 s over the vocabulary. Raises GGUFError."""
+  """The architecture of a GGUF checkpoint (`general.architecture`, llama.cpp's name of the
+  family: llama, gemma3, ...), from the bounds check's walk of the header: an architecture the
+  zoo cannot import, or a file with no weights, is refused in about a second, not after the
+  reader's 10-25 s over the vocabulary. Raises GGUFError."""
   path = pathlib.Path(path)
-  try:
-    found = validate.check_gguf(path)
-  except validate.FileCheckError as e:
-    raise GGUFError(f"{path}: not a readable GGUF file: {e.detail}") from e
+  found = _header(path, weights=True).architecture
   return found if found is not None else GGUFSource(path, None).architecture
 
 
@@ -62,7 +70,7 @@ class GGUFSource:
 
   def __init__(self, path: str | os.PathLike, names: GGUFMap | None):
     self.path = pathlib.Path(path)
-    self.reader = _reader(self.path)
+    self.reader = _reader(self.path, weights=names is not None)
     self.architecture = self.metadata("general.architecture")
     if not isinstance(self.architecture, str):
       raise GGUFError(f"{self.path}: general.architecture is {self.architecture!r}, not a name")

@@ -15,7 +15,7 @@ import os
 import pathlib
 import stat
 import struct
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 from litezoo.core.errors import ZooError
 
@@ -137,10 +137,16 @@ class _Cursor:
       raise self.fail(f"{what}: unknown value type {kind}")
 
 
-def check_gguf(path: str | os.PathLike) -> str | None:
+class GGUFHeader(NamedTuple):
+  """What check_gguf reads on its way through a GGUF file's header."""
+  architecture: str | None  # general.architecture, None if the file has none
+  tensors: int  # entries in the tensor table (0 in a vocabulary-only file)
+
+
+def check_gguf(path: str | os.PathLike) -> GGUFHeader:
   """Refuses a GGUF file whose header, metadata or tensor table does not fit the file; returns
-  its `general.architecture` (None if it has none), read on the way: the gguf package's reader
-  takes 10-25 s over a large vocabulary before anything can be asked of it."""
+  its architecture and tensor count, read on the way: the gguf package's reader takes 10-25 s
+  over a large vocabulary before anything can be asked of it. Raises FileCheckError."""
   import gguf  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
   with open_regular(path) as f:
@@ -151,7 +157,7 @@ def check_gguf(path: str | os.PathLike) -> str | None:
       return _check_gguf(_Cursor(data, path), gguf)
 
 
-def _check_gguf(c: _Cursor, gguf) -> str | None:
+def _check_gguf(c: _Cursor, gguf) -> GGUFHeader:
   magic = bytes(c.data[:4])
   if magic != GGUF_MAGIC:
     raise c.fail(f"not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r})")
@@ -221,7 +227,7 @@ def _check_gguf(c: _Cursor, gguf) -> str | None:
                    f"of the {len(c.data)}-byte file (truncated or corrupt)")
     ranges.append((start, start + nbytes, name))
   _check_no_overlap(ranges, c.fail)
-  return architecture
+  return GGUFHeader(architecture, tensors)
 
 
 def _check_no_overlap(ranges, fail) -> None:

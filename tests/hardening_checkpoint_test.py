@@ -353,10 +353,28 @@ def test_the_architecture_is_read_in_the_bounds_check_walk(tmp_path, monkeypatch
   vocab = (_s("tokenizer.ggml.tokens"), 9, struct.pack("<IQ", 8, 3) + _s("a") + _s("b") + _s("c"))
   path = tmp_path / "m.gguf"
   path.write_bytes(_gguf(kvs=[vocab, (_s("general.architecture"), 8, _s("command-r"))]))
-  assert validate.check_gguf(path) == "command-r"
+  assert validate.check_gguf(path) == ("command-r", 2)
   monkeypatch.setattr(gguf, "GGUFReader", None)  # not called: the walk found the name
   with pytest.raises(pipeline.CheckpointSpecError, match="holds a llama.cpp .command-r. model, "
                      "which the zoo cannot import; it imports GGUF architectures: "):
     pipeline.checkpoint_spec(path, log=lambda _: None)
   path.write_bytes(_gguf(kvs=[vocab]))
-  assert validate.check_gguf(path) is None
+  assert validate.check_gguf(path).architecture is None
+
+
+def test_a_gguf_without_tensors_is_refused_before_its_vocabulary_is_parsed(tmp_path, monkeypatch):
+  """A trial's llama.cpp vocabulary file (a llama architecture, no tensors) was parsed for 47 s
+  and then refused for "no 'vocab_size'"."""
+  vocab = (_s("tokenizer.ggml.tokens"), 9, struct.pack("<IQ", 8, 3) + _s("a") + _s("b") + _s("c"))
+  path = tmp_path / "ggml-vocab-llama.gguf"
+  path.write_bytes(_gguf(kvs=[vocab, (_s("general.architecture"), 8, _s("llama"))], tensors=[]))
+  assert validate.check_gguf(path) == ("llama", 0)
+  monkeypatch.setattr(gguf, "GGUFReader", None)  # never reached
+  message = (f"{path} holds no tensors (a vocabulary-only GGUF, such as llama.cpp's "
+             "ggml-vocab-*.gguf?): pass a GGUF file with the model's weights")
+  with pytest.raises(zoo_gguf.GGUFError) as e:
+    pipeline.checkpoint_spec(path, log=lambda _: None)
+  assert str(e.value) == message
+  with pytest.raises(zoo_gguf.GGUFError) as e:  # a plugin's --checkpoint too
+    sources.open_checkpoint(path, gguf=llama.GGUF)
+  assert str(e.value) == message

@@ -197,6 +197,41 @@ def test_a_speculative_round_trip_at_a_window_edge_keeps_both_sets(models, backe
   assert run.window == 32 and set(caches()) == {32}
 
 
+@pytest.mark.parametrize("backend", runner.BACKENDS)
+def test_a_long_prompt_prefills_through_the_windows_as_it_grows(models, backend):
+  """Each chunk of a prompt runs in the smallest window that holds it padded: 37 tokens go 16 into
+  window 16, 16 into window 32 and the last 5 (padded to 8) into the full cache, which ends as the
+  only set held; a prompt that ends inside window 16 stays there (a chunk of 8, then a token through
+  decode_w16), and a longer tail that no padded signature fits there runs as one chunk in window
+  32. Logits against the re-authored PyTorch model on the whole sequence."""
+  model = testing.load(SPEC, SPEC.variant("tiny").config, models["weights"],
+                       SIGNATURES.kv_cache_max_len)
+  tokens = [int(t) for t in np.random.default_rng(5).integers(0, 256, 37)]
+  want = testing.zoo_logits(model, tokens, 64)
+  run = runner.Runner(models["none"], backend=backend)
+  called, call = [], run._backend.run  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  run._backend.run = lambda name, *args: (called.append(name), call(name, *args))[1]
+  np.testing.assert_allclose(run.prefill(tokens)[0], want[-1], atol=1e-4, rtol=0)
+  assert called == ["w16_prefill_16", "w32_prefill_16", "prefill_8"]
+  assert run.window is None and set(run._backend.caches) == {None}
+  np.testing.assert_allclose(run.decode(tokens[0]), testing.zoo_logits(
+      model, tokens + tokens[:1], 64)[-1], atol=1e-4, rtol=0)  # the copied prefixes hold
+  run.reset()
+  called.clear()
+  run.prefill(tokens[:5])
+  np.testing.assert_allclose(run.prefill(tokens[5:14])[0], want[13], atol=1e-4, rtol=0)
+  assert called == ["w16_prefill_8", "w16_prefill_8", "decode_w16"] and run.window == 16
+  run.reset()
+  called.clear()
+  run.prefill(tokens[:10])
+  # 5 more: no padded signature fits window 16's room of 6, and 5 tokens are more than the
+  # runner decodes one by one: one chunk in window 32, and the next decode moves back.
+  np.testing.assert_allclose(run.prefill(tokens[10:15])[0], want[14], atol=1e-4, rtol=0)
+  np.testing.assert_allclose(run.decode(tokens[15]), want[15], atol=1e-4, rtol=0)
+  assert called == ["w16_prefill_16", "w32_prefill_8", "decode_w16"] and run.window == 16
+
+
 def test_the_windows_benchmark_decodes_in_each_window_and_over_the_full_cache(models, tmp_path):
   """tools/bench/windows.py's decode comparison runs each depth in the window the runner picks
   (16 for positions up to 15, 32 up to 31, then the full cache) against the full cache, leaves the
