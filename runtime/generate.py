@@ -17,6 +17,10 @@ class GenerationError(ZooError, ValueError):
   pass
 
 
+class ContextTooLongError(GenerationError):
+  """A prompt (with the conversation before it) longer than the KV cache."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampling:
   """Greedy at temperature 0; otherwise temperature, then top-k, then top-p (nucleus)."""
@@ -40,11 +44,12 @@ class Sampling:
 def check_fits(tokens: int, capacity: int, conversation: bool = False) -> None:
   """Raises GenerationError when a context of `tokens` cannot be prefilled into a KV cache of
   `capacity` entries. A prompt may fill the cache: prefill's last logits still give one token,
-  never fed back. Tools call it before converting, so a prompt that cannot fit costs no minutes."""
+  never fed back. Tools call it before converting, so a prompt that cannot fit costs no minutes.
+  Raises ContextTooLongError."""
   if tokens > capacity:
     what, fix = (("the prompt and conversation take", "shorten it, start over") if conversation
                  else ("the prompt takes", "shorten it"))
-    raise GenerationError(
+    raise ContextTooLongError(
         f"{what} {tokens} tokens, but the KV cache holds {capacity}: {fix}, or convert "
         "with a larger --kv_cache_max_len")
 

@@ -80,6 +80,7 @@ def check_messages(messages: list[dict]) -> None:
     if not isinstance(m.get("content"), str):
       raise TokenizerError(f"the {m['role']} message's content must be text, got "
                            f"{type(m.get('content')).__name__}")
+    utf8(m["content"])  # here, a bad byte's position is in the message, not the rendered chat
 
 
 class HFTokenizer:

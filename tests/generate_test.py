@@ -515,11 +515,31 @@ def test_a_refused_chat_turn_leaves_the_conversation_as_it_was(chat_checkpoint):
   assert refused_then_asked.returncode == 0, refused_then_asked.stderr[-3000:]
   errors = [l for l in refused_then_asked.stderr.splitlines() if "generate: " in l]
   assert len(errors) == 1 and "but the KV cache holds 64" in errors[0]
+  assert errors[0].endswith("(/reset starts the conversation over)")  # the chat's own way
   asked = _chat(chat_checkpoint, "hi\nWhat is it?\n")  # ended by EOF, not an empty line
   assert asked.returncode == 0, asked.stderr[-3000:]
   assert asked.stderr.endswith("> \n")  # the last prompt's line is ended, as a shell's is
   assert refused_then_asked.stdout == asked.stdout
   assert refused_then_asked.stderr.count("[prefill") == asked.stderr.count("[prefill") == 2
+
+
+def test_the_signatures_a_short_cache_leaves_out_are_named():
+  """A trial: --kv_cache_max_len=100 dropped SmolLM2's prefill_128 and its windows silently."""
+  result = testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
+                            "--kv_cache_max_len=100", "--prompt=" + "a b c d " * 60)
+  assert testing.one_line_error(result, "generate").startswith(
+      "generate: error: the prompt takes")  # checked before any conversion
+  assert ("--kv_cache_max_len=100 leaves out the model's prefill_128, decode_w256, decode_w512, "
+          "decode_w768 (too long for that cache), and the window signatures built on them"
+          in result.stderr.splitlines())
+
+
+def test_a_bad_byte_is_placed_in_the_users_own_text(chat_checkpoint):
+  """A trial: the position counted the chat template's text before the prompt (115, not 1)."""
+  out = testing.run_tool("generate", "--model=smollm2", "--variant=tiny",
+                         f"--checkpoint={chat_checkpoint}", "--prompt=h\udcffi", *CHAT_CLI)
+  assert testing.one_line_error(out, "generate") == (
+      "generate: error: the text is not UTF-8 (byte 0xff at character 1): give UTF-8 text")
 
 
 def test_a_chat_template_that_refuses_a_role_is_one_line(chat_checkpoint, tmp_path):

@@ -227,7 +227,7 @@ class _Defined:
                          spec.signatures.prefill_windows),
           _optional_ints(self.verify_windows.value, "verify_windows",
                          spec.signatures.verify_windows))
-      kv = signatures.kv_cache_max_len
+      kv, asked = signatures.kv_cache_max_len, signatures
       # The plugin's own lengths that do not fit a shorter cache are left out, as for verify and
       # decode windows (a prefill chunk as long as the cache if none fits); given ones must fit.
       fitting = tuple(n for n in signatures.prefill_seq_lens if n <= kv) or (kv,)
@@ -248,6 +248,17 @@ class _Defined:
             w for w in signatures.verify_windows if w in signatures.decode_windows
             and any(k <= w for k in signatures.verify_lengths)))
       spec.check_signatures(variant, signatures)  # and the context, from the plugin's raw config
+      left_out = ([f"prefill_{n}" for n in asked.prefill_seq_lens
+                   if n not in signatures.prefill_seq_lens] +
+                  [f"verify_{k}" for k in asked.verify_lengths
+                   if k not in signatures.verify_lengths] +
+                  [f"decode_w{w}" for w in asked.decode_windows
+                   if w not in signatures.decode_windows])
+      if left_out:  # said, not silent: a file without them is slower on long prompts
+        built_on = (", and the window signatures built on them"
+                    if asked.prefill_windows or asked.verify_windows else "")
+        found.append(f"--kv_cache_max_len={kv} leaves out the model's {', '.join(left_out)} "
+                     f"(too long for that cache){built_on}")
     recipe = None
     if self.recipe is not None:
       if self.recipe.value is not None and not self.recipe.value.strip():

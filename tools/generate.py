@@ -185,6 +185,8 @@ def main(argv):
       continue
     try:
       _turn(send, line)
+    except generate.ContextTooLongError as e:  # refused; the conversation stays as it was
+      console.log(f"generate: {e} (/reset starts the conversation over)")
     except zoo_flags.ZooError as e:  # this turn is refused; the conversation stays as it was
       console.log(f"generate: {e}")
 

@@ -25,6 +25,8 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 _NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "top_logprobs": 0,
             "n": 1, "parallel_tool_calls": None, "tool_choice": "none", "best_of": 1,
             "echo": False}
+# The legacy completions API's logprobs is a count of alternatives (0 to 5), not a switch.
+_COMPLETION_NEUTRAL = {**_NEUTRAL, "logprobs": 0}
 _METADATA = ("user", "metadata", "store", "service_tier")  # bookkeeping fields with no effect
 
 
@@ -270,7 +272,7 @@ def _bookkeeping(body: dict) -> None:
               code="unsupported_parameter")
 
 
-def _common(body: dict, keys: set[str]) -> None:
+def _common(body: dict, keys: set[str], neutral_values: dict = _NEUTRAL) -> None:
   unknown = sorted(set(body) - keys)
   if unknown:
     chat_only = "; it applies to /v1/chat/completions" if unknown[0] in _CHAT_KEYS else ""
@@ -281,7 +283,7 @@ def _common(body: dict, keys: set[str]) -> None:
               code="missing_required_parameter")
   if not isinstance(body["model"], str):
     raise bad("model", f"model must be a string, got {json.dumps(body['model'])[:40]}")
-  for name, neutral in _NEUTRAL.items():
+  for name, neutral in neutral_values.items():
     value = body.get(name)
     wrong_type = isinstance(value, bool) != isinstance(neutral, bool)  # `true` == 1 in Python
     if value is not None and (value != neutral or wrong_type):
@@ -367,7 +369,7 @@ def chat_request(body: dict) -> Request:
 
 
 def completion_request(body: dict) -> Request:
-  _common(body, _COMPLETION_KEYS)
+  _common(body, _COMPLETION_KEYS, _COMPLETION_NEUTRAL)
   prompt = body.get("prompt")
   if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
     prompt = prompt[0]
