@@ -32,7 +32,11 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
     assert f"{stage} done in" in result.stderr
   # Quiet: the converter's and LiteRT's own output (lowering logs, accelerator probes) is kept
   # aside; stderr holds the tool's own lines only.
-  assert all(line.startswith(("[", "wrote ", "writing random weights", "converting ")) for line in
+  assert ("--kv_cache_max_len=32 leaves out the model's decode_w256, decode_w512, decode_w768 "
+          "(too long for that cache), and the window signatures built on them"
+          in result.stderr.splitlines())  # the plugin's windows: said, not dropped silently
+  assert all(line.startswith(("[", "wrote ", "writing random weights", "converting ",
+                              "--kv_cache_max_len=32 leaves out ")) for line in
              result.stderr.strip().splitlines()), result.stderr
   out = tmp_path / "out"  # relative to the directory `bazel run` was started from
   tflite = out / "tinyllama-tiny_none_ekv32.tflite"

@@ -213,7 +213,7 @@ class _Defined:
       if checkpoint is not None and not common.user_path(checkpoint).exists():
         from litezoo import sources  # pylint: disable=g-import-not-at-top
         raise sources.missing(common.user_path(checkpoint))  # not after seconds of imports
-    signatures = None
+    signatures, notes = None, []  # notes: said after the warnings, which matter more
     if self.signatures:
       signatures = Signatures(
           int_list(self.prefill.value, "prefill_seq_lens") if self.prefill.value is not None
@@ -257,7 +257,7 @@ class _Defined:
       if left_out:  # said, not silent: a file without them is slower on long prompts
         built_on = (", and the window signatures built on them"
                     if asked.prefill_windows or asked.verify_windows else "")
-        found.append(f"--kv_cache_max_len={kv} leaves out the model's {', '.join(left_out)} "
+        notes.append(f"--kv_cache_max_len={kv} leaves out the model's {', '.join(left_out)} "
                      f"(too long for that cache){built_on}")
     recipe = None
     if self.recipe is not None:
@@ -269,6 +269,8 @@ class _Defined:
       console.log(line)
     for problem in default_registry().errors:  # not only when a lookup fails: said every run
       console.log(f"warning: {problem} (its models are left out; the others work)")
+    for line in notes:
+      console.log(line)
 
     def check_config():
       # Reading the plugin's config through its family imports transformers and torch (seconds),
