@@ -183,6 +183,11 @@ def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) 
           "largest_matrix": found.largest_matrix}
 
 
+def _processes(exported: dict) -> str:
+  """How export_float ran, for its stage's done line (a run in one process takes twice as long)."""
+  return "in two processes" if exported["export_processes"] == 2 else "in one process"
+
+
 class _Stages:
   """Prints each stage as it starts and ends, with its time, and every `heartbeat` seconds while
   it runs (exporting a 1B model takes minutes with nothing else to show)."""
@@ -191,7 +196,8 @@ class _Stages:
     self.log, self.total, self.index, self.seconds = log, total, 0, {}
     self.heartbeat = heartbeat
 
-  def run(self, name: str, fn: Callable, *args, **kwargs):
+  def run(self, name: str, fn: Callable, *args, detail: Callable | None = None, **kwargs):
+    """fn(*args, **kwargs), logged; `detail(result)`, when given, is added to the done line."""
     self.index += 1
     label = f"[{self.index}/{self.total}] {name}"
     self.log(f"{label} ...")
@@ -211,7 +217,8 @@ class _Stages:
       done.set()
       thread.join()
     self.seconds[name] = round(time.monotonic() - start, 2)
-    self.log(f"{label} done in {self.seconds[name]:.1f} s "
+    said = f", {detail(result)}" if detail is not None else ""
+    self.log(f"{label} done in {self.seconds[name]:.1f} s{said} "
              f"(peak RSS {peak_rss_bytes() / 2**30:.2f} GiB)")
     return result
 
@@ -258,7 +265,8 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
   quant_recipe = recipes.resolve(recipe, tied)
   with files.atomic_path(final) as tmp:
     if quant_recipe is None:  # the float export is the artifact: written in place, never moved
-      exported = stages.run("export float", export.export_float, model, signatures, str(tmp))
+      exported = stages.run("export float", export.export_float, model, signatures, str(tmp),
+                            detail=_processes)
       del model
       gc.collect()
       stages.run("quantize (none)", lambda: None)
@@ -266,7 +274,7 @@ def convert(spec: ModelSpec, variant: str, weights: Weights, *, output_dir: str 
     else:
       with files.scratch_path(output_dir, f".{final.stem}.float.tflite") as float_file:
         exported = stages.run("export float", export.export_float, model, signatures,
-                              str(float_file))
+                              str(float_file), detail=_processes)
         del model
         gc.collect()
         data = stages.run(f"quantize {recipe}", export.quantize_file, str(float_file),

@@ -400,6 +400,9 @@ def test_a_long_stage_says_it_is_still_running():
                                  for b in beats)
   assert lines[len(beats) + 1].startswith("[1/2] export float done in 0.2 s")
   assert lines[-2:][0] == "[2/2] write ..." and "still running" not in lines[-1]
+  said = convert._Stages(lines.append, total=1)  # pylint: disable=protected-access
+  said.run("add", lambda: 5, detail=lambda r: f"got {r}")
+  assert lines[-1].startswith("[1/1] add done in 0.0 s, got 5 (peak RSS ")
   assert not [t for t in threading.enumerate() if t.name == "litezoo-stage-heartbeat"]
 
 
