@@ -342,6 +342,7 @@ def test_a_failed_conversion_leaves_no_partial_file(tmp_path, monkeypatch):
   def export_float(model, signatures, path):  # the export is not the point: its scratch file is
     exported.append(path)
     pathlib.Path(path).write_bytes(b"a float export")
+    return {"export_processes": 1}
 
   def interrupted(*args, **kwargs):
     raise KeyboardInterrupt  # as if Ctrl-C arrived while quantizing
