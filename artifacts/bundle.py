@@ -28,7 +28,6 @@ from typing import Callable
 from litezoo.artifacts import files
 from litezoo.artifacts.manifest import Artifact
 from litezoo.core.errors import ZooError
-from litezoo.quant import recipes
 
 FORMATS = ("task", "litertlm")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
@@ -240,7 +239,7 @@ def check_vocab(bundled: BundleTokenizer, logits: int, checkpoint: os.PathLike, 
 class _Model:
   """What the bundles need to know about the .tflite, read from its manifest."""
 
-  stem: str  # <model>-<variant>_<recipe tag>
+  stem: str  # the .tflite's: <model>-<variant>_<recipe tag>_ekv<N>, so bundles of two caches differ
   model_type: str  # the HF config's model_type
   vocab_size: int
   kv_cache_max_len: int
@@ -257,7 +256,7 @@ def _inspect(artifact: Artifact) -> _Model:
   caches = tuple(sorted(n for n in decode["inputs"] if n.startswith("kv_cache_")))
   k_axis, v_axis = kv_sequence_axis(m.signatures.kv_layout)
   axes = {n: k_axis if n.startswith("kv_cache_k_") else v_axis for n in caches}
-  return _Model(stem=f"{m.model}-{m.variant}_{recipes.parse(m.recipe_name).file_tag}",
+  return _Model(stem=artifact.path.stem,
                 model_type=str(m.config.get("model_type", "")),
                 vocab_size=decode["outputs"]["logits"]["shape"][-1],
                 kv_cache_max_len=m.signatures.kv_cache_max_len, cache_names=caches,

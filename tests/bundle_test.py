@@ -83,10 +83,14 @@ def _zoo_greedy(artifact, tok, context: list[int], n: int) -> list[int]:
   return generate.Session(runner.Runner(artifact.path), tok.stop_ids).generate(context, n)[0]
 
 
-def test_bundles_are_named_after_the_model_and_recipe(tiny):
-  bundles = tiny[3]
+def test_bundles_are_named_after_the_model_recipe_and_cache(tiny):
+  """Named as convert names the .tflite (a trial: two bundles of one model with different
+  --kv_cache_max_len overwrote each other in one directory)."""
+  artifact, bundles = tiny[0], tiny[3]
+  ekv = artifact.manifest.signatures.kv_cache_max_len
   assert {f: p.name for f, p in bundles.items()} == {
-      "task": "tinyllama-tiny_none.task", "litertlm": "tinyllama-tiny_none.litertlm"}
+      "task": f"tinyllama-tiny_none_ekv{ekv}.task",
+      "litertlm": f"tinyllama-tiny_none_ekv{ekv}.litertlm"}
 
 
 @pytest.mark.parametrize("fmt", ["litertlm", "task"])
@@ -289,7 +293,7 @@ def test_tool_refuses_repeated_formats_and_an_empty_output_dir(args, message):
 def test_a_directory_where_a_bundle_goes_is_named_and_nothing_is_written(tiny, tmp_path):
   """Found by a trial: a traceback after the .task was already written beside it."""
   artifact, tok, weights, _ = tiny
-  stem = artifact.path.stem.rsplit("_ekv", 1)[0]
+  stem = artifact.path.stem
   (tmp_path / f"{stem}.litertlm").mkdir()
   with pytest.raises(files.OutputError, match=f"{stem}.litertlm is a directory, where the bundle "
                      "would go"):

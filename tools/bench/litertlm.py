@@ -25,7 +25,7 @@ def run_zoo_bundle(target: Target) -> dict:
   tflite, zoo_record = zoo.convert(target)
   out = target.work / "litertlm"
   out.mkdir(parents=True, exist_ok=True)
-  bundle = out / (tflite.stem.rsplit("_ekv", 1)[0] + ".litertlm")
+  bundle = out / (tflite.stem + ".litertlm")
   args = {"model": target.spec.name, "variant": target.variant, "tflite": str(tflite),
           "checkpoint": str(target.checkpoint), "output_dir": str(out),
           "config_source": target.config_source}
