@@ -184,8 +184,12 @@ def weights_report(path: pathlib.Path, recipe: str, log: Callable[[str], None]) 
 
 
 def _processes(exported: dict) -> str:
-  """How export_float ran, for its stage's done line (a run in one process takes twice as long)."""
-  return "in two processes" if exported["export_processes"] == 2 else "in one process"
+  """How export_float ran, for its stage's done line (a run in one process takes twice as long;
+  in two, both processes' memory counts: the line's own peak RSS is this process's)."""
+  if exported["export_processes"] != 2:
+    return "in one process"
+  return (f"in two processes (the second's peak RSS "
+          f"{exported['export_child_peak_rss_bytes'] / 2**30:.2f} GiB)")
 
 
 class _Stages:

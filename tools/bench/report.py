@@ -165,7 +165,9 @@ def markdown(results: dict) -> str:
       continue
     conv = p.get("conversion")
     conv_text = (f"{conv['seconds']:.0f} / "
-                 f"{_f(conv['peak_rss_bytes'] and conv['peak_rss_bytes'] / 2**30)}" if conv else "–")
+                 f"{_f(conv['peak_rss_bytes'] and conv['peak_rss_bytes'] / 2**30)}"
+                 f"{' (2 processes)' if conv.get('export_processes') == 2 else ''}"
+                 if conv else "–")
     lines.append(
         f"| {name} | {p['engine']} | {p['artifact']['size_bytes'] / 2**20:.0f} | {conv_text} | "
         f"{_f(p.get('load_s'), '{:.2f}')} | {_f(p.get('first_call_s'), '{:.2f}')} | "
