@@ -36,28 +36,19 @@ def test_every_family_config_picks_its_family():
   assert len({t for f in families.FAMILIES for t in f.model_types}) >= 12
 
 
-def test_convert_without_model_writes_the_checkpoint_as_its_own_model(tmp_path):
-  directory = _checkpoint(tmp_path, "qwen3")
-  run = testing.run_tool("convert", f"--checkpoint={directory}", "--quantize=none",
-                         "--prefill_seq_lens=8", "--kv_cache_max_len=16", "--output_dir=out",
-                         cwd=tmp_path)
-  assert run.returncode == 0, run.stderr[-3000:]
-  (manifest,) = (tmp_path / "out").glob("*.json")
-  written = json.loads(manifest.read_text())
-  assert written["model"] == "qwen3" and written["variant"] == "checkpoint"
-  assert (tmp_path / "out" / written["file"]).stat().st_size > 0
-
-
-def test_generate_runs_a_checkpoint_like_a_plugin_model(tmp_path):
+def test_a_checkpoint_generates_and_converts_like_a_plugin_model(tmp_path):
   """`generate --checkpoint=DIR` on a Qwen3 directory as a user has it (config, weights,
-  tokenizer): converted on first use, and the text is transformers' own greedy continuation."""
+  tokenizer): converted on first use, and the text is transformers' own greedy continuation.
+  `convert --checkpoint=DIR` then writes it as a model of its own, from the same cached
+  conversion (one conversion for both: they take seconds each)."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   directory = _checkpoint(tmp_path, "qwen3")
   random_weights.write_tokenizer(directory, family_configs.TINY["qwen3"]["vocab_size"])
+  flags = ("--quantize=none", "--prefill_seq_lens=8", "--kv_cache_max_len=32")
+  env = {"LITEZOO_CACHE": str(tmp_path / "cache")}
   run = testing.run_tool("generate", f"--checkpoint={directory}", "--prompt=hello world",
-                         "--max_new_tokens=8", "--quantize=none", "--prefill_seq_lens=8",
-                         "--kv_cache_max_len=32", cwd=tmp_path)
+                         "--max_new_tokens=8", *flags, cwd=tmp_path, env=env)
   assert run.returncode == 0, run.stderr[-3000:]
   assert "converting qwen3-checkpoint (none) on first use" in run.stderr
   tok = transformers.AutoTokenizer.from_pretrained(directory)
@@ -66,6 +57,15 @@ def test_generate_runs_a_checkpoint_like_a_plugin_model(tmp_path):
   out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
   expected = tok.decode(out[0, prompt.shape[1]:])
   assert expected.strip() and run.stdout.rstrip("\n") == expected
+
+  run = testing.run_tool("convert", f"--checkpoint={directory}", *flags, "--output_dir=out",
+                         cwd=tmp_path, env=env)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "converting" not in run.stderr  # generate's conversion, taken from the cache
+  (manifest,) = (tmp_path / "out").glob("*.json")
+  written = json.loads(manifest.read_text())
+  assert written["model"] == "qwen3" and written["variant"] == "checkpoint"
+  assert (tmp_path / "out" / written["file"]).stat().st_size > 0
 
 
 def test_a_config_without_model_type_says_so(tmp_path):
