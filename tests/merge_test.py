@@ -43,6 +43,27 @@ def whole(model, tmp_path_factory):
   return path
 
 
+@pytest.fixture(scope="module")
+def split(model, whole, tmp_path_factory):
+  """export_float's own split, in this process (which has lowered a model already, `whole`, so
+  the groups convert one after the other): the merged file and copies of its two parts."""
+  del whole  # converted first, for that reason
+  out, parts = tmp_path_factory.mktemp("split"), []
+
+  def keep(first, second, merged_path):  # the two groups' files, then the merge as usual
+    for part in (first, second):
+      parts.append(out / f"part{len(parts)}.tflite")
+      parts[-1].write_bytes(part.read_bytes())
+    merge_file(first, second, merged_path)
+
+  merge_file = merge.merge
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(merge, "merge", keep)
+    info = export.export_float(model, SIGNATURES, str(out / "serial.tflite"))
+  assert info == {"export_processes": 1} and len(parts) == 2
+  return out / "serial.tflite", parts
+
+
 def _outputs(path: pathlib.Path) -> dict:
   from ai_edge_litert import interpreter  # pylint: disable=g-import-not-at-top
   run = interpreter.Interpreter(model_path=str(path))
@@ -69,7 +90,7 @@ def _stored_bytes(path: pathlib.Path) -> int:
   return sum(m.Buffers(i).DataLength() + m.Buffers(i).Size() for i in range(m.BuffersLength()))
 
 
-def test_two_groups_give_the_outputs_of_one_conversion(model, whole, tmp_path, monkeypatch):
+def test_two_groups_give_the_outputs_of_one_conversion(model, whole, split, tmp_path):
   # A fresh process (convert) splits its first export across two processes where it can; this
   # one has lowered a model already (`whole`), so it converts the two groups in turn.
   flags = ["--model=tinyllama", "--variant=tiny", "--quantize=none", "--prefill_seq_lens=8",
@@ -85,10 +106,9 @@ def test_two_groups_give_the_outputs_of_one_conversion(model, whole, tmp_path, m
     # The done line gives the second process's memory too: a machine needs both.
     child = conversion["export_child_peak_rss_bytes"] / 2**30
     assert f"in two processes (the second's peak RSS {child:.2f} GiB)" in run.stderr
-  serial = tmp_path / "serial.tflite"
-  assert export.export_float(model, SIGNATURES, str(serial)) == {"export_processes": 1}
+  serial = split[0]
   assert parallel.read_bytes() == serial.read_bytes()  # the same file however it ran
-  assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out", "serial.tflite"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]
 
   expected, found = _outputs(whole), _outputs(parallel)
   assert list(found) == list(expected)  # the same signatures, in the same order
@@ -124,13 +144,22 @@ def test_a_stuck_second_process_is_stopped():
     os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left
 
 
-def test_an_interrupted_merge_leaves_no_part_behind(model, tmp_path, monkeypatch):
-  def interrupted(*_):
+@pytest.mark.parametrize("forked", [False, True])
+def test_an_interrupted_merge_leaves_no_part_behind(forked, tmp_path, monkeypatch):
+  """export_float's split (`_in_two`) with groups whose conversion writes a part, in one process
+  or two: Ctrl-C at the merge leaves neither part, nor the child's error file."""
+  def interrupted(first, second, _):
+    assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
     raise KeyboardInterrupt
 
+  def convert(group, out):
+    pathlib.Path(out).write_bytes(group)
+
   monkeypatch.setattr(merge, "merge", interrupted)
+  # The fork's child only writes its part (no thread pool of this process is used there).
+  monkeypatch.setattr(export, "_second_process", lambda: forked)
   with pytest.raises(KeyboardInterrupt):
-    export.export_float(model, SIGNATURES, str(tmp_path / "m.tflite"))
+    export._in_two(convert, b"one", b"two", str(tmp_path / "m.tflite"))  # pylint: disable=protected-access
   assert list(tmp_path.iterdir()) == []
 
 
@@ -169,24 +198,13 @@ def _externalized(path: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
   return out
 
 
-def test_weights_stored_after_the_flatbuffer_are_merged_once(model, whole, tmp_path, monkeypatch):
-  parts = []
-
-  def keep(first, second, out):  # the two groups' files, then the merge as usual
-    for part in (first, second):
-      parts.append(tmp_path / f"part{len(parts)}.tflite")
-      parts[-1].write_bytes(part.read_bytes())
-    merged(first, second, out)
-
-  merged = merge.merge
-  monkeypatch.setattr(merge, "merge", keep)
-  inline = tmp_path / "inline.tflite"
-  export.export_float(model, SIGNATURES, str(inline))
+def test_weights_stored_after_the_flatbuffer_are_merged_once(whole, split, tmp_path):
+  inline, parts = split
   outside = [_externalized(p, tmp_path / f"outside{i}.tflite") for i, p in enumerate(parts)]
   np.testing.assert_array_equal(_outputs(outside[0])["decode"]["logits"],
                                 _outputs(parts[0])["decode"]["logits"])
   out = tmp_path / "merged.tflite"
-  merged(outside[0], outside[1], out)
+  merge.merge(outside[0], outside[1], out)
   expected, found = _outputs(inline), _outputs(out)
   assert list(found) == list(expected)
   for name, outputs in expected.items():
