@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -198,6 +199,26 @@ def _tiny_weights(spec):
   return pipeline.weights(spec, "tiny", log=lambda _: None)
 
 
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory):
+  """An artifact cache holding the tiny TinyLlama's SMALL float32 conversion (and its random
+  weights), converted once for the tests that start from it: each gets a copy of its own."""
+  root = tmp_path_factory.mktemp("small-cache")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("LITEZOO_CACHE", str(root))
+    pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none", signatures=SMALL,
+                      log=lambda _: None)
+  return root
+
+
+def _cached_small(small_cache, tmp_path, monkeypatch):
+  """A copy of `small_cache` as tmp_path/cache, the LITEZOO_CACHE from now on; its artifact."""
+  shutil.copytree(small_cache, tmp_path / "cache")
+  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
+  return pipeline.cached_artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
+                                  signatures=SMALL)
+
+
 def test_a_transposed_cache_as_long_as_a_head_is_wide_runs(tmp_path):
   """K [1, heads, 16, 16] and V [1, heads, 16, 16] have one shape: the runner reads the layout
   from the manifest, not from the shapes."""
@@ -215,12 +236,10 @@ def test_a_transposed_cache_as_long_as_a_head_is_wide_runs(tmp_path):
     run.prefill([1, 2, 3], all_logits=True)
 
 
-def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
+def test_convert_copies_what_the_cache_already_holds(small_cache, tmp_path, monkeypatch):
   """The same settings converted before (by generate, serve, ...): convert copies the cached file
   and its manifest instead of converting again, byte for byte what a conversion writes."""
-  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
-  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
-                             signatures=SMALL, log=lambda _: None)
+  cached = _cached_small(small_cache, tmp_path, monkeypatch)
   flags = ("--model=tinyllama", "--variant=tiny", "--quantize=none", "--prefill_seq_lens=8",
            "--kv_cache_max_len=32", "--verify_lengths=none")
   copied = testing.run_tool("convert", *flags, "--output_dir=copy", cwd=tmp_path,
@@ -257,11 +276,9 @@ def test_convert_copies_what_the_cache_already_holds(tmp_path, monkeypatch):
                                   signatures=SMALL) is None
 
 
-def test_convert_copies_where_it_cannot_link(tmp_path, monkeypatch):
+def test_convert_copies_where_it_cannot_link(small_cache, tmp_path, monkeypatch):
   """Another file system (EXDEV) or one without hard links: the output is a whole copy."""
-  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
-  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
-                             signatures=SMALL, log=lambda _: None)
+  cached = _cached_small(small_cache, tmp_path, monkeypatch)
 
   def no_link(*_):
     raise OSError(errno.EXDEV, "Invalid cross-device link")
@@ -275,12 +292,10 @@ def test_convert_copies_where_it_cannot_link(tmp_path, monkeypatch):
       [out.path.name, out.path.name.removesuffix(".tflite") + ".manifest.json"])
 
 
-def test_convert_quantizes_the_cached_float_conversion(tmp_path, monkeypatch):
+def test_convert_quantizes_the_cached_float_conversion(small_cache, tmp_path, monkeypatch):
   """A quantized recipe on a cache miss whose float32 conversion is cached: convert quantizes that
   file (seconds) instead of converting again, to the bytes a conversion from scratch writes."""
-  monkeypatch.setenv("LITEZOO_CACHE", str(tmp_path / "cache"))
-  cached = pipeline.artifact(SPEC, "tiny", _tiny_weights(SPEC), recipe="none",
-                             signatures=SMALL, log=lambda _: None)
+  cached = _cached_small(small_cache, tmp_path, monkeypatch)
   flags = ("--model=tinyllama", "--variant=tiny", "--quantize=dynamic_int8",
            "--prefill_seq_lens=8", "--kv_cache_max_len=32", "--verify_lengths=none")
   quantized = testing.run_tool("convert", *flags, "--output_dir=q", cwd=tmp_path,
