@@ -15,6 +15,7 @@ the `.task` is refused and the `.litertlm`, which carries the tokenizer as is, i
 
 import contextlib
 import dataclasses
+import filecmp
 import hashlib
 import mmap
 import os
@@ -408,5 +409,8 @@ def write_bundles(artifact: Artifact, tok, checkpoint: pathlib.Path, output_dir:
       else:
         _litertlm(model, litertlm_type, artifact.path, bundled, scratch / final.name, scratch)
     for final in finals.values():
+      if final.exists() and not filecmp.cmp(final, scratch / final.name, shallow=False):
+        # The name holds model, recipe and cache length: other signatures or weights share it.
+        log(f"replacing {final}, which held a different bundle of that name")
       os.replace(scratch / final.name, final)
   return finals

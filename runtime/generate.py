@@ -303,9 +303,13 @@ class Stats:
     calls = "verify call" if self.verify_calls == 1 else "verify calls"
     spec = (f"; {self.verify_calls} {calls}, {self.accepted}/{self.drafted} draft tokens "
             f"accepted" if self.verify_calls else "")
-    return (f"prefill {self.prompt_tokens} tokens at {self.prefill_tps:.1f} tok/s, decode "
-            f"{self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s ({self.stopped_by}"
-            f"{spec})")
+    if self.generated_tokens > 1:
+      decode = f"decode {self.generated_tokens} tokens at {self.decode_tps:.1f} tok/s"
+    else:  # no decode step ran: a rate would read 0.0 tok/s
+      decode = ("1 token, from the prefill's logits (no decode step)" if self.generated_tokens
+                else "no token")
+    return (f"prefill {self.prompt_tokens} tokens at {self.prefill_tps:.1f} tok/s, {decode} "
+            f"({self.stopped_by}{spec})")
 
 
 class Session:

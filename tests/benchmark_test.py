@@ -289,7 +289,9 @@ def test_bandwidth_reads_the_whole_array():
     (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--depths=100"],
      "--depths=100 does not fit a KV cache of 64 with 32 decode tokens: use at most 30"),
     # A trial found these ignored, or failing only after the bandwidth test.
-    (["--depths=-5"], "--depths must be 0 or more, got -5"),
+    (["--depths=-5"], "--depths must be at least 1, got -5"),
+    # A trial: depth 0 ran every peer, then the zoo failed ("prefill needs at least one token").
+    (["--depths=0,16"], "--depths must be at least 1, got 0"),
     (["--kv_cache_max_len=64", "--prefill_seq_lens=8", "--ttft_prompt=100"],
      "--ttft_prompt=100 is more than half the KV cache of 64: use at most 32"),
     (["--bandwidth_mib=-1"], "--bandwidth_mib must be at least 1, got -1"),
@@ -306,6 +308,18 @@ def test_options_past_the_model_limits_are_clear_errors(flags, message):
   run = testing.run_tool("benchmark", "--model=tinyllama", "--variant=tiny", *peers, *flags)
   assert run.returncode == 2, run.stderr[-2000:]
   assert message in run.stderr
+
+
+def test_no_peer_that_ran_is_an_error_and_writes_nothing(tmp_path):
+  """A trial: --peers=llamacpp without a llama.cpp build exited 0 with an empty table."""
+  (tmp_path / "no-build").mkdir()
+  run = testing.run_tool("benchmark", *TINY, "--peers=llamacpp",
+                         f"--llamacpp_dir={tmp_path / 'no-build'}",
+                         f"--output_dir={tmp_path / 'out'}", f"--work_dir={tmp_path / 'work'}")
+  line = testing.one_line_error(run, "benchmark")
+  assert line.startswith("benchmark: error: no peer ran, so no results were written: llamacpp "
+                         "skipped: ") and "tools/setup_llamacpp.sh" in line
+  assert not (tmp_path / "out").exists()
 
 
 def test_the_zoo_is_measured_without_torch_loaded():

@@ -301,6 +301,27 @@ def test_a_directory_where_a_bundle_goes_is_named_and_nothing_is_written(tiny, t
   assert [p.name for p in tmp_path.iterdir()] == [f"{stem}.litertlm"]
 
 
+def test_a_different_bundle_of_the_same_name_is_replaced_and_said(tiny, tmp_path):
+  """A trial: a bundle of other signatures (the name holds model, recipe and cache length only)
+  was replaced silently. The same bundle written again says nothing."""
+  artifact, tok, weights, _ = tiny
+  said = []
+
+  def write():
+    said.clear()
+    return bundle.write_bundles(artifact, tok, weights.path, tmp_path, formats=("litertlm",),
+                                log=said.append)["litertlm"]
+
+  path = write()
+  first = path.read_bytes()
+  assert write() == path and path.read_bytes() == first
+  assert not [m for m in said if "replacing" in m]
+  path.write_bytes(first[:-1] + bytes([first[-1] ^ 1]))  # another bundle of that name
+  write()
+  assert f"replacing {path}, which held a different bundle of that name" in said
+  assert path.read_bytes() == first
+
+
 def test_tool_refuses_an_unknown_format_before_converting():
   result = testing.run_tool("bundle", "--model=tinyllama", "--variant=tiny", "--format=zip")
   assert testing.one_line_error(result, "bundle") == (

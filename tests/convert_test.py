@@ -68,12 +68,18 @@ def test_cli_converts_and_the_manifest_describes_the_file(tmp_path):
   assert sigs["verify_8"]["outputs"]["logits"]["shape"] == [1, 8, 256]  # every token's
 
 
-def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(tmp_path):
+def test_cli_kv_layout_flag_picks_litert_torchs_default_layout(small_cache, tmp_path,
+                                                              monkeypatch):
+  # Where another conversion of that name lies (SMALL: other signatures, the same cache length).
+  earlier = tmp_path / "out" / "tinyllama-tiny_none_ekv32.tflite"
+  cache.fill_from(_cached_small(small_cache, tmp_path, monkeypatch), earlier)
   # No --prefill_seq_lens: of the plugin's (32, 128), the one that fits the 32-entry cache.
   result = testing.run_tool("convert", "--model=tinyllama", "--variant=tiny", "--quantize=none",
                             "--kv_cache_max_len=32", "--kv_layout=default",
                             "--verify_lengths=none", "--output_dir=out", cwd=tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
+  # Replaced, and said so (a trial: a bundle of other signatures was replaced silently).
+  assert f"replacing {earlier}, which held a different conversion of that name" in result.stderr
   manifest = json.loads((tmp_path / "out" / "tinyllama-tiny_none_ekv32.manifest.json").read_text())
   assert manifest["signatures"]["prefill_seq_lens"] == [32]
   inputs = manifest["signature_details"]["decode"]["inputs"]
@@ -263,6 +269,9 @@ def test_convert_copies_what_the_cache_already_holds(small_cache, tmp_path, monk
   again = testing.run_tool("convert", *flags, "--output_dir=again", cwd=tmp_path,
                            env={"LITEZOO_CACHE": str(tmp_path / "empty")})
   assert again.returncode == 0 and "a hard link to the cached conversion" in again.stderr
+  assert "replacing" not in testing.run_tool(  # the same bytes where they were: nothing to say
+      "convert", *flags, "--output_dir=again", cwd=tmp_path,
+      env={"LITEZOO_CACHE": str(tmp_path / "empty")}).stderr
   # A linked output changed in place is the cache's file changed: both readers catch it, and the
   # cache converts its own again (a new file: the output keeps the changed one).
   with open(tmp_path / "again" / out.name, "r+b") as f:

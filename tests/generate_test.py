@@ -68,6 +68,18 @@ def test_greedy_generation_matches_pytorch(tiny, prompt_len):
   assert stats.prefill_tps > 0 and stats.decode_tps > 0
 
 
+def test_the_stats_line_gives_no_rate_when_no_decode_step_ran():
+  """A trial: a prompt that left one slot in the cache printed "decode 1 tokens at 0.0 tok/s"."""
+  one = generate.Stats(prompt_tokens=63, prefill_seconds=0.5, generated_tokens=1,
+                       stopped_by="KV cache full")
+  assert one.line() == ("prefill 63 tokens at 126.0 tok/s, 1 token, from the prefill's logits "
+                        "(no decode step) (KV cache full)")
+  three = generate.Stats(prompt_tokens=4, prefill_seconds=0.5, generated_tokens=3,
+                         decode_seconds=0.5, stopped_by="max_new_tokens")
+  assert three.line() == ("prefill 4 tokens at 8.0 tok/s, decode 3 tokens at 4.0 tok/s "
+                          "(max_new_tokens)")
+
+
 def test_prompt_lookup_drafts_the_continuation_of_the_latest_match():
   history = [1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 1, 2, 3]
   assert generate.prompt_lookup(history, 3) == [7, 8, 5]  # the latest 1 2 3, not the first
@@ -470,6 +482,8 @@ def test_cli_converts_once_then_reuses_the_cached_artifact(tiny):
      "--draft_model=nosuch: unknown model 'nosuch'; registered models:"),
     (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2/huge"),
      "--draft_model=smollm2/huge: unknown variant 'huge' of model 'smollm2'"),
+    (("--prompt=x", "--speculative=draft_model", "--draft_model=smollm2/"),  # a trial: read as
+     "--draft_model=smollm2/ is not NAME or NAME/VARIANT of a registered model"),  # the default
     (("--prompt=x", "--speculative=draft_model", "--draft_model=/tmp/ckpt"),
      "--draft_model=/tmp/ckpt is not NAME or NAME/VARIANT of a registered model"),
     (("--prompt=x", "--speculative=prompt_lookup", "--draft_tokens=8"),

@@ -101,6 +101,10 @@ def main(argv):
   peers = _check_peer_flags()
   out = zoo_flags.output_dir(_OUTPUT_DIR)  # before the hour of measuring, not after
   results, default_recipe = run(peers)
+  outcomes = results["peers"]
+  if not any(p["status"] == "ok" for p in outcomes.values()):  # an empty table helps nobody
+    raise ZooError("no peer ran, so no results were written: " + "; ".join(
+        f"{name} {p['status']}: {p['reason']}" for name, p in outcomes.items()))
   stem = results["model"] + "-" + results["variant"]
   if results["recipe"] != default_recipe:
     from litezoo.quant import recipes  # pylint: disable=g-import-not-at-top
@@ -112,6 +116,11 @@ def main(argv):
     report.plot(results, tmp)
   console.out(report.markdown(results))
   console.out(f"wrote {out / stem}.json, .md and .png")
+  failed = [name for name, p in outcomes.items() if p["status"] == "failed"]
+  if failed:  # written for the peers that ran, and said: a failed peer is not a result
+    console.log(f"benchmark: error: {', '.join(failed)} failed (the reason is above and in the "
+                "JSON); the other peers' results are written")
+    return 1
   return 0
 
 
@@ -153,9 +162,10 @@ def _check_peer_flags() -> list[str]:
                       ("bandwidth_mib", _BANDWIDTH_MIB.value)):
     if value < 1:
       raise zoo_flags.FlagError(f"--{name} must be at least 1, got {value}")
-  negative = [d for d in _int_list(_DEPTHS.value, "depths") if d < 0]
-  if negative:
-    raise zoo_flags.FlagError(f"--depths must be 0 or more, got {negative[0]}")
+  # A depth is the context decode runs after: at least the one token a prefill needs.
+  empty = [d for d in _int_list(_DEPTHS.value, "depths") if d < 1]
+  if empty:
+    raise zoo_flags.FlagError(f"--depths must be at least 1, got {empty[0]}")
   # (A --llamacpp_dir without a build in it is the llama.cpp peers' own "skipped" row.)
   if _LLAMACPP_DIR.value and not {"llamacpp", "llamacpp-gguf"} & set(peers):
     raise zoo_flags.FlagError("--llamacpp_dir applies only with the llamacpp or llamacpp-gguf "
@@ -368,6 +378,11 @@ def _write(stem: str, s, results: dict, module, title: str) -> int:
     module.plot(results, tmp)
   console.out(table)
   console.out(f"wrote {out / stem}.json, .md and .png")
+  failed = [name for name, p in outcomes.items() if p["status"] == "failed"]
+  if failed:  # written for the peers that ran, and said: a failed peer is not a result
+    console.log(f"benchmark: error: {', '.join(failed)} failed (the reason is above and in the "
+                "JSON); the other peers' results are written")
+    return 1
   return 0
 
 

@@ -9,7 +9,7 @@ does: the same settings are converted once, whichever tool asked first.
 from absl import flags
 
 from litezoo import pipeline
-from litezoo.artifacts import cache
+from litezoo.artifacts import cache, manifest
 from litezoo.tools import common, console
 from litezoo.tools import flags as zoo_flags
 
@@ -37,6 +37,10 @@ def main(argv):
   if final.resolve() == artifact.path.resolve():
     console.log(f"{final} is the cached conversion of these settings already: nothing to do")
     return 0
+  earlier = manifest.find(final)
+  if earlier is not None and earlier.manifest.sha256 != artifact.manifest.sha256:
+    # The name holds model, recipe and cache length: other signatures or weights share it.
+    console.log(f"replacing {final}, which held a different conversion of that name")
   _, linked = cache.fill_from(artifact, final, link=True)
   how = "a hard link to" if linked else "a copy of"  # a link: the same bytes are not kept twice
   console.log(f"wrote {final} ({final.stat().st_size / 2**20:.1f} MiB) and its manifest: {how} "

@@ -83,8 +83,8 @@ def _speculative(s: zoo_flags.Selection, tok) -> generate.PromptLookup | generat
     return generate.PromptLookup(draft_tokens=_DRAFT_TOKENS.value)
   from litezoo.sources import weights as weights_lib  # pylint: disable=g-import-not-at-top
   label = f"--draft_model={_DRAFT_MODEL.value}"
-  name, _, variant = _DRAFT_MODEL.value.partition("/")
-  if not name.strip() or "/" in variant:
+  name, slash, variant = _DRAFT_MODEL.value.partition("/")
+  if not name.strip() or "/" in variant or (slash and not variant.strip()):
     raise zoo_flags.FlagError(f"{label} is not NAME or NAME/VARIANT of a registered model (a "
                               "checkpoint cannot draft here), e.g. --draft_model=smollm2/135m")
   try:  # the errors name the draft's flag, not --model's
