@@ -104,6 +104,10 @@ def test_markdown_is_regenerated_from_the_json(results):
   rows = [line for line in table.splitlines() if line.startswith("| zoo |") or
           line.startswith("| torch |")]
   assert len(rows) == 2 and "llamacpp: skipped" in table
+  # A trial read an earlier run's conversion time as this run's: the cell says which it is.
+  conversion = r["peers"]["zoo"]["conversion"]
+  assert ("(an earlier run)" in rows[0]) == conversion["reused"]
+  assert ("(2 processes)" in rows[0]) == (conversion["export_processes"] == 2)
   resident = r["peers"]["zoo"]["resident_bytes_by_mapping"]
   shown = re.search(r"by mapping \(MiB[^:]*\): zoo: ([^;]*);", table).group(1)
   assert shown == ", ".join(f"{kind} {report._mib(size)}" for kind, size in  # pylint: disable=protected-access

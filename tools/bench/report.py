@@ -167,6 +167,7 @@ def markdown(results: dict) -> str:
     conv_text = (f"{conv['seconds']:.0f} / "
                  f"{_f(conv['peak_rss_bytes'] and conv['peak_rss_bytes'] / 2**30)}"
                  f"{' (2 processes)' if conv.get('export_processes') == 2 else ''}"
+                 f"{' (an earlier run)' if conv.get('reused') else ''}"
                  if conv else "–")
     lines.append(
         f"| {name} | {p['engine']} | {p['artifact']['size_bytes'] / 2**20:.0f} | {conv_text} | "
